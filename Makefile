@@ -1,0 +1,30 @@
+# Heimdall: the two commands are `make demo` and `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test test-fast services-up services-down clean
+
+# Re-install only when the project's dependencies change.
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/heimdall demo
+
+# Unit and slow tests, with the real services the service tests need.
+test: install
+	bash scripts/run-tests.sh
+
+# Fast, offline unit tests only.
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow and not services" -q
+
+clean:
+	rm -rf $(VENV) .heimdall .pytest_cache .coverage

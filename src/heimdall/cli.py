@@ -1,0 +1,336 @@
+"""The `heimdall` command line: parse, call one pipeline, render.
+
+Every command exits non-zero with one `error: ...` line on bad input; `--json` prints one
+JSON object on the last line of stdout.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from heimdall.errors import HeimdallError
+from heimdall.settings import Settings
+
+app = typer.Typer(
+    name="heimdall",
+    help="Locate a radio transmitter from what a network of receivers heard of it.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+datasets_app = typer.Typer(help="List, inspect and export datasets.", no_args_is_help=True)
+app.add_typer(datasets_app, name="datasets")
+
+console = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object on the last line of stdout.")]
+
+
+def _context() -> Any:
+    from heimdall.logging_setup import configure_logging
+    from heimdall.pipelines import open_context
+
+    settings = Settings()
+    configure_logging(settings.log_level)
+    return open_context(settings)
+
+
+def _fail(message: str, code: int = 1) -> None:
+    # One line, whatever the message held.
+    typer.echo(f"error: {' '.join(str(message).split())}", err=True)
+    raise typer.Exit(code)
+
+
+def handle_errors(func: F) -> F:
+    """Turn Heimdall's errors (and validation errors) into one line and exit code 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from pydantic import ValidationError
+
+        try:
+            return func(*args, **kwargs)
+        except HeimdallError as exc:
+            _fail(str(exc))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            _fail(f"invalid value for {'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
+        except KeyboardInterrupt:
+            _fail("interrupted", code=130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _emit(payload: Any, as_json: bool, render: Callable[[], None] | None = None) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(payload, default=str) + "\n")
+    elif render is not None:
+        render()
+    else:
+        Console().print_json(json.dumps(payload, default=str))
+
+
+def _fmt_m(value: Any) -> str:
+    return f"{value / 1000:,.1f} km" if value >= 10_000 else f"{value:,.0f} m"
+
+
+def _summary_table(evaluation: dict[str, Any], title: str) -> Table:
+    table = Table(title=title)
+    for column in ("method", "median", "p90", "RMSE", "1-sigma cov.", "2-sigma cov."):
+        table.add_column(column, justify="right" if column != "method" else "left")
+    table.add_row(
+        "model",
+        _fmt_m(evaluation["median_error_m"]),
+        _fmt_m(evaluation["p90_error_m"]),
+        _fmt_m(evaluation["rmse_m"]),
+        f"{evaluation['coverage_1sigma']:.3f}",
+        f"{evaluation['coverage_2sigma']:.3f}",
+    )
+    for name, summary in evaluation.get("baselines", {}).items():
+        table.add_row(name, _fmt_m(summary["median_error_m"]), _fmt_m(summary["p90_error_m"]), _fmt_m(summary["rmse_m"]), "-", "-")
+    if "crlb_rmse_m" in evaluation:
+        table.add_row("CRLB", _fmt_m(evaluation["crlb_median_m"]), "-", _fmt_m(evaluation["crlb_rmse_m"]), "0.393", "0.865")
+    return table
+
+
+@app.command()
+@handle_errors
+def demo(
+    samples: Annotated[int, typer.Option(help="Samples to simulate.")] = 20_000,
+    epochs: Annotated[int, typer.Option(help="Maximum training epochs.")] = 40,
+    out: Annotated[Path | None, typer.Option(help="Report directory.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Generate, train, evaluate, export, register and localise, end to end."""
+    from heimdall.pipelines.demo import demo as run_demo
+
+    ctx = _context()
+    result = run_demo(ctx, samples=samples, epochs=epochs, out=out, step=lambda m: console.print(m))
+
+    def render() -> None:
+        out_console = Console()
+        out_console.print(_summary_table(result.evaluation, f"Test split of {result.dataset}"))
+        out_console.print(_summary_table(result.fresh_evaluation, "Fresh dataset, another seed"))
+        out_console.print(f"model bundle:  {result.model}")
+        out_console.print(f"MLflow store:  {result.mlflow_store} (run {result.mlflow_run_id})")
+        out_console.print(f"report:        {result.report_dir}")
+        out_console.print(f"took {result.seconds:.0f} s")
+
+    _emit(result.to_json(), as_json, render)
+
+
+@app.command()
+@handle_errors
+def generate(
+    name: Annotated[str, typer.Option(help="Dataset name.")],
+    samples: Annotated[int, typer.Option(help="Number of samples.")],
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    network: Annotated[Path | None, typer.Option(help="Receiver network file (YAML/JSON).")] = None,
+    kind: Annotated[str, typer.Option(help="features or iq.")] = "features",
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    split_mode: Annotated[str, typer.Option("--split-mode", "--split_mode", help="random or grid.")] = "random",
+    description: Annotated[str | None, typer.Option(help="Free text.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Simulate a dataset for a receiver network."""
+    from heimdall.pipelines import generate as run_generate
+
+    if kind not in ("features", "iq"):
+        _fail(f"--kind must be features or iq, got {kind!r}")
+    if split_mode not in ("random", "grid"):
+        _fail(f"--split-mode must be random or grid, got {split_mode!r}")
+    result = run_generate(
+        _context(), name, samples, seed=seed, network_path=network, kind=kind, workers=workers,
+        split_mode=split_mode, description=description,  # type: ignore[arg-type]
+    )
+    payload = {
+        "dataset": result.dataset,
+        "samples": result.samples,
+        "samples_per_s": round(result.samples_per_s, 1),
+        "acceptance_rate": round(result.acceptance_rate, 4),
+        "splits": result.splits,
+    }
+    _emit(payload, as_json, lambda: Console().print(
+        f"dataset {result.dataset}: {result.samples} samples ({result.samples_per_s:,.0f}/s), "
+        f"acceptance {result.acceptance_rate:.3f}, splits {result.splits}"
+    ))
+
+
+@datasets_app.command("list")
+@handle_errors
+def datasets_list(as_json: JsonFlag = False) -> None:
+    """List datasets."""
+    from heimdall.pipelines import datasets_list as run_list
+
+    rows = run_list(_context())
+
+    def render() -> None:
+        table = Table("name", "kind", "samples", "network", "splits", "created")
+        for row in rows:
+            table.add_row(row["name"], row["kind"], str(row["samples"]), row["network"], json.dumps(row["splits"]), row["created_at"][:19])
+        Console().print(table)
+
+    _emit({"datasets": rows}, as_json, render)
+
+
+@datasets_app.command("show")
+@handle_errors
+def datasets_show(name: str, as_json: JsonFlag = False) -> None:
+    """Show one dataset's manifest."""
+    from heimdall.pipelines import dataset_show
+
+    _emit(dataset_show(_context(), name), as_json)
+
+
+@datasets_app.command("export")
+@handle_errors
+def datasets_export(
+    name: str,
+    output: Annotated[Path, typer.Option("-o", "--output", help="CSV or Parquet file to write.")],
+    split: Annotated[str, typer.Option(help="train, val, test or all.")] = "test",
+    as_json: JsonFlag = False,
+) -> None:
+    """Write a split in the long measurement format, truth included."""
+    from heimdall.pipelines import dataset_export
+
+    result = dataset_export(_context(), name, split, output)
+    _emit(result, as_json, lambda: Console().print(f"wrote {result['rows']} rows ({result['samples']} samples) to {output}"))
+
+
+@app.command()
+@handle_errors
+def train(
+    dataset: Annotated[str | None, typer.Option(help="Dataset name.")] = None,
+    epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 40,
+    batch_size: Annotated[int, typer.Option("--batch-size", "--batch_size")] = 256,
+    learning_rate: Annotated[float, typer.Option("--learning-rate", "--learning_rate")] = 2e-3,
+    validation_split: Annotated[float | None, typer.Option("--validation-split", "--validation_split")] = None,
+    accelerator: Annotated[str, typer.Option(help="cpu, gpu or auto.")] = "cpu",
+    devices: Annotated[int, typer.Option(help="Number of devices.")] = 1,
+    num_workers: Annotated[int, typer.Option("--num-workers", "--num_workers")] = 0,
+    checkpoint: Annotated[Path | None, typer.Option(help="Checkpoint to resume or export.")] = None,
+    resume_training: Annotated[bool, typer.Option("--resume-training", "--resume_training")] = False,
+    export_only: Annotated[bool, typer.Option("--export-only", "--export_only")] = False,
+    init_from: Annotated[str | None, typer.Option("--init-from", "--init_from", help="Checkpoint to fine-tune.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Train a model on a dataset (or resume, or export a checkpoint)."""
+    from heimdall import pipelines
+
+    if accelerator not in ("cpu", "gpu", "auto"):
+        _fail(f"--accelerator must be cpu, gpu or auto, got {accelerator!r}")
+    ctx = _context()
+    if export_only:
+        if checkpoint is None:
+            _fail("--export-only needs --checkpoint PATH")
+        result = pipelines.export(ctx, checkpoint)
+        _emit(_export_payload(result), as_json)
+        return
+    request = pipelines.TrainRequest(
+        dataset=dataset, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+        validation_split=validation_split, accelerator=accelerator, devices=devices,  # type: ignore[arg-type]
+        num_workers=num_workers, checkpoint=checkpoint, resume_training=resume_training,
+        init_from=init_from, seed=seed, progress_bar=progress,
+    )
+    result = pipelines.train(ctx, request)
+    payload = {
+        "checkpoint": result.checkpoint,
+        "best_checkpoint": result.best_checkpoint,
+        "epochs_run": result.epochs_run,
+        "mlflow_run_id": result.mlflow_run_id,
+        "job_id": result.job_id,
+    }
+    _emit(payload, as_json, lambda: Console().print(
+        f"trained {result.epochs_run} epochs; best {result.best_checkpoint}; MLflow run {result.mlflow_run_id}"
+    ))
+
+
+def _export_payload(result: Any) -> dict[str, Any]:
+    return {
+        "bundle": result.bundle,
+        "onnx": result.onnx,
+        "max_abs_diff": result.max_abs_diff,
+        "registered": result.registered,
+        "version": result.version,
+    }
+
+
+@app.command()
+@handle_errors
+def export(
+    checkpoint: Annotated[Path, typer.Option(help="Training checkpoint (.ckpt).")],
+    version: Annotated[int | None, typer.Option(help="Bundle version (default: next).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Export a checkpoint to an ONNX bundle, evaluate it and register it."""
+    from heimdall import pipelines
+
+    result = pipelines.export(_context(), checkpoint, version)
+    _emit(_export_payload(result), as_json, lambda: Console().print(
+        f"bundle {result.bundle} (ONNX max abs diff {result.max_abs_diff:.2e}), registered {result.registered}"
+    ))
+
+
+@app.command()
+@handle_errors
+def evaluate(
+    model: Annotated[str, typer.Option(help="Bundle dir, models:/NAME@ALIAS or checkpoint.")],
+    dataset: Annotated[str, typer.Option(help="Dataset name.")],
+    split: Annotated[str, typer.Option(help="test, val, train or all.")] = "test",
+    report: Annotated[Path | None, typer.Option(help="Directory for evaluation.json.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Score a model against baselines (and the CRLB on synthetic data)."""
+    from heimdall import pipelines
+
+    result = pipelines.evaluate(_context(), model, dataset, split, report)
+    _emit(result, as_json, lambda: Console().print(_summary_table(result, f"{dataset} / {split} ({result['n']} samples)")))
+
+
+@app.command()
+@handle_errors
+def localize(
+    model: Annotated[str, typer.Option(help="Bundle dir, models:/NAME@ALIAS or checkpoint.")],
+    measurements: Annotated[Path | None, typer.Option(help="Measurement file (CSV/Parquet).")] = None,
+    recordings: Annotated[Path | None, typer.Option(help="Directory of SigMF recordings.")] = None,
+    as_json: JsonFlag = False,
+    geojson: Annotated[bool, typer.Option("--geojson", help="Print a GeoJSON FeatureCollection.")] = False,
+) -> None:
+    """Locate the transmitter of every sample in a measurement file."""
+    from heimdall import pipelines
+
+    if recordings is not None:
+        _fail("--recordings (SigMF) is not available yet; use --measurements")
+    if measurements is None:
+        _fail("give --measurements FILE")
+    result = pipelines.localize(_context(), model, measurements, geojson=geojson)
+
+    def render() -> None:
+        table = Table("sample", "lat", "lon", "sigma major", "sigma minor", "orient.", "heard")
+        for p in result["predictions"]:
+            table.add_row(str(p["sample_id"]), f"{p['lat']:.5f}", f"{p['lon']:.5f}", _fmt_m(p["sigma_major_m"]),
+                          _fmt_m(p["sigma_minor_m"]), f"{p['orientation_deg']:.0f}", str(p["n_receivers_heard"]))
+        Console().print(table)
+
+    _emit(result, as_json or geojson, render)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Samples: the layout the model sees, shard I/O, splits, measurements, the DataModule."""

@@ -1,0 +1,114 @@
+"""Torch access to samples: `HeimdallDataset`, the LightningDataModule, normalisation fit."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from heimdall.data.layout import SampleArrays
+from heimdall.errors import DataError
+from heimdall.models.localization_net import NormalizationStats
+
+__all__ = ["HeimdallDataset", "HeimdallDataModule", "fit_normalization", "to_batch"]
+
+MODEL_INPUTS = ("rx_position_m", "rx_id", "rss_dbm", "heard", "present")
+
+
+def to_batch(samples: SampleArrays) -> dict[str, torch.Tensor]:
+    """The model inputs and target of `samples` as tensors (NaN RSS kept; `heard` masks it)."""
+    return {
+        "rx_position_m": torch.from_numpy(np.ascontiguousarray(samples.rx_position_m, dtype=np.float32)),
+        "rx_id": torch.from_numpy(np.ascontiguousarray(samples.rx_id, dtype=np.int64)),
+        "rss_dbm": torch.from_numpy(np.ascontiguousarray(samples.rss_dbm, dtype=np.float32)),
+        "heard": torch.from_numpy(np.ascontiguousarray(samples.heard, dtype=bool)),
+        "present": torch.from_numpy(np.ascontiguousarray(samples.present, dtype=bool)),
+        "tx_position_m": torch.from_numpy(np.ascontiguousarray(samples.tx_position_m, dtype=np.float32)),
+    }
+
+
+def fit_normalization(train: SampleArrays) -> NormalizationStats:
+    """Statistics of the training split only (positions in m, powers in dB)."""
+    if len(train) == 0:
+        raise DataError("cannot fit normalisation on an empty training split")
+    tx = train.tx_position_m.astype(np.float64)
+    if not np.all(np.isfinite(tx)):
+        raise DataError("training samples need a known transmitter position")
+    heard_rss = train.rss_dbm[train.heard].astype(np.float64)
+    if heard_rss.size == 0:
+        raise DataError("no receiver heard anything in the training split")
+    up = train.rx_position_m[..., 2][train.present].astype(np.float64)
+    center = tx.mean(axis=0)
+    scale = float(max(tx.std(axis=0).max(), 1.0))
+    return NormalizationStats(
+        position_center_m=(float(center[0]), float(center[1])),
+        position_scale_m=scale,
+        up_center_m=float(up.mean()),
+        up_scale_m=float(max(up.std(), 1.0)),
+        rss_center_dbm=float(heard_rss.mean()),
+        rss_scale_db=float(max(heard_rss.std(), 1.0)),
+    )
+
+
+class HeimdallDataset(Dataset):
+    """In-memory samples served as whole batches (`__getitems__`), no per-item Python work."""
+
+    def __init__(self, samples: SampleArrays) -> None:
+        if len(samples) == 0:
+            raise DataError("dataset split is empty")
+        self.tensors = to_batch(samples)
+        self._len = len(samples)
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {k: v[index] for k, v in self.tensors.items()}
+
+    def __getitems__(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        return {k: v.index_select(0, idx) for k, v in self.tensors.items()}
+
+
+def _identity(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return batch
+
+
+class HeimdallDataModule(L.LightningDataModule):
+    """Train/val loaders over fixed splits; shuffling is seeded for reproducible runs."""
+
+    def __init__(
+        self,
+        train: SampleArrays,
+        val: SampleArrays,
+        batch_size: int = 256,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.train_set = HeimdallDataset(train)
+        self.val_set = HeimdallDataset(val)
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.seed = seed
+
+    def _loader(self, dataset: HeimdallDataset, shuffle: bool) -> DataLoader:
+        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            collate_fn=_identity,
+            generator=generator,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False)

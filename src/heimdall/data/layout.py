@@ -1,0 +1,106 @@
+"""The per-sample layout the model sees (DESIGN.md, "Sample layout").
+
+A batch of N samples over up to R receivers (padded, with masks). Positions are
+east/north/up metres about the dataset's reference point; powers in dBm; NaN where a
+receiver did not hear the transmitter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from heimdall.errors import InputError
+
+__all__ = ["SampleArrays", "SPLIT_CODES", "SPLIT_NAMES", "UNKNOWN_STATION"]
+
+SPLIT_CODES: dict[str, int] = {"train": 0, "val": 1, "test": 2}
+SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
+
+#: `rx_id` of a station the model has no embedding for (new or unknown receivers).
+UNKNOWN_STATION = -1
+
+
+@dataclass(frozen=True)
+class SampleArrays:
+    """Columns of N samples x R receivers; every array's first axis is the sample."""
+
+    sample_id: np.ndarray  # [N] int64
+    rx_position_m: np.ndarray  # [N, R, 3] float32, east/north/up
+    rx_id: np.ndarray  # [N, R] int64, station index or UNKNOWN_STATION
+    rss_dbm: np.ndarray  # [N, R] float32, NaN where not heard
+    snr_db: np.ndarray  # [N, R] float32, NaN where not heard
+    heard: np.ndarray  # [N, R] bool
+    present: np.ndarray  # [N, R] bool, receiver was listening
+    tx_position_m: np.ndarray  # [N, 2] float32 east/north, NaN when unknown
+    tx_lat_deg: np.ndarray  # [N] float64, NaN when unknown
+    tx_lon_deg: np.ndarray  # [N] float64, NaN when unknown
+    tx_power_dbm: np.ndarray  # [N] float32, NaN when unknown
+    split: np.ndarray  # [N] int8, SPLIT_CODES
+
+    def __post_init__(self) -> None:
+        n = self.sample_id.shape[0]
+        r = self.rx_id.shape[1] if self.rx_id.ndim == 2 else -1
+        expected = {
+            "rx_position_m": (n, r, 3),
+            "rx_id": (n, r),
+            "rss_dbm": (n, r),
+            "snr_db": (n, r),
+            "heard": (n, r),
+            "present": (n, r),
+            "tx_position_m": (n, 2),
+            "tx_lat_deg": (n,),
+            "tx_lon_deg": (n,),
+            "tx_power_dbm": (n,),
+            "split": (n,),
+        }
+        for name, shape in expected.items():
+            actual = getattr(self, name).shape
+            if actual != shape:
+                raise InputError(f"sample field {name} has shape {actual}, expected {shape}")
+        if np.any(self.heard & ~self.present):
+            raise InputError("a receiver is marked heard but not present")
+        heard_rss = self.rss_dbm[self.heard]
+        if not np.all(np.isfinite(heard_rss)):
+            raise InputError("rss_dbm is not finite for a receiver marked heard")
+
+    def __len__(self) -> int:
+        return int(self.sample_id.shape[0])
+
+    @property
+    def num_receivers(self) -> int:
+        """R, the padded receiver axis."""
+        return int(self.rx_id.shape[1])
+
+    def to_dict(self) -> dict[str, np.ndarray]:
+        """Field name -> array."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, arrays: dict[str, np.ndarray]) -> SampleArrays:
+        """Build from a mapping holding every field (extra keys are ignored)."""
+        missing = [f.name for f in fields(cls) if f.name not in arrays]
+        if missing:
+            raise InputError(f"sample arrays missing fields: {', '.join(missing)}")
+        return cls(**{f.name: np.asarray(arrays[f.name]) for f in fields(cls)})
+
+    def select(self, index: np.ndarray) -> SampleArrays:
+        """The samples at `index` (boolean mask or integer indices)."""
+        return SampleArrays(**{k: v[index] for k, v in self.to_dict().items()})
+
+    def split_subset(self, name: str) -> SampleArrays:
+        """Samples of split `name` ('train', 'val', 'test'; 'all' keeps everything)."""
+        if name == "all":
+            return self
+        if name not in SPLIT_CODES:
+            raise InputError(f"unknown split {name!r}; expected train, val, test or all")
+        return self.select(self.split == SPLIT_CODES[name])
+
+    @staticmethod
+    def concatenate(parts: list[SampleArrays]) -> SampleArrays:
+        """Concatenate along the sample axis (all parts must share R)."""
+        if not parts:
+            raise InputError("nothing to concatenate")
+        keys = parts[0].to_dict().keys()
+        return SampleArrays(**{k: np.concatenate([p.to_dict()[k] for p in parts]) for k in keys})

@@ -1,0 +1,231 @@
+"""The long measurement format of DESIGN.md: one row per (sample, receiver).
+
+`sample_id, timestamp?, receiver_id, rx_lat, rx_lon, rx_alt_m?, rss_dbm?, snr_db?,
+frequency_hz?, tx_lat?, tx_lon?`. An empty `rss_dbm` means the receiver listened and heard
+nothing; a value that is present but not a finite number is an error.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from heimdall.data.layout import SPLIT_NAMES, UNKNOWN_STATION, SampleArrays
+from heimdall.errors import InputError, NotFoundError
+from heimdall.geo import ReferencePoint, enu_to_geodetic, geodetic_to_enu, ground_to_local
+
+__all__ = ["REQUIRED_COLUMNS", "MeasurementTable", "read_measurements", "write_measurements"]
+
+REQUIRED_COLUMNS = ("sample_id", "receiver_id", "rx_lat", "rx_lon", "rss_dbm")
+NUMERIC_COLUMNS = ("rx_lat", "rx_lon", "rx_alt_m", "rss_dbm", "snr_db", "frequency_hz", "tx_lat", "tx_lon")
+#: A request or file larger than this many rows is refused rather than half-processed.
+MAX_ROWS = 5_000_000
+
+
+def _parse_numeric(column: pd.Series, name: str, allow_empty: bool) -> np.ndarray:
+    """Strings -> float64; empty cells -> NaN when allowed; anything non-finite is an error."""
+    text = column.astype(str).str.strip()
+    empty = (text == "") | column.isna()
+    if empty.any() and not allow_empty:
+        raise InputError(f"column {name!r} is empty in row {int(np.flatnonzero(empty.to_numpy())[0]) + 2}")
+    values = pd.to_numeric(text.where(~empty, "nan"), errors="coerce").to_numpy(dtype=np.float64)
+    bad = ~empty.to_numpy() & ~np.isfinite(values)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise InputError(f"column {name!r} has a non-finite or non-numeric value {text.iloc[row]!r} in row {row + 2}")
+    return values
+
+
+@dataclass(frozen=True)
+class MeasurementTable:
+    """Validated rows of a measurement file, as columns."""
+
+    sample_id: np.ndarray  # [M] str
+    receiver_id: np.ndarray  # [M] str
+    rx_lat_deg: np.ndarray
+    rx_lon_deg: np.ndarray
+    rx_alt_m: np.ndarray
+    rss_dbm: np.ndarray  # NaN = not heard
+    snr_db: np.ndarray
+    tx_lat_deg: np.ndarray  # NaN when absent
+    tx_lon_deg: np.ndarray
+
+    @property
+    def has_truth(self) -> bool:
+        return bool(np.all(np.isfinite(self.tx_lat_deg)) and np.all(np.isfinite(self.tx_lon_deg)))
+
+    def to_samples(self, reference: ReferencePoint, station_ids: list[str]) -> tuple[SampleArrays, list[str]]:
+        """Pad into `SampleArrays` about `reference`; returns it and the sample ids in order.
+
+        Receivers the model does not know get `UNKNOWN_STATION` (its generic embedding).
+        """
+        order, first = np.unique(self.sample_id, return_index=True)
+        names = [str(s) for s in self.sample_id[np.sort(first)]]
+        index_of = {name: i for i, name in enumerate(names)}
+        sample_index = np.array([index_of[s] for s in self.sample_id])
+        counts = np.bincount(sample_index, minlength=len(names))
+        r = int(counts.max())
+        n = len(names)
+        slot = np.zeros(len(sample_index), dtype=np.int64)
+        seen = np.zeros(n, dtype=np.int64)
+        for row, s in enumerate(sample_index):
+            slot[row] = seen[s]
+            seen[s] += 1
+        station_index = {sid: i for i, sid in enumerate(station_ids)}
+        east, north, up = geodetic_to_enu(self.rx_lat_deg, self.rx_lon_deg, self.rx_alt_m, reference)
+        rx_position = np.zeros((n, r, 3), dtype=np.float32)
+        rx_position[sample_index, slot] = np.column_stack([east, north, up])
+        rx_id = np.full((n, r), UNKNOWN_STATION, dtype=np.int64)
+        rx_id[sample_index, slot] = [station_index.get(str(x), UNKNOWN_STATION) for x in self.receiver_id]
+        rss = np.full((n, r), np.nan, dtype=np.float32)
+        rss[sample_index, slot] = self.rss_dbm
+        snr = np.full((n, r), np.nan, dtype=np.float32)
+        snr[sample_index, slot] = self.snr_db
+        present = np.zeros((n, r), dtype=bool)
+        present[sample_index, slot] = True
+        heard = present & np.isfinite(rss)
+        tx_lat = np.full(n, np.nan)
+        tx_lon = np.full(n, np.nan)
+        tx_lat[sample_index] = self.tx_lat_deg
+        tx_lon[sample_index] = self.tx_lon_deg
+        if self.has_truth:
+            tx_e, tx_n = ground_to_local(tx_lat, tx_lon, reference)
+        else:
+            tx_e = tx_n = np.full(n, np.nan)
+        samples = SampleArrays(
+            sample_id=np.arange(n, dtype=np.int64),
+            rx_position_m=rx_position,
+            rx_id=rx_id,
+            rss_dbm=rss,
+            snr_db=snr,
+            heard=heard,
+            present=present,
+            tx_position_m=np.column_stack([tx_e, tx_n]).astype(np.float32),
+            tx_lat_deg=tx_lat,
+            tx_lon_deg=tx_lon,
+            tx_power_dbm=np.full(n, np.nan, dtype=np.float32),
+            split=np.full(n, 2, dtype=np.int8),
+        )
+        return samples, names
+
+
+def read_measurements(path: Path, require_truth: bool = False) -> MeasurementTable:
+    """Read and validate a CSV or Parquet file in the long measurement format."""
+    path = Path(path)
+    if not path.is_file():
+        raise NotFoundError(f"measurement file {path} not found")
+    try:
+        if path.suffix.lower() == ".parquet":
+            frame = pd.read_parquet(path).astype(str).replace({"nan": "", "None": "", "<NA>": ""})
+        else:
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False, nrows=MAX_ROWS + 1)
+    except (ValueError, OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path.name}: not a readable CSV/Parquet measurement file ({exc})") from exc
+    if len(frame) > MAX_ROWS:
+        raise InputError(f"{path.name}: more than {MAX_ROWS} rows; split the file")
+    frame.columns = [str(c).strip() for c in frame.columns]
+    required = REQUIRED_COLUMNS + (("tx_lat", "tx_lon") if require_truth else ())
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise InputError(f"{path.name}: missing required column(s): {', '.join(missing)}")
+    if frame.empty:
+        raise InputError(f"{path.name}: no measurement rows")
+    for name in ("sample_id", "receiver_id"):
+        if (frame[name].str.strip() == "").any():
+            raise InputError(f"{path.name}: column {name!r} has an empty value")
+    m = len(frame)
+
+    def column(name: str, allow_empty: bool, default: float = np.nan) -> np.ndarray:
+        if name not in frame.columns:
+            return np.full(m, default)
+        return _parse_numeric(frame[name], name, allow_empty)
+
+    rx_lat = column("rx_lat", allow_empty=False)
+    rx_lon = column("rx_lon", allow_empty=False)
+    _check_range(rx_lat, rx_lon, "receiver", path.name)
+    tx_lat = column("tx_lat", allow_empty=not require_truth)
+    tx_lon = column("tx_lon", allow_empty=not require_truth)
+    known = np.isfinite(tx_lat) & np.isfinite(tx_lon)
+    _check_range(tx_lat[known], tx_lon[known], "transmitter", path.name)
+    rss = column("rss_dbm", allow_empty=True)
+    if np.any(np.abs(rss[np.isfinite(rss)]) > 400):
+        raise InputError(f"{path.name}: rss_dbm outside +-400 dBm is not a power reading")
+    table = MeasurementTable(
+        sample_id=frame["sample_id"].str.strip().to_numpy(),
+        receiver_id=frame["receiver_id"].str.strip().to_numpy(),
+        rx_lat_deg=rx_lat,
+        rx_lon_deg=rx_lon,
+        rx_alt_m=np.nan_to_num(column("rx_alt_m", allow_empty=True), nan=0.0),
+        rss_dbm=rss,
+        snr_db=column("snr_db", allow_empty=True),
+        tx_lat_deg=tx_lat,
+        tx_lon_deg=tx_lon,
+    )
+    _check_samples(table, path.name)
+    return table
+
+
+def _check_range(lat: np.ndarray, lon: np.ndarray, what: str, file_name: str) -> None:
+    bad_lat = np.abs(lat) > 90
+    bad_lon = np.abs(lon) > 180
+    if bad_lat.any():
+        raise InputError(f"{file_name}: {what} latitude {lat[bad_lat][0]} out of range [-90, 90]")
+    if bad_lon.any():
+        raise InputError(f"{file_name}: {what} longitude {lon[bad_lon][0]} out of range [-180, 180]")
+
+
+def _check_samples(table: MeasurementTable, file_name: str) -> None:
+    frame = pd.DataFrame({"s": table.sample_id, "r": table.receiver_id, "h": np.isfinite(table.rss_dbm)})
+    duplicated = frame.duplicated(["s", "r"])
+    if duplicated.any():
+        row = frame[duplicated].iloc[0]
+        raise InputError(f"{file_name}: receiver {row.r!r} appears twice in sample {row.s!r}")
+    heard = frame.groupby("s", sort=False)["h"].sum()
+    if (heard == 0).any():
+        raise InputError(f"{file_name}: sample {heard[heard == 0].index[0]!r} has no receiver that heard anything")
+
+
+def write_measurements(
+    path: Path, samples: SampleArrays, reference: ReferencePoint, station_ids: list[str]
+) -> int:
+    """Write `samples` in the long format (truth included), atomically; return rows written."""
+    n, r = samples.rx_id.shape
+    sample_index, slot = np.nonzero(samples.present)
+    pos = samples.rx_position_m[sample_index, slot].astype(np.float64)
+    lat, lon, alt = enu_to_geodetic(pos[:, 0], pos[:, 1], pos[:, 2], reference)
+    ids = samples.rx_id[sample_index, slot]
+    rss = samples.rss_dbm[sample_index, slot].astype(np.float64)
+    heard = samples.heard[sample_index, slot]
+    frame = pd.DataFrame(
+        {
+            "sample_id": samples.sample_id[sample_index],
+            "receiver_id": [station_ids[i] if 0 <= i < len(station_ids) else f"station-{i}" for i in ids],
+            "rx_lat": np.round(lat, 7),
+            "rx_lon": np.round(lon, 7),
+            "rx_alt_m": np.round(alt, 2),
+            "rss_dbm": np.where(heard, np.round(rss, 3), np.nan),
+            "snr_db": np.where(heard, np.round(samples.snr_db[sample_index, slot].astype(np.float64), 3), np.nan),
+            "tx_lat": np.round(samples.tx_lat_deg[sample_index], 7),
+            "tx_lon": np.round(samples.tx_lon_deg[sample_index], 7),
+            "split": [SPLIT_NAMES[c] for c in samples.split[sample_index]],
+        }
+    )
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        if path.suffix.lower() == ".parquet":
+            frame.to_parquet(tmp, index=False)
+        else:
+            frame.to_csv(tmp, index=False, na_rep="")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return len(frame)

@@ -1,0 +1,137 @@
+"""Synthetic feature-level datasets: simulate blocks, split, write shards, publish."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from heimdall.data.layout import SampleArrays
+from heimdall.data.shards import DatasetManifest, DatasetWriter
+from heimdall.data.splits import SplitFractions, SplitMode, assign_splits
+from heimdall.geo import ReferencePoint, local_to_ground
+from heimdall.network import ReceiverNetwork
+from heimdall.sim import propagation
+from heimdall.sim.generator import generate_blocks
+from heimdall.sim.scenario import NetworkGeometry, ScenarioConfig, SimulatedBlock
+from heimdall.sim.terrain import TerrainField
+from heimdall.storage.artifacts import ArtifactStore
+
+__all__ = ["network_geometry", "effective_sigma_db", "generate_dataset", "SHARD_BLOCKS"]
+
+log = logging.getLogger(__name__)
+
+#: Blocks per shard file (16 x 1024 = 16,384 samples, a few MB).
+SHARD_BLOCKS = 16
+
+def network_geometry(network: ReceiverNetwork, reference: ReferencePoint, config: ScenarioConfig) -> NetworkGeometry:
+    """The simulator's view of `network` about `reference` (terrain of `config.terrain_seed`)."""
+    return NetworkGeometry(
+        rx_position_m=network.positions_enu_m(reference),
+        rx_gain_dbi=np.array([r.antenna_gain_dbi for r in network.receivers]),
+        noise_figure_db=np.array([r.noise_figure_db for r in network.receivers]),
+        frequency_hz=network.frequency_hz,
+        bandwidth_hz=network.bandwidth_hz,
+        bounds_m=network.bounds_enu_m(reference, config.area_margin_m),
+        terrain=TerrainField.draw(
+            config.terrain_seed, len(network.receivers), config.terrain_sigma_db, config.terrain_correlation_m
+        ),
+    )
+
+def effective_sigma_db(config: ScenarioConfig) -> float:
+    """Standard deviation (dB) of all per-link RSS errors together.
+
+    Terrain and per-transmission shadowing, station calibration and (looks-averaged) fading
+    are independent, so their
+    variances add; the fading part is estimated by a fixed-seed Monte Carlo because the
+    dB-domain variance of an averaged Rician power has no short closed form.
+    """
+    fading = propagation.fading_gain_db(
+        np.random.default_rng(0), config.fading_k_factor_db, 200_000, config.fading_looks
+    )
+    variance = (
+        config.terrain_sigma_db**2
+        + config.shadowing_sigma_db**2
+        + config.calibration_sigma_db**2
+        + float(np.var(fading))
+    )
+    return float(np.sqrt(variance))
+
+def _to_samples(
+    first_id: int,
+    block: SimulatedBlock,
+    geometry: NetworkGeometry,
+    reference: ReferencePoint,
+    split_of: Callable[[np.ndarray, np.ndarray], np.ndarray],
+) -> SampleArrays:
+    n = block.tx_position_m.shape[0]
+    r = geometry.rx_position_m.shape[0]
+    sample_id = np.arange(first_id, first_id + n, dtype=np.int64)
+    tx = block.tx_position_m
+    lat, lon = local_to_ground(tx[:, 0], tx[:, 1], reference)
+    return SampleArrays(
+        sample_id=sample_id,
+        rx_position_m=np.broadcast_to(geometry.rx_position_m.astype(np.float32), (n, r, 3)).copy(),
+        rx_id=np.broadcast_to(np.arange(r, dtype=np.int64), (n, r)).copy(),
+        rss_dbm=block.rss_dbm.astype(np.float32),
+        snr_db=block.snr_db.astype(np.float32),
+        heard=block.heard,
+        present=block.present,
+        tx_position_m=tx.astype(np.float32),
+        tx_lat_deg=np.asarray(lat, dtype=np.float64),
+        tx_lon_deg=np.asarray(lon, dtype=np.float64),
+        tx_power_dbm=block.tx_power_dbm.astype(np.float32),
+        split=split_of(sample_id, tx),
+    )
+
+def generate_dataset(
+    store: ArtifactStore,
+    staging_root: Path,
+    name: str,
+    network: ReceiverNetwork,
+    config: ScenarioConfig,
+    num_samples: int,
+    seed: int,
+    workers: int = 1,
+    split_mode: SplitMode = "random",
+    fractions: SplitFractions = (0.8, 0.1, 0.1),
+    description: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> DatasetManifest:
+    """Simulate `num_samples` samples of `network` and publish them as dataset `name`."""
+    reference = network.reference_point()
+    geometry = network_geometry(network, reference, config)
+
+    def split_of(sample_id: np.ndarray, tx: np.ndarray) -> np.ndarray:
+        return assign_splits(sample_id, tx, split_mode, seed, fractions, bounds_m=geometry.bounds_m)
+
+    draws = accepted = done = 0
+    with DatasetWriter(store, name, staging_root) as writer:
+        pending: list[SampleArrays] = []
+        for first_id, block in generate_blocks(geometry, config, num_samples, seed, workers):
+            draws += block.draws
+            accepted += block.accepted
+            pending.append(_to_samples(first_id, block, geometry, reference, split_of))
+            done += len(pending[-1])
+            if len(pending) == SHARD_BLOCKS:
+                writer.write_shard(SampleArrays.concatenate(pending))
+                pending = []
+            if progress is not None:
+                progress(done, num_samples)
+        if pending:
+            writer.write_shard(SampleArrays.concatenate(pending))
+        acceptance = accepted / draws
+        log.info("generated %d samples, acceptance rate %.3f", num_samples, acceptance)
+        return writer.publish(
+            network,
+            reference,
+            kind="features",
+            seed=seed,
+            split_mode=split_mode,
+            scenario=config.model_dump(),
+            acceptance_rate=acceptance,
+            effective_sigma_db=effective_sigma_db(config),
+            description=description,
+        )

@@ -1,0 +1,106 @@
+"""The evaluation of DESIGN.md: model errors, ellipse coverage, baselines and the CRLB."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from heimdall.data.layout import SampleArrays
+from heimdall.errors import DataError
+from heimdall.evaluation.baselines import GridSpec, mle_grid, weighted_centroid
+from heimdall.evaluation.crlb import crlb_rms_m, rss_crlb_rmse_m
+from heimdall.evaluation.metrics import (
+    default_radii_m,
+    ellipse_coverage,
+    error_summary,
+    gaussian_nll_2d,
+)
+from heimdall.geo import ReferencePoint, haversine_m, local_to_ground
+
+__all__ = ["PhysicsModel", "evaluate_predictions", "grid_for"]
+
+#: Coarse grid cells across the larger side of the search area (refined 16x by mle_grid).
+_GRID_CELLS = 64
+
+
+@dataclass(frozen=True)
+class PhysicsModel:
+    """What the classical estimators and the bound assume about propagation."""
+
+    path_loss_exponent: float
+    sigma_db: float
+    reference_distance_m: float = 100.0
+
+
+def grid_for(rx_position_m: np.ndarray, margin_m: float) -> GridSpec:
+    """A search grid over the receivers' extent plus `margin_m`."""
+    east = rx_position_m[..., 0]
+    north = rx_position_m[..., 1]
+    bounds = (east.min() - margin_m, east.max() + margin_m, north.min() - margin_m, north.max() + margin_m)
+    step = max(bounds[1] - bounds[0], bounds[3] - bounds[2]) / _GRID_CELLS
+    return GridSpec(*(float(b) for b in bounds), step_m=float(step))
+
+
+def _errors_m(samples: SampleArrays, reference: ReferencePoint, position_m: np.ndarray) -> np.ndarray:
+    lat, lon = local_to_ground(position_m[:, 0], position_m[:, 1], reference)
+    return np.asarray(haversine_m(samples.tx_lat_deg, samples.tx_lon_deg, lat, lon))
+
+
+def evaluate_predictions(
+    samples: SampleArrays,
+    reference: ReferencePoint,
+    position_m: np.ndarray,
+    covariance_m2: np.ndarray,
+    physics: PhysicsModel,
+    area_margin_m: float,
+    synthetic: bool,
+) -> dict[str, Any]:
+    """Scores of predictions for `samples`, all expressed about `reference`.
+
+    Errors are great-circle distances between predicted and true positions. Baselines run on
+    the same samples; the CRLB (unknown transmit power, heard receivers only, Gaussian noise
+    of the data's total RSS variance) is reported for synthetic data.
+    """
+    if len(samples) == 0:
+        raise DataError("no samples to evaluate")
+    if not np.all(np.isfinite(samples.tx_lat_deg)):
+        raise DataError("evaluation needs the true transmitter position of every sample")
+    rx = samples.rx_position_m.astype(np.float64)
+    extent = float(np.ptp(rx[..., 0][samples.present]) + np.ptp(rx[..., 1][samples.present])) / 2
+    radii = default_radii_m(max(extent, 1.0))
+    errors = _errors_m(samples, reference, position_m)
+    truth = samples.tx_position_m.astype(np.float64)
+    delta = truth - position_m
+    result: dict[str, Any] = error_summary(errors, radii)
+    result["coverage_1sigma"] = ellipse_coverage(delta, covariance_m2, 1.0)
+    result["coverage_2sigma"] = ellipse_coverage(delta, covariance_m2, 2.0)
+    result["mean_nll"] = float(np.mean(gaussian_nll_2d(delta, covariance_m2)))
+    centroid = weighted_centroid(rx, samples.rss_dbm.astype(np.float64), samples.heard)
+    mle = mle_grid(
+        rx,
+        samples.rss_dbm.astype(np.float64),
+        samples.heard,
+        grid_for(rx[samples.present][None], area_margin_m),
+        path_loss_exponent=physics.path_loss_exponent,
+        shadowing_sigma_db=physics.sigma_db,
+        reference_distance_m=physics.reference_distance_m,
+    )
+    result["baselines"] = {
+        "weighted_centroid": error_summary(_errors_m(samples, reference, centroid), radii),
+        "mle_grid": error_summary(_errors_m(samples, reference, mle), radii),
+    }
+    if synthetic:
+        per_sample = rss_crlb_rmse_m(
+            rx[..., :2], truth, physics.path_loss_exponent, physics.sigma_db, tx_power_known=False, mask=samples.heard
+        )
+        summary = crlb_rms_m(np.atleast_1d(per_sample))
+        result["crlb_rmse_m"] = summary.rms_m
+        result["crlb_median_m"] = float(np.median(np.atleast_1d(per_sample)[np.isfinite(per_sample)]))
+        result["crlb_samples_unbounded"] = summary.n_infinite
+    result["physics"] = {
+        "path_loss_exponent": physics.path_loss_exponent,
+        "sigma_db": physics.sigma_db,
+    }
+    return result

@@ -1,0 +1,1 @@
+"""ONNX export, parity check, the model bundle and the runtime `Localizer`."""

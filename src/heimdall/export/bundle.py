@@ -1,0 +1,85 @@
+"""The model bundle: `v{version}/model.onnx`, `config.yaml`, `metrics.json`, `README.md`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from heimdall.errors import InputError, NotFoundError
+
+__all__ = ["BUNDLE_FILES", "write_bundle_files", "read_bundle_config", "model_card"]
+
+BUNDLE_FILES = ("model.onnx", "config.yaml", "metrics.json", "README.md")
+MANIFEST = "config.yaml"
+
+
+def write_bundle_files(directory: Path, config: dict[str, Any], metrics: dict[str, Any], card: str) -> None:
+    """Write the non-ONNX files of a bundle into `directory` (which holds model.onnx)."""
+    if not (directory / "model.onnx").is_file():
+        raise InputError(f"{directory} has no model.onnx")
+    (directory / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+    (directory / "README.md").write_text(card)
+    (directory / MANIFEST).write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def read_bundle_config(directory: Path) -> dict[str, Any]:
+    """The bundle's config.yaml; a directory that is not a complete bundle is an error."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise NotFoundError(f"model bundle {directory} not found")
+    missing = [f for f in BUNDLE_FILES if not (directory / f).is_file()]
+    if missing:
+        raise InputError(f"{directory} is not a complete model bundle (missing {', '.join(missing)})")
+    try:
+        config = yaml.safe_load((directory / MANIFEST).read_text())
+    except yaml.YAMLError as exc:
+        raise InputError(f"{directory / MANIFEST}: malformed YAML") from exc
+    if not isinstance(config, dict) or "reference_point" not in config or "station_ids" not in config:
+        raise InputError(f"{directory / MANIFEST} lacks reference_point or station_ids")
+    return config
+
+
+def _fmt_m(value: Any) -> str:
+    return f"{value:,.0f} m" if isinstance(value, (int, float)) else "n/a"
+
+
+def model_card(config: dict[str, Any], metrics: dict[str, Any]) -> str:
+    """A short model card: what it was trained on, how it scores, where it stops working."""
+    evaluation = metrics.get("evaluation", {})
+    baselines = evaluation.get("baselines", {})
+    lines = [
+        f"# {config['name']} v{config['version']}",
+        "",
+        "Transmitter localisation from received signal strength at a fixed receiver network.",
+        "",
+        "## Data",
+        f"- dataset: `{config.get('dataset')}` ({config.get('dataset_kind')}), network "
+        f"`{config['network']['name']}` ({len(config['station_ids'])} receivers, "
+        f"{config['network']['frequency_hz'] / 1e6:.3f} MHz)",
+        f"- simulation: {json.dumps(config.get('scenario'))}",
+        "",
+        "## Metrics",
+        f"Measured by `heimdall evaluate` on the `{evaluation.get('split', 'test')}` split "
+        f"({evaluation.get('n', 'n/a')} samples).",
+        "",
+        "| method | median | p90 | 1-sigma coverage | 2-sigma coverage |",
+        "|---|---|---|---|---|",
+        f"| model | {_fmt_m(evaluation.get('median_error_m'))} | {_fmt_m(evaluation.get('p90_error_m'))} | "
+        f"{evaluation.get('coverage_1sigma', float('nan')):.3f} | {evaluation.get('coverage_2sigma', float('nan')):.3f} |",
+    ]
+    for name, summary in baselines.items():
+        lines.append(f"| {name} | {_fmt_m(summary.get('median_error_m'))} | {_fmt_m(summary.get('p90_error_m'))} | - | - |")
+    if "crlb_rmse_m" in evaluation:
+        lines.append(f"\nCramer-Rao bound (RMS over the split): {_fmt_m(evaluation['crlb_rmse_m'])}.")
+    lines += [
+        "",
+        "## Limits",
+        "- Trained on simulated data of this network; real receivers, terrain and antennas differ.",
+        "- Accuracy is bounded by the network's geometry: outside the area the receivers surround,",
+        "  errors and ellipses grow quickly.",
+        "- Coverage figures hold for data drawn like the training data; recalibrate on real data.",
+    ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,90 @@
+"""Turn a trained network into a published, registered model bundle."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from heimdall.data.layout import SampleArrays
+from heimdall.errors import DataError
+from heimdall.export.bundle import model_card, write_bundle_files
+from heimdall.export.onnx_export import INPUT_NAMES, OUTPUT_NAMES, export_onnx, onnx_parity
+from heimdall.models.localization_net import LocalizationNet
+from heimdall.storage.artifacts import ArtifactStore
+
+__all__ = ["BundleDraft", "stage_bundle", "finish_bundle", "bundle_prefix", "parity_inputs", "PARITY_TOLERANCE"]
+
+#: Largest accepted ONNX/PyTorch difference (metres for positions, relative for covariance).
+PARITY_TOLERANCE = 0.5
+
+
+def bundle_prefix(name: str, version: int) -> str:
+    """Artifact-store prefix of a bundle."""
+    return f"models/{name}/v{version}"
+
+
+@dataclass(frozen=True)
+class BundleDraft:
+    """A bundle staged in a temporary directory, not yet published."""
+
+    directory: Path
+    max_abs_diff: float
+
+
+def parity_inputs(samples: SampleArrays, limit: int = 512) -> dict[str, np.ndarray]:
+    """Model inputs of up to `limit` real samples, as the runtime feeds them."""
+    part = samples.select(np.arange(min(len(samples), limit)))
+    return {
+        "rx_position_m": part.rx_position_m.astype(np.float32),
+        "rx_id": part.rx_id.astype(np.int64),
+        "rss_dbm": np.where(part.heard, part.rss_dbm, 0.0).astype(np.float32),
+        "heard": part.heard.astype(bool),
+        "present": part.present.astype(bool),
+    }
+
+
+def stage_bundle(net: LocalizationNet, parity_samples: SampleArrays, staging_root: Path) -> BundleDraft:
+    """Export ONNX into a fresh staging directory and check parity on real samples."""
+    staging_root.mkdir(parents=True, exist_ok=True)
+    directory = Path(tempfile.mkdtemp(prefix="bundle.", dir=staging_root))
+    try:
+        onnx_path = export_onnx(net, directory / "model.onnx")
+        diff = onnx_parity(net, onnx_path, parity_inputs(parity_samples))
+    except BaseException:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
+    if not diff <= PARITY_TOLERANCE:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise DataError(f"ONNX output differs from PyTorch by {diff:.3g} (> {PARITY_TOLERANCE})")
+    return BundleDraft(directory=directory, max_abs_diff=diff)
+
+
+def finish_bundle(
+    draft: BundleDraft,
+    store: ArtifactStore,
+    name: str,
+    version: int,
+    config: dict[str, Any],
+    metrics: dict[str, Any],
+) -> str:
+    """Write config, metrics and model card, publish under `models/NAME/vVERSION`; return its URI."""
+    config = dict(
+        config,
+        name=name,
+        version=version,
+        created_at=datetime.now(timezone.utc).isoformat(),
+        onnx={"inputs": list(INPUT_NAMES), "outputs": list(OUTPUT_NAMES)},
+    )
+    try:
+        write_bundle_files(draft.directory, config, metrics, model_card(config, metrics))
+        prefix = bundle_prefix(name, version)
+        store.publish_dir(prefix, draft.directory, "config.yaml")
+    finally:
+        shutil.rmtree(draft.directory, ignore_errors=True)
+    return prefix

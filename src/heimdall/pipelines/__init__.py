@@ -1,0 +1,24 @@
+"""Orchestration: each user-facing job is one function here; adapters only call these."""
+
+from heimdall.pipelines.context import Context, open_context
+from heimdall.pipelines.datasets import GenerateResult, dataset_export, dataset_show, datasets_list, generate
+from heimdall.pipelines.models import ExportResult, evaluate, export, localize, resolve_model
+from heimdall.pipelines.training import TrainRequest, TrainResult, train
+
+__all__ = [
+    "Context",
+    "open_context",
+    "GenerateResult",
+    "generate",
+    "datasets_list",
+    "dataset_show",
+    "dataset_export",
+    "TrainRequest",
+    "TrainResult",
+    "train",
+    "ExportResult",
+    "export",
+    "evaluate",
+    "localize",
+    "resolve_model",
+]

@@ -1,0 +1,212 @@
+"""Model jobs: export a checkpoint, evaluate and run a model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from heimdall.data.align import align_samples
+from heimdall.data.measurements import read_measurements
+from heimdall.data.shards import DatasetReader
+from heimdall.errors import InputError, NotFoundError
+from heimdall.evaluation.evaluate import PhysicsModel, evaluate_predictions
+from heimdall.export.bundle import write_bundle_files
+from heimdall.export.geojson import prediction_records, predictions_geojson
+from heimdall.export.localizer import Localizer
+from heimdall.pipelines.context import Context
+from heimdall.storage.tables import ModelRecord
+
+__all__ = ["resolve_model", "evaluate", "evaluate_localizer", "ExportResult", "export", "localize"]
+
+
+
+def resolve_model(ctx: Context, model: str) -> tuple[Localizer, Path | None]:
+    """A bundle directory, registry reference or checkpoint -> Localizer (+ temp dir to remove).
+
+    A checkpoint is exported to a temporary bundle first: predictions always come from the
+    ONNX graph users deploy, never from the training code.
+    """
+    if model.startswith("models:/"):
+        return Localizer.from_registry(model, ctx.settings), None
+    path = Path(model)
+    if path.is_dir():
+        return Localizer.from_bundle(path), None
+    if path.is_file() and path.suffix == ".ckpt":
+        from heimdall.export.publish import stage_bundle
+        from heimdall.training.checkpoints import load_checkpoint
+
+        net, meta = load_checkpoint(path)
+        reader = DatasetReader(ctx.store, meta["dataset"])
+        draft = stage_bundle(net, reader.load("val"), ctx.staging_dir)
+        config = _bundle_config(meta, reader, name=path.stem, version=0)
+        write_bundle_files(draft.directory, config, {}, "")
+        return Localizer(draft.directory, reference=str(path)), draft.directory
+    raise NotFoundError(f"model {model!r} is neither a bundle directory, a checkpoint nor models:/ reference")
+
+
+def _bundle_config(meta: dict[str, Any], reader: DatasetReader, name: str, version: int) -> dict[str, Any]:
+    return {
+        "name": name,
+        "version": version,
+        "dataset": meta["dataset"],
+        "dataset_kind": reader.manifest.kind,
+        "network": reader.network.to_dict(),
+        "reference_point": reader.manifest.reference_point,
+        "station_ids": reader.manifest.station_ids,
+        "scenario": reader.manifest.scenario,
+        "effective_sigma_db": reader.manifest.effective_sigma_db,
+        "model": meta["model_config"],
+        "features": {"inputs": "rx_position_m, rx_id, rss_dbm, heard, present (metres, dBm)"},
+        "mlflow_run_id": meta.get("mlflow_run_id"),
+        "job_id": meta.get("job_id"),
+        "checkpoint": meta.get("checkpoint_path"),
+    }
+
+
+def _physics(reader: DatasetReader) -> tuple[PhysicsModel, float]:
+    scenario = reader.manifest.scenario or {}
+    physics = PhysicsModel(
+        path_loss_exponent=float(scenario.get("path_loss_exponent", 3.0)),
+        sigma_db=float(reader.manifest.effective_sigma_db or scenario.get("shadowing_sigma_db", 6.0)),
+        reference_distance_m=float(scenario.get("reference_distance_m", 100.0)),
+    )
+    return physics, float(scenario.get("area_margin_m", 20_000.0))
+
+
+def evaluate_localizer(localizer: Localizer, reader: DatasetReader, split: str) -> dict[str, Any]:
+    """Score `localizer` on a dataset split (samples moved into the model's frame)."""
+    samples = align_samples(
+        reader.load(split),
+        reader.manifest.reference,
+        localizer.reference_point,
+        reader.manifest.station_ids,
+        localizer.station_ids,
+    )
+    predictions = localizer.predict(samples)
+    physics, margin = _physics(reader)
+    result = evaluate_predictions(
+        samples,
+        localizer.reference_point,
+        predictions.position_m,
+        predictions.covariance_m2,
+        physics,
+        margin,
+        synthetic=reader.manifest.kind != "measured",
+    )
+    return dict(result, model=localizer.name, dataset=reader.name, split=split)
+
+
+def evaluate(ctx: Context, model: str, dataset: str, split: str = "test", report_dir: Path | None = None) -> dict[str, Any]:
+    """Evaluate a model on a dataset split; optionally write `evaluation.json` to `report_dir`."""
+    if split not in ("train", "val", "test", "all"):
+        raise InputError(f"unknown split {split!r}; expected train, val, test or all")
+    reader = DatasetReader(ctx.store, dataset)
+    localizer, temporary = resolve_model(ctx, model)
+    try:
+        result = evaluate_localizer(localizer, reader, split)
+    finally:
+        if temporary is not None:
+            shutil.rmtree(temporary, ignore_errors=True)
+    if report_dir is not None:
+        _write_json_atomic(Path(report_dir) / "evaluation.json", result)
+    return result
+
+
+def _write_json_atomic(path: Path, payload: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
+        json.dump(payload, handle, indent=2)
+    Path(handle.name).replace(path)
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    bundle: str
+    onnx: str
+    max_abs_diff: float
+    registered: str
+    version: int
+    evaluation: dict[str, Any]
+
+
+def export(ctx: Context, checkpoint: Path, version: int | None = None) -> ExportResult:
+    """Checkpoint -> calibrated ONNX bundle, evaluated on the test split, published, registered."""
+    import torch
+
+    from heimdall.data.datamodule import to_batch
+    from heimdall.evaluation.calibration import fit_covariance_scale
+    from heimdall.export.publish import finish_bundle, stage_bundle
+    from heimdall.training.checkpoints import load_checkpoint
+
+    net, meta = load_checkpoint(Path(checkpoint))
+    meta["checkpoint_path"] = str(Path(checkpoint).resolve())
+    reader = DatasetReader(ctx.store, meta["dataset"])
+    name = ctx.settings.registered_model_name
+    tracker = ctx.tracker
+    version = version if version is not None else tracker.next_version(name)
+    if version < 1:
+        raise InputError(f"--version must be a positive integer, got {version}")
+    if ctx.store.exists(f"models/{name}/v{version}/config.yaml"):
+        raise InputError(f"model {name} v{version} already exists")
+    # Variance calibration on the validation split (never the test split).
+    val = reader.load("val")
+    batch = to_batch(val)
+    with torch.no_grad():
+        position, covariance = net(*(batch[k] for k in ("rx_position_m", "rx_id", "rss_dbm", "heard", "present")))
+    delta = (batch["tx_position_m"] - position).double().numpy()
+    scale = fit_covariance_scale(delta, covariance.double().numpy())
+    net.covariance_scale.fill_(scale)
+    test_split = "test" if reader.manifest.split_counts.get("test", 0) else "val"
+    draft = stage_bundle(net, reader.load(test_split), ctx.staging_dir)
+    config = _bundle_config(meta, reader, name=name, version=version)
+    config["covariance_scale"] = scale
+    write_bundle_files(draft.directory, config, {}, "")
+    evaluation = evaluate_localizer(Localizer(draft.directory, reference=f"{name}/v{version}"), reader, test_split)
+    metrics = {"evaluation": evaluation, "onnx_max_abs_diff": draft.max_abs_diff, "covariance_scale": scale}
+    prefix = finish_bundle(draft, ctx.store, name, version, config, metrics)
+    bundle_dir = ctx.store.local_dir(prefix)
+    run_id = meta.get("mlflow_run_id")
+    source = tracker.log_artifacts(run_id, bundle_dir, "bundle") if run_id else bundle_dir.as_uri()
+    registry_version = tracker.register(name, source, run_id)
+    if run_id:
+        tracker.log_metrics(run_id, {k: v for k, v in evaluation.items() if k != "baselines"}, prefix="test_")
+    with ctx.db.session() as session:
+        session.add(
+            ModelRecord(
+                name=name,
+                version=version,
+                bundle_uri=ctx.store.uri(prefix),
+                onnx_uri=ctx.store.uri(f"{prefix}/model.onnx"),
+                dataset_name=meta["dataset"],
+                job_id=meta.get("job_id"),
+                mlflow_run_id=run_id,
+                parent_model=meta.get("init_from"),
+                metrics={k: v for k, v in evaluation.items() if not isinstance(v, dict)},
+            )
+        )
+    return ExportResult(
+        bundle=str(bundle_dir),
+        onnx=str(bundle_dir / "model.onnx"),
+        max_abs_diff=draft.max_abs_diff,
+        registered=f"models:/{name}/{registry_version}",
+        version=version,
+        evaluation=evaluation,
+    )
+
+
+def localize(ctx: Context, model: str, measurements: Path, geojson: bool = False) -> dict[str, Any]:
+    """Positions and ellipses for every sample of a measurement file."""
+    table = read_measurements(Path(measurements))
+    localizer, temporary = resolve_model(ctx, model)
+    try:
+        sample_ids, predictions = localizer.localize_table(table)
+    finally:
+        if temporary is not None:
+            shutil.rmtree(temporary, ignore_errors=True)
+    if geojson:
+        return predictions_geojson(sample_ids, predictions, localizer.reference_point, localizer.name)
+    return {"model": localizer.name, "predictions": prediction_records(sample_ids, predictions)}

@@ -1,0 +1,211 @@
+"""The training job: dataset -> LightningModule -> checkpoints, MLflow run and job rows."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from heimdall import jobs
+from heimdall.data.layout import SPLIT_CODES, SampleArrays
+from heimdall.data.shards import DatasetReader
+from heimdall.data.splits import hash_uniform
+from heimdall.errors import DataError, InputError, NotFoundError
+from heimdall.pipelines.context import Context
+
+__all__ = ["TrainRequest", "TrainResult", "train"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    """Everything `heimdall train` accepts (CLI names, SI units)."""
+
+    dataset: str | None = None
+    epochs: int = 40
+    batch_size: int = 256
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup_epochs: int = 2
+    validation_split: float | None = None
+    accelerator: Literal["cpu", "gpu", "auto"] = "cpu"
+    devices: int = 1
+    num_workers: int = 0
+    checkpoint: Path | None = None
+    resume_training: bool = False
+    init_from: str | None = None
+    seed: int = 0
+    hidden_dim: int = 128
+    num_layers: int = 2
+    early_stopping_patience: int = 12
+    progress_bar: bool = False
+
+    def validate(self) -> None:
+        """One clear error per bad flag."""
+        if self.epochs < 1:
+            raise InputError(f"--epochs must be at least 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise InputError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if not (0.0 < self.learning_rate < 1.0):
+            raise InputError(f"--learning-rate must be in (0, 1), got {self.learning_rate}")
+        if self.validation_split is not None and not 0.0 < self.validation_split < 1.0:
+            raise InputError(f"--validation-split must be in (0, 1), got {self.validation_split}")
+        if self.resume_training and self.checkpoint is None:
+            raise InputError("--resume-training needs --checkpoint PATH")
+        if self.dataset is None and not self.resume_training:
+            raise InputError("--dataset is required (unless resuming from a checkpoint)")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    checkpoint: str
+    best_checkpoint: str
+    epochs_run: int
+    mlflow_run_id: str | None
+    job_id: str
+
+
+def _resplit(train: SampleArrays, val: SampleArrays, fraction: float, seed: int) -> tuple[SampleArrays, SampleArrays]:
+    """Re-draw the validation share of train+val (the test split is never touched)."""
+    pool = SampleArrays.concatenate([train, val])
+    is_val = hash_uniform(seed, pool.sample_id, salt=3) < fraction
+    return pool.select(~is_val), pool.select(is_val)
+
+
+def _load_splits(reader: DatasetReader, request: TrainRequest) -> tuple[SampleArrays, SampleArrays]:
+    train = reader.load("train")
+    counts = reader.manifest.split_counts
+    val = reader.load("val") if counts.get("val", 0) else train.select(np.zeros(len(train), dtype=bool))
+    if request.validation_split is not None:
+        train, val = _resplit(train, val, request.validation_split, request.seed)
+    if len(val) == 0:
+        raise DataError(f"dataset {reader.name!r} has no validation samples; pass --validation-split")
+    if np.any(train.split == SPLIT_CODES["test"]) or np.any(val.split == SPLIT_CODES["test"]):
+        raise DataError("test samples must never reach training")
+    return train, val
+
+
+def _initial_network(ctx: Context, request: TrainRequest, reader: DatasetReader, train: SampleArrays) -> Any:
+    from heimdall.data.datamodule import fit_normalization
+    from heimdall.models.localization_net import LocalizationNet, ModelConfig
+    from heimdall.training.checkpoints import load_checkpoint
+
+    if request.init_from:
+        source = Path(request.init_from)
+        if not source.is_file():
+            raise NotFoundError(f"--init-from {request.init_from}: a training checkpoint file is needed")
+        net, meta = load_checkpoint(source)
+        if net.config.num_stations != len(reader.manifest.station_ids):
+            log.warning("station count differs from the pre-trained model; new stations use the generic embedding")
+        return net
+    config = ModelConfig(
+        num_stations=len(reader.manifest.station_ids),
+        hidden_dim=request.hidden_dim,
+        num_layers=request.num_layers,
+    )
+    net = LocalizationNet(config)
+    net.set_normalization(fit_normalization(train))
+    return net
+
+
+def train(ctx: Context, request: TrainRequest) -> TrainResult:
+    """Train (or resume training) a model; returns checkpoint paths and the MLflow run."""
+    import lightning as L
+    import torch
+
+    from heimdall.data.datamodule import HeimdallDataModule
+    from heimdall.training.callbacks import EpochReporter
+    from heimdall.training.checkpoints import load_checkpoint
+    from heimdall.training.module import LocalizationLightningModule
+    from heimdall.training.trainer import build_trainer
+
+    request.validate()
+    resume_meta: dict[str, Any] = {}
+    if request.resume_training:
+        _, resume_meta = load_checkpoint(Path(request.checkpoint))
+        request = dataclasses.replace(request, dataset=request.dataset or resume_meta["dataset"])
+    reader = DatasetReader(ctx.store, request.dataset)
+    L.seed_everything(request.seed, workers=True, verbose=False)
+    train_split, val_split = _load_splits(reader, request)
+    if request.resume_training:
+        from heimdall.models.localization_net import LocalizationNet, ModelConfig
+
+        net = LocalizationNet(ModelConfig(**resume_meta["model_config"]))
+        job_id = resume_meta["job_id"]
+        checkpoint_dir = Path(request.checkpoint).resolve().parent
+    else:
+        net = _initial_network(ctx, request, reader, train_split)
+        params = {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(request).items()}
+        job_id = jobs.create_job(ctx.db, "train", request.dataset, params, total_epochs=request.epochs)
+        checkpoint_dir = ctx.settings.checkpoints_dir / job_id
+    tracker = ctx.tracker
+    logger = tracker.lightning_logger(resume_meta.get("mlflow_run_id"), run_name=f"train-{request.dataset}")
+    run_id = logger.run_id
+    tracker.log_params(
+        run_id,
+        {
+            "dataset": request.dataset,
+            "epochs": request.epochs,
+            "batch_size": request.batch_size,
+            "learning_rate": request.learning_rate,
+            "weight_decay": request.weight_decay,
+            "validation_split": request.validation_split,
+            "train_samples": len(train_split),
+            "val_samples": len(val_split),
+            "init_from": request.init_from,
+            **{f"model_{k}": v for k, v in net.config.to_dict().items()},
+        },
+    )
+    jobs.start_job(ctx.db, job_id, mlflow_run_id=run_id, checkpoint_dir=str(checkpoint_dir), total_epochs=request.epochs)
+    module = LocalizationLightningModule(
+        net,
+        learning_rate=request.learning_rate,
+        weight_decay=request.weight_decay,
+        warmup_epochs=request.warmup_epochs,
+        max_epochs=request.epochs,
+    )
+    module.checkpoint_metadata = {
+        "dataset": request.dataset,
+        "job_id": job_id,
+        "mlflow_run_id": run_id,
+        "init_from": request.init_from,
+    }
+    epochs_done: list[int] = []
+
+    def report(epoch: int, metrics: dict[str, float]) -> None:
+        epochs_done.append(epoch)
+        jobs.record_epoch(ctx.db, job_id, epoch, metrics)
+
+    trainer = build_trainer(
+        checkpoint_dir,
+        max_epochs=request.epochs,
+        accelerator=request.accelerator,
+        devices=request.devices,
+        logger=logger,
+        extra_callbacks=[EpochReporter(report)],
+        early_stopping_patience=request.early_stopping_patience,
+        progress_bar=request.progress_bar,
+    )
+    datamodule = HeimdallDataModule(
+        train_split, val_split, batch_size=request.batch_size, num_workers=request.num_workers, seed=request.seed
+    )
+    torch.set_float32_matmul_precision("high")
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(request.checkpoint) if request.resume_training else None)
+    except BaseException as exc:
+        jobs.finish_job(ctx.db, job_id, "failed", error=str(exc)[:2000])
+        raise
+    jobs.finish_job(ctx.db, job_id, "completed")
+    callback = trainer.checkpoint_callback
+    return TrainResult(
+        checkpoint=str(callback.last_model_path),
+        best_checkpoint=str(callback.best_model_path or callback.last_model_path),
+        epochs_run=len(epochs_done),
+        mlflow_run_id=run_id,
+        job_id=job_id,
+    )

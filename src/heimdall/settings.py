@@ -1,0 +1,77 @@
+"""The one place Heimdall reads its environment.
+
+Each entry point (CLI, API, worker) builds one `Settings` and passes it down; nothing else
+reads environment variables. With no variables set everything lives under
+`HEIMDALL_HOME` (default `./.heimdall`): SQLite database, local artifact store, MLflow
+tracking in SQLite with local artifacts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+
+class Settings(BaseSettings):
+    """Runtime configuration, from `HEIMDALL_*` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="HEIMDALL_", extra="ignore")
+
+    home: Path = Field(default=Path(".heimdall"), description="Root of all local state")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default SQLite under home"
+    )
+    artifacts_dir: Path | None = Field(
+        default=None, description="Local artifact store root; default home/artifacts"
+    )
+    mlflow_tracking_uri: str | None = Field(
+        default=None, description="MLflow tracking URI; default SQLite under home"
+    )
+    mlflow_experiment: str = "heimdall-localization"
+    registered_model_name: str = "heimdall-localizer"
+    log_level: str = "WARNING"
+
+    @field_validator("home", mode="after")
+    @classmethod
+    def _absolute_home(cls, value: Path) -> Path:
+        # Absolute so that SQLite and MLflow URIs do not depend on a later chdir.
+        return value.expanduser().resolve()
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to SQLite at `home/heimdall.db`."""
+        return self.database_url or f"sqlite:///{self.home / 'heimdall.db'}"
+
+    @property
+    def resolved_artifacts_dir(self) -> Path:
+        """Root directory of the local artifact store."""
+        return (self.artifacts_dir or self.home / "artifacts").expanduser().resolve()
+
+    @property
+    def resolved_mlflow_tracking_uri(self) -> str:
+        """MLflow tracking URI, defaulting to SQLite at `home/mlflow.db`."""
+        return self.mlflow_tracking_uri or f"sqlite:///{self.home / 'mlflow.db'}"
+
+    @property
+    def mlflow_artifact_location(self) -> str:
+        """Where MLflow stores run artifacts when tracking is local."""
+        return (self.home / "mlruns").as_uri()
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        """Directory holding training checkpoints, one sub-directory per job."""
+        return self.home / "checkpoints"
+
+    @property
+    def reports_dir(self) -> Path:
+        """Directory holding evaluation reports."""
+        return self.home / "reports"
+
+    @property
+    def model_cache_dir(self) -> Path:
+        """Where bundles fetched from the registry are unpacked."""
+        return self.home / "cache" / "models"

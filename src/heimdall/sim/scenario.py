@@ -1,0 +1,157 @@
+"""Feature-level scenario: where the transmitter is and what each receiver measures.
+
+One sample: a transmitter placed uniformly over the network's area plus a margin, with an
+unknown transmit power; per receiver a path loss, static terrain shadowing (a fixed,
+spatially correlated field per station, see `terrain`), per-transmission log-normal
+shadowing, Rician fading
+(averaged over a few looks, as a power measurement over a short window is) and an unknown
+calibration offset of that station. A receiver hears the transmission when its SNR
+reaches `min_snr_db`; samples heard by fewer than `min_receivers` are redrawn.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from heimdall.errors import DataError, InputError
+from heimdall.sim import propagation
+from heimdall.sim.terrain import TerrainField
+
+__all__ = ["ScenarioConfig", "NetworkGeometry", "SimulatedBlock", "simulate_block", "path_loss_db"]
+
+PathLossModel = Literal["log-distance", "free-space", "two-ray", "okumura-hata"]
+
+
+class ScenarioConfig(BaseModel):
+    """Every knob of the feature-level simulation (stored with each dataset)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    area_margin_m: float = Field(20_000.0, ge=0.0)
+    tx_power_min_dbm: float = 30.0
+    tx_power_max_dbm: float = 40.0
+    tx_height_m: float = Field(1.5, gt=0.0)
+    rx_height_m: float = Field(10.0, gt=0.0)
+    path_loss_model: PathLossModel = "log-distance"
+    path_loss_exponent: float = Field(3.0, gt=1.0, le=6.0)
+    reference_distance_m: float = Field(100.0, gt=0.0)
+    shadowing_sigma_db: float = Field(4.0, ge=0.0)
+    terrain_sigma_db: float = Field(5.0, ge=0.0)
+    terrain_correlation_m: float = Field(20_000.0, gt=0.0)
+    terrain_seed: int = 0
+    fading_k_factor_db: float | None = 3.0
+    fading_looks: int = Field(8, ge=1)
+    calibration_sigma_db: float = Field(2.0, ge=0.0)
+    receiver_offline_probability: float = Field(0.05, ge=0.0, lt=1.0)
+    min_snr_db: float = 3.0
+    min_receivers: int = Field(3, ge=1)
+    max_draw_factor: int = Field(50, ge=1)
+
+    @model_validator(mode="after")
+    def _check_power_range(self) -> ScenarioConfig:
+        if self.tx_power_max_dbm < self.tx_power_min_dbm:
+            raise ValueError("tx_power_max_dbm is below tx_power_min_dbm")
+        return self
+
+
+@dataclass(frozen=True)
+class NetworkGeometry:
+    """What the simulator needs of a network, in local metres about its reference."""
+
+    rx_position_m: np.ndarray  # [R, 3]
+    rx_gain_dbi: np.ndarray  # [R]
+    noise_figure_db: np.ndarray  # [R]
+    frequency_hz: float
+    bandwidth_hz: float
+    bounds_m: tuple[float, float, float, float]  # east_min, east_max, north_min, north_max
+    terrain: TerrainField
+
+
+@dataclass(frozen=True)
+class SimulatedBlock:
+    """Accepted samples of one block and how many draws it took."""
+
+    tx_position_m: np.ndarray  # [N, 2]
+    tx_power_dbm: np.ndarray  # [N]
+    rss_dbm: np.ndarray  # [N, R], NaN where not heard
+    snr_db: np.ndarray  # [N, R], NaN where not heard
+    heard: np.ndarray  # [N, R]
+    present: np.ndarray  # [N, R]
+    draws: int
+    accepted: int
+
+
+def path_loss_db(distance_m: np.ndarray, geometry: NetworkGeometry, config: ScenarioConfig) -> np.ndarray:
+    """Median path loss (dB) of each link under the configured model."""
+    f = geometry.frequency_hz
+    if config.path_loss_model == "log-distance":
+        return propagation.log_distance_path_loss_db(
+            distance_m, f, config.path_loss_exponent, config.reference_distance_m
+        )
+    if config.path_loss_model == "free-space":
+        return propagation.free_space_path_loss_db(distance_m, f)
+    if config.path_loss_model == "two-ray":
+        return propagation.two_ray_path_loss_db(distance_m, f, config.tx_height_m, config.rx_height_m)
+    return propagation.okumura_hata_path_loss_db(distance_m, f, config.rx_height_m, config.tx_height_m)
+
+
+def _draw(
+    rng: np.random.Generator, n: int, geometry: NetworkGeometry, config: ScenarioConfig
+) -> tuple[np.ndarray, ...]:
+    """Draw n candidate samples (accepted or not)."""
+    r = geometry.rx_position_m.shape[0]
+    east_min, east_max, north_min, north_max = geometry.bounds_m
+    tx = np.column_stack(
+        [rng.uniform(east_min, east_max, n), rng.uniform(north_min, north_max, n)]
+    )
+    tx_power = rng.uniform(config.tx_power_min_dbm, config.tx_power_max_dbm, n)
+    # The transmitter stands tx_height_m above the reference altitude; receivers at their own.
+    delta = np.empty((n, r, 3))
+    delta[..., :2] = tx[:, None, :] - geometry.rx_position_m[None, :, :2]
+    delta[..., 2] = config.tx_height_m - geometry.rx_position_m[None, :, 2]
+    distance_m = np.sqrt(np.sum(delta**2, axis=-1))
+    loss = path_loss_db(distance_m, geometry, config)
+    shadow = geometry.terrain.shadowing_db(tx) + propagation.shadowing_db(rng, config.shadowing_sigma_db, (n, r))
+    fade = propagation.fading_gain_db(rng, config.fading_k_factor_db, (n, r), config.fading_looks)
+    calibration = rng.normal(0.0, config.calibration_sigma_db, (n, r))
+    online = rng.random((n, r)) >= config.receiver_offline_probability
+    true_rx_dbm = tx_power[:, None] + geometry.rx_gain_dbi[None, :] - loss + shadow + fade
+    noise_dbm = propagation.noise_floor_dbm(geometry.bandwidth_hz, geometry.noise_figure_db)
+    snr = true_rx_dbm - noise_dbm[None, :]
+    heard = online & (snr >= config.min_snr_db)
+    # The station reports power through its own (unknown) calibration error.
+    measured = np.where(heard, true_rx_dbm + calibration, np.nan)
+    return tx, tx_power, measured, np.where(heard, snr, np.nan), heard, online
+
+
+def simulate_block(
+    rng: np.random.Generator, num_samples: int, geometry: NetworkGeometry, config: ScenarioConfig
+) -> SimulatedBlock:
+    """Draw until `num_samples` samples are heard by at least `min_receivers` receivers."""
+    if num_samples <= 0:
+        raise InputError(f"number of samples must be positive, got {num_samples}")
+    kept: list[tuple[np.ndarray, ...]] = []
+    have = 0
+    draws = 0
+    limit = num_samples * config.max_draw_factor
+    while have < num_samples:
+        if draws >= limit:
+            raise DataError(
+                f"only {have} of {draws} drawn samples were heard by >= {config.min_receivers} "
+                f"receivers at SNR >= {config.min_snr_db} dB; the scenario (power, area, "
+                "path loss) leaves almost nothing audible"
+            )
+        # Oversample a little so most blocks finish in one or two rounds.
+        batch = max(64, int((num_samples - have) * 1.3))
+        parts = _draw(rng, batch, geometry, config)
+        draws += batch
+        accept = parts[4].sum(axis=1) >= config.min_receivers
+        kept.append(tuple(p[accept] for p in parts))
+        have += int(accept.sum())
+    columns = [np.concatenate([k[i] for k in kept])[:num_samples] for i in range(6)]
+    # `accepted / draws` is the acceptance rate; the surplus of the last round is dropped.
+    return SimulatedBlock(*columns, draws=draws, accepted=have)

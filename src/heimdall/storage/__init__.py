@@ -1,0 +1,1 @@
+"""Persistence: the artifact store and the metadata database."""

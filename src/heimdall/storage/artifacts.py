@@ -1,0 +1,129 @@
+"""Artifact store: where datasets and model bundles live.
+
+One small interface, `ArtifactStore`, with a local-directory implementation (the embedded
+default). Writers stage a whole directory and publish it at once with `publish_dir`; a
+reader never sees a half-written dataset or bundle because the manifest is the last file to
+appear (and, locally, the directory appears by one atomic rename).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Protocol
+
+from heimdall.errors import InputError, NotFoundError
+
+__all__ = ["ArtifactStore", "LocalStore"]
+
+
+class ArtifactStore(Protocol):
+    """Key/value store of files; keys are `/`-separated relative paths."""
+
+    def uri(self, key: str) -> str:
+        """A URI a user can read (file:// or s3://)."""
+        ...
+
+    def exists(self, key: str) -> bool:
+        """Whether an object is stored under `key`."""
+        ...
+
+    def list(self, prefix: str) -> list[str]:
+        """Keys under `prefix`, sorted."""
+        ...
+
+    def get_file(self, key: str, destination: Path) -> Path:
+        """Copy the object to `destination` and return it."""
+        ...
+
+    def local_dir(self, prefix: str) -> Path:
+        """A local directory holding every object under `prefix` (downloaded if needed)."""
+        ...
+
+    def publish_dir(self, prefix: str, source_dir: Path, manifest_name: str) -> None:
+        """Store every file of `source_dir` under `prefix`, `manifest_name` last."""
+        ...
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete every object under `prefix`; return how many were deleted."""
+        ...
+
+
+def _check_key(key: str) -> str:
+    parts = [p for p in key.strip("/").split("/") if p]
+    if not parts or any(p in (".", "..") for p in parts):
+        raise InputError(f"invalid artifact key {key!r}")
+    return "/".join(parts)
+
+
+class LocalStore:
+    """Artifact store in a local directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root).resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, key: str) -> Path:
+        return self.root / _check_key(key)
+
+    def uri(self, key: str) -> str:
+        return self._path(key).as_uri()
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).exists()
+
+    def list(self, prefix: str) -> list[str]:
+        base = self._path(prefix)
+        if not base.exists():
+            return []
+        if base.is_file():
+            return [_check_key(prefix)]
+        return sorted(
+            p.relative_to(self.root).as_posix()
+            for p in base.rglob("*")
+            if p.is_file() and ".partial-" not in p.relative_to(self.root).as_posix()
+        )
+
+    def get_file(self, key: str, destination: Path) -> Path:
+        source = self._path(key)
+        if not source.is_file():
+            raise NotFoundError(f"no artifact at {self.uri(key)}")
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, destination)
+        return destination
+
+    def local_dir(self, prefix: str) -> Path:
+        path = self._path(prefix)
+        if not path.is_dir():
+            raise NotFoundError(f"no artifacts under {self.uri(prefix)}")
+        return path
+
+    def publish_dir(self, prefix: str, source_dir: Path, manifest_name: str) -> None:
+        target = self._path(prefix)
+        if target.exists():
+            raise InputError(f"{self.uri(prefix)} already exists")
+        if not (source_dir / manifest_name).is_file():
+            raise InputError(f"{source_dir} has no {manifest_name}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = target.with_name(f"{target.name}.partial-{uuid.uuid4().hex[:8]}")
+        try:
+            shutil.copytree(source_dir, staging, ignore=shutil.ignore_patterns(manifest_name))
+            shutil.copyfile(source_dir / manifest_name, staging / manifest_name)
+            # One rename: the directory appears whole, manifest included, or not at all.
+            os.replace(staging, target)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+
+    def delete_prefix(self, prefix: str) -> int:
+        path = self._path(prefix)
+        if not path.exists():
+            return 0
+        if path.is_file():
+            path.unlink()
+            return 1
+        count = sum(1 for p in path.rglob("*") if p.is_file())
+        shutil.rmtree(path)
+        return count

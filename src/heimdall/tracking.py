@@ -1,0 +1,144 @@
+"""MLflow: experiments, runs, the model registry. The only module that imports mlflow."""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+from heimdall.errors import ConfigError, NotFoundError
+from heimdall.settings import Settings
+
+__all__ = [
+    "Tracker",
+    "parse_model_reference",
+]
+
+log = logging.getLogger(__name__)
+
+_REF_ALIAS = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[A-Za-z0-9_-]+)$")
+_REF_VERSION = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+|latest)$")
+
+
+def parse_model_reference(reference: str) -> tuple[str, str | None, str | None]:
+    """`models:/NAME@alias` or `models:/NAME/VERSION` -> (name, alias, version)."""
+    if match := _REF_ALIAS.match(reference):
+        return match["name"], match["alias"], None
+    if match := _REF_VERSION.match(reference):
+        return match["name"], None, match["version"]
+    raise ConfigError(
+        f"invalid model reference {reference!r}; expected models:/NAME@ALIAS or models:/NAME/VERSION"
+    )
+
+
+class Tracker:
+    """MLflow tracking and registry configured from `Settings`."""
+
+    def __init__(self, settings: Settings) -> None:
+        import mlflow
+        from mlflow import MlflowClient
+
+        # MLflow logs its schema migrations at INFO on every new SQLite store.
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+        self._mlflow = mlflow
+        self.settings = settings
+        self.tracking_uri = settings.resolved_mlflow_tracking_uri
+        settings.home.mkdir(parents=True, exist_ok=True)
+        self.client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+
+    def experiment_id(self) -> str:
+        """Id of the configured experiment, created on first use."""
+        name = self.settings.mlflow_experiment
+        experiment = self.client.get_experiment_by_name(name)
+        if experiment is not None:
+            return experiment.experiment_id
+        location = None if self.settings.mlflow_tracking_uri else self.settings.mlflow_artifact_location
+        return self.client.create_experiment(name, artifact_location=location)
+
+    def lightning_logger(self, run_id: str | None, run_name: str | None) -> Any:
+        """A Lightning MLFlowLogger writing to this store (continuing `run_id` if given)."""
+        from lightning.pytorch.loggers import MLFlowLogger
+
+        self.experiment_id()
+        return MLFlowLogger(
+            experiment_name=self.settings.mlflow_experiment,
+            tracking_uri=self.tracking_uri,
+            run_id=run_id,
+            run_name=run_name,
+            log_model=False,
+        )
+
+    def log_params(self, run_id: str, params: dict[str, Any]) -> None:
+        """Log parameters that are not already on the run."""
+        existing = self.client.get_run(run_id).data.params
+        for key, value in params.items():
+            if key not in existing:
+                self.client.log_param(run_id, key, value)
+
+    def log_metrics(self, run_id: str, metrics: dict[str, float], prefix: str = "") -> None:
+        """Log final metrics (numbers only; nested values are skipped)."""
+        for key, value in metrics.items():
+            if isinstance(value, (int, float)) and value == value:
+                self.client.log_metric(run_id, f"{prefix}{key}", float(value))
+
+    def log_artifacts(self, run_id: str, directory: Path, artifact_path: str) -> str:
+        """Upload `directory` under the run; return its artifact URI."""
+        self.client.log_artifacts(run_id, str(directory), artifact_path)
+        return f"{self.client.get_run(run_id).info.artifact_uri}/{artifact_path}"
+
+    def set_terminated(self, run_id: str) -> None:
+        self.client.set_terminated(run_id)
+
+    def register(self, name: str, source_uri: str, run_id: str | None, aliases: tuple[str, ...] = ()) -> int:
+        """Register `source_uri` as a new version of model `name`; return the version."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.get_registered_model(name)
+        except MlflowException:
+            self.client.create_registered_model(name)
+        version = self.client.create_model_version(name, source=source_uri, run_id=run_id)
+        for alias in aliases:
+            self.client.set_registered_model_alias(name, alias, version.version)
+        return int(version.version)
+
+    def next_version(self, name: str) -> int:
+        """The version number the next registration of `name` will get."""
+        return self.latest_version(name) + 1
+
+    def latest_version(self, name: str) -> int:
+        """Highest registered version of `name` (0 when none)."""
+        versions = self.client.search_model_versions(f"name='{name}'")
+        return max((int(v.version) for v in versions), default=0)
+
+    def resolve(self, reference: str) -> tuple[str, int, str]:
+        """A registry reference -> (name, version, source URI).
+
+        MLflow reserves the alias `latest`; `@latest` and `/latest` both mean the newest
+        version here.
+        """
+        from mlflow.exceptions import MlflowException
+
+        name, alias, version = parse_model_reference(reference)
+        try:
+            if alias is not None and alias.lower() != "latest":
+                mv = self.client.get_model_version_by_alias(name, alias)
+            else:
+                number = self.latest_version(name) if version in (None, "latest") else int(version)
+                if number == 0:
+                    raise NotFoundError(f"model {name!r} has no registered versions")
+                mv = self.client.get_model_version(name, str(number))
+        except MlflowException as exc:
+            raise NotFoundError(f"model reference {reference!r} not found in the registry") from exc
+        return name, int(mv.version), mv.source
+
+    def set_alias(self, name: str, version: int, alias: str) -> None:
+        """Point `alias` of `name` at `version`."""
+        self.client.set_registered_model_alias(name, alias, str(version))
+
+    def download(self, source_uri: str, destination: Path) -> Path:
+        """Fetch a registered bundle's files to `destination`."""
+        destination.mkdir(parents=True, exist_ok=True)
+        return Path(self._mlflow.artifacts.download_artifacts(artifact_uri=source_uri, dst_path=str(destination)))

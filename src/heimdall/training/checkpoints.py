@@ -1,0 +1,32 @@
+"""Reading Heimdall's Lightning checkpoints back into a plain network."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from heimdall.errors import InputError, NotFoundError
+from heimdall.models.localization_net import LocalizationNet, ModelConfig
+
+__all__ = ["load_checkpoint"]
+
+
+def load_checkpoint(path: Path) -> tuple[LocalizationNet, dict[str, Any]]:
+    """The network stored in a training checkpoint and the checkpoint's Heimdall metadata."""
+    path = Path(path)
+    if not path.is_file():
+        raise NotFoundError(f"checkpoint {path} not found")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # torch raises many types for a corrupt file
+        raise InputError(f"{path} is not a readable checkpoint: {exc}") from exc
+    meta = checkpoint.get("heimdall") if isinstance(checkpoint, dict) else None
+    if not meta or "model_config" not in meta:
+        raise InputError(f"{path} is not a Heimdall training checkpoint")
+    net = LocalizationNet(ModelConfig(**meta["model_config"]))
+    state = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
+    net.load_state_dict(state)
+    net.eval()
+    return net, dict(meta, epoch=int(checkpoint.get("epoch", 0)))
