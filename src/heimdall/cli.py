@@ -86,8 +86,9 @@ def _fmt_m(value: Any) -> str:
 
 def _summary_table(evaluation: dict[str, Any], title: str) -> Table:
     table = Table(title=title)
-    for column in ("method", "median", "p90", "RMSE", "1-sigma cov.", "2-sigma cov."):
-        table.add_column(column, justify="right" if column != "method" else "left")
+    table.add_column("method", no_wrap=True)
+    for column in ("median", "p90", "RMSE", "cov. 1σ", "cov. 2σ"):
+        table.add_column(column, justify="right", no_wrap=True)
     table.add_row(
         "model",
         _fmt_m(evaluation["median_error_m"]),

@@ -48,6 +48,16 @@ def _errors_m(samples: SampleArrays, reference: ReferencePoint, position_m: np.n
     return np.asarray(haversine_m(samples.tx_lat_deg, samples.tx_lon_deg, lat, lon))
 
 
+def _baseline_summary(
+    samples: SampleArrays, reference: ReferencePoint, estimate_m: np.ndarray, radii: list[float]
+) -> dict[str, Any]:
+    """Error summary of a baseline; samples it cannot place (NaN) are counted, not scored."""
+    placed = np.all(np.isfinite(estimate_m), axis=1)
+    summary = error_summary(_errors_m(samples.select(placed), reference, estimate_m[placed]), radii)
+    summary["n_unplaced"] = int((~placed).sum())
+    return summary
+
+
 def evaluate_predictions(
     samples: SampleArrays,
     reference: ReferencePoint,
@@ -88,8 +98,8 @@ def evaluate_predictions(
         reference_distance_m=physics.reference_distance_m,
     )
     result["baselines"] = {
-        "weighted_centroid": error_summary(_errors_m(samples, reference, centroid), radii),
-        "mle_grid": error_summary(_errors_m(samples, reference, mle), radii),
+        "weighted_centroid": _baseline_summary(samples, reference, centroid, radii),
+        "mle_grid": _baseline_summary(samples, reference, mle, radii),
     }
     if synthetic:
         per_sample = rss_crlb_rmse_m(

@@ -33,7 +33,7 @@ class LocalizationLightningModule(L.LightningModule):
         max_epochs: int = 40,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["model"])
+        self.save_hyperparameters(ignore=["model"], logger=False)
         self.model = model
         self.loss_fn = GaussianNLLLoss()
         self._val_outputs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
