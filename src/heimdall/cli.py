@@ -100,7 +100,7 @@ def _summary_table(evaluation: dict[str, Any], title: str) -> Table:
     for name, summary in evaluation.get("baselines", {}).items():
         table.add_row(name, _fmt_m(summary["median_error_m"]), _fmt_m(summary["p90_error_m"]), _fmt_m(summary["rmse_m"]), "-", "-")
     if "crlb_rmse_m" in evaluation:
-        table.add_row("CRLB", _fmt_m(evaluation["crlb_median_m"]), "-", _fmt_m(evaluation["crlb_rmse_m"]), "0.393", "0.865")
+        table.add_row("CRLB (bound)", _fmt_m(evaluation["crlb_median_m"]), "-", _fmt_m(evaluation["crlb_rmse_m"]), "-", "-")
     return table
 
 
@@ -326,6 +326,30 @@ def localize(
         Console().print(table)
 
     _emit(result, as_json or geojson, render)
+
+
+@app.command()
+@handle_errors
+def bench(
+    quick: Annotated[bool, typer.Option(help="Smaller sizes, for a smoke run.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Measure generation, training, export and inference speed, and peak memory."""
+    from heimdall.logging_setup import configure_logging
+    from heimdall.pipelines.bench import run_bench
+
+    configure_logging(Settings().log_level)
+    result = run_bench(quick=quick)
+
+    def render() -> None:
+        table = Table("figure", "value")
+        for key, value in result.items():
+            if key != "conditions":
+                table.add_row(key, f"{value:,.3f}" if isinstance(value, float) else str(value))
+        Console().print(table)
+        Console().print(f"conditions: {json.dumps(result['conditions'])}")
+
+    _emit(result, as_json, render)
 
 
 def main() -> None:

@@ -1,17 +1,63 @@
-"""Job state in the database: queued -> running -> completed | failed | cancelled."""
+"""Job state in the database, shared by the CLI, the API and every worker.
+
+    queued --claim--> running --> completed | failed | cancelled
+                         |  ^
+          pause request  v  | resume (back to queued, then claimed again)
+                       paused
+
+A pause or cancel request on a running job is a flag on its row; the process running the
+job polls it (`control_request`) and stops at a safe point. A queued or paused job is
+cancelled at once. Progress is `current` of `total` plus a message (epochs for training,
+samples for generation).
+"""
 
 from __future__ import annotations
 
 import uuid
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-from heimdall.errors import NotFoundError
+from sqlalchemy import func, select, update
+
+from heimdall.errors import InputError, NotFoundError
 from heimdall.storage.database import Database
 from heimdall.storage.tables import TrainingJob, TrainingMetric, utc_now
 
-__all__ = ["JobStatus", "create_job", "start_job", "record_epoch", "finish_job", "get_job", "job_metrics"]
+__all__ = [
+    "JobStatus",
+    "JobKind",
+    "ControlRequest",
+    "ACTIVE",
+    "TERMINAL",
+    "ConflictError",
+    "create_job",
+    "claim_job",
+    "start_job",
+    "record_epoch",
+    "set_progress",
+    "set_result",
+    "finish_job",
+    "get_job",
+    "job_metrics",
+    "latest_metrics",
+    "list_jobs",
+    "request_pause",
+    "request_resume",
+    "request_cancel",
+    "control_request",
+]
 
 JobStatus = Literal["queued", "running", "paused", "completed", "failed", "cancelled"]
+JobKind = Literal["generate", "train", "export", "evaluate"]
+ControlRequest = Literal["pause", "cancel"]
+
+#: States in which a job still holds (or waits for) a worker.
+ACTIVE: frozenset[str] = frozenset({"queued", "running"})
+#: States a job never leaves.
+TERMINAL: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
+
+
+class ConflictError(InputError):
+    """The request is valid but conflicts with the current state (e.g. pausing a finished job)."""
 
 
 def create_job(db: Database, kind: str, dataset_name: str | None, params: dict[str, Any], total_epochs: int = 0) -> str:
@@ -36,6 +82,31 @@ def _job(session: Any, job_id: str) -> TrainingJob:
     if job is None:
         raise NotFoundError(f"job {job_id!r} not found")
     return job
+
+
+def claim_job(db: Database, job_id: str, allow_running: bool = False) -> bool:
+    """Move a queued job to running; False if another process claimed it or it was cancelled.
+
+    One conditional UPDATE, so two workers handed the same job (a redelivered message) never
+    both run it. `allow_running` also takes over a running row (the redelivery of an
+    idempotent job whose first worker died).
+    """
+    claimable = ("queued", "running") if allow_running else ("queued",)
+    with db.session() as session:
+        _job(session, job_id)
+        result = session.execute(
+            update(TrainingJob)
+            .where(TrainingJob.id == job_id, TrainingJob.status.in_(claimable))
+            .values(
+                status="running",
+                started_at=func.coalesce(TrainingJob.started_at, utc_now()),
+                error=None,
+                finished_at=None,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        claimed = result.rowcount == 1
+    return claimed
 
 
 def start_job(db: Database, job_id: str, **fields: Any) -> None:
@@ -64,13 +135,38 @@ def record_epoch(db: Database, job_id: str, epoch: int, metrics: dict[str, float
         job.progress_message = f"epoch {epoch + 1}/{job.total_epochs}"
 
 
+def set_progress(db: Database, job_id: str, current: int, total: int | None = None, message: str | None = None) -> None:
+    """Progress of a job: `current` of `total` units (epochs, samples) and a short message."""
+    with db.session() as session:
+        job = _job(session, job_id)
+        job.current_epoch = int(current)
+        if total is not None:
+            job.total_epochs = int(total)
+        if message is not None:
+            job.progress_message = message
+
+
+def set_result(db: Database, job_id: str, result: dict[str, Any]) -> None:
+    """Store a job's JSON-ready result under `params["result"]` (visible to every process)."""
+    with db.session() as session:
+        job = _job(session, job_id)
+        # A new dict: the JSON column only notices reassignment.
+        job.params = {**(job.params or {}), "result": result}
+
+
 def finish_job(db: Database, job_id: str, status: JobStatus, error: str | None = None) -> None:
-    """Set a terminal status."""
+    """Set the status a run ended in (terminal, or paused) and clear the pending requests."""
+    if status not in get_args(JobStatus):
+        raise InputError(f"unknown job status {status!r}")
     with db.session() as session:
         job = _job(session, job_id)
         job.status = status
         job.error = error
-        job.finished_at = utc_now()
+        job.pause_requested = False
+        job.cancel_requested = False
+        job.finished_at = utc_now() if status in TERMINAL else None
+        if status == "paused":
+            job.progress_message = f"paused after epoch {job.current_epoch}/{job.total_epochs}"
 
 
 def get_job(db: Database, job_id: str) -> TrainingJob:
@@ -83,3 +179,91 @@ def job_metrics(db: Database, job_id: str) -> list[TrainingMetric]:
     """Epoch rows of a job, in epoch order."""
     with db.session() as session:
         return list(session.query(TrainingMetric).filter_by(job_id=job_id).order_by(TrainingMetric.epoch))
+
+
+def latest_metrics(db: Database, job_id: str) -> TrainingMetric | None:
+    """The newest epoch row of a job, if any."""
+    with db.session() as session:
+        return session.scalars(
+            select(TrainingMetric).where(TrainingMetric.job_id == job_id).order_by(TrainingMetric.epoch.desc()).limit(1)
+        ).one_or_none()
+
+
+def list_jobs(
+    db: Database,
+    kind: str | None = None,
+    status: str | None = None,
+    dataset_name: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[TrainingJob]:
+    """Jobs, newest first, optionally filtered by kind, status and dataset."""
+    query = select(TrainingJob)
+    if kind is not None:
+        query = query.where(TrainingJob.kind == kind)
+    if status is not None:
+        query = query.where(TrainingJob.status == status)
+    if dataset_name is not None:
+        query = query.where(TrainingJob.dataset_name == dataset_name)
+    query = query.order_by(TrainingJob.created_at.desc(), TrainingJob.id).offset(offset).limit(limit)
+    with db.session() as session:
+        return list(session.scalars(query))
+
+
+def request_pause(db: Database, job_id: str) -> TrainingJob:
+    """Ask a running training job to pause at its next epoch boundary (after its checkpoint)."""
+    with db.session() as session:
+        job = _job(session, job_id)
+        if job.kind != "train":
+            raise ConflictError(f"only training jobs can be paused; job {job_id} is a {job.kind} job")
+        if job.status != "running":
+            raise ConflictError(f"job {job_id} is {job.status}; only a running job can be paused")
+        job.pause_requested = True
+        return job
+
+
+def request_resume(db: Database, job_id: str) -> TrainingJob:
+    """Queue a paused training job again; the caller dispatches it to a worker."""
+    with db.session() as session:
+        job = _job(session, job_id)
+        if job.status != "paused":
+            raise ConflictError(f"job {job_id} is {job.status}; only a paused job can be resumed")
+        job.status = "queued"
+        job.pause_requested = False
+        job.progress_message = f"resume queued at epoch {job.current_epoch}/{job.total_epochs}"
+        return job
+
+
+def request_cancel(db: Database, job_id: str) -> TrainingJob:
+    """Cancel a queued or paused job at once; ask a running training job to stop after its batch."""
+    with db.session() as session:
+        job = _job(session, job_id)
+        if job.status in TERMINAL:
+            raise ConflictError(f"job {job_id} is already {job.status}")
+        if job.status in ("queued", "paused"):
+            job.status = "cancelled"
+            job.finished_at = utc_now()
+            job.pause_requested = False
+        elif job.kind == "train":
+            job.cancel_requested = True
+        else:
+            raise ConflictError(f"a running {job.kind} job cannot be interrupted; wait for it to finish")
+        return job
+
+
+def control_request(db: Database, job_id: str) -> ControlRequest | None:
+    """What the process running `job_id` should do now: "cancel", "pause" or carry on (None)."""
+    with db.session() as session:
+        row = session.execute(
+            select(TrainingJob.cancel_requested, TrainingJob.pause_requested, TrainingJob.status).where(
+                TrainingJob.id == job_id
+            )
+        ).one_or_none()
+    if row is None:
+        raise NotFoundError(f"job {job_id!r} not found")
+    cancel, pause, status = row
+    if cancel or status == "cancelled":
+        return "cancel"
+    if pause:
+        return "pause"
+    return None

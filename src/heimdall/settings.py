@@ -31,6 +31,15 @@ class Settings(BaseSettings):
     mlflow_tracking_uri: str | None = Field(
         default=None, description="MLflow tracking URI; default SQLite under home"
     )
+    s3_endpoint_url: str | None = Field(
+        default=None, description="S3/MinIO endpoint; when set, artifacts go to S3 instead of disk"
+    )
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = None
+    s3_region: str = "us-east-1"
+    s3_bucket_prefix: str = Field(default="heimdall", description="Buckets are PREFIX-datasets, PREFIX-models, ...")
+    broker_url: str | None = Field(default=None, description="Celery broker (Redis); none = embedded worker")
+    api_token: str | None = Field(default=None, description="Bearer token required by the API when set")
     mlflow_experiment: str = "heimdall-localization"
     registered_model_name: str = "heimdall-localizer"
     log_level: str = "WARNING"

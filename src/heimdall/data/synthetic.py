@@ -19,7 +19,7 @@ from heimdall.sim.scenario import NetworkGeometry, ScenarioConfig, SimulatedBloc
 from heimdall.sim.terrain import TerrainField
 from heimdall.storage.artifacts import ArtifactStore
 
-__all__ = ["network_geometry", "effective_sigma_db", "generate_dataset", "SHARD_BLOCKS"]
+__all__ = ["network_geometry", "effective_sigma_db", "generate_dataset", "to_samples", "SHARD_BLOCKS"]
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def effective_sigma_db(config: ScenarioConfig) -> float:
     )
     return float(np.sqrt(variance))
 
-def _to_samples(
+def to_samples(
     first_id: int,
     block: SimulatedBlock,
     geometry: NetworkGeometry,
@@ -113,7 +113,7 @@ def generate_dataset(
         for first_id, block in generate_blocks(geometry, config, num_samples, seed, workers):
             draws += block.draws
             accepted += block.accepted
-            pending.append(_to_samples(first_id, block, geometry, reference, split_of))
+            pending.append(to_samples(first_id, block, geometry, reference, split_of))
             done += len(pending[-1])
             if len(pending) == SHARD_BLOCKS:
                 writer.write_shard(SampleArrays.concatenate(pending))

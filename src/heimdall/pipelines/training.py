@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -68,6 +69,7 @@ class TrainResult:
     epochs_run: int
     mlflow_run_id: str | None
     job_id: str
+    status: str = "completed"
 
 
 def _resplit(train: SampleArrays, val: SampleArrays, fraction: float, seed: int) -> tuple[SampleArrays, SampleArrays]:
@@ -113,13 +115,23 @@ def _initial_network(ctx: Context, request: TrainRequest, reader: DatasetReader,
     return net
 
 
-def train(ctx: Context, request: TrainRequest) -> TrainResult:
-    """Train (or resume training) a model; returns checkpoint paths and the MLflow run."""
+def train(
+    ctx: Context,
+    request: TrainRequest,
+    job_id: str | None = None,
+    poll: Callable[[], str | None] | None = None,
+) -> TrainResult:
+    """Train (or resume training) a model; returns checkpoint paths and the MLflow run.
+
+    `job_id` names a job row created beforehand (e.g. queued by the API); `poll` returns
+    "pause" or "cancel" when the job should stop (pause at the next epoch boundary, after
+    its checkpoint; cancel after the current batch).
+    """
     import lightning as L
     import torch
 
     from heimdall.data.datamodule import HeimdallDataModule
-    from heimdall.training.callbacks import EpochReporter
+    from heimdall.training.callbacks import EpochReporter, JobControl
     from heimdall.training.checkpoints import load_checkpoint
     from heimdall.training.module import LocalizationLightningModule
     from heimdall.training.trainer import build_trainer
@@ -136,12 +148,12 @@ def train(ctx: Context, request: TrainRequest) -> TrainResult:
         from heimdall.models.localization_net import LocalizationNet, ModelConfig
 
         net = LocalizationNet(ModelConfig(**resume_meta["model_config"]))
-        job_id = resume_meta["job_id"]
+        job_id = job_id or resume_meta["job_id"]
         checkpoint_dir = Path(request.checkpoint).resolve().parent
     else:
         net = _initial_network(ctx, request, reader, train_split)
         params = {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(request).items()}
-        job_id = jobs.create_job(ctx.db, "train", request.dataset, params, total_epochs=request.epochs)
+        job_id = job_id or jobs.create_job(ctx.db, "train", request.dataset, params, total_epochs=request.epochs)
         checkpoint_dir = ctx.settings.checkpoints_dir / job_id
     tracker = ctx.tracker
     logger = tracker.lightning_logger(resume_meta.get("mlflow_run_id"), run_name=f"train-{request.dataset}")
@@ -181,13 +193,14 @@ def train(ctx: Context, request: TrainRequest) -> TrainResult:
         epochs_done.append(epoch)
         jobs.record_epoch(ctx.db, job_id, epoch, metrics)
 
+    control = JobControl(poll) if poll is not None else None  # type: ignore[arg-type]
     trainer = build_trainer(
         checkpoint_dir,
         max_epochs=request.epochs,
         accelerator=request.accelerator,
         devices=request.devices,
         logger=logger,
-        extra_callbacks=[EpochReporter(report)],
+        extra_callbacks=[EpochReporter(report), control] if control else [EpochReporter(report)],
         early_stopping_patience=request.early_stopping_patience,
         progress_bar=request.progress_bar,
     )
@@ -200,7 +213,8 @@ def train(ctx: Context, request: TrainRequest) -> TrainResult:
     except BaseException as exc:
         jobs.finish_job(ctx.db, job_id, "failed", error=str(exc)[:2000])
         raise
-    jobs.finish_job(ctx.db, job_id, "completed")
+    status = {"pause": "paused", "cancel": "cancelled"}.get(control.stopped_by if control else None, "completed")
+    jobs.finish_job(ctx.db, job_id, status)  # type: ignore[arg-type]
     callback = trainer.checkpoint_callback
     return TrainResult(
         checkpoint=str(callback.last_model_path),
@@ -208,4 +222,5 @@ def train(ctx: Context, request: TrainRequest) -> TrainResult:
         epochs_run=len(epochs_done),
         mlflow_run_id=run_id,
         job_id=job_id,
+        status=status,
     )

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 
-__all__ = ["EpochReporter", "EPOCH_METRICS"]
+__all__ = ["EpochReporter", "EPOCH_METRICS", "JobControl", "StopRequest"]
 
 EPOCH_METRICS = (
     "train_loss",
@@ -34,3 +35,30 @@ class EpochReporter(Callback):
         if optimizers:
             metrics["learning_rate"] = float(optimizers[0].param_groups[0]["lr"])
         self.report(trainer.current_epoch, metrics)
+
+
+StopRequest = Literal["pause", "cancel"]
+
+
+class JobControl(Callback):
+    """Honours pause and cancel requests polled from `poll()` (e.g. the job row).
+
+    Cancel stops after the current batch; pause stops at the next epoch boundary, after the
+    epoch's checkpoint is written, so `--resume-training` continues from it.
+    """
+
+    def __init__(self, poll: Callable[[], StopRequest | None], every_n_batches: int = 10) -> None:
+        self.poll = poll
+        self.every_n_batches = max(1, every_n_batches)
+        self.stopped_by: StopRequest | None = None
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: object, batch: object, batch_idx: int) -> None:
+        if batch_idx % self.every_n_batches == 0 and self.poll() == "cancel":
+            self.stopped_by = "cancel"
+            trainer.should_stop = True
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        request = self.poll()
+        if request is not None and self.stopped_by is None:
+            self.stopped_by = request
+            trainer.should_stop = True

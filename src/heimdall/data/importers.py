@@ -1,0 +1,374 @@
+"""Import of real measurement campaigns, dropping (and counting) the rows that are unusable.
+
+`read_measurements` (measurements.py) is strict: one bad value rejects the file. Real
+campaigns have bad rows (a bus GPS reporting (0, 0), a power reading of -Infinity), so the
+importers here drop such rows, count them by reason in an `ImportReport` and log a warning.
+A file that cannot be read, has the wrong structure or misses a required column is still an
+`InputError`; a file left with no usable sample is a `DataError`.
+
+Both importers return `ImportedMeasurements`: the `MeasurementTable`, a per-row timestamp
+array aligned with the table's rows (`MeasurementTable` has no timestamp field) and the
+report. Measured datasets are for training and evaluation, so rows without a transmitter
+position are dropped.
+
+Drop reasons, checked in this order (a row is counted once, under its first reason):
+`DROP_ZERO_POSITION`, `DROP_OUT_OF_RANGE`, `DROP_NON_FINITE_RSS`, `DROP_MISSING_TX`,
+`DROP_INVALID` (non-finite receiver position; in CSV also an empty id, an unparseable number
+or timestamp),
+`DROP_DUPLICATE`, then `DROP_NO_HEARD` for the rows of a sample left with no heard receiver.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from heimdall.data.measurements import MAX_ROWS, REQUIRED_COLUMNS, MeasurementTable
+from heimdall.errors import DataError, InputError, NotFoundError
+
+__all__ = [
+    "POWDER_FREQUENCY_HZ",
+    "DROP_ZERO_POSITION",
+    "DROP_OUT_OF_RANGE",
+    "DROP_NON_FINITE_RSS",
+    "DROP_MISSING_TX",
+    "DROP_INVALID",
+    "DROP_DUPLICATE",
+    "DROP_NO_HEARD",
+    "ImportReport",
+    "ImportedMeasurements",
+    "read_powder_json",
+    "read_measurements_lenient",
+]
+
+log = logging.getLogger(__name__)
+
+#: Carrier of the POWDER FRS campaign (Baofeng BF-F8HP on FRS/GMRS), Hz.
+POWDER_FREQUENCY_HZ = 462.7e6
+
+DROP_ZERO_POSITION = "receiver at (0, 0)"
+DROP_OUT_OF_RANGE = "coordinates out of range"
+#: A present RSS reading that is -Infinity, NaN, null, non-numeric or beyond +-400 dB.
+DROP_NON_FINITE_RSS = "non-finite rss"
+DROP_MISSING_TX = "missing transmitter position"
+DROP_INVALID = "invalid value"
+DROP_DUPLICATE = "duplicate receiver in sample"
+DROP_NO_HEARD = "sample without a heard receiver"
+
+#: |rss| above this (dB) is not a power reading (same bound as the strict reader).
+_MAX_ABS_RSS_DB = 400.0
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    """What an import kept and dropped.
+
+    `rows_dropped` maps a reason to the rows removed for it (each row once), so
+    `rows_read == rows_kept + sum(rows_dropped.values())`. `samples_dropped` maps a reason to
+    the samples removed entirely (a sample whose every row was dropped is counted under
+    `DROP_NO_HEARD`). `samples` is the number of samples kept.
+    """
+
+    rows_read: int
+    rows_dropped: dict[str, int]
+    samples: int
+    samples_dropped: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rows_kept(self) -> int:
+        return self.rows_read - sum(self.rows_dropped.values())
+
+    def summary(self) -> str:
+        """One line: rows read/kept, samples kept, drop counts by reason."""
+        drops = ", ".join(f"{reason}: {count}" for reason, count in sorted(self.rows_dropped.items()))
+        lost = ", ".join(f"{reason}: {count}" for reason, count in sorted(self.samples_dropped.items()))
+        return (
+            f"{self.rows_read} rows read, {self.rows_kept} kept, {self.samples} samples"
+            f" (rows dropped: {drops or 'none'}; samples dropped: {lost or 'none'})"
+        )
+
+
+@dataclass(frozen=True)
+class ImportedMeasurements:
+    """An imported campaign: the table, one timestamp per table row, and the report.
+
+    `timestamps` is [M] `datetime64[s]` aligned with the table's rows (NaT where unknown).
+    POWDER timestamps are the file's local wall-clock times (America/Denver) as written; CSV
+    timestamps carrying a UTC offset are converted to UTC, naive ones are kept as written.
+    """
+
+    table: MeasurementTable
+    timestamps: np.ndarray
+    report: ImportReport
+    frequency_hz: float | None = None
+
+    def sample_timestamps(self) -> dict[str, np.datetime64]:
+        """Sample id -> earliest timestamp of its rows (NaT when none is known)."""
+        frame = pd.DataFrame({"s": self.table.sample_id, "t": self.timestamps})
+        earliest = frame.groupby("s", sort=False)["t"].min()
+        return {str(k): np.datetime64("NaT", "s") if pd.isna(v) else np.datetime64(v, "s") for k, v in earliest.items()}
+
+
+def _finalise(
+    columns: dict[str, np.ndarray], drop: np.ndarray, reasons: Counter[str], rows_read: int,
+    samples_dropped: Counter[str], file_name: str, frequency_hz: float | None,
+) -> ImportedMeasurements:
+    """Apply the duplicate and no-heard rules to the surviving rows; build the result."""
+    keep = ~drop
+    # A receiver listed twice in a sample: the first kept row wins.
+    kept = pd.DataFrame({"s": columns["sample_id"][keep], "r": columns["receiver_id"][keep]})
+    duplicated = np.zeros_like(keep)
+    duplicated[np.flatnonzero(keep)[kept.duplicated(["s", "r"]).to_numpy()]] = True
+    reasons[DROP_DUPLICATE] += int(duplicated.sum())
+    keep &= ~duplicated
+    heard = keep & np.isfinite(columns["rss_dbm"])
+    all_ids = pd.unique(columns["sample_id"])
+    heard_ids = set(columns["sample_id"][heard])
+    no_heard_rows = keep & ~np.isin(columns["sample_id"], list(heard_ids))
+    reasons[DROP_NO_HEARD] += int(no_heard_rows.sum())
+    keep &= ~no_heard_rows
+    samples_dropped[DROP_NO_HEARD] += len(all_ids) - len(heard_ids)
+    if not keep.any():
+        raise DataError(f"{file_name}: no usable sample left after dropping invalid rows")
+    table = MeasurementTable(
+        sample_id=columns["sample_id"][keep],
+        receiver_id=columns["receiver_id"][keep],
+        rx_lat_deg=columns["rx_lat"][keep],
+        rx_lon_deg=columns["rx_lon"][keep],
+        rx_alt_m=columns["rx_alt_m"][keep],
+        rss_dbm=columns["rss_dbm"][keep],
+        snr_db=columns["snr_db"][keep],
+        tx_lat_deg=columns["tx_lat"][keep],
+        tx_lon_deg=columns["tx_lon"][keep],
+    )
+    report = ImportReport(
+        rows_read=rows_read,
+        rows_dropped={k: v for k, v in reasons.items() if v},
+        samples=len(heard_ids),
+        samples_dropped={k: v for k, v in samples_dropped.items() if v},
+    )
+    if report.rows_dropped or report.samples_dropped:
+        log.warning("%s: %s", file_name, report.summary())
+    else:
+        log.info("%s: %s", file_name, report.summary())
+    return ImportedMeasurements(table, columns["timestamp"][keep], report, frequency_hz)
+
+
+def _flag(reasons: Counter[str], drop: np.ndarray, bad: np.ndarray, reason: str) -> None:
+    """Mark rows `bad` that are not yet dropped as dropped for `reason`."""
+    new = bad & ~drop
+    reasons[reason] += int(new.sum())
+    drop |= new
+
+
+def _position_checks(
+    columns: dict[str, np.ndarray], drop: np.ndarray, reasons: Counter[str]
+) -> None:
+    lat, lon = columns["rx_lat"], columns["rx_lon"]
+    _flag(reasons, drop, (lat == 0.0) & (lon == 0.0), DROP_ZERO_POSITION)
+    tx_lat, tx_lon = columns["tx_lat"], columns["tx_lon"]
+    with np.errstate(invalid="ignore"):
+        out = (np.abs(lat) > 90) | (np.abs(lon) > 180) | (np.abs(tx_lat) > 90) | (np.abs(tx_lon) > 180)
+    _flag(reasons, drop, out, DROP_OUT_OF_RANGE)
+
+
+# --- POWDER JSON ------------------------------------------------------------------------
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [k for k, _ in pairs]
+    if len(keys) != len(set(keys)):
+        duplicate = next(k for k in keys if keys.count(k) > 1)
+        raise InputError(f"duplicate key {duplicate!r}")
+    return dict(pairs)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _tx_of(entry: dict[str, Any]) -> tuple[float, float]:
+    """(lat, lon) of a sample's transmitter, NaN when missing or at (0, 0)."""
+    coords = entry.get("tx_coords")
+    if not isinstance(coords, list) or not coords:
+        return math.nan, math.nan
+    first = coords[0]
+    if not (isinstance(first, list) and len(first) >= 2 and _is_number(first[0]) and _is_number(first[1])):
+        return math.nan, math.nan
+    lat, lon = float(first[0]), float(first[1])
+    if not (math.isfinite(lat) and math.isfinite(lon)) or (lat == 0.0 and lon == 0.0):
+        return math.nan, math.nan
+    return lat, lon
+
+
+def read_powder_json(path: Path) -> ImportedMeasurements:
+    """Read the POWDER "Wireless Device Localization Dataset" JSON layout.
+
+    `{timestamp: {"rx_data": [[rss_db, lat, lon, name], ...], "tx_coords": [[lat, lon]],
+    "metadata": [...]}}`. The sample id is the timestamp string. POWDER RSS is in dB relative
+    to each receiver (uncalibrated): it is stored in the table's `rss_dbm` column, but it is
+    NOT an absolute power; offset-free methods (kNN on mean-removed fingerprints, models with
+    per-station calibration) are the ones that fit it. The carrier is `POWDER_FREQUENCY_HZ`.
+    Altitudes are unknown (0 m); SNR is absent (NaN).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise NotFoundError(f"measurement file {path} not found")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_no_duplicate_keys)
+    except InputError as exc:
+        raise InputError(f"{path.name}: {exc}") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
+        message = " ".join(str(exc).split())
+        raise InputError(f"{path.name}: not valid JSON ({message})") from exc
+    if not isinstance(data, dict):
+        raise InputError(f"{path.name}: expected a JSON object keyed by timestamp, got {type(data).__name__}")
+    if not data:
+        raise DataError(f"{path.name}: no samples")
+    rows: list[tuple[str, str, float, float, float, float, float]] = []
+    sample_dropped: Counter[str] = Counter()
+    missing_tx_rows = 0
+    for key, entry in data.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("rx_data"), list):
+            raise InputError(f"{path.name}: sample {key!r} has no 'rx_data' list")
+        tx_lat, tx_lon = _tx_of(entry)
+        if not math.isfinite(tx_lat):
+            sample_dropped[DROP_MISSING_TX] += 1
+            missing_tx_rows += len(entry["rx_data"])
+            continue
+        for index, rx in enumerate(entry["rx_data"]):
+            if not (
+                isinstance(rx, list) and len(rx) == 4 and (rx[0] is None or _is_number(rx[0]))
+                and _is_number(rx[1]) and _is_number(rx[2]) and isinstance(rx[3], str) and rx[3].strip()
+            ):
+                raise InputError(
+                    f"{path.name}: sample {key!r} rx_data[{index}] is not [rss_db, lat, lon, name]: {rx!r}"
+                )
+            rss = math.nan if rx[0] is None else float(rx[0])
+            rows.append((key, rx[3].strip(), float(rx[1]), float(rx[2]), rss, tx_lat, tx_lon))
+    m = len(rows)
+    sample_id, receiver_id, rx_lat, rx_lon, rss, tx_lat_col, tx_lon_col = (
+        zip(*rows) if rows else ((),) * 7
+    )
+    columns = {
+        "sample_id": np.array(sample_id, dtype=object).astype(str),
+        "receiver_id": np.array(receiver_id, dtype=object).astype(str),
+        "rx_lat": np.array(rx_lat, dtype=np.float64),
+        "rx_lon": np.array(rx_lon, dtype=np.float64),
+        "rx_alt_m": np.zeros(m),
+        "rss_dbm": np.array(rss, dtype=np.float64),
+        "snr_db": np.full(m, np.nan),
+        "tx_lat": np.array(tx_lat_col, dtype=np.float64),
+        "tx_lon": np.array(tx_lon_col, dtype=np.float64),
+    }
+    columns["timestamp"], unparsed = _parse_timestamps(columns["sample_id"])
+    if unparsed.any():
+        log.warning("%s: %d sample keys are not timestamps; their time is unknown", path.name, int(unparsed.sum()))
+    drop = np.zeros(m, dtype=bool)
+    reasons: Counter[str] = Counter()
+    reasons[DROP_MISSING_TX] += missing_tx_rows
+    _position_checks(columns, drop, reasons)
+    # In this layout every receiver listed was listening; a -Infinity (or null) reading is a
+    # failed measurement, not "heard nothing", so the row is dropped rather than kept unheard.
+    _flag(reasons, drop, ~np.isfinite(columns["rss_dbm"]) | (np.abs(columns["rss_dbm"]) > _MAX_ABS_RSS_DB),
+          DROP_NON_FINITE_RSS)
+    _flag(reasons, drop, ~(np.isfinite(columns["rx_lat"]) & np.isfinite(columns["rx_lon"])), DROP_INVALID)
+    return _finalise(columns, drop, reasons, m + missing_tx_rows, sample_dropped, path.name, POWDER_FREQUENCY_HZ)
+
+
+# --- lenient long format -----------------------------------------------------------------
+
+
+def _parse_timestamps(text: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ISO strings -> (datetime64[s] with NaT for empty, bool mask of unparseable values)."""
+    series = pd.Series(text, dtype=object).astype(str).str.strip()
+    empty = series.isin(["", "nan", "NaT", "None"])
+    parsed = pd.to_datetime(series.where(~empty, None), errors="coerce", format="ISO8601", utc=True)
+    values = parsed.dt.tz_localize(None).to_numpy().astype("datetime64[s]")
+    return values, (~empty & parsed.isna()).to_numpy()
+
+
+def _read_frame(path: Path) -> pd.DataFrame:
+    try:
+        if path.suffix.lower() == ".parquet":
+            frame = pd.read_parquet(path).astype(str).replace({"nan": "", "None": "", "<NA>": "", "NaT": ""})
+        else:
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False, nrows=MAX_ROWS + 1)
+    except (ValueError, OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path.name}: not a readable CSV/Parquet measurement file ({exc})") from exc
+    if len(frame) > MAX_ROWS:
+        raise InputError(f"{path.name}: more than {MAX_ROWS} rows; split the file")
+    frame.columns = [str(c).strip() for c in frame.columns]
+    return frame
+
+
+def read_measurements_lenient(path: Path) -> ImportedMeasurements:
+    """Read the long format (CSV or Parquet), dropping and counting invalid rows.
+
+    Required columns: `REQUIRED_COLUMNS` plus `tx_lat`, `tx_lon`; optional: `timestamp`
+    (ISO 8601), `rx_alt_m`, `snr_db`, `frequency_hz`. An empty `rss_dbm` means "listened,
+    heard nothing" and is kept; a present but non-finite or non-numeric one drops the row.
+    A single finite value in `frequency_hz` is carried to `ImportedMeasurements.frequency_hz`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise NotFoundError(f"measurement file {path} not found")
+    frame = _read_frame(path)
+    missing = [c for c in (*REQUIRED_COLUMNS, "tx_lat", "tx_lon") if c not in frame.columns]
+    if missing:
+        raise InputError(f"{path.name}: missing required column(s): {', '.join(missing)}")
+    m = len(frame)
+    if m == 0:
+        raise DataError(f"{path.name}: no measurement rows")
+    drop = np.zeros(m, dtype=bool)
+    reasons: Counter[str] = Counter()
+    invalid = np.zeros(m, dtype=bool)
+
+    def numeric(name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(values with NaN for empty/invalid, mask of present-but-invalid cells)."""
+        if name not in frame.columns:
+            return np.full(m, np.nan), np.zeros(m, dtype=bool)
+        text = frame[name].astype(str).str.strip()
+        empty = (text == "").to_numpy()
+        values = pd.to_numeric(text.where(~empty, "nan"), errors="coerce").to_numpy(dtype=np.float64)
+        return np.where(empty, np.nan, values), ~empty & ~np.isfinite(values)
+
+    columns: dict[str, np.ndarray] = {
+        "sample_id": frame["sample_id"].astype(str).str.strip().to_numpy(),
+        "receiver_id": frame["receiver_id"].astype(str).str.strip().to_numpy(),
+    }
+    for name in ("rx_lat", "rx_lon"):
+        columns[name], bad = numeric(name)
+        invalid |= bad | np.isnan(columns[name])
+    for name in ("rx_alt_m", "snr_db", "frequency_hz"):
+        columns[name], bad = numeric(name)
+        invalid |= bad
+    columns["tx_lat"], _ = numeric("tx_lat")
+    columns["tx_lon"], _ = numeric("tx_lon")
+    columns["rss_dbm"], rss_bad = numeric("rss_dbm")
+    columns["rx_alt_m"] = np.nan_to_num(columns["rx_alt_m"], nan=0.0)
+    timestamps, bad_time = (
+        _parse_timestamps(frame["timestamp"].to_numpy()) if "timestamp" in frame.columns
+        else (np.full(m, np.datetime64("NaT", "s")), np.zeros(m, dtype=bool))
+    )
+    columns["timestamp"] = timestamps
+    invalid |= bad_time | (columns["sample_id"] == "") | (columns["receiver_id"] == "")
+
+    with np.errstate(invalid="ignore"):
+        _position_checks(columns, drop, reasons)
+        _flag(reasons, drop, rss_bad | (np.abs(columns["rss_dbm"]) > _MAX_ABS_RSS_DB), DROP_NON_FINITE_RSS)
+    _flag(reasons, drop, ~(np.isfinite(columns["tx_lat"]) & np.isfinite(columns["tx_lon"])), DROP_MISSING_TX)
+    _flag(reasons, drop, invalid, DROP_INVALID)
+    freqs = np.unique(columns["frequency_hz"][~drop & np.isfinite(columns["frequency_hz"])])
+    if len(freqs) > 1:
+        log.warning("%s: %d different frequency_hz values; none carried", path.name, len(freqs))
+    frequency_hz = float(freqs[0]) if len(freqs) == 1 else None
+    return _finalise(columns, drop, reasons, m, Counter(), path.name, frequency_hz)

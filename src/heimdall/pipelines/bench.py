@@ -1,0 +1,204 @@
+"""`heimdall bench`: the speed and memory figures, each a median over repeated runs.
+
+Every figure is measured here, in this process or a child process (peak memory), on the
+machine it runs on; the JSON carries the conditions (cores, threads, sizes).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+__all__ = ["run_bench", "median_time_s"]
+
+REPEATS = 5
+
+
+def median_time_s(func: Callable[[], object], repeats: int = REPEATS, warmup: int = 1) -> float:
+    """Median wall time (s) of `func()` over `repeats` runs after `warmup` runs."""
+    for _ in range(warmup):
+        func()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        func()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _geometry_and_config() -> tuple[Any, Any]:
+    from heimdall.data.synthetic import network_geometry
+    from heimdall.network import default_network
+    from heimdall.sim.scenario import ScenarioConfig
+
+    network = default_network()
+    config = ScenarioConfig()
+    return network_geometry(network, network.reference_point(), config), config
+
+
+def bench_generate_features(num_samples: int = 20_000) -> float:
+    """Feature-kind simulation throughput, samples/s (7 receivers, one process)."""
+    from heimdall.sim.generator import generate_blocks
+
+    geometry, config = _geometry_and_config()
+    seconds = median_time_s(lambda: list(generate_blocks(geometry, config, num_samples, seed=1)), repeats=3)
+    return num_samples / seconds
+
+
+def _synthetic_batch(num_samples: int) -> dict[str, Any]:
+    """Simulated samples and their tensors (no storage involved)."""
+    from heimdall.data.datamodule import to_batch
+    from heimdall.data.layout import SampleArrays
+    from heimdall.data.splits import assign_splits
+    from heimdall.data.synthetic import to_samples
+    from heimdall.network import default_network
+    from heimdall.sim.generator import generate_blocks
+
+    geometry, config = _geometry_and_config()
+    reference = default_network().reference_point()
+    parts = [
+        to_samples(first, block, geometry, reference, lambda ids, tx: assign_splits(ids, tx, "random", 0))
+        for first, block in generate_blocks(geometry, config, num_samples, seed=2)
+    ]
+    samples = SampleArrays.concatenate(parts)
+    return {"samples": samples, "batch": to_batch(samples)}
+
+
+def bench_training(batch: dict[str, Any], batch_size: int = 256, steps: int = 30) -> float:
+    """Training throughput of the feature model, samples/s (forward, backward, AdamW step)."""
+    import torch
+
+    from heimdall.data.datamodule import fit_normalization
+    from heimdall.models import GaussianNLLLoss, LocalizationNet, ModelConfig
+
+    torch.manual_seed(0)
+    net = LocalizationNet(ModelConfig(num_stations=7))
+    net.set_normalization(fit_normalization(batch["samples"]))
+    optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3)
+    loss_fn = GaussianNLLLoss()
+    tensors = batch["batch"]
+    n = tensors["rss_dbm"].shape[0]
+
+    def run() -> None:
+        for step in range(steps):
+            idx = torch.arange(step * batch_size, (step + 1) * batch_size) % n
+            b = {k: v[idx] for k, v in tensors.items()}
+            mean, tril = net.forward_normalized(b["rx_position_m"], b["rx_id"], b["rss_dbm"], b["heard"], b["present"])
+            loss = loss_fn(mean, tril, net.normalize_target(b["tx_position_m"]))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+    seconds = median_time_s(run, repeats=3)
+    return steps * batch_size / seconds
+
+
+def bench_model_io(batch: dict[str, Any], workdir: Path) -> dict[str, float]:
+    """Checkpoint save, ONNX export, and latency of onnxruntime vs PyTorch at batch 1 and 64."""
+    import onnxruntime as ort
+    import torch
+
+    from heimdall.data.datamodule import fit_normalization
+    from heimdall.export.onnx_export import INPUT_NAMES, OUTPUT_NAMES, export_onnx
+    from heimdall.models import LocalizationNet, ModelConfig
+
+    net = LocalizationNet(ModelConfig(num_stations=7))
+    net.set_normalization(fit_normalization(batch["samples"]))
+    net.eval()
+    result: dict[str, float] = {}
+    result["checkpoint_save_s"] = median_time_s(lambda: torch.save({"state_dict": net.state_dict()}, workdir / "bench.ckpt"), repeats=3)
+    start = time.perf_counter()
+    onnx_path = export_onnx(net, workdir / "model.onnx")
+    result["onnx_export_s"] = time.perf_counter() - start
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    tensors = batch["batch"]
+    for size in (1, 64):
+        feeds_t = [tensors[k][:size].contiguous() for k in INPUT_NAMES]
+        feeds_t[2] = torch.where(feeds_t[3], feeds_t[2], torch.zeros_like(feeds_t[2]))
+        feeds_np = {k: v.numpy() for k, v in zip(INPUT_NAMES, feeds_t, strict=True)}
+
+        def ort_call() -> None:
+            session.run(list(OUTPUT_NAMES), feeds_np)
+
+        def torch_call() -> None:
+            with torch.inference_mode():
+                net(*feeds_t)
+
+        # Interleaved repeats, so both see the same machine load.
+        ort_times, torch_times = [], []
+        for _ in range(5):
+            ort_times.append(median_time_s(ort_call, repeats=20, warmup=3))
+            torch_times.append(median_time_s(torch_call, repeats=20, warmup=3))
+        result[f"onnx_latency_ms_b{size}"] = statistics.median(ort_times) * 1e3
+        result[f"torch_latency_ms_b{size}"] = statistics.median(torch_times) * 1e3
+    result["onnx_speedup_b1"] = result["torch_latency_ms_b1"] / result["onnx_latency_ms_b1"]
+    return result
+
+
+def _child_peak_rss_mb(code: str) -> float:
+    """Peak resident memory (MB) of a child Python process running `code`."""
+    completed = subprocess.run(
+        [sys.executable, "-c", code + "\nimport resource,sys;print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(completed.stdout.strip().splitlines()[-1]) / 1024.0
+
+
+def bench_peak_memory(num_samples: int) -> dict[str, float]:
+    """Peak RSS of streaming generation of `num_samples` to shards, and of a short training run."""
+    with tempfile.TemporaryDirectory() as tmp:
+        generate_code = (
+            "from pathlib import Path\n"
+            "from heimdall.data.synthetic import generate_dataset\n"
+            "from heimdall.network import default_network\n"
+            "from heimdall.sim.scenario import ScenarioConfig\n"
+            "from heimdall.storage.artifacts import LocalStore\n"
+            f"root = Path({tmp!r})\n"
+            "generate_dataset(LocalStore(root / 'store'), root / 'staging', 'bench', default_network(),"
+            f" ScenarioConfig(), {num_samples}, 0)\n"
+        )
+        generate_mb = _child_peak_rss_mb(generate_code)
+        train_code = (
+            "from heimdall.pipelines.bench import _synthetic_batch, bench_training\n"
+            "bench_training(_synthetic_batch(20000), steps=10)\n"
+        )
+        train_mb = _child_peak_rss_mb(train_code)
+    return {"generate_peak_rss_mb": generate_mb, "train_peak_rss_mb": train_mb, "generate_peak_rss_samples": num_samples}
+
+
+def run_bench(quick: bool = False) -> dict[str, Any]:
+    """All figures of `heimdall bench` as one JSON-ready dict."""
+    import torch
+
+    result: dict[str, Any] = {
+        "conditions": {
+            "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "machine": platform.machine(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "receivers": 7,
+            "repeats": "median of 3-5 runs",
+        }
+    }
+    result["generate_features_samples_per_s"] = bench_generate_features(5_000 if quick else 20_000)
+    batch = _synthetic_batch(4_096 if quick else 20_000)
+    result["train_features_samples_per_s"] = bench_training(batch, steps=5 if quick else 30)
+    with tempfile.TemporaryDirectory() as tmp:
+        result.update(bench_model_io(batch, Path(tmp)))
+    result.update(bench_peak_memory(20_000 if quick else 200_000))
+    result["max_rss_mb_this_process"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in result.items()}

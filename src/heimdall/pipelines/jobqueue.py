@@ -1,0 +1,607 @@
+"""Jobs run away from the caller: create the job row, hand it to an executor, run it.
+
+The API (and anything else that wants a job done later) submits through `JobQueue`; the
+job's whole state lives in the database (`heimdall.jobs`). Two executors:
+
+- embedded (no `broker_url`): one background thread in this process runs jobs one at a
+  time, the worker `heimdall serve` starts for itself;
+- Celery (`broker_url` set): the job id goes to the broker by task name and any number of
+  `heimdall worker` processes take it.
+
+Both end in `run_job(ctx, job_id)`, which claims the queued row (so a job never runs twice)
+and calls one pipeline. A finished training job is exported (ONNX bundle, evaluation,
+registry) by an export job it creates and runs straight after.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import re
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from sqlalchemy import select
+
+from heimdall import jobs
+from heimdall.data.shards import MANIFEST, dataset_prefix
+from heimdall.data.splits import SplitMode
+from heimdall.errors import ConfigError, HeimdallError, InputError, NotFoundError
+from heimdall.jobs import ConflictError
+from heimdall.network import ReceiverNetwork, default_network
+from heimdall.pipelines.context import Context
+from heimdall.sim.scenario import ScenarioConfig
+from heimdall.storage.tables import ModelRecord, TrainingJob
+
+__all__ = [
+    "TASK_NAMES",
+    "CELERY_QUEUE",
+    "GenerateSpec",
+    "TrainSpec",
+    "Executor",
+    "ThreadExecutor",
+    "CeleryExecutor",
+    "JobQueue",
+    "run_job",
+    "describe_job",
+    "best_checkpoint",
+    "resolve_init_from",
+    "one_line",
+]
+
+log = logging.getLogger(__name__)
+
+#: Celery task name of each job kind (the worker registers these names; nobody imports it).
+TASK_NAMES: dict[str, str] = {
+    "generate": "heimdall.generate",
+    "train": "heimdall.train",
+    "export": "heimdall.export",
+    "evaluate": "heimdall.evaluate",
+}
+CELERY_QUEUE = "heimdall"
+
+_CHECKPOINT_RE = re.compile(r"val_loss(?P<loss>-?[0-9.]+(?:e-?[0-9]+)?)\.ckpt$")
+_MODEL_REF_RE = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)$")
+_UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def one_line(text: str, limit: int = 500) -> str:
+    """`text` on one line, at most `limit` characters (for job errors and responses)."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+@dataclass(frozen=True)
+class GenerateSpec:
+    """A dataset generation job. `network` is `ReceiverNetwork.to_dict`'s form (None = default)."""
+
+    name: str
+    num_samples: int
+    seed: int = 0
+    description: str | None = None
+    kind: Literal["features"] = "features"
+    split_mode: SplitMode = "random"
+    scenario: dict[str, Any] = field(default_factory=dict)
+    network: dict[str, Any] | None = None
+    frequency_hz: float | None = None
+
+    def build(self) -> tuple[ScenarioConfig, ReceiverNetwork]:
+        """The scenario and network this spec asks for; InputError if either is invalid."""
+        from pydantic import ValidationError
+
+        if self.kind != "features":
+            raise InputError(f"kind {self.kind!r} is not available yet; use 'features'")
+        if self.num_samples <= 0:
+            raise InputError(f"num_samples must be positive, got {self.num_samples}")
+        try:
+            scenario = ScenarioConfig(**self.scenario)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise InputError(f"invalid scenario {'.'.join(map(str, first['loc'])) or 'value'}: {first['msg']}") from exc
+        network = ReceiverNetwork.from_dict(self.network) if self.network is not None else default_network()
+        if self.frequency_hz is not None:
+            network = dataclasses.replace(network, frequency_hz=self.frequency_hz)
+        return scenario, network
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """A training job. `init_from` is a training job id or `models:/NAME/VERSION` (server-side)."""
+
+    dataset: str
+    epochs: int = 40
+    batch_size: int = 256
+    learning_rate: float = 2e-3
+    validation_split: float | None = None
+    init_from: str | None = None
+    seed: int = 0
+    hidden_dim: int = 128
+    num_layers: int = 2
+    export: bool = True
+
+    def request(self, ctx: Context, checkpoint: Path | None = None) -> Any:
+        """The `TrainRequest` of a fresh run, or of a resumed one when `checkpoint` is given."""
+        from heimdall.pipelines.training import TrainRequest
+
+        common = dict(
+            dataset=self.dataset,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            learning_rate=self.learning_rate,
+            validation_split=self.validation_split,
+            seed=self.seed,
+            hidden_dim=self.hidden_dim,
+            num_layers=self.num_layers,
+        )
+        if checkpoint is not None:
+            return TrainRequest(**common, checkpoint=checkpoint, resume_training=True)
+        init_from = str(resolve_init_from(ctx, self.init_from)) if self.init_from else None
+        return TrainRequest(**common, init_from=init_from)
+
+
+def best_checkpoint(job: TrainingJob) -> Path:
+    """The checkpoint of a training job with the lowest validation loss (else its last one)."""
+    result = (job.params or {}).get("result") or {}
+    if result.get("best_checkpoint") and Path(result["best_checkpoint"]).is_file():
+        return Path(result["best_checkpoint"])
+    directory = Path(job.checkpoint_dir) if job.checkpoint_dir else None
+    if directory is None or not directory.is_dir():
+        raise NotFoundError(f"job {job.id} has no checkpoints")
+    scored = []
+    for path in directory.glob("*.ckpt"):
+        match = _CHECKPOINT_RE.search(path.name)
+        if match:
+            scored.append((float(match["loss"]), path))
+    if scored:
+        return min(scored)[1]
+    if (directory / "last.ckpt").is_file():
+        return directory / "last.ckpt"
+    raise NotFoundError(f"job {job.id} has no checkpoints")
+
+
+def resolve_init_from(ctx: Context, reference: str) -> Path:
+    """A training job id or `models:/NAME/VERSION` -> the checkpoint it was trained to.
+
+    The API never takes a file path: a checkpoint is a pickle, so only ones this
+    installation wrote are loaded.
+    """
+    job_id = reference
+    if match := _MODEL_REF_RE.match(reference):
+        with ctx.db.session() as session:
+            record = session.scalars(
+                select(ModelRecord).where(ModelRecord.name == match["name"], ModelRecord.version == int(match["version"]))
+            ).one_or_none()
+        if record is None:
+            raise NotFoundError(f"model {reference} not found")
+        if record.job_id is None:
+            raise NotFoundError(f"model {reference} has no training job to start from")
+        job_id = record.job_id
+    elif not _UUID_RE.match(reference):
+        raise InputError(f"init_from must be a training job id or models:/NAME/VERSION, got {reference!r}")
+    job = jobs.get_job(ctx.db, job_id)
+    if job.kind != "train":
+        raise InputError(f"init_from job {job_id} is a {job.kind} job, not a training job")
+    return best_checkpoint(job)
+
+
+# --- running jobs (in whichever process the executor chose) --------------------------------
+
+
+def _jsonable(value: Any) -> Any:
+    """`value` with numpy scalars and paths turned into JSON types."""
+
+    def default(obj: Any) -> Any:
+        if hasattr(obj, "item"):
+            return obj.item()
+        return str(obj)
+
+    return json.loads(json.dumps(value, default=default))
+
+
+def _run_generate(ctx: Context, job: TrainingJob, stop: threading.Event | None) -> None:
+    from heimdall.pipelines.datasets import generate
+
+    spec = GenerateSpec(**job.params["spec"])
+    scenario, network = spec.build()
+    network_path = None
+    if spec.network is not None or spec.frequency_hz is not None:
+        network_path = ctx.settings.home / "jobs" / job.id / "network.yaml"
+        network.save(network_path)
+    jobs.set_progress(ctx.db, job.id, 0, spec.num_samples, f"generating {spec.num_samples} samples")
+    result = generate(
+        ctx,
+        spec.name,
+        spec.num_samples,
+        seed=spec.seed,
+        network_path=network_path,
+        kind=spec.kind,
+        split_mode=spec.split_mode,
+        scenario=scenario,
+        description=spec.description,
+    )
+    jobs.set_result(ctx.db, job.id, _jsonable(dataclasses.asdict(result)))
+    jobs.set_progress(ctx.db, job.id, result.samples, result.samples, f"generated {result.samples} samples")
+    jobs.finish_job(ctx.db, job.id, "completed")
+
+
+def _run_train(ctx: Context, job: TrainingJob, stop: threading.Event | None) -> None:
+    from heimdall.pipelines.training import train
+
+    spec = TrainSpec(**job.params["spec"])
+    last = Path(job.checkpoint_dir) / "last.ckpt" if job.checkpoint_dir else None
+    resuming = last is not None and last.is_file()
+    request = spec.request(ctx, checkpoint=last if resuming else None)
+
+    def poll() -> jobs.ControlRequest | None:
+        # A server shutting down pauses its job (resumable) rather than losing it.
+        if stop is not None and stop.is_set():
+            return "pause"
+        return jobs.control_request(ctx.db, job.id)
+
+    result = train(ctx, request, job_id=job.id, poll=poll)
+    if result.status != "completed":
+        return
+    jobs.set_result(
+        ctx.db,
+        job.id,
+        {
+            "checkpoint": result.checkpoint,
+            "best_checkpoint": result.best_checkpoint,
+            "epochs_run": result.epochs_run,
+            "mlflow_run_id": result.mlflow_run_id,
+        },
+    )
+    if spec.export:
+        export_id = _create_export_job(ctx, job.id, executor=(job.params or {}).get("executor", "inline"))
+        run_job(ctx, export_id)
+
+
+def _create_export_job(ctx: Context, train_job_id: str, executor: str) -> str:
+    source = jobs.get_job(ctx.db, train_job_id)
+    export_id = jobs.create_job(
+        ctx.db, "export", source.dataset_name, {"spec": {"source_job_id": train_job_id}, "executor": executor}, total_epochs=1
+    )
+    with ctx.db.session() as session:
+        row = session.get(TrainingJob, train_job_id)
+        row.params = {**(row.params or {}), "export_job_id": export_id}
+    return export_id
+
+
+def _run_export(ctx: Context, job: TrainingJob, stop: threading.Event | None) -> None:
+    from heimdall.pipelines.models import export
+
+    source = jobs.get_job(ctx.db, job.params["spec"]["source_job_id"])
+    checkpoint = best_checkpoint(source)
+    jobs.set_progress(ctx.db, job.id, 0, 1, "exporting to ONNX, evaluating on the test split, registering")
+    result = export(ctx, checkpoint)
+    summary = {k: v for k, v in result.evaluation.items() if not isinstance(v, dict)}
+    jobs.set_result(
+        ctx.db,
+        job.id,
+        _jsonable(
+            {
+                "model": f"models:/{ctx.settings.registered_model_name}/{result.version}",
+                "registered": result.registered,
+                "version": result.version,
+                "max_abs_diff": result.max_abs_diff,
+                "checkpoint": str(checkpoint),
+                "evaluation": summary,
+            }
+        ),
+    )
+    jobs.set_progress(ctx.db, job.id, 1, 1, f"registered {result.registered}")
+    jobs.finish_job(ctx.db, job.id, "completed")
+
+
+def _run_evaluate(ctx: Context, job: TrainingJob, stop: threading.Event | None) -> None:
+    from heimdall.pipelines.models import evaluate
+
+    spec = job.params["spec"]
+    jobs.set_progress(ctx.db, job.id, 0, 1, f"evaluating {spec['model']} on {spec['dataset']}/{spec['split']}")
+    result = evaluate(ctx, spec["model"], spec["dataset"], spec["split"])
+    jobs.set_result(ctx.db, job.id, _jsonable(result))
+    jobs.set_progress(ctx.db, job.id, 1, 1, f"evaluated on {result.get('n', '?')} samples")
+    jobs.finish_job(ctx.db, job.id, "completed")
+
+
+_RUNNERS = {"generate": _run_generate, "train": _run_train, "export": _run_export, "evaluate": _run_evaluate}
+
+
+def run_job(ctx: Context, job_id: str, stop: threading.Event | None = None, reclaim: bool = False) -> str:
+    """Run queued job `job_id` here and now; return the status it ended in.
+
+    Failures end in the job row (status failed, a one-line error) and one log line; they are
+    not raised, so no worker prints a stack trace. `reclaim` lets a redelivered message of an
+    idempotent job take over a row left running by a worker that died.
+    """
+    job = jobs.get_job(ctx.db, job_id)
+    runner = _RUNNERS.get(job.kind)
+    if runner is None:
+        jobs.finish_job(ctx.db, job_id, "failed", error=f"unknown job kind {job.kind!r}")
+        return "failed"
+    if not jobs.claim_job(ctx.db, job_id, allow_running=reclaim):
+        log.info("job %s is %s; not running it", job_id, jobs.get_job(ctx.db, job_id).status)
+        return jobs.get_job(ctx.db, job_id).status
+    job = jobs.get_job(ctx.db, job_id)
+    try:
+        runner(ctx, job, stop)
+    except HeimdallError as exc:
+        log.warning("job %s (%s) failed: %s", job_id, job.kind, one_line(str(exc)))
+        jobs.finish_job(ctx.db, job_id, "failed", error=one_line(str(exc)))
+    except Exception as exc:  # noqa: BLE001 - recorded in the job row, not lost
+        # The type only: messages of unexpected errors may carry paths or URLs with secrets.
+        log.error("job %s (%s) failed with an internal error: %s", job_id, job.kind, type(exc).__name__)
+        jobs.finish_job(ctx.db, job_id, "failed", error=f"internal error ({type(exc).__name__})")
+    return jobs.get_job(ctx.db, job_id).status
+
+
+# --- executors ----------------------------------------------------------------------------
+
+
+class Executor(Protocol):
+    """Where queued jobs run."""
+
+    mode: str
+
+    def dispatch(self, kind: str, job_id: str) -> None:
+        """Arrange for `run_job(job_id)` to happen (soon, somewhere)."""
+        ...
+
+    def health(self) -> dict[str, dict[str, Any]]:
+        """`{"broker": {...}, "worker": {...}}`, each with a `status`."""
+        ...
+
+    def close(self) -> None:
+        """Stop taking jobs; let a running one reach a safe point."""
+        ...
+
+
+class ThreadExecutor:
+    """Embedded mode: one background thread of this process runs the jobs, in order."""
+
+    mode = "embedded"
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="heimdall-job")
+        self._stop = threading.Event()
+        self._pending: set[Future[str]] = set()
+        self._lock = threading.Lock()
+
+    def dispatch(self, kind: str, job_id: str) -> None:
+        if self._stop.is_set():
+            raise ConfigError("the job queue is shutting down")
+        future = self._pool.submit(run_job, self.ctx, job_id, self._stop)
+        with self._lock:
+            self._pending.add(future)
+        future.add_done_callback(self._done)
+
+    def _done(self, future: Future[str]) -> None:
+        with self._lock:
+            self._pending.discard(future)
+        if not future.cancelled() and future.exception() is not None:
+            # run_job records failures itself; reaching here means the database went away.
+            log.error("embedded worker: %s", type(future.exception()).__name__)
+
+    def health(self) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            pending = len(self._pending)
+        worker = {"status": "stopping" if self._stop.is_set() else "ok", "mode": "embedded thread", "jobs_in_flight": pending}
+        return {"broker": {"status": "not configured", "mode": "embedded"}, "worker": worker}
+
+    def close(self) -> None:
+        """Pause a running training job at its next epoch boundary; drop the queue (it stays in the DB)."""
+        self._stop.set()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class CeleryExecutor:
+    """Broker mode: the job id goes to Celery by task name; `heimdall worker` processes run it."""
+
+    mode = "celery"
+
+    def __init__(self, broker_url: str) -> None:
+        from celery import Celery
+
+        self.app = Celery("heimdall-client", broker=broker_url, set_as_current=False)
+        self.app.conf.update(
+            task_default_queue=CELERY_QUEUE,
+            task_serializer="json",
+            accept_content=["json"],
+            task_ignore_result=True,
+            broker_connection_timeout=3,
+            broker_connection_retry_on_startup=False,
+            broker_connection_max_retries=1,
+            task_publish_retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1},
+        )
+
+    def dispatch(self, kind: str, job_id: str) -> None:
+        self.app.send_task(TASK_NAMES[kind], args=[job_id], queue=CELERY_QUEUE)
+
+    def health(self) -> dict[str, dict[str, Any]]:
+        try:
+            with self.app.connection_for_write() as connection:
+                connection.ensure_connection(max_retries=1, timeout=2)
+        except Exception as exc:  # noqa: BLE001 - reported as the broker's status
+            down = {"status": "unavailable", "detail": type(exc).__name__}
+            return {"broker": down, "worker": {"status": "unknown", "detail": "broker unavailable"}}
+        replies = self.app.control.inspect(timeout=1.0).ping() or {}
+        worker = {"status": "ok" if replies else "unavailable", "workers": len(replies)}
+        return {"broker": {"status": "ok", "mode": "celery"}, "worker": worker}
+
+    def close(self) -> None:
+        self.app.close()
+
+
+class JobQueue:
+    """Submit, steer and inspect jobs; one per API process (built by its app factory)."""
+
+    def __init__(self, ctx: Context, executor: Executor) -> None:
+        self.ctx = ctx
+        self.executor = executor
+
+    @classmethod
+    def for_context(cls, ctx: Context) -> JobQueue:
+        """Celery when `settings.broker_url` is set, else the embedded thread."""
+        if ctx.settings.broker_url:
+            return cls(ctx, CeleryExecutor(ctx.settings.broker_url))
+        return cls(ctx, ThreadExecutor(ctx))
+
+    @property
+    def mode(self) -> str:
+        return self.executor.mode
+
+    def _dispatch(self, kind: str, job_id: str) -> str:
+        try:
+            self.executor.dispatch(kind, job_id)
+        except Exception as exc:
+            jobs.finish_job(self.ctx.db, job_id, "failed", error="could not hand the job to a worker")
+            log.error("dispatch of job %s failed: %s", job_id, type(exc).__name__)
+            raise ConfigError("the job queue is unavailable; try again later") from exc
+        return job_id
+
+    def submit_generate(self, spec: GenerateSpec) -> str:
+        """Queue a dataset generation; returns the job id."""
+        spec.build()
+        if self.ctx.store.exists(f"{dataset_prefix(spec.name)}/{MANIFEST}"):
+            raise ConflictError(f"dataset {spec.name!r} already exists; delete it first or pick another name")
+        if any(j.kind == "generate" for j in self._active(spec.name)):
+            raise ConflictError(f"dataset {spec.name!r} is already being generated")
+        params = {"spec": dataclasses.asdict(spec), "executor": self.mode}
+        job_id = jobs.create_job(self.ctx.db, "generate", spec.name, params, total_epochs=spec.num_samples)
+        return self._dispatch("generate", job_id)
+
+    def submit_train(self, spec: TrainSpec) -> str:
+        """Queue a training run (exported and registered when it completes); returns the job id."""
+        dataset_prefix(spec.dataset)
+        if not self.ctx.store.exists(f"{dataset_prefix(spec.dataset)}/{MANIFEST}") and not any(
+            j.kind == "generate" for j in self._active(spec.dataset)
+        ):
+            raise NotFoundError(f"dataset {spec.dataset!r} not found")
+        spec.request(self.ctx).validate()
+        params = {"spec": dataclasses.asdict(spec), "executor": self.mode}
+        job_id = jobs.create_job(self.ctx.db, "train", spec.dataset, params, total_epochs=spec.epochs)
+        return self._dispatch("train", job_id)
+
+    def submit_export(self, train_job_id: str) -> str:
+        """Queue the export of a training job's best checkpoint; returns the export job id."""
+        source = jobs.get_job(self.ctx.db, train_job_id)
+        if source.kind != "train":
+            raise ConflictError(f"job {train_job_id} is a {source.kind} job; only training jobs can be exported")
+        if source.status in jobs.ACTIVE:
+            raise ConflictError(f"job {train_job_id} is {source.status}; export it once it has stopped")
+        best_checkpoint(source)
+        return self._dispatch("export", _create_export_job(self.ctx, train_job_id, executor=self.mode))
+
+    def submit_evaluate(self, model: str, dataset: str, split: str = "test") -> str:
+        """Queue an evaluation of registry model `model` on a dataset split; returns the job id."""
+        if split not in ("train", "val", "test", "all"):
+            raise InputError(f"unknown split {split!r}; expected train, val, test or all")
+        if not self.ctx.store.exists(f"{dataset_prefix(dataset)}/{MANIFEST}"):
+            raise NotFoundError(f"dataset {dataset!r} not found")
+        params = {"spec": {"model": model, "dataset": dataset, "split": split}, "executor": self.mode}
+        job_id = jobs.create_job(self.ctx.db, "evaluate", dataset, params, total_epochs=1)
+        return self._dispatch("evaluate", job_id)
+
+    def pause(self, job_id: str) -> None:
+        """Ask a running training job to pause after its current epoch."""
+        jobs.request_pause(self.ctx.db, job_id)
+
+    def resume(self, job_id: str) -> None:
+        """Queue a paused training job again, from its last checkpoint."""
+        jobs.request_resume(self.ctx.db, job_id)
+        self._dispatch("train", job_id)
+
+    def cancel(self, job_id: str) -> None:
+        """Cancel a job (a running training job stops after its current batch)."""
+        jobs.request_cancel(self.ctx.db, job_id)
+
+    def _active(self, dataset: str) -> list[TrainingJob]:
+        return [
+            j for status in jobs.ACTIVE for j in jobs.list_jobs(self.ctx.db, status=status, dataset_name=dataset)
+        ]
+
+    def recover(self) -> dict[str, int]:
+        """Embedded start-up: settle jobs a previous server left behind, requeue queued ones.
+
+        Only jobs this mode queued are touched (a CLI `heimdall train` on the same home is
+        left alone). A training job that was running pauses (resume continues from its last
+        checkpoint); any other running job fails.
+        """
+        if self.mode != "embedded":
+            return {"paused": 0, "failed": 0, "requeued": 0}
+        counts = {"paused": 0, "failed": 0, "requeued": 0}
+        for job in jobs.list_jobs(self.ctx.db, status="running", limit=10_000):
+            if (job.params or {}).get("executor") != "embedded":
+                continue
+            if job.kind == "train" and job.checkpoint_dir and (Path(job.checkpoint_dir) / "last.ckpt").is_file():
+                jobs.finish_job(self.ctx.db, job.id, "paused")
+                counts["paused"] += 1
+            else:
+                jobs.finish_job(self.ctx.db, job.id, "failed", error="interrupted: the server stopped while it ran")
+                counts["failed"] += 1
+        queued = jobs.list_jobs(self.ctx.db, status="queued", limit=10_000)
+        for job in sorted(queued, key=lambda j: j.created_at):
+            if (job.params or {}).get("executor") == "embedded":
+                self.executor.dispatch(job.kind, job.id)
+                counts["requeued"] += 1
+        return counts
+
+    def health(self) -> dict[str, dict[str, Any]]:
+        return self.executor.health()
+
+    def close(self) -> None:
+        self.executor.close()
+
+
+def describe_job(ctx: Context, job_id: str) -> dict[str, Any]:
+    """A job as JSON-ready data: state, progress, latest epoch metrics, result, model."""
+    job = jobs.get_job(ctx.db, job_id)
+    params = dict(job.params or {})
+    result = params.pop("result", None)
+    export_job_id = params.pop("export_job_id", None)
+    params.pop("executor", None)
+    latest = jobs.latest_metrics(ctx.db, job_id)
+    metrics = None
+    if latest is not None:
+        metrics = {
+            c.name: getattr(latest, c.name)
+            for c in latest.__table__.columns
+            if c.name not in ("id", "job_id", "recorded_at")
+        }
+    with ctx.db.session() as session:
+        records = list(session.scalars(select(ModelRecord).where(ModelRecord.job_id == job_id).order_by(ModelRecord.version)))
+    model = None
+    if records:
+        record = records[-1]
+        model = {"name": record.name, "version": record.version, "reference": f"models:/{record.name}/{record.version}"}
+    total = int(job.total_epochs or 0)
+    current = int(job.current_epoch or 0)
+    return {
+        "job_id": job.id,
+        "kind": job.kind,
+        "status": job.status,
+        "dataset": job.dataset_name,
+        "params": params.get("spec", params),
+        "progress": {
+            "current": current,
+            "total": total,
+            "fraction": round(min(current / total, 1.0), 4) if total else None,
+            "message": job.progress_message,
+        },
+        "metrics": metrics,
+        "result": result,
+        "model": model,
+        "export_job_id": export_job_id,
+        "error": job.error,
+        "pause_requested": bool(job.pause_requested),
+        "cancel_requested": bool(job.cancel_requested),
+        "created_at": job.created_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+    }
+
