@@ -26,5 +26,11 @@ test: install
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow and not services" -q
 
+services-up:
+	bash scripts/services.sh up
+
+services-down:
+	bash scripts/services.sh down
+
 clean:
 	rm -rf $(VENV) .heimdall .pytest_cache .coverage

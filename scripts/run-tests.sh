@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# Run the whole test suite with coverage of src/ (fails below 85%).
-# Services (PostgreSQL, Redis, S3, Celery) join here as the features that need them land.
+# Run the whole test suite with coverage of src/ (fails below 85%), with the real services
+# the service tests need (PostgreSQL, Redis, an S3 server) started on 127.0.0.1 and stopped
+# afterwards, whatever the outcome.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/services.sh up
+trap 'bash scripts/services.sh down' EXIT
+# shellcheck disable=SC1091
+source .services/env
 export HEIMDALL_HOME="${HEIMDALL_HOME:-$(mktemp -d)/heimdall}"
 .venv/bin/python -m pytest --cov=heimdall --cov-report=term --cov-fail-under=85 -q "$@"

@@ -59,7 +59,8 @@ pg_down() {
             as_pg "$PG_BIN/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || {
                 local pid
                 pid="$(head -n1 "$dir/data/postmaster.pid" 2>/dev/null || true)"
-                [[ -n "$pid" ]] && kill "$pid" 2>/dev/null || true
+                # Only if that pid is still a postgres process (pids get reused).
+                if [[ -n "$pid" ]] && grep -qs postgres "/proc/$pid/comm"; then kill "$pid" 2>/dev/null || true; fi
             }
         fi
         # Only ever remove a directory this script made.
@@ -146,6 +147,8 @@ try:
     urllib.request.urlopen(sys.argv[1], timeout=2)
 except urllib.error.HTTPError:
     pass
+except OSError:
+    sys.exit(1)
 EOF
 }
 
@@ -208,7 +211,7 @@ cmd_down() {
     moto_down
     redis_down
     pg_down
-    rm -f "$ENV_FILE" "$STATE/pg-initdb.log" "$STATE/moto.log"
+    rm -f "$ENV_FILE" "$STATE/pg-initdb.log" "$STATE/moto.log" "$STATE/redis-install.log"
     rmdir "$STATE" 2>/dev/null || true
     log "down"
 }

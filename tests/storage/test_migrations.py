@@ -15,8 +15,9 @@ from heimdall.errors import ConfigError, InputError
 from heimdall.storage import migrate
 from heimdall.storage.tables import Base, SyntheticDataset, SyntheticTrainingSample, TrainingJob, TrainingMetric
 
-EXTRA_TABLES = {"receiver_networks", "receivers", "measurements"}
 ORM_TABLES = set(Base.metadata.tables)
+# Tables the migrations create that have no ORM model (yet): parity cannot cover them.
+EXTRA_TABLES = {"receiver_networks", "receivers", "measurements"} - ORM_TABLES
 ALL_TABLES = ORM_TABLES | EXTRA_TABLES
 
 

@@ -19,7 +19,7 @@ from heimdall.evaluation.metrics import (
 )
 from heimdall.geo import ReferencePoint, haversine_m, local_to_ground
 
-__all__ = ["PhysicsModel", "evaluate_predictions", "grid_for"]
+__all__ = ["PhysicsModel", "Evaluation", "evaluate_predictions", "grid_for"]
 
 #: Coarse grid cells across the larger side of the search area (refined 16x by mle_grid).
 _GRID_CELLS = 64
@@ -32,6 +32,19 @@ class PhysicsModel:
     path_loss_exponent: float
     sigma_db: float
     reference_distance_m: float = 100.0
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The summary of DESIGN.md plus the per-sample arrays the report plots."""
+
+    summary: dict[str, Any]
+    truth_m: np.ndarray  # [N, 2] about the evaluation's reference
+    position_m: np.ndarray  # [N, 2] model predictions
+    covariance_m2: np.ndarray  # [N, 2, 2]
+    errors_m: dict[str, np.ndarray]  # method -> [N] great-circle errors (NaN: not placed)
+    crlb_m: np.ndarray | None  # [N] per-sample bound (synthetic data)
+    n_heard: np.ndarray  # [N]
 
 
 def grid_for(rx_position_m: np.ndarray, margin_m: float) -> GridSpec:
@@ -50,12 +63,14 @@ def _errors_m(samples: SampleArrays, reference: ReferencePoint, position_m: np.n
 
 def _baseline_summary(
     samples: SampleArrays, reference: ReferencePoint, estimate_m: np.ndarray, radii: list[float]
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], np.ndarray]:
     """Error summary of a baseline; samples it cannot place (NaN) are counted, not scored."""
     placed = np.all(np.isfinite(estimate_m), axis=1)
-    summary = error_summary(_errors_m(samples.select(placed), reference, estimate_m[placed]), radii)
+    errors = np.full(len(samples), np.nan)
+    errors[placed] = _errors_m(samples.select(placed), reference, estimate_m[placed])
+    summary = error_summary(errors[placed], radii)
     summary["n_unplaced"] = int((~placed).sum())
-    return summary
+    return summary, errors
 
 
 def evaluate_predictions(
@@ -66,7 +81,7 @@ def evaluate_predictions(
     physics: PhysicsModel,
     area_margin_m: float,
     synthetic: bool,
-) -> dict[str, Any]:
+) -> Evaluation:
     """Scores of predictions for `samples`, all expressed about `reference`.
 
     Errors are great-circle distances between predicted and true positions. Baselines run on
@@ -97,10 +112,11 @@ def evaluate_predictions(
         shadowing_sigma_db=physics.sigma_db,
         reference_distance_m=physics.reference_distance_m,
     )
-    result["baselines"] = {
-        "weighted_centroid": _baseline_summary(samples, reference, centroid, radii),
-        "mle_grid": _baseline_summary(samples, reference, mle, radii),
-    }
+    errors_by_method = {"model": errors}
+    result["baselines"] = {}
+    for name, estimate in (("weighted_centroid", centroid), ("mle_grid", mle)):
+        result["baselines"][name], errors_by_method[name] = _baseline_summary(samples, reference, estimate, radii)
+    per_sample = None
     if synthetic:
         per_sample = rss_crlb_rmse_m(
             rx[..., :2], truth, physics.path_loss_exponent, physics.sigma_db, tx_power_known=False, mask=samples.heard
@@ -113,4 +129,12 @@ def evaluate_predictions(
         "path_loss_exponent": physics.path_loss_exponent,
         "sigma_db": physics.sigma_db,
     }
-    return result
+    return Evaluation(
+        summary=result,
+        truth_m=truth,
+        position_m=position_m,
+        covariance_m2=covariance_m2,
+        errors_m=errors_by_method,
+        crlb_m=None if per_sample is None else np.atleast_1d(per_sample),
+        n_heard=samples.heard.sum(axis=1),
+    )

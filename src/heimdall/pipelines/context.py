@@ -6,11 +6,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from heimdall.settings import Settings
-from heimdall.storage.artifacts import LocalStore
+from heimdall.storage.artifacts import ArtifactStore, LocalStore
 from heimdall.storage.database import Database
 from heimdall.tracking import Tracker
 
-__all__ = ["Context", "open_context"]
+__all__ = ["Context", "open_context", "open_store"]
 
 
 @dataclass
@@ -19,7 +19,7 @@ class Context:
 
     settings: Settings
     db: Database
-    store: LocalStore
+    store: ArtifactStore
     _tracker: Tracker | None = field(default=None, repr=False)
 
     @property
@@ -38,4 +38,22 @@ def open_context(settings: Settings) -> Context:
     settings.home.mkdir(parents=True, exist_ok=True)
     db = Database(settings.resolved_database_url)
     db.create_schema()
-    return Context(settings=settings, db=db, store=LocalStore(settings.resolved_artifacts_dir))
+    return Context(settings=settings, db=db, store=open_store(settings))
+
+
+def open_store(settings: Settings) -> ArtifactStore:
+    """Local directory by default; S3/MinIO when an endpoint is configured."""
+    if settings.s3_endpoint_url is None:
+        return LocalStore(settings.resolved_artifacts_dir)
+    from heimdall.storage.s3 import S3Store
+
+    store = S3Store(
+        endpoint_url=settings.s3_endpoint_url,
+        access_key_id=settings.s3_access_key_id,
+        secret_access_key=settings.s3_secret_access_key,
+        region=settings.s3_region,
+        bucket_prefix=settings.s3_bucket_prefix,
+        cache_dir=settings.home / "cache" / "s3",
+    )
+    store.check()  # a ConfigError at start, not mid-job
+    return store

@@ -80,8 +80,8 @@ def demo(
     measurements = report_dir / "test-measurements.csv"
     dataset_export(ctx, name, "test", measurements)
     localized = localize(ctx, exported.bundle, measurements)
-    report_dir.mkdir(parents=True, exist_ok=True)
-    (report_dir / "evaluation.json").write_text(json.dumps(exported.evaluation, indent=2))
+    step(f"writing the evaluation report to {report_dir}")
+    evaluate(ctx, exported.bundle, name, split="test", report_dir=report_dir)
     (report_dir / "fresh-seed-evaluation.json").write_text(json.dumps(fresh, indent=2))
     (report_dir / "localize.json").write_text(json.dumps(localized, indent=2))
     return DemoResult(

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from heimdall.data.align import align_samples
 from heimdall.data.measurements import read_measurements
 from heimdall.data.shards import DatasetReader
 from heimdall.errors import InputError, NotFoundError
-from heimdall.evaluation.evaluate import PhysicsModel, evaluate_predictions
+from heimdall.evaluation.evaluate import Evaluation, PhysicsModel, evaluate_predictions
 from heimdall.export.bundle import write_bundle_files
 from heimdall.export.geojson import prediction_records, predictions_geojson
 from heimdall.export.localizer import Localizer
@@ -77,7 +77,7 @@ def _physics(reader: DatasetReader) -> tuple[PhysicsModel, float]:
     return physics, float(scenario.get("area_margin_m", 20_000.0))
 
 
-def evaluate_localizer(localizer: Localizer, reader: DatasetReader, split: str) -> dict[str, Any]:
+def evaluate_localizer(localizer: Localizer, reader: DatasetReader, split: str) -> Evaluation:
     """Score `localizer` on a dataset split (samples moved into the model's frame)."""
     samples = align_samples(
         reader.load(split),
@@ -88,7 +88,7 @@ def evaluate_localizer(localizer: Localizer, reader: DatasetReader, split: str) 
     )
     predictions = localizer.predict(samples)
     physics, margin = _physics(reader)
-    result = evaluate_predictions(
+    evaluation = evaluate_predictions(
         samples,
         localizer.reference_point,
         predictions.position_m,
@@ -97,30 +97,51 @@ def evaluate_localizer(localizer: Localizer, reader: DatasetReader, split: str) 
         margin,
         synthetic=reader.manifest.kind != "measured",
     )
-    return dict(result, model=localizer.name, dataset=reader.name, split=split)
+    evaluation.summary.update(model=localizer.name, dataset=reader.name, split=split)
+    return evaluation
 
 
 def evaluate(ctx: Context, model: str, dataset: str, split: str = "test", report_dir: Path | None = None) -> dict[str, Any]:
-    """Evaluate a model on a dataset split; optionally write `evaluation.json` to `report_dir`."""
+    """Evaluate a model on a dataset split; with `report_dir`, write the full report there."""
     if split not in ("train", "val", "test", "all"):
         raise InputError(f"unknown split {split!r}; expected train, val, test or all")
     reader = DatasetReader(ctx.store, dataset)
     localizer, temporary = resolve_model(ctx, model)
     try:
-        result = evaluate_localizer(localizer, reader, split)
+        evaluation = evaluate_localizer(localizer, reader, split)
+        if report_dir is not None:
+            write_evaluation_report(ctx, Path(report_dir), evaluation, localizer, reader, split)
     finally:
         if temporary is not None:
             shutil.rmtree(temporary, ignore_errors=True)
-    if report_dir is not None:
-        _write_json_atomic(Path(report_dir) / "evaluation.json", result)
-    return result
+    return evaluation.summary
 
 
-def _write_json_atomic(path: Path, payload: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
-        json.dump(payload, handle, indent=2)
-    Path(handle.name).replace(path)
+def write_evaluation_report(
+    ctx: Context, directory: Path, evaluation: Evaluation, localizer: Localizer, reader: DatasetReader, split: str
+) -> Path:
+    """Figures, GeoJSON and report.md for an evaluation (training curves from the job's rows)."""
+    from heimdall.evaluation.report import ReportContext, write_report
+    from heimdall.jobs import job_metrics
+
+    network = reader.network
+    history: list[dict[str, float]] = []
+    job_id = localizer.config.get("job_id")
+    if job_id:
+        history = [
+            {"epoch": m.epoch, "train_loss": m.train_loss, "val_loss": m.val_loss, "val_median_error_m": m.val_median_error_m}
+            for m in job_metrics(ctx.db, job_id)
+        ]
+    context = ReportContext(
+        reference=localizer.reference_point,
+        receiver_lat_deg=np.array([r.lat_deg for r in network.receivers]),
+        receiver_lon_deg=np.array([r.lon_deg for r in network.receivers]),
+        receiver_ids=list(network.ids),
+        sample_ids=[str(i) for i in reader.load(split).sample_id],
+        training_history=history,
+        title=f"{localizer.name} on {reader.name} ({split})",
+    )
+    return write_report(directory, evaluation, context)
 
 
 @dataclass(frozen=True)
@@ -165,7 +186,7 @@ def export(ctx: Context, checkpoint: Path, version: int | None = None) -> Export
     config = _bundle_config(meta, reader, name=name, version=version)
     config["covariance_scale"] = scale
     write_bundle_files(draft.directory, config, {}, "")
-    evaluation = evaluate_localizer(Localizer(draft.directory, reference=f"{name}/v{version}"), reader, test_split)
+    evaluation = evaluate_localizer(Localizer(draft.directory, reference=f"{name}/v{version}"), reader, test_split).summary
     metrics = {"evaluation": evaluation, "onnx_max_abs_diff": draft.max_abs_diff, "covariance_scale": scale}
     prefix = finish_bundle(draft, ctx.store, name, version, config, metrics)
     bundle_dir = ctx.store.local_dir(prefix)

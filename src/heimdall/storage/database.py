@@ -12,7 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from heimdall.errors import ConfigError
-from heimdall.storage.tables import Base
+from heimdall.storage.migrate import engine_options, upgrade
 
 __all__ = ["Database"]
 
@@ -35,14 +35,22 @@ class Database:
                 self.engine: Engine = create_engine(url, connect_args={"timeout": 30})
                 event.listen(self.engine, "connect", _enable_sqlite_foreign_keys)
             else:
-                self.engine = create_engine(url, pool_pre_ping=True)
+                self.engine = create_engine(url, pool_pre_ping=True, **engine_options(url))
         except (SQLAlchemyError, ValueError) as exc:
             raise ConfigError(f"invalid database URL {url!r}: {exc}") from exc
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def create_schema(self) -> None:
-        """Create missing tables (the embedded SQLite default upgrades itself on use)."""
-        Base.metadata.create_all(self.engine)
+        """Bring the database to the newest migration (creates every table when empty)."""
+        try:
+            upgrade(self.url)
+        except SQLAlchemyError as exc:
+            raise ConfigError(f"cannot reach or upgrade the database {self.safe_url}: {exc.__class__.__name__}") from exc
+
+    @property
+    def safe_url(self) -> str:
+        """The URL with any password masked, for messages and logs."""
+        return self.engine.url.render_as_string(hide_password=True)
 
     @contextmanager
     def session(self) -> Iterator[Session]:

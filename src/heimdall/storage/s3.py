@@ -85,7 +85,7 @@ class S3Store:
     Everything is passed in (nothing is read from the environment): the endpoint (None for
     AWS itself), the region, the credentials, the bucket prefix and the local directory
     that `local_dir` downloads into. Timeouts are short and retries few, so a wrong
-    endpoint fails in seconds, not minutes.
+    endpoint fails in seconds, not minutes. `client` is the boto3 client (tests stub it).
     """
 
     def __init__(
@@ -136,7 +136,7 @@ class S3Store:
         try:
             self.client = session.client("s3", endpoint_url=endpoint_url, config=config)
         except (ValueError, BotoCoreError) as exc:
-            raise ConfigError(f"invalid S3 endpoint {endpoint_url!r}: {exc}") from exc
+            raise ConfigError(f"invalid S3 endpoint {endpoint_url!r}: {exc}") from None
         self._buckets_ready: set[str] = set()
 
     # --- naming -----------------------------------------------------------------------------

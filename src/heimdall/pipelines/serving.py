@@ -1,0 +1,235 @@
+"""Serving jobs: list and promote registered models, localise one transmission in-process.
+
+`LocalizerCache` keeps exported models loaded (ONNX sessions, never checkpoints) so a
+request costs one forward pass, not a bundle load.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+
+from heimdall.data.measurements import MeasurementTable, _check_range, _check_samples
+from heimdall.errors import InputError, NotFoundError
+from heimdall.export.geojson import prediction_records, predictions_geojson
+from heimdall.export.localizer import Localizer
+from heimdall.pipelines.context import Context
+from heimdall.settings import Settings
+from heimdall.storage.tables import ModelRecord
+from heimdall.tracking import Tracker, parse_model_reference
+
+__all__ = [
+    "DEFAULT_ALIAS",
+    "MeasurementRow",
+    "LocalizerCache",
+    "list_models",
+    "model_show",
+    "promote_model",
+    "measurement_table",
+    "localize_one",
+]
+
+#: The alias the API serves when a request names no model.
+DEFAULT_ALIAS = "production"
+#: How long an alias -> version lookup is trusted (a promotion elsewhere shows up after this).
+ALIAS_TTL_S = 10.0
+
+
+def _aliases(ctx: Context, name: str) -> dict[int, list[str]]:
+    """version -> aliases pointing at it, for registered model `name`."""
+    found = ctx.tracker.client.search_registered_models(filter_string=f"name = '{name}'")
+    by_version: dict[int, list[str]] = {}
+    for model in found:
+        for alias, version in (model.aliases or {}).items():
+            by_version.setdefault(int(version), []).append(alias)
+    return {v: sorted(a) for v, a in by_version.items()}
+
+
+def _model_view(record: ModelRecord, aliases: dict[int, list[str]]) -> dict[str, Any]:
+    return {
+        "name": record.name,
+        "version": record.version,
+        "reference": f"models:/{record.name}/{record.version}",
+        "aliases": aliases.get(record.version, []),
+        "dataset": record.dataset_name,
+        "job_id": record.job_id,
+        "mlflow_run_id": record.mlflow_run_id,
+        "parent_model": record.parent_model,
+        "metrics": record.metrics or {},
+        "created_at": record.created_at,
+    }
+
+
+def list_models(ctx: Context) -> list[dict[str, Any]]:
+    """Every exported model version (the `models` table), newest first, with its aliases."""
+    with ctx.db.session() as session:
+        records = list(session.scalars(select(ModelRecord).order_by(ModelRecord.name, ModelRecord.version.desc())))
+    aliases = {name: _aliases(ctx, name) for name in {r.name for r in records}}
+    return [_model_view(r, aliases[r.name]) for r in records]
+
+
+def _record(ctx: Context, name: str, version: int) -> ModelRecord:
+    with ctx.db.session() as session:
+        record = session.scalars(
+            select(ModelRecord).where(ModelRecord.name == name, ModelRecord.version == version)
+        ).one_or_none()
+    if record is None:
+        raise NotFoundError(f"model {name} v{version} not found")
+    return record
+
+
+def model_show(ctx: Context, name: str, version: int) -> dict[str, Any]:
+    """One exported model version."""
+    return _model_view(_record(ctx, name, version), _aliases(ctx, name))
+
+
+def promote_model(ctx: Context, name: str, version: int, alias: str = DEFAULT_ALIAS) -> dict[str, Any]:
+    """Point registry alias `alias` (e.g. production) of `name` at `version`."""
+    if alias.lower() == "latest":
+        raise InputError("'latest' is reserved by the registry; pick another alias")
+    _record(ctx, name, version)
+    ctx.tracker.set_alias(name, version, alias)
+    return {"name": name, "version": version, "alias": alias, "reference": f"models:/{name}@{alias}"}
+
+
+@dataclass(frozen=True)
+class MeasurementRow:
+    """What one receiver reported of one transmission (`rss_dbm` None = listened, heard nothing)."""
+
+    receiver_id: str
+    rx_lat: float
+    rx_lon: float
+    rx_alt_m: float | None = None
+    rss_dbm: float | None = None
+    snr_db: float | None = None
+
+
+def _column(rows: Sequence[MeasurementRow], name: str, default: float = np.nan) -> np.ndarray:
+    values = np.array([default if getattr(r, name) is None else float(getattr(r, name)) for r in rows], dtype=np.float64)
+    given = np.array([getattr(r, name) is not None for r in rows])
+    if np.any(given & ~np.isfinite(values)):
+        raise InputError(f"{name} must be a finite number")
+    return values
+
+
+def measurement_table(rows: Sequence[MeasurementRow], source: str = "request") -> MeasurementTable:
+    """One transmission's rows as a `MeasurementTable`, checked by the file reader's rules."""
+    if not rows:
+        raise InputError(f"{source}: no measurements")
+    ids = [str(r.receiver_id).strip() for r in rows]
+    if any(not i for i in ids):
+        raise InputError(f"{source}: receiver_id must not be empty")
+    lat, lon = _column(rows, "rx_lat"), _column(rows, "rx_lon")
+    if not (np.all(np.isfinite(lat)) and np.all(np.isfinite(lon))):
+        raise InputError(f"{source}: rx_lat and rx_lon are required for every receiver")
+    _check_range(lat, lon, "receiver", source)
+    rss = _column(rows, "rss_dbm")
+    if np.any(np.abs(rss[np.isfinite(rss)]) > 400):
+        raise InputError(f"{source}: rss_dbm outside +-400 dBm is not a power reading")
+    m = len(rows)
+    table = MeasurementTable(
+        sample_id=np.array(["0"] * m, dtype=object),
+        receiver_id=np.array(ids, dtype=object),
+        rx_lat_deg=lat,
+        rx_lon_deg=lon,
+        rx_alt_m=_column(rows, "rx_alt_m", default=0.0),
+        rss_dbm=rss,
+        snr_db=_column(rows, "snr_db"),
+        tx_lat_deg=np.full(m, np.nan),
+        tx_lon_deg=np.full(m, np.nan),
+    )
+    _check_samples(table, source)
+    return table
+
+
+def localize_one(localizer: Localizer, table: MeasurementTable, model: str) -> dict[str, Any]:
+    """Position, 1-sigma ellipse and GeoJSON of the one transmission in `table`."""
+    sample_ids, predictions = localizer.localize_table(table)
+    record = prediction_records(sample_ids, predictions)[0]
+    record.pop("sample_id")
+    geojson = predictions_geojson(sample_ids, predictions, localizer.reference_point, model)
+    return {**record, "model": model, "geojson": geojson}
+
+
+class LocalizerCache:
+    """Loaded models by (name, version), least recently used dropped first; thread-safe.
+
+    Aliases (`@production`) are looked up in the registry at most every `ALIAS_TTL_S`
+    seconds, so a promotion takes effect without a restart.
+    """
+
+    def __init__(self, settings: Settings, max_models: int = 4, alias_ttl_s: float = ALIAS_TTL_S) -> None:
+        self.settings = settings
+        self.max_models = max_models
+        self.alias_ttl_s = alias_ttl_s
+        self._tracker: Tracker | None = None
+        self._models: OrderedDict[tuple[str, int], Localizer] = OrderedDict()
+        self._aliases: dict[str, tuple[float, tuple[str, int]]] = {}
+        self._lock = threading.Lock()
+        self._load_lock = threading.Lock()
+
+    @property
+    def tracker(self) -> Tracker:
+        if self._tracker is None:
+            self._tracker = Tracker(self.settings)
+        return self._tracker
+
+    def default_reference(self) -> str:
+        return f"models:/{self.settings.registered_model_name}@{DEFAULT_ALIAS}"
+
+    def resolve(self, reference: str | None) -> tuple[str, int]:
+        """`models:/NAME@ALIAS` or `models:/NAME/VERSION` -> (name, version).
+
+        No reference: the `production` alias of the configured model, or its newest
+        version while nothing has been promoted.
+        """
+        if reference is None:
+            try:
+                return self.resolve(self.default_reference())
+            except NotFoundError:
+                return self.resolve(f"models:/{self.settings.registered_model_name}/latest")
+        name, alias, version = parse_model_reference(reference)
+        if version is not None and version != "latest":
+            return name, int(version)
+        now = time.monotonic()
+        with self._lock:
+            cached = self._aliases.get(reference)
+        if cached is not None and now - cached[0] < self.alias_ttl_s:
+            return cached[1]
+        resolved_name, resolved_version, _source = self.tracker.resolve(reference)
+        with self._lock:
+            self._aliases[reference] = (now, (resolved_name, resolved_version))
+        return resolved_name, resolved_version
+
+    def get(self, reference: str | None) -> tuple[Localizer, str]:
+        """The loaded model for `reference` and its exact reference (`models:/NAME/VERSION`)."""
+        key = self.resolve(reference)
+        exact = f"models:/{key[0]}/{key[1]}"
+        with self._lock:
+            localizer = self._models.get(key)
+            if localizer is not None:
+                self._models.move_to_end(key)
+                return localizer, exact
+        with self._load_lock:
+            with self._lock:
+                localizer = self._models.get(key)
+            if localizer is None:
+                localizer = Localizer.from_registry(exact, self.settings)
+            with self._lock:
+                self._models[key] = localizer
+                self._models.move_to_end(key)
+                while len(self._models) > self.max_models:
+                    self._models.popitem(last=False)
+        return localizer, exact
+
+    def forget_aliases(self) -> None:
+        """Drop cached alias lookups (after a promotion in this process)."""
+        with self._lock:
+            self._aliases.clear()

@@ -1,0 +1,60 @@
+"""The FastAPI application factory: settings, context, job queue and model cache built here."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from heimdall import __version__
+from heimdall.pipelines.context import open_context
+from heimdall.pipelines.jobqueue import JobQueue
+from heimdall.pipelines.serving import LocalizerCache
+from heimdall.service.errors import install_error_handlers
+from heimdall.service.middleware import MAX_BODY_BYTES, GuardMiddleware
+from heimdall.service.routes import datasets, health, jobs, localize, models, seeds
+from heimdall.settings import Settings
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("heimdall.service")
+
+
+def create_app(settings: Settings | None = None, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+    """The API over `settings` (default: built from the environment, now, not at import).
+
+    Without `broker_url`, jobs run in a background thread of this process (start it with
+    the app's lifespan, e.g. `with TestClient(app)` or uvicorn); with it, on Celery workers.
+    """
+    settings = settings or Settings()
+    context = open_context(settings)
+    queue = JobQueue.for_context(context)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        recovered = queue.recover()
+        if any(recovered.values()):
+            log.warning("jobs left by a previous server: %s", recovered)
+        try:
+            yield
+        finally:
+            queue.close()
+
+    app = FastAPI(
+        title="Heimdall",
+        version=__version__,
+        summary="Locate a radio transmitter from what a network of receivers heard of it.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.context = context
+    app.state.queue = queue
+    app.state.localizers = LocalizerCache(settings)
+    install_error_handlers(app, settings)
+    app.add_middleware(GuardMiddleware, token=settings.api_token, max_body_bytes=max_body_bytes)
+    for module in (health, datasets, jobs, models, localize, seeds):
+        app.include_router(module.router)
+    app.include_router(health.version_router)
+    return app

@@ -1,0 +1,206 @@
+"""Request and response bodies of the API (pydantic): validation happens here, once."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+
+__all__ = [
+    "NAME_PATTERN",
+    "Name",
+    "ModelRef",
+    "ReceiverIn",
+    "NetworkIn",
+    "GenerateIn",
+    "TrainIn",
+    "JobAccepted",
+    "ProgressOut",
+    "JobOut",
+    "JobList",
+    "PromoteIn",
+    "EvaluateIn",
+    "MeasurementIn",
+    "LocalizeIn",
+    "LocalizeOut",
+]
+
+#: Names of datasets and models in URLs and bodies: no dots or slashes, so never a path.
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+MODEL_REF_PATTERN = r"^models:/[a-z0-9][a-z0-9_-]{0,63}(@[a-z][a-z0-9_-]{0,31}|/([0-9]{1,9}|latest))$"
+ALIAS_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
+_UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+INIT_FROM_PATTERN = rf"^({_UUID}|models:/[a-z0-9][a-z0-9_-]{{0,63}}/[0-9]{{1,9}})$"
+# Printable text without control characters (ids end up in logs and GeoJSON).
+_TEXT = r"^[^\x00-\x1f\x7f]+$"
+
+Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+ModelRef = Annotated[str, StringConstraints(pattern=MODEL_REF_PATTERN)]
+Alias = Annotated[str, StringConstraints(pattern=ALIAS_PATTERN)]
+ReceiverId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128, pattern=_TEXT)]
+Latitude = Annotated[float, Field(ge=-90.0, le=90.0, description="WGS84 latitude, degrees")]
+Longitude = Annotated[float, Field(ge=-180.0, le=180.0, description="WGS84 longitude, degrees")]
+PowerDbm = Annotated[float, Field(ge=-400.0, le=400.0)]
+
+
+class _Body(BaseModel):
+    """Unknown keys are errors (a misspelt key must not fall back to a default); no NaN/inf."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class ReceiverIn(_Body):
+    receiver_id: ReceiverId
+    name: Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=_TEXT)] | None = None
+    lat_deg: Latitude
+    lon_deg: Longitude
+    alt_m: Annotated[float, Field(ge=-500.0, le=10_000.0)] = 0.0
+    antenna_gain_dbi: Annotated[float, Field(ge=-30.0, le=60.0)] = 0.0
+    noise_figure_db: Annotated[float, Field(ge=0.0, le=40.0)] = 6.0
+
+
+class NetworkIn(_Body):
+    name: Name = "custom"
+    receivers: Annotated[list[ReceiverIn], Field(min_length=1, max_length=256)]
+    bandwidth_hz: Annotated[float, Field(gt=0.0, le=1e9)] | None = None
+
+
+class GenerateIn(_Body):
+    """`POST /v1/training/synthetic/generate`."""
+
+    name: Name
+    num_samples: Annotated[int, Field(ge=1, le=5_000_000)]
+    description: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    frequency_mhz: Annotated[float, Field(gt=0.0, le=100_000.0)] | None = None
+    tx_power_dbm: PowerDbm | Annotated[list[PowerDbm], Field(min_length=2, max_length=2)] | None = Field(
+        None, description="Transmit power in dBm, fixed or a [min, max] range drawn uniformly"
+    )
+    min_snr_db: Annotated[float, Field(ge=-50.0, le=100.0)] | None = None
+    min_receivers: Annotated[int, Field(ge=1, le=256)] | None = None
+    network: NetworkIn | None = Field(None, description="Inline receiver network; omitted = the default network")
+    kind: Literal["features"] = "features"
+    split_mode: Literal["random", "grid"] = "random"
+    seed: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
+
+    @field_validator("tx_power_dbm")
+    @classmethod
+    def _ordered_range(cls, value: Any) -> Any:
+        if isinstance(value, list) and value[0] > value[1]:
+            raise ValueError("tx_power_dbm range must be [min, max] with min <= max")
+        return value
+
+
+class TrainIn(_Body):
+    """`POST /v1/training/jobs` (and the seeds' `POST /train`)."""
+
+    dataset: Name
+    epochs: Annotated[int, Field(ge=1, le=10_000)] = 40
+    batch_size: Annotated[int, Field(ge=1, le=65_536)] = 256
+    learning_rate: Annotated[float, Field(gt=0.0, lt=1.0)] = 2e-3
+    validation_split: Annotated[float, Field(gt=0.0, lt=1.0)] | None = None
+    init_from: Annotated[str, StringConstraints(pattern=INIT_FROM_PATTERN)] | None = Field(
+        None, description="Fine-tune from a training job id or models:/NAME/VERSION"
+    )
+    seed: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
+    hidden_dim: Annotated[int, Field(ge=8, le=2048)] = 128
+    num_layers: Annotated[int, Field(ge=1, le=16)] = 2
+    export: bool = Field(True, description="Export, evaluate and register the model when training completes")
+
+
+class JobAccepted(BaseModel):
+    job_id: str
+    status: str
+    status_url: str
+    events_url: str
+
+
+class ProgressOut(BaseModel):
+    current: int
+    total: int
+    fraction: float | None
+    message: str | None
+
+
+class ModelRefOut(BaseModel):
+    name: str
+    version: int
+    reference: str
+
+
+class JobOut(BaseModel):
+    job_id: str
+    kind: str
+    status: str
+    dataset: str | None
+    params: dict[str, Any]
+    progress: ProgressOut
+    metrics: dict[str, Any] | None
+    result: dict[str, Any] | None
+    model: ModelRefOut | None
+    export_job_id: str | None
+    error: str | None
+    pause_requested: bool
+    cancel_requested: bool
+    created_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    status_url: str
+
+
+class JobList(BaseModel):
+    jobs: list[JobOut]
+
+
+class PromoteIn(_Body):
+    alias: Alias = "production"
+
+
+class EvaluateIn(_Body):
+    dataset: Name
+    split: Literal["train", "val", "test", "all"] = "test"
+
+
+class MeasurementIn(_Body):
+    """What one receiver reported; `rss_dbm` null = listened and heard nothing."""
+
+    receiver_id: ReceiverId
+    rx_lat: Latitude
+    rx_lon: Longitude
+    rx_alt_m: Annotated[float, Field(ge=-500.0, le=100_000.0)] | None = None
+    rss_dbm: PowerDbm | None = None
+    snr_db: Annotated[float, Field(ge=-400.0, le=400.0)] | None = None
+
+
+class LocalizeIn(_Body):
+    """`POST /v1/localize`: one transmission as heard by a set of receivers."""
+
+    model: ModelRef | None = Field(
+        None,
+        description="Registry reference; default models:/heimdall-localizer@production, "
+        "else the newest version while nothing is promoted",
+    )
+    measurements: Annotated[list[MeasurementIn], Field(min_length=1, max_length=1024)]
+
+    @model_validator(mode="after")
+    def _one_transmission(self) -> LocalizeIn:
+        seen: set[str] = set()
+        for row in self.measurements:
+            if row.receiver_id in seen:
+                raise ValueError(f"receiver {row.receiver_id!r} appears twice")
+            seen.add(row.receiver_id)
+        if not any(row.rss_dbm is not None for row in self.measurements):
+            raise ValueError("at least one receiver must have heard the transmitter (rss_dbm not null)")
+        return self
+
+
+class LocalizeOut(BaseModel):
+    lat: float
+    lon: float
+    sigma_major_m: float
+    sigma_minor_m: float
+    orientation_deg: float = Field(description="Major axis, degrees clockwise from north")
+    n_receivers_heard: int
+    model: str
+    geojson: dict[str, Any]
+

@@ -1,0 +1,32 @@
+"""`heimdall serve`: the API under uvicorn, one process (it owns the embedded worker)."""
+
+from __future__ import annotations
+
+from heimdall.settings import Settings
+
+__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "serve"]
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8002
+
+
+def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, settings: Settings | None = None) -> None:
+    """Run the API until interrupted. Loopback by default: put a TLS proxy in front to expose it."""
+    import uvicorn
+
+    from heimdall.logging_setup import configure_logging
+    from heimdall.service.app import create_app
+
+    settings = settings or Settings()
+    configure_logging(settings.log_level)
+    app = create_app(settings)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        workers=1,
+        log_level=settings.log_level.lower(),
+        server_header=False,
+        proxy_headers=False,
+        timeout_graceful_shutdown=30,
+    )
