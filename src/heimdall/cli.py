@@ -29,6 +29,8 @@ app = typer.Typer(
 )
 datasets_app = typer.Typer(help="List, inspect and export datasets.", no_args_is_help=True)
 app.add_typer(datasets_app, name="datasets")
+network_app = typer.Typer(help="Receiver networks.", no_args_is_help=True)
+app.add_typer(network_app, name="network")
 
 console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -165,6 +167,44 @@ def generate(
         f"dataset {result.dataset}: {result.samples} samples ({result.samples_per_s:,.0f}/s), "
         f"acceptance {result.acceptance_rate:.3f}, splits {result.splits}"
     ))
+
+
+@app.command("import-measurements")
+@handle_errors
+def import_measurements(
+    file: Annotated[Path, typer.Argument(help="Measurement file: long CSV/Parquet or POWDER JSON.")],
+    name: Annotated[str, typer.Option(help="Dataset name.")],
+    file_format: Annotated[str, typer.Option("--format", help="long or powder-json.")] = "long",
+    split_mode: Annotated[str, typer.Option("--split-mode", "--split_mode", help="random, grid or time.")] = "grid",
+    seed: Annotated[int, typer.Option(help="Seed of the split.")] = 0,
+    as_json: JsonFlag = False,
+) -> None:
+    """Import real measurements of known transmitters as a dataset of kind `measured`."""
+    from heimdall import pipelines
+
+    if split_mode not in ("random", "grid", "time"):
+        _fail(f"--split-mode must be random, grid or time, got {split_mode!r}")
+    result = pipelines.import_measurements(_context(), file, name, file_format, split_mode, seed)  # type: ignore[arg-type]
+    payload = {"dataset": result.dataset, "samples": result.samples, "rows_read": result.rows_read,
+               "rows_dropped": result.rows_dropped, "splits": result.splits}
+    _emit(payload, as_json, lambda: Console().print(
+        f"dataset {result.dataset}: {result.samples} samples from {result.rows_read} rows "
+        f"(dropped {sum(result.rows_dropped.values())}: {result.rows_dropped or 'none'}), splits {result.splits}"
+    ))
+
+
+@network_app.command("from-measurements")
+@handle_errors
+def network_from_measurements(
+    dataset: Annotated[str, typer.Argument(help="A measured dataset.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="YAML or JSON file to write.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Write a dataset's receiver network (fixed receivers, frequency) for `generate --network`."""
+    from heimdall import pipelines
+
+    result = pipelines.network_from_dataset(_context(), dataset, output)
+    _emit(result, as_json, lambda: Console().print(f"wrote {result['receivers']} receivers to {result['network']}"))
 
 
 @datasets_app.command("list")

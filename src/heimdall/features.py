@@ -183,26 +183,20 @@ def power_spectrogram(
     a frame sum to its mean power. `num_frames` None keeps every whole frame.
     """
     x, as_numpy = _to_tensor(iq)
-    power = torch.fft.fftshift(_bin_power(x, n_fft, hop_length, num_frames), dim=-2)
-    return _back(power, as_numpy)
+    power = _stft_pass(x, n_fft, hop_length, num_frames, keep_power=True)[2]
+    return _back(torch.fft.fftshift(power.transpose(-1, -2), dim=-2).contiguous(), as_numpy)
 
 
-def _mel_db(
-    power: torch.Tensor,
-    fs: float,
-    n_mels: int,
-    f_min_hz: float,
-    f_max_hz: float | None,
-    log: bool,
-    floor_mw: float,
-) -> torch.Tensor:
-    """Mel band powers (dBm with `log`, else mW) from bin powers [..., n_fft, frames]."""
-    n_fft = power.shape[-2]
-    f_max = fs / 2.0 if f_max_hz is None else float(f_max_hz)
-    bank = _filterbank(n_fft, float(fs), int(n_mels), float(f_min_hz), f_max)
-    # Reorder the filters' columns to FFT order rather than fftshifting the (much larger) data.
-    mel = torch.matmul(torch.fft.ifftshift(bank, dim=-1), power)
-    return 10.0 * torch.log10(mel.clamp_min(floor_mw)) if log else mel
+@functools.lru_cache(maxsize=16)
+def _bank_fft_order(n_fft: int, fs: float, n_mels: int, f_min_hz: float, f_max_hz: float | None):
+    """`mel_filterbank` with its columns in FFT order, to skip fftshifting the (larger) data."""
+    f_max = fs / 2.0 if f_max_hz is None else f_max_hz
+    return torch.fft.ifftshift(_filterbank(n_fft, fs, n_mels, f_min_hz, f_max), dim=-1)
+
+
+def _to_db(mel_mw: torch.Tensor, floor_mw: float) -> torch.Tensor:
+    """[..., frames, n_mels] band powers in mW -> [..., n_mels, frames] in dBm."""
+    return (10.0 * torch.log10(mel_mw.clamp_min(floor_mw))).transpose(-1, -2).contiguous()
 
 
 def iq_to_mel_spectrogram(
@@ -224,8 +218,10 @@ def iq_to_mel_spectrogram(
     (the first `num_frames`; None keeps all).
     """
     x, as_numpy = _to_tensor(iq)
-    power = _bin_power(x, n_fft, hop_length, num_frames)
-    return _back(_mel_db(power, sample_rate_hz, n_mels, f_min_hz, f_max_hz, log, power_floor_mw), as_numpy)
+    bank = _bank_fft_order(int(n_fft), float(sample_rate_hz), int(n_mels), float(f_min_hz), f_max_hz)
+    mel = _stft_pass(x, n_fft, hop_length, num_frames, mel_bank=bank)[0]
+    out = _to_db(mel, power_floor_mw) if log else mel.transpose(-1, -2).contiguous()
+    return _back(out, as_numpy)
 
 
 @functools.lru_cache(maxsize=8)
@@ -337,9 +333,9 @@ def _measure(
     detection_snr_db: float,
     guard_hz: float,
 ) -> IQMeasurements:
-    """Measurements from bin powers [..., n_fft, frames] in FFT order."""
-    n_fft = power.shape[-2]
-    mean_power = power.mean(dim=-1).to(torch.float64)
+    """Measurements from the mean bin power [..., n_fft] in mW, FFT order."""
+    n_fft = power.shape[-1]
+    mean_power = power.to(torch.float64)
     f_hz = torch.fft.fftfreq(n_fft, d=1.0 / fs, dtype=torch.float64)
     in_channel = f_hz.abs() <= channel_bandwidth_hz / 2.0
     # Noise is read outside the channel (past a guard for FM splatter and LO error) and below
@@ -389,8 +385,8 @@ def measure_iq(
     convention `heimdall.sim.signals.apply_channel` draws with.
     """
     x, _ = _to_tensor(iq)
-    power = _bin_power(x, n_fft, hop_length, num_frames)
-    return _measure(power, float(sample_rate_hz), channel_bandwidth_hz, detection_snr_db, guard_hz)
+    mean_power = _stft_pass(x, n_fft, hop_length, num_frames)[1]
+    return _measure(mean_power, float(sample_rate_hz), channel_bandwidth_hz, detection_snr_db, guard_hz)
 
 
 def iq_features(
@@ -409,7 +405,8 @@ def iq_features(
     about half their combined cost.
     """
     x, _ = _to_tensor(iq)
-    power = _bin_power(x, n_fft, hop_length, num_frames)
-    mel_db = _mel_db(power, float(sample_rate_hz), n_mels, 0.0, None, True, DEFAULT_POWER_FLOOR_MW)
-    measurements = _measure(power, float(sample_rate_hz), channel_bandwidth_hz, detection_snr_db, 2_000.0)
-    return mel_db.numpy(), measurements
+    fs = float(sample_rate_hz)
+    bank = _bank_fft_order(int(n_fft), fs, int(n_mels), 0.0, None)
+    mel, mean_power, _ = _stft_pass(x, n_fft, hop_length, num_frames, mel_bank=bank)
+    measurements = _measure(mean_power, fs, channel_bandwidth_hz, detection_snr_db, 2_000.0)
+    return _to_db(mel, DEFAULT_POWER_FLOOR_MW).numpy(), measurements

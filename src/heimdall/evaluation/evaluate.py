@@ -19,7 +19,7 @@ from heimdall.evaluation.metrics import (
 )
 from heimdall.geo import ReferencePoint, haversine_m, local_to_ground
 
-__all__ = ["PhysicsModel", "Evaluation", "evaluate_predictions", "grid_for"]
+__all__ = ["PhysicsModel", "Evaluation", "evaluate_predictions", "grid_for", "fit_path_loss_exponent"]
 
 #: Coarse grid cells across the larger side of the search area (refined 16x by mle_grid).
 _GRID_CELLS = 64
@@ -56,6 +56,29 @@ def grid_for(rx_position_m: np.ndarray, margin_m: float) -> GridSpec:
     return GridSpec(*(float(b) for b in bounds), step_m=float(step))
 
 
+def fit_path_loss_exponent(samples: SampleArrays, fallback: float = 3.0) -> float:
+    """Least-squares path-loss exponent n of `rss = P_i - 10 n log10(d)` with a free P per sample.
+
+    Uncalibrated stations and an unknown transmit power only shift a sample's readings, so
+    removing each sample's mean over heard receivers leaves n alone. Needs true positions.
+    """
+    rx = samples.rx_position_m[..., :2].astype(np.float64)
+    distance_m = np.linalg.norm(rx - samples.tx_position_m[:, None, :].astype(np.float64), axis=-1)
+    log_d = np.log10(np.maximum(distance_m, 1.0))
+    heard = samples.heard & np.isfinite(samples.rss_dbm)
+    count = heard.sum(axis=1, keepdims=True)
+    usable = (count[:, 0] >= 2)
+    if not usable.any():
+        return fallback
+    rss = np.where(heard, samples.rss_dbm, 0.0).astype(np.float64)
+    rss_c = np.where(heard, rss - rss.sum(axis=1, keepdims=True) / np.maximum(count, 1), 0.0)[usable]
+    log_c = np.where(heard, log_d - np.where(heard, log_d, 0.0).sum(axis=1, keepdims=True) / np.maximum(count, 1), 0.0)[usable]
+    denominator = 10.0 * float((log_c**2).sum())
+    if denominator <= 0:
+        return fallback
+    return float(np.clip(-(rss_c * log_c).sum() / denominator, 1.5, 6.0))
+
+
 def _errors_m(samples: SampleArrays, reference: ReferencePoint, position_m: np.ndarray) -> np.ndarray:
     lat, lon = local_to_ground(position_m[:, 0], position_m[:, 1], reference)
     return np.asarray(haversine_m(samples.tx_lat_deg, samples.tx_lon_deg, lat, lon))
@@ -81,6 +104,7 @@ def evaluate_predictions(
     physics: PhysicsModel,
     area_margin_m: float,
     synthetic: bool,
+    extra_baselines: dict[str, np.ndarray] | None = None,
 ) -> Evaluation:
     """Scores of predictions for `samples`, all expressed about `reference`.
 
@@ -114,7 +138,7 @@ def evaluate_predictions(
     )
     errors_by_method = {"model": errors}
     result["baselines"] = {}
-    for name, estimate in (("weighted_centroid", centroid), ("mle_grid", mle)):
+    for name, estimate in (("weighted_centroid", centroid), ("mle_grid", mle), *(extra_baselines or {}).items()):
         result["baselines"][name], errors_by_method[name] = _baseline_summary(samples, reference, estimate, radii)
     per_sample = None
     if synthetic:

@@ -1,7 +1,16 @@
 """Orchestration: each user-facing job is one function here; adapters only call these."""
 
 from heimdall.pipelines.context import Context, open_context
-from heimdall.pipelines.datasets import GenerateResult, dataset_export, dataset_show, datasets_list, generate
+from heimdall.pipelines.datasets import (
+    GenerateResult,
+    ImportResult,
+    dataset_export,
+    dataset_show,
+    datasets_list,
+    generate,
+    import_measurements,
+    network_from_dataset,
+)
 from heimdall.pipelines.models import ExportResult, evaluate, export, localize, resolve_model
 from heimdall.pipelines.training import TrainRequest, TrainResult, train
 
@@ -13,6 +22,9 @@ __all__ = [
     "datasets_list",
     "dataset_show",
     "dataset_export",
+    "ImportResult",
+    "import_measurements",
+    "network_from_dataset",
     "TrainRequest",
     "TrainResult",
     "train",

@@ -17,7 +17,16 @@ from heimdall.network import ReceiverNetwork, default_network
 from heimdall.pipelines.context import Context
 from heimdall.sim.scenario import ScenarioConfig
 
-__all__ = ["GenerateResult", "generate", "datasets_list", "dataset_show", "dataset_export"]
+__all__ = [
+    "GenerateResult",
+    "generate",
+    "datasets_list",
+    "dataset_show",
+    "dataset_export",
+    "ImportResult",
+    "import_measurements",
+    "network_from_dataset",
+]
 
 
 
@@ -107,3 +116,52 @@ def dataset_export(ctx: Context, name: str, split: str, output: Path) -> dict[st
     samples = reader.load(split)
     rows = write_measurements(output, samples, reader.manifest.reference, reader.manifest.station_ids)
     return {"dataset": name, "split": split, "samples": len(samples), "rows": rows, "file": str(output)}
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    dataset: str
+    samples: int
+    rows_read: int
+    rows_dropped: dict[str, int]
+    splits: dict[str, int]
+
+
+def import_measurements(
+    ctx: Context,
+    path: Path,
+    name: str,
+    file_format: Literal["long", "powder-json"] = "long",
+    split_mode: Literal["random", "grid", "time"] = "grid",
+    seed: int = 0,
+) -> ImportResult:
+    """Import real measurements (long CSV/Parquet or POWDER JSON) as a `measured` dataset.
+
+    Invalid rows are dropped and counted (logged as one warning); missing columns, an
+    unreadable file or nothing left are errors.
+    """
+    from heimdall.data.importers import read_measurements_lenient, read_powder_json
+    from heimdall.data.measured import write_measured_dataset
+
+    if file_format not in ("long", "powder-json"):
+        raise InputError(f"--format must be long or powder-json, got {file_format!r}")
+    imported = read_powder_json(Path(path)) if file_format == "powder-json" else read_measurements_lenient(Path(path))
+    # The importer has already logged one warning with the drop counts.
+    dropped = {k: v for k, v in imported.report.rows_dropped.items() if v}
+    manifest = write_measured_dataset(ctx.store, ctx.staging_dir, name, imported, split_mode, seed)
+    register_dataset(ctx.db, DatasetReader(ctx.store, name), ctx.store.uri(dataset_prefix(name)))
+    return ImportResult(
+        dataset=name,
+        samples=manifest.num_samples,
+        rows_read=imported.report.rows_read,
+        rows_dropped=dropped,
+        splits=manifest.split_counts,
+    )
+
+
+def network_from_dataset(ctx: Context, name: str, output: Path) -> dict[str, Any]:
+    """Write the receiver network of a (measured) dataset, for `generate --network`."""
+    reader = DatasetReader(ctx.store, name)
+    path = reader.network.save(Path(output))
+    return {"dataset": name, "network": str(path), "receivers": len(reader.network.receivers),
+            "frequency_hz": reader.network.frequency_hz}

@@ -210,6 +210,7 @@ def _run_generate(ctx: Context, job: TrainingJob, stop: threading.Event | None) 
     network_path = None
     if spec.network is not None or spec.frequency_hz is not None:
         network_path = ctx.settings.home / "jobs" / job.id / "network.yaml"
+        network_path.parent.mkdir(parents=True, exist_ok=True)
         network.save(network_path)
     jobs.set_progress(ctx.db, job.id, 0, spec.num_samples, f"generating {spec.num_samples} samples")
     result = generate(

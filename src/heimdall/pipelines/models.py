@@ -88,6 +88,9 @@ def evaluate_localizer(localizer: Localizer, reader: DatasetReader, split: str) 
     )
     predictions = localizer.predict(samples)
     physics, margin = _physics(reader)
+    extra: dict[str, np.ndarray] = {}
+    if reader.manifest.kind == "measured":
+        physics, extra = _measured_baselines(reader, localizer, samples)
     evaluation = evaluate_predictions(
         samples,
         localizer.reference_point,
@@ -96,9 +99,29 @@ def evaluate_localizer(localizer: Localizer, reader: DatasetReader, split: str) 
         physics,
         margin,
         synthetic=reader.manifest.kind != "measured",
+        extra_baselines=extra,
     )
     evaluation.summary.update(model=localizer.name, dataset=reader.name, split=split)
     return evaluation
+
+
+def _measured_baselines(
+    reader: DatasetReader, localizer: Localizer, samples: Any
+) -> tuple[PhysicsModel, dict[str, np.ndarray]]:
+    """Real data: path-loss exponent fitted on the training split; kNN with k chosen on val."""
+    from heimdall.evaluation.evaluate import fit_path_loss_exponent
+    from heimdall.evaluation.knn import choose_k, fit_knn
+
+    def aligned(split: str) -> Any:
+        return align_samples(
+            reader.load(split), reader.manifest.reference, localizer.reference_point,
+            reader.manifest.station_ids, localizer.station_ids,
+        )
+
+    train, val = aligned("train"), aligned("val")
+    physics = PhysicsModel(path_loss_exponent=fit_path_loss_exponent(train), sigma_db=6.0)
+    knn = fit_knn(train, num_stations=len(localizer.station_ids))
+    return physics, {"knn": knn.predict(samples, choose_k(knn, val))}
 
 
 def evaluate(ctx: Context, model: str, dataset: str, split: str = "test", report_dir: Path | None = None) -> dict[str, Any]:

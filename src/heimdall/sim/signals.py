@@ -488,9 +488,8 @@ def apply_channel(
     gram = np.matmul(np.conj(copies), copies.transpose(0, 2, 1)) / num_samples
     realised = np.einsum("nrk,nkl,nrl->nr", np.conj(taps), gram, taps).real
     taps *= np.sqrt(10.0 ** (power_dbm / 10.0) / np.maximum(realised, 1e-300))[..., None]
-    out = np.matmul(taps.astype(np.complex64), copies)  # [n, R, T]
     offset_hz = per_rx(tx_offset_hz, "tx_offset_hz") + per_rx(rx_lo_offset_hz, "rx_lo_offset_hz")
-    out *= _phasor(offset_hz, num_samples, fs)
+    noise_rms = None
     if snr_db is not None or noise_floor_dbm is not None:
         if snr_db is not None:
             noise_dbm = power_dbm - per_rx(snr_db, "snr_db")
@@ -499,10 +498,21 @@ def apply_channel(
         bandwidth_hz = _positive_float(channel_bandwidth_hz, "channel_bandwidth_hz")
         # White noise over fs carries fs / B times the power it has inside the B-wide channel.
         noise_rms = np.sqrt(10.0 ** (noise_dbm / 10.0) * (fs / bandwidth_hz)).astype(np.float32)
-        # torch's vectorised Gaussian sampler is ~2.5x numpy's, and noise is most of the cost;
-        # its generator is seeded from `rng`, so the same seed still gives the same bytes.
-        generator = torch.Generator().manual_seed(int(rng.integers(2**63 - 1)))
-        noise = torch.randn((n, num_rx, num_samples), generator=generator, dtype=torch.complex64)
-        noise *= torch.from_numpy(noise_rms)[..., None]  # complex randn has E|z|^2 = 1
-        out += noise.numpy()
+    # torch's vectorised Gaussian sampler is ~2.5x numpy's, and noise is most of the cost;
+    # its generator is seeded from `rng`, so the same seed still gives the same bytes.
+    generator = torch.Generator().manual_seed(int(rng.integers(2**63 - 1)))
+    taps = taps.astype(np.complex64)
+    out = np.empty((n, num_rx, num_samples), dtype=np.complex64)
+    # A few samples at a time keep the working set in cache (the steps are memory-bound).
+    step = max(1, (1 << 17) // (num_rx * num_samples))
+    for i in range(0, n, step):
+        rows = slice(i, i + step)
+        np.matmul(taps[rows], copies[rows], out=out[rows])
+        out[rows] *= _phasor(offset_hz[rows], num_samples, fs)
+        if noise_rms is not None:
+            shape = out[rows].shape
+            noise = torch.randn(shape, generator=generator, dtype=torch.complex64)
+            noise_np = noise.numpy()
+            noise_np *= noise_rms[rows][..., None]  # complex randn has E|z|^2 = 1
+            out[rows] += noise_np
     return out[0] if single else out

@@ -1,0 +1,47 @@
+"""Real measurements end to end: import POWDER, train, export, evaluate with the kNN baseline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from heimdall.cli import app
+from heimdall.network import ReceiverNetwork
+
+pytestmark = pytest.mark.slow
+POWDER = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "powder-frs-april" / "april.json"
+
+
+def _json(args: list[str]) -> dict:
+    result = CliRunner().invoke(app, [*args, "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_import_train_evaluate_powder(home: Path, tmp_path: Path) -> None:
+    if not POWDER.is_file():
+        pytest.fail(f"POWDER data not found at {POWDER} (shared/ must sit beside the repo)")
+    imported = _json(["import-measurements", str(POWDER), "--name", "powder", "--format", "powder-json", "--split-mode", "grid"])
+    assert imported["samples"] == 811 and imported["rows_read"] == 8498
+    assert imported["rows_dropped"] == {"receiver at (0, 0)": 89, "non-finite rss": 3}
+    network = _json(["network", "from-measurements", "powder", "-o", str(tmp_path / "net.yaml")])
+    assert ReceiverNetwork.load(tmp_path / "net.yaml").frequency_hz == pytest.approx(462.7e6)
+    assert network["receivers"] == 12
+    trained = _json(["train", "--dataset", "powder", "--epochs", "2", "--batch-size", "64"])
+    exported = _json(["export", "--checkpoint", trained["best_checkpoint"]])
+    report = _json(["evaluate", "--model", exported["bundle"], "--dataset", "powder"])
+    assert report["n"] == imported["splits"]["test"]
+    assert set(report["baselines"]) == {"weighted_centroid", "mle_grid", "knn"}
+    assert "crlb_rmse_m" not in report  # no CRLB for real data
+    # Metres, on a 3 km campus: every method lands within a few km.
+    assert all(b["median_error_m"] < 3_000 for b in report["baselines"].values())
+
+
+def test_bad_import_is_one_line_error(home: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    result = CliRunner().invoke(app, ["import-measurements", str(bad), "--name", "x", "--format", "powder-json"])
+    assert result.exit_code == 1 and result.stderr.startswith("error: ") and len(result.stderr.strip().splitlines()) == 1

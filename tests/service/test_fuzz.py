@@ -1,0 +1,99 @@
+"""Property test: no request body, however odd, gets a 5xx (bounded: a few hundred requests)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+LIMITS = settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=20),
+)
+json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=12)
+numbers = st.one_of(st.floats(allow_nan=False, allow_infinity=False), st.integers(-(10**12), 10**12), st.none(), st.text(max_size=5))
+
+measurement = st.fixed_dictionaries(
+    {"receiver_id": st.one_of(st.text(max_size=8), st.integers()), "rx_lat": numbers, "rx_lon": numbers},
+    optional={"rx_alt_m": numbers, "rss_dbm": numbers, "snr_db": numbers},
+)
+localize_bodies = st.one_of(
+    json_values,
+    st.fixed_dictionaries(
+        {"measurements": st.lists(measurement, max_size=8)},
+        optional={"model": st.one_of(st.text(max_size=30), st.sampled_from(["models:/heimdall-localizer@production", "models:/x/1", "models:/../1"]))},
+    ),
+)
+generate_bodies = st.one_of(
+    json_values,
+    st.fixed_dictionaries(
+        {"name": st.one_of(st.text(max_size=10), st.sampled_from(["ok", "../x", "a" * 70])), "num_samples": numbers},
+        optional={
+            "tx_power_dbm": st.one_of(numbers, st.lists(numbers, max_size=3)),
+            "frequency_mhz": numbers,
+            "min_snr_db": numbers,
+            "min_receivers": numbers,
+            "seed": numbers,
+            "network": st.one_of(
+                json_values,
+                st.fixed_dictionaries({"receivers": st.lists(st.fixed_dictionaries({"receiver_id": st.text(max_size=4), "lat_deg": numbers, "lon_deg": numbers}), max_size=4)}),
+            ),
+        },
+    ),
+)
+train_bodies = st.one_of(
+    json_values,
+    st.fixed_dictionaries(
+        {"dataset": st.one_of(st.text(max_size=10), st.just("ok"))},
+        optional={"epochs": numbers, "batch_size": numbers, "learning_rate": numbers, "validation_split": numbers, "init_from": st.text(max_size=40)},
+    ),
+)
+
+
+def test_bodies_never_cause_a_server_error(recording_client) -> None:
+    client, _executor = recording_client
+    started = time.monotonic()
+    seen: dict[str, set[int]] = {}
+
+    def post(path: str, body: object) -> None:
+        response = client.post(path, content=json.dumps(body).encode(), headers={"content-type": "application/json"})
+        assert response.status_code < 500, (path, body, response.text)
+        assert "Traceback" not in response.text
+        seen.setdefault(path, set()).add(response.status_code)
+
+    @LIMITS
+    @given(body=localize_bodies)
+    def localize(body: object) -> None:
+        post("/v1/localize", body)
+
+    @LIMITS
+    @given(body=generate_bodies)
+    def generate(body: object) -> None:
+        post("/v1/training/synthetic/generate", body)
+
+    @LIMITS
+    @given(body=train_bodies)
+    def train(body: object) -> None:
+        post("/v1/training/jobs", body)
+
+    @LIMITS
+    @given(body=json_values)
+    def promote(body: object) -> None:
+        post("/v1/models/heimdall-localizer/1/promote", body)
+
+    for run in (localize, generate, train, promote):
+        run()
+    assert time.monotonic() - started < 60
+    assert all(codes for codes in seen.values())
