@@ -29,8 +29,18 @@ measurement = st.fixed_dictionaries(
     {"receiver_id": st.one_of(st.text(max_size=8), st.integers()), "rx_lat": numbers, "rx_lon": numbers},
     optional={"rx_alt_m": numbers, "rss_dbm": numbers, "snr_db": numbers},
 )
+plausible_measurement = st.fixed_dictionaries(
+    {
+        "receiver_id": st.sampled_from(["torino", "genova", "montanaro", "coazze", "x", "y"]),
+        "rx_lat": st.floats(-90, 90),
+        "rx_lon": st.floats(-180, 180),
+        "rss_dbm": st.one_of(st.none(), st.floats(-400, 400)),
+    },
+    optional={"rx_alt_m": st.floats(-500, 100_000), "snr_db": st.floats(-400, 400)},
+)
 localize_bodies = st.one_of(
     json_values,
+    st.fixed_dictionaries({"measurements": st.lists(plausible_measurement, min_size=1, max_size=7, unique_by=lambda m: m["receiver_id"])}),
     st.fixed_dictionaries(
         {"measurements": st.lists(measurement, max_size=8)},
         optional={"model": st.one_of(st.text(max_size=30), st.sampled_from(["models:/heimdall-localizer@production", "models:/x/1", "models:/../1"]))},
@@ -38,6 +48,15 @@ localize_bodies = st.one_of(
 )
 generate_bodies = st.one_of(
     json_values,
+    st.fixed_dictionaries(
+        {"name": st.from_regex(r"\A[a-z0-9][a-z0-9_-]{0,10}\Z"), "num_samples": st.integers(1, 5_000_000)},
+        optional={
+            "tx_power_dbm": st.one_of(st.floats(-400, 400), st.lists(st.floats(-400, 400), min_size=2, max_size=2)),
+            "frequency_mhz": st.floats(1e-6, 100_000),
+            "min_snr_db": st.floats(-50, 100),
+            "min_receivers": st.integers(1, 256),
+        },
+    ),
     st.fixed_dictionaries(
         {"name": st.one_of(st.text(max_size=10), st.sampled_from(["ok", "../x", "a" * 70])), "num_samples": numbers},
         optional={
