@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from heimdall.data.layout import SampleArrays
 from heimdall.errors import DataError
@@ -82,14 +82,15 @@ class HeimdallDataModule(L.LightningDataModule):
 
     def __init__(
         self,
-        train: SampleArrays,
+        train: SampleArrays | IterableDataset,
         val: SampleArrays,
         batch_size: int = 256,
         num_workers: int = 0,
         seed: int = 0,
     ) -> None:
         super().__init__()
-        self.train_set = HeimdallDataset(train)
+        # A ShardStream (data/streaming.py) yields whole batches itself.
+        self.train_set = train if isinstance(train, IterableDataset) else HeimdallDataset(train)
         self.val_set = HeimdallDataset(val)
         self.batch_size = batch_size
         self.num_workers = num_workers
@@ -108,6 +109,13 @@ class HeimdallDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
+        if isinstance(self.train_set, IterableDataset):
+            return DataLoader(
+                self.train_set,
+                batch_size=None,
+                num_workers=self.num_workers,
+                persistent_workers=self.num_workers > 0,
+            )
         return self._loader(self.train_set, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:

@@ -182,9 +182,14 @@ class DatasetReader:
         for info in self.manifest.shards:
             if split != "all" and info.split_counts.get(split, 0) == 0:
                 continue
-            with np.load(self.directory / info.file) as arrays:
-                samples = SampleArrays.from_dict(dict(arrays))
-            yield samples.split_subset(split)
+            yield self.load_shard(info.file, split)
+
+    def load_shard(self, file: str, split: str = "all") -> SampleArrays:
+        """One shard's samples of `split`."""
+        if file not in {s.file for s in self.manifest.shards}:
+            raise NotFoundError(f"dataset {self.name!r} has no shard {file!r}")
+        with np.load(self.directory / file) as arrays:
+            return SampleArrays.from_dict(dict(arrays)).split_subset(split)
 
     def load(self, split: str = "all") -> SampleArrays:
         """Every sample of `split` in memory."""

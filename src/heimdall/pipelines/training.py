@@ -22,6 +22,11 @@ __all__ = ["TrainRequest", "TrainResult", "train"]
 
 log = logging.getLogger(__name__)
 
+#: Training splits larger than this are streamed from shards instead of loaded whole.
+STREAM_THRESHOLD = 500_000
+#: Samples used to fit normalisation statistics when streaming.
+NORMALIZATION_SAMPLES = 100_000
+
 
 @dataclass(frozen=True)
 class TrainRequest:
@@ -45,6 +50,8 @@ class TrainRequest:
     num_layers: int = 2
     early_stopping_patience: int = 12
     progress_bar: bool = False
+    #: Stream the training split shard by shard (None: when it exceeds STREAM_THRESHOLD).
+    stream: bool | None = None
 
     def validate(self) -> None:
         """One clear error per bad flag."""
@@ -79,8 +86,26 @@ def _resplit(train: SampleArrays, val: SampleArrays, fraction: float, seed: int)
     return pool.select(~is_val), pool.select(is_val)
 
 
+def _streams(reader: DatasetReader, request: TrainRequest) -> bool:
+    if request.stream is not None:
+        return request.stream
+    return reader.manifest.split_counts.get("train", 0) > STREAM_THRESHOLD and request.validation_split is None
+
+
 def _load_splits(reader: DatasetReader, request: TrainRequest) -> tuple[SampleArrays, SampleArrays]:
-    train = reader.load("train")
+    """Train and validation splits; when streaming, `train` is only a normalisation sample."""
+    if _streams(reader, request):
+        if request.validation_split is not None:
+            raise InputError("--validation-split needs the training split in memory; it cannot stream")
+        parts, have = [], 0
+        for part in reader.iter_shards("train"):
+            parts.append(part)
+            have += len(part)
+            if have >= NORMALIZATION_SAMPLES:
+                break
+        train = SampleArrays.concatenate(parts)
+    else:
+        train = reader.load("train")
     counts = reader.manifest.split_counts
     val = reader.load("val") if counts.get("val", 0) else train.select(np.zeros(len(train), dtype=bool))
     if request.validation_split is not None:
@@ -204,8 +229,15 @@ def train(
         early_stopping_patience=request.early_stopping_patience,
         progress_bar=request.progress_bar,
     )
+    train_source: Any = train_split
+    if _streams(reader, request):
+        from heimdall.data.streaming import ShardStream
+
+        train_source = ShardStream(
+            reader, "train", request.batch_size, seed=request.seed, rank=trainer.global_rank, world_size=trainer.world_size
+        )
     datamodule = HeimdallDataModule(
-        train_split, val_split, batch_size=request.batch_size, num_workers=request.num_workers, seed=request.seed
+        train_source, val_split, batch_size=request.batch_size, num_workers=request.num_workers, seed=request.seed
     )
     torch.set_float32_matmul_precision("high")
     try:

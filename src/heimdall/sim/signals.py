@@ -7,9 +7,8 @@ Conventions, shared with `heimdall.features`:
 - Power: IQ samples are in sqrt(mW), so `10 log10(mean |x|^2)` is the power in dBm. The
   transmitted waveform has unit power (0 dBm in this convention); the channel sets the level.
 - SNR: `snr_db` is the signal power over the noise power inside the `CHANNEL_BANDWIDTH_HZ`
-  (12.5 kHz) channel. The noise added is white over the whole sample rate, so its total power
-  is the in-channel noise power plus `10 log10(sample_rate_hz / 12.5 kHz)` dB (5.85 dB at
-  48 kHz).
+  (12.5 kHz) channel. Noise is white over the whole sample rate, so its total power is the
+  in-channel power plus `10 log10(sample_rate_hz / 12.5 kHz)` dB (5.85 dB at 48 kHz).
 """
 
 from __future__ import annotations
@@ -30,9 +29,9 @@ from heimdall.errors import InputError
 
 __all__ = [
     "SignalType", "SIGNAL_TYPES", "CHANNEL_BANDWIDTH_HZ", "NBFM_DEVIATION_HZ",
-    "WIDE_DEVIATION_HZ", "PRE_EMPHASIS_TIME_CONSTANT_S", "CTCSS_TONES_HZ", "DTMF_ROWS_HZ",
-    "DTMF_COLUMNS_HZ", "DTMF_KEYS", "speech_like_audio", "tone_audio",
-    "dtmf_tone", "dtmf_audio", "pre_emphasis", "de_emphasis", "fm_modulate", "fm_demodulate",
+    "WIDE_DEVIATION_HZ", "PRE_EMPHASIS_TIME_CONSTANT_S", "EMPHASIS_SHELF_HZ", "CTCSS_TONES_HZ",
+    "DTMF_ROWS_HZ", "DTMF_COLUMNS_HZ", "DTMF_KEYS", "speech_like_audio", "tone_audio",
+    "dtmf_audio", "pre_emphasis", "de_emphasis", "fm_modulate", "fm_demodulate",
     "WaveformConfig", "draw_signal_types", "transmitter_waveforms", "apply_channel",
 ]  # fmt: skip
 
@@ -42,19 +41,18 @@ CHANNEL_BANDWIDTH_HZ = 12_500.0
 NBFM_DEVIATION_HZ = 2_500.0
 WIDE_DEVIATION_HZ = 5_000.0
 PRE_EMPHASIS_TIME_CONSTANT_S = 750e-6
-CTCSS_TONES_HZ: tuple[float, ...] = (
+EMPHASIS_SHELF_HZ = 10_000.0  # above the voice band; bounds the boost as real networks do
+CTCSS_TONES_HZ: tuple[float, ...] = (  # the 38 EIA/TIA-603 sub-audible tones
     67.0, 71.9, 74.4, 77.0, 79.7, 82.5, 85.4, 88.5, 91.5, 94.8, 97.4, 100.0, 103.5, 107.2,
     110.9, 114.8, 118.8, 123.0, 127.3, 131.8, 136.5, 141.3, 146.2, 151.4, 156.7, 162.2,
     167.9, 173.8, 179.9, 186.2, 192.8, 203.5, 210.7, 218.1, 225.7, 233.6, 241.8, 250.3,
 )  # fmt: skip
-"""The 38 EIA/TIA-603 CTCSS sub-audible tones (Hz)."""
 DTMF_ROWS_HZ: tuple[int, ...] = (697, 770, 852, 941)
 DTMF_COLUMNS_HZ: tuple[int, ...] = (1209, 1336, 1477, 1633)
 _KEYPAD = ("123A", "456B", "789C", "*0#D")  # rows top to bottom, as in ITU-T Q.23
-DTMF_KEYS: Mapping[str, tuple[int, int]] = MappingProxyType(
-    {key: (DTMF_ROWS_HZ[r], DTMF_COLUMNS_HZ[c]) for r, ks in enumerate(_KEYPAD) for c, key in enumerate(ks)}
+DTMF_KEYS: Mapping[str, tuple[int, int]] = MappingProxyType(  # key -> (row, column) tone in Hz
+    {k: (DTMF_ROWS_HZ[r], DTMF_COLUMNS_HZ[c]) for r, ks in enumerate(_KEYPAD) for c, k in enumerate(ks)}
 )
-"""Key -> (row tone, column tone) in Hz."""
 
 Float32Array = NDArray[np.float32]
 Complex64Array = NDArray[np.complex64]
@@ -125,8 +123,7 @@ def speech_like_audio(
     fade = t_s / max(t_s[-1], 1.0 / fs)
     voiced = filtered[0] + (filtered[1] - filtered[0]) * fade
     # Syllables at 3-5.5 Hz with varying loudness; in 30 % of clips a 80-250 ms pause.
-    rate_hz = rng.uniform(3.0, 5.5, (n, 1))
-    phase = rng.uniform(0.0, 2.0 * np.pi, (n, 1))
+    rate_hz, phase = rng.uniform(3.0, 5.5, (n, 1)), rng.uniform(0.0, 2.0 * np.pi, (n, 1))
     syllable = np.clip((np.sin(2.0 * np.pi * rate_hz * t_s + phase) + 0.3) / 1.3, 0.0, 1.0)
     envelope = syllable * np.sqrt(syllable) * (0.7 + 0.3 * np.tanh(_smooth_noise(rng, n, t_s, 4.0)))
     centre_s = rng.uniform(0.0, num_samples / fs, (n, 1))
@@ -140,10 +137,9 @@ def speech_like_audio(
 def tone_audio(
     rng: np.random.Generator, num_samples: int, sample_rate_hz: float, ctcss_probability: float = 0.5
 ) -> tuple[Float32Array, float]:
-    """A 400-2500 Hz tone (random phase), with a CTCSS tone at 15 % at `ctcss_probability`.
+    """(A 400-2500 Hz tone as float32 [num_samples] with peak 1; its frequency in Hz).
 
-    Returns (audio float32 [num_samples], zero mean and peak 1; the tone's frequency in Hz).
-    """
+    With probability `ctcss_probability` a CTCSS tone at 15 % of full scale rides along."""
     t_s = np.arange(_positive_int(num_samples, "num_samples")) / sample_rate_hz
     tone_hz = float(rng.uniform(400.0, 2500.0))
     audio = np.sin(2.0 * np.pi * tone_hz * t_s + rng.uniform(0.0, 2.0 * np.pi))
@@ -154,22 +150,13 @@ def tone_audio(
     return _normalise_peak(audio[None])[0], tone_hz
 
 
-def dtmf_tone(key: str, num_samples: int, sample_rate_hz: float) -> Float32Array:
-    """One DTMF key as float32 [num_samples]: its row and column tones at amplitude 0.5 each."""
-    if key not in DTMF_KEYS:
-        raise InputError(f"unknown DTMF key {key!r}; expected one of {''.join(DTMF_KEYS)}")
-    phase = 2.0 * np.pi * np.arange(_positive_int(num_samples, "num_samples")) / sample_rate_hz
-    return (0.5 * np.sin(np.multiply.outer(phase, DTMF_KEYS[key])).sum(axis=-1)).astype(np.float32)
-
-
 def dtmf_audio(
     rng: np.random.Generator, num_samples: int, sample_rate_hz: float
 ) -> tuple[Float32Array, str]:
-    """DTMF keys as 50-100 ms tones with 5 ms raised-cosine edges, 50-100 ms gaps between.
+    """(Audio float32 [num_samples], peak <= 1; the DTMF keys it sends, in order).
 
-    Returns (audio float32 [num_samples] with peak <= 1, the keys sent in order). The first
-    tone starts 0-50 ms in; only whole tones are placed; gaps are exactly zero.
-    """
+    Tones of 50-100 ms with 5 ms raised-cosine edges, gaps of 50-100 ms (exactly zero); the
+    first tone starts 0-50 ms in and only whole tones are placed."""
     num_samples = _positive_int(num_samples, "num_samples")
     fs = _positive_float(sample_rate_hz, "sample_rate_hz")
     audio = np.zeros(num_samples, dtype=np.float32)
@@ -180,7 +167,8 @@ def dtmf_audio(
     position = int(rng.uniform(0.0, 0.05) * fs)
     while position + (length := int(rng.uniform(0.05, 0.1) * fs)) <= num_samples:
         key = keys[int(rng.integers(len(keys)))]
-        tone = dtmf_tone(key, length, fs)
+        phase = 2.0 * np.pi * np.arange(length) / fs
+        tone = (0.5 * np.sin(np.multiply.outer(phase, DTMF_KEYS[key])).sum(axis=-1)).astype(np.float32)
         tone[:ramp] *= edge
         tone[length - ramp :] *= edge[::-1]
         audio[position : position + length] = tone
@@ -189,11 +177,11 @@ def dtmf_audio(
     return audio, "".join(sent)
 
 
-def _emphasis(audio: ArrayLike, fs: float, tau_s: float, shelf_hz: float, inverse: bool):
+def _emphasis(audio: ArrayLike, fs: float, tau_s: float, inverse: bool):
     """Bilinear transform of H(s) = (1 + s tau) / (1 + s tau_shelf) (unit gain at DC), or 1/H."""
     k = 2.0 * _positive_float(fs, "sample_rate_hz")
     tau = _positive_float(tau_s, "time_constant_s")
-    tau_shelf = 1.0 / (2.0 * np.pi * _positive_float(shelf_hz, "shelf_frequency_hz"))
+    tau_shelf = 1.0 / (2.0 * np.pi * EMPHASIS_SHELF_HZ)
     b = np.array([1.0 + k * tau, 1.0 - k * tau]) / (1.0 + k * tau_shelf)
     a = np.array([1.0, (1.0 - k * tau_shelf) / (1.0 + k * tau_shelf)])
     # Swapping b and a inverts the filter; the inverse is stable because the pre-emphasis
@@ -205,28 +193,21 @@ def _emphasis(audio: ArrayLike, fs: float, tau_s: float, shelf_hz: float, invers
 
 
 def pre_emphasis(
-    audio: ArrayLike,
-    sample_rate_hz: float,
-    time_constant_s: float = PRE_EMPHASIS_TIME_CONSTANT_S,
-    shelf_frequency_hz: float = 10_000.0,
+    audio: ArrayLike, sample_rate_hz: float, time_constant_s: float = PRE_EMPHASIS_TIME_CONSTANT_S
 ) -> NDArray[np.floating]:
     """FM pre-emphasis along the last axis: a first-order high-pass shelf, unit gain at DC.
 
-    The zero sits at 1 / (2 pi tau) (212 Hz for the 750 us NBFM standard); a pole at
-    `shelf_frequency_hz`, above the ~3 kHz voice band, bounds the boost as real emphasis
-    networks do. Float64 in gives float64 out, anything else float32.
+    The zero sits at 1 / (2 pi tau) (212 Hz for the 750 us NBFM standard), the pole at
+    `EMPHASIS_SHELF_HZ`. Float64 in gives float64 out, anything else float32.
     """
-    return _emphasis(audio, sample_rate_hz, time_constant_s, shelf_frequency_hz, inverse=False)
+    return _emphasis(audio, sample_rate_hz, time_constant_s, inverse=False)
 
 
 def de_emphasis(
-    audio: ArrayLike,
-    sample_rate_hz: float,
-    time_constant_s: float = PRE_EMPHASIS_TIME_CONSTANT_S,
-    shelf_frequency_hz: float = 10_000.0,
+    audio: ArrayLike, sample_rate_hz: float, time_constant_s: float = PRE_EMPHASIS_TIME_CONSTANT_S
 ) -> NDArray[np.floating]:
     """The exact inverse of `pre_emphasis` with the same arguments (a first-order low shelf)."""
-    return _emphasis(audio, sample_rate_hz, time_constant_s, shelf_frequency_hz, inverse=True)
+    return _emphasis(audio, sample_rate_hz, time_constant_s, inverse=True)
 
 
 def fm_modulate(
@@ -234,8 +215,7 @@ def fm_modulate(
 ) -> Complex64Array:
     """Unit-amplitude FM along the last axis: phase = 2 pi deviation_hz cumsum(audio) / fs."""
     fs = _positive_float(sample_rate_hz, "sample_rate_hz")
-    # The phase accumulates in float64 (float32 would drift over many samples) and is wrapped
-    # before the float32 sine and cosine.
+    # Accumulated in float64 (float32 would drift), wrapped before the float32 cos and sin.
     phase = (2.0 * np.pi * deviation_hz / fs) * np.cumsum(np.asarray(audio, np.float64), axis=-1)
     wrapped = np.remainder(phase, 2.0 * np.pi).astype(np.float32)
     iq = np.empty(wrapped.shape, dtype=np.complex64)
@@ -246,17 +226,17 @@ def fm_modulate(
 def fm_demodulate(iq: ArrayLike, sample_rate_hz: float) -> Float32Array:
     """Instantaneous frequency in Hz, [..., T-1]: element i lies between samples i and i+1."""
     x = np.asarray(iq)
-    dphi = np.angle(x[..., 1:] * np.conj(x[..., :-1]))
-    return (dphi * (sample_rate_hz / (2.0 * np.pi))).astype(np.float32)
+    return (np.angle(x[..., 1:] * np.conj(x[..., :-1])) * (sample_rate_hz / (2 * np.pi))).astype(
+        np.float32
+    )
 
 
 @dataclass(frozen=True)
 class WaveformConfig:
-    """How transmitted waveforms are drawn.
+    """How transmitted waveforms are drawn; `mix` weighs voice, tone and DTMF.
 
-    The default length, 2048 + 31 * 512 = 17920 samples (373 ms at 48 kHz), gives exactly 32
-    STFT frames of n_fft 2048 and hop 512. `mix` weighs voice, tone and DTMF.
-    """
+    The default 2048 + 31 * 512 = 17920 samples (373 ms at 48 kHz) give exactly 32 STFT
+    frames of n_fft 2048 and hop 512."""
 
     sample_rate_hz: float = 48_000.0
     num_samples: int = 2048 + 31 * 512
@@ -294,11 +274,10 @@ def draw_signal_types(
 def transmitter_waveforms(
     rng: np.random.Generator, n: int, config: WaveformConfig | None = None
 ) -> tuple[Complex64Array, NDArray[np.str_]]:
-    """`n` transmitted FM baseband waveforms at unit power, and their signal types.
+    """(`n` transmitted FM waveforms, complex64 [n, T] at unit power; their types [n]).
 
-    Returns (iq complex64 [n, config.num_samples], types [n]). Audio is pre-emphasised when
-    `config.pre_emphasis`, then rescaled to peak 1 so the peak deviation is exactly
-    `config.deviation_hz`, as a transmitter's deviation limiter does.
+    Pre-emphasised audio is rescaled to peak 1, so the peak deviation is exactly
+    `config.deviation_hz`, as a transmitter's deviation limiter makes it.
     """
     config = config or WaveformConfig()
     fs, num_samples = config.sample_rate_hz, config.num_samples
@@ -356,31 +335,28 @@ def apply_channel(
 ) -> Complex64Array:
     """What R receivers record of one transmission each: complex64 [n, R, T] (or [R, T]).
 
-    `tx_iq` is [n, T] (or [T]). `rx_power_dbm` [n, R] (or [R]) is the mean signal power,
-    exactly: fading belongs in it (`heimdall.sim.propagation.fading_gain_db`), and the
-    multipath here only shapes phase and spectrum: `num_taps` taps evenly spaced over
-    [0, `delay_spread_s`] with an exp(-k) power profile, the first Rician (`k_factor_db`),
-    the rest Rayleigh, realised gain divided out. The carrier then moves by `tx_offset_hz`
-    (scalar or [n]: the transmitter's oscillator error) plus `rx_lo_offset_hz` (scalar, [R]
-    or [n, R]: each receiver's LO error). Noise is white complex Gaussian over the whole
-    `sample_rate_hz`, with power `rx_power_dbm - snr_db` inside `channel_bandwidth_hz`, or
-    `noise_floor_dbm` there when `snr_db` is None; both None gives a noise-free channel.
+    `tx_iq` is [n, T] (or [T]); `rx_power_dbm` [n, R] (or [R]) is exactly the mean signal
+    power, fading included (`propagation.fading_gain_db`): the multipath here only shapes
+    phase and spectrum (`num_taps` taps evenly spaced over [0, `delay_spread_s`], exp(-k)
+    power profile, the first Rician with `k_factor_db`, the rest Rayleigh, realised gain
+    divided out). The carrier then moves by `tx_offset_hz` (scalar or [n], the transmitter's
+    oscillator error) plus `rx_lo_offset_hz` (scalar, [R] or [n, R], receiver LO errors).
+    White complex Gaussian noise over `sample_rate_hz` has power `rx_power_dbm - snr_db`
+    inside `channel_bandwidth_hz` (or `noise_floor_dbm` there; both None: no noise).
     """
     fs = _positive_float(sample_rate_hz, "sample_rate_hz")
     num_taps = _positive_int(num_taps, "num_taps")
     tx, power_dbm = np.asarray(tx_iq), np.asarray(rx_power_dbm, dtype=np.float64)
     single = tx.ndim == 1
-    if tx.ndim not in (1, 2) or power_dbm.ndim != tx.ndim or (not single and len(power_dbm) != len(tx)):
-        raise InputError(
-            f"need tx_iq [n, T] with rx_power_dbm [n, R] (or [T] with [R]), got {tx.shape} "
-            f"and {power_dbm.shape}"
-        )
+    tx, power_dbm = (tx[None], power_dbm[None]) if single else (tx, power_dbm)
+    if tx.ndim != 2 or power_dbm.ndim != 2 or len(power_dbm) != len(tx):
+        raise InputError(f"need tx_iq [n, T], rx_power_dbm [n, R]; got {tx.shape}, {power_dbm.shape}")
     if snr_db is not None and noise_floor_dbm is not None:
         raise InputError("give snr_db or noise_floor_dbm, not both")
-    tx, power_dbm = np.atleast_2d(tx).astype(np.complex64), np.atleast_2d(power_dbm)
-    (n, num_samples), shape = tx.shape, power_dbm.shape
     if not np.all(np.isfinite(power_dbm)):
         raise InputError("rx_power_dbm must be finite")
+    tx = tx.astype(np.complex64, copy=False)
+    (n, num_samples), shape = tx.shape, power_dbm.shape
     offset_hz = _per_rx(tx_offset_hz, "tx_offset_hz", shape, per_sample=not single)
     offset_hz = offset_hz + _per_rx(rx_lo_offset_hz, "rx_lo_offset_hz", shape)
     noise_rms = None
@@ -424,7 +400,5 @@ def apply_channel(
         out[rows] *= _phasor(offset_hz[rows], num_samples, fs)
         if noise_rms is not None:
             noise = torch.randn(out[rows].shape, generator=generator, dtype=torch.complex64)
-            noise_np = noise.numpy()
-            noise_np *= noise_rms[rows][..., None]  # complex randn has E|z|^2 = 1
-            out[rows] += noise_np
+            out[rows] += noise.numpy() * noise_rms[rows][..., None]  # randn has E|z|^2 = 1
     return out[0] if single else out
