@@ -143,10 +143,12 @@ def generate(
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
     split_mode: Annotated[str, typer.Option("--split-mode", "--split_mode", help="random or grid.")] = "random",
     description: Annotated[str | None, typer.Option(help="Free text.")] = None,
+    scenario: Annotated[Path | None, typer.Option(help="YAML/JSON of simulation settings (ScenarioConfig).")] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Simulate a dataset for a receiver network."""
     from heimdall.pipelines import generate as run_generate
+    from heimdall.sim.scenario import load_scenario
 
     if kind not in ("features", "iq"):
         _fail(f"--kind must be features or iq, got {kind!r}")
@@ -155,6 +157,7 @@ def generate(
     result = run_generate(
         _context(), name, samples, seed=seed, network_path=network, kind=kind, workers=workers,
         split_mode=split_mode, description=description,  # type: ignore[arg-type]
+        scenario=load_scenario(scenario) if scenario else None,
     )
     payload = {
         "dataset": result.dataset,

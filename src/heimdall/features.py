@@ -21,20 +21,10 @@ from numpy.typing import NDArray
 from heimdall.errors import InputError
 
 __all__ = [
-    "DEFAULT_POWER_FLOOR_MW",
-    "hz_to_mel",
-    "mel_to_hz",
-    "mel_filterbank",
-    "power_spectrogram",
-    "iq_to_mel_spectrogram",
-    "dct_matrix",
-    "compute_mfcc",
-    "normalize_features",
-    "augment_features",
-    "IQMeasurements",
-    "measure_iq",
-    "iq_features",
-]
+    "DEFAULT_POWER_FLOOR_MW", "hz_to_mel", "mel_to_hz", "mel_filterbank", "power_spectrogram",
+    "iq_to_mel_spectrogram", "dct_matrix", "compute_mfcc", "normalize_features",
+    "augment_features", "IQMeasurements", "measure_iq", "iq_features",
+]  # fmt: skip
 
 DEFAULT_POWER_FLOOR_MW = 1e-20
 """Power floor before taking logs: -200 dBm, far below thermal noise in any one bin."""
@@ -64,21 +54,19 @@ def mel_to_hz(mel: float | np.ndarray) -> float | np.ndarray:
 
 
 @functools.lru_cache(maxsize=16)
-def _filterbank(n_fft: int, fs: float, n_mels: int, f_min_hz: float, f_max_hz: float) -> torch.Tensor:
+def _filterbank(n_fft: int, fs: float, n_mels: int, f_min_hz: float, f_max_hz: float):
+    """`mel_filterbank` (cached; callers must not modify it)."""
     if n_mels < 2 or n_mels % 2:
         raise InputError(f"n_mels must be even and >= 2 (half per frequency sign), got {n_mels}")
     if not 0.0 <= f_min_hz < f_max_hz <= fs / 2.0:
-        raise InputError(f"need 0 <= f_min_hz < f_max_hz <= {fs / 2} Hz, got {f_min_hz}, {f_max_hz}")
+        raise InputError(f"need 0 <= f_min_hz < f_max_hz <= fs / 2, got {f_min_hz}, {f_max_hz}")
     half = n_mels // 2
     edges_hz = mel_to_hz(np.linspace(hz_to_mel(f_min_hz), hz_to_mel(f_max_hz), half + 2))
     lower, centre, upper = edges_hz[:-2, None], edges_hz[1:-1, None], edges_hz[2:, None]
     f_hz = (np.arange(n_fft) - n_fft // 2) * (fs / n_fft)  # fftshifted bin frequencies
     magnitude = np.abs(f_hz)[None, :]
-    triangles = np.clip(
-        np.minimum((magnitude - lower) / (centre - lower), (upper - magnitude) / (upper - centre)),
-        0.0,
-        None,
-    )
+    rising, falling = (magnitude - lower) / (centre - lower), (upper - magnitude) / (upper - centre)
+    triangles = np.clip(np.minimum(rising, falling), 0.0, None)
     # Rows 0..half-1: negative frequencies, from -f_max up to DC (the positive triangles
     # mirrored); rows half..n_mels-1: DC and positive frequencies up to +f_max. Centre
     # frequencies therefore rise with the row index and the sign of an offset is kept.
@@ -86,7 +74,7 @@ def _filterbank(n_fft: int, fs: float, n_mels: int, f_min_hz: float, f_max_hz: f
     positive = np.where(f_hz[None, :] >= 0.0, triangles, 0.0)
     bank = np.concatenate([negative, positive])
     if np.any(bank.sum(axis=1) <= 0.0):
-        raise InputError(f"n_mels={n_mels} is too many for n_fft={n_fft}: some mel bands hold no bin")
+        raise InputError(f"n_mels={n_mels} is too many for n_fft={n_fft}: a mel band holds no bin")
     return torch.from_numpy(bank.astype(np.float32))
 
 
@@ -105,8 +93,9 @@ def mel_filterbank(
     frequencies. Row order follows signed frequency (most negative first), so a carrier offset
     of +3 kHz and one of -3 kHz fall in different rows, mirrored about the middle.
     """
-    f_max = sample_rate_hz / 2.0 if f_max_hz is None else f_max_hz
-    return _filterbank(int(n_fft), float(sample_rate_hz), int(n_mels), float(f_min_hz), float(f_max)).clone()
+    fs = float(sample_rate_hz)
+    f_max = fs / 2.0 if f_max_hz is None else float(f_max_hz)
+    return _filterbank(int(n_fft), fs, int(n_mels), float(f_min_hz), f_max).clone()
 
 
 @functools.lru_cache(maxsize=8)
@@ -114,9 +103,9 @@ def _hann(n_fft: int) -> torch.Tensor:
     return torch.hann_window(n_fft, periodic=True, dtype=torch.float32)
 
 
+# STFT bins handled at once (2 MiB of complex64): staying in cache makes the memory-bound
+# steps after the FFT about three times faster than one pass over the whole batch.
 _CHUNK_BINS = 1 << 18
-"""STFT bins handled at once (2 MiB of complex64): small enough to stay in cache, which
-makes the memory-bound steps after the FFT about three times faster than one big pass."""
 
 
 def _stft_pass(
@@ -146,12 +135,13 @@ def _stft_pass(
     lead = iq.shape[:-1]
     flat = iq.reshape(-1, num_samples)[:, : n_fft + (frames - 1) * hop_length]
     rows = flat.shape[0]
-    window = _hann(n_fft)
+    device = iq.device
+    window = _hann(n_fft).to(device)
     scale = 1.0 / (n_fft * float(window.square().sum()))
-    bank_t = None if mel_bank is None else (mel_bank.T * scale).contiguous()
-    mel = None if mel_bank is None else torch.empty(rows, frames, mel_bank.shape[0])
-    mean = torch.empty(rows, n_fft)
-    power = torch.empty(rows, frames, n_fft) if keep_power else None
+    bank_t = None if mel_bank is None else (mel_bank.T.to(device) * scale).contiguous()
+    mel = None if mel_bank is None else torch.empty(rows, frames, len(mel_bank), device=device)
+    mean = torch.empty(rows, n_fft, device=device)
+    power = torch.empty(rows, frames, n_fft, device=device) if keep_power else None
     step = max(1, _CHUNK_BINS // (n_fft * frames))
     for i in range(0, rows, step):
         chunk = flat[i : i + step].to(torch.complex64)
@@ -167,11 +157,8 @@ def _stft_pass(
         if power is not None:
             torch.mul(raw, scale, out=power[i : i + step])
     mean *= scale
-
-    def shaped(x: torch.Tensor | None) -> torch.Tensor | None:
-        return None if x is None else x.reshape(*lead, *x.shape[1:])
-
-    return shaped(mel), shaped(mean), shaped(power)
+    restore = lambda x: None if x is None else x.reshape(*lead, *x.shape[1:])  # noqa: E731
+    return restore(mel), restore(mean), restore(power)
 
 
 def power_spectrogram(
@@ -218,7 +205,8 @@ def iq_to_mel_spectrogram(
     (the first `num_frames`; None keeps all).
     """
     x, as_numpy = _to_tensor(iq)
-    bank = _bank_fft_order(int(n_fft), float(sample_rate_hz), int(n_mels), float(f_min_hz), f_max_hz)
+    fs = float(sample_rate_hz)
+    bank = _bank_fft_order(int(n_fft), fs, int(n_mels), float(f_min_hz), f_max_hz)
     mel = _stft_pass(x, n_fft, hop_length, num_frames, mel_bank=bank)[0]
     out = _to_db(mel, power_floor_mw) if log else mel.transpose(-1, -2).contiguous()
     return _back(out, as_numpy)
@@ -241,7 +229,7 @@ def dct_matrix(n_out: int, n_in: int) -> torch.Tensor:
 
 
 def compute_mfcc(mel_db: ArrayT, n_mfcc: int = 20) -> ArrayT:
-    """MFCCs: orthonormal DCT-II over the mel axis, [..., n_mels, frames] -> [..., n_mfcc, frames]."""
+    """MFCCs, [..., n_mfcc, frames]: orthonormal DCT-II of [..., n_mels, frames] over mels."""
     x, as_numpy = _to_tensor(mel_db)
     basis = _dct(int(n_mfcc), x.shape[-2]).to(x.dtype)
     return _back(torch.matmul(basis, x), as_numpy)
@@ -265,8 +253,7 @@ def normalize_features(
     others = [d for d in range(t.ndim) if d != axis]
     m = t.mean(dim=others) if mean is None else _to_tensor(mean)[0].to(t.dtype)
     s = t.std(dim=others, correction=0) if std is None else _to_tensor(std)[0].to(t.dtype)
-    shape = [1] * t.ndim
-    shape[axis] = t.shape[axis]
+    shape = [t.shape[d] if d == axis else 1 for d in range(t.ndim)]
     if m.shape != (t.shape[axis],) or s.shape != (t.shape[axis],):
         raise InputError(f"mean and std must have shape ({t.shape[axis]},)")
     out = (t - m.reshape(shape)) / (s.reshape(shape) + eps)
@@ -309,14 +296,12 @@ def augment_features(
 
 @dataclass(frozen=True, eq=False)
 class IQMeasurements:
-    """What one recording says about the channel; each field an array of the IQ's lead shape.
+    """What one recording says about its channel; each field has the IQ's leading shape.
 
-    `power_dbm`: signal power in the channel (noise removed); `channel_power_dbm`: everything
-    in the channel; `noise_floor_dbm`: noise power over the channel bandwidth; `snr_db` =
+    `power_dbm`: signal power in the channel, noise removed; `channel_power_dbm`: all power in
+    the channel; `noise_floor_dbm`: noise power over the channel bandwidth; `snr_db` =
     `power_dbm - noise_floor_dbm`; `frequency_offset_hz`: power-weighted mean frequency of the
-    signal in the channel (NaN where no signal is present); `signal_present`: snr_db at or
-    above the detection threshold.
-    """
+    signal in the channel (NaN without signal); `signal_present`: snr_db >= the threshold."""
 
     power_dbm: NDArray[np.float64]
     channel_power_dbm: NDArray[np.float64]
@@ -335,14 +320,14 @@ def _measure(
 ) -> IQMeasurements:
     """Measurements from the mean bin power [..., n_fft] in mW, FFT order."""
     n_fft = power.shape[-1]
-    mean_power = power.to(torch.float64)
+    mean_power = power.to(torch.float64).cpu()
     f_hz = torch.fft.fftfreq(n_fft, d=1.0 / fs, dtype=torch.float64)
     in_channel = f_hz.abs() <= channel_bandwidth_hz / 2.0
     # Noise is read outside the channel (past a guard for FM splatter and LO error) and below
     # 0.45 fs, where a real receiver's anti-alias filter has not started to roll off.
     outside = (f_hz.abs() >= channel_bandwidth_hz / 2.0 + guard_hz) & (f_hz.abs() <= 0.45 * fs)
     if not outside.any() or not in_channel.any():
-        raise InputError(f"sample_rate_hz {fs} leaves no bins outside the channel to read noise from")
+        raise InputError(f"sample_rate_hz {fs} leaves no bins outside the channel to read noise")
     # The median shrugs off adjacent-channel signals and splatter; with 32 averaged frames
     # it reads the noise < 0.1 dB low (median of a chi-square below its mean).
     noise_per_bin = mean_power[..., outside].median(dim=-1).values
@@ -386,7 +371,8 @@ def measure_iq(
     """
     x, _ = _to_tensor(iq)
     mean_power = _stft_pass(x, n_fft, hop_length, num_frames)[1]
-    return _measure(mean_power, float(sample_rate_hz), channel_bandwidth_hz, detection_snr_db, guard_hz)
+    fs = float(sample_rate_hz)
+    return _measure(mean_power, fs, channel_bandwidth_hz, detection_snr_db, guard_hz)
 
 
 def iq_features(
@@ -409,4 +395,4 @@ def iq_features(
     bank = _bank_fft_order(int(n_fft), fs, int(n_mels), 0.0, None)
     mel, mean_power, _ = _stft_pass(x, n_fft, hop_length, num_frames, mel_bank=bank)
     measurements = _measure(mean_power, fs, channel_bandwidth_hz, detection_snr_db, 2_000.0)
-    return _to_db(mel, DEFAULT_POWER_FLOOR_MW).numpy(), measurements
+    return _to_db(mel, DEFAULT_POWER_FLOOR_MW).cpu().numpy(), measurements

@@ -117,3 +117,25 @@ def test_terrain_shadowing_is_static_and_spatially_correlated() -> None:
     assert corr_near > 0.8 and abs(corr_far) < 0.2
     other_world = TerrainField.draw(seed=4, num_stations=2, sigma_db=5.0, correlation_m=20_000.0)
     assert not np.allclose(other_world.shadowing_db(points), values)
+
+
+def test_scenario_file_and_randomised_propagation(tmp_path) -> None:
+    from heimdall.errors import InputError
+    from heimdall.sim.scenario import load_scenario
+
+    path = tmp_path / "s.yaml"
+    path.write_text("path_loss_exponent: 2.5\npath_loss_exponent_max: 4.0\nshadowing_sigma_max_db: 8.0\n")
+    config = load_scenario(path)
+    assert config.path_loss_exponent_max == 4.0 and config.shadowing_sigma_db == 4.0
+    network = default_network()
+    geometry = network_geometry(network, network.reference_point(), config)
+    varied = simulate_block(np.random.default_rng(0), 3000, geometry, config)
+    fixed = simulate_block(np.random.default_rng(0), 3000, geometry, ScenarioConfig())
+    # A spread of exponents spreads received power much more than a fixed n = 3.
+    assert np.nanstd(varied.rss_dbm) > np.nanstd(fixed.rss_dbm) + 1.0
+    path.write_text("path_loss_exponent: 9\n")
+    with pytest.raises(InputError, match="path_loss_exponent"):
+        load_scenario(path)
+    path.write_text("no_such_knob: 1\n")
+    with pytest.raises(InputError, match="no_such_knob"):
+        load_scenario(path)

@@ -51,9 +51,12 @@ def effective_sigma_db(config: ScenarioConfig) -> float:
     fading = propagation.fading_gain_db(
         np.random.default_rng(0), config.fading_k_factor_db, 200_000, config.fading_looks
     )
+    # A randomised sigma, uniform on [a, b], has mean square (a^2 + ab + b^2) / 3.
+    a = config.shadowing_sigma_db
+    b = config.shadowing_sigma_max_db if config.shadowing_sigma_max_db is not None else a
     variance = (
         config.terrain_sigma_db**2
-        + config.shadowing_sigma_db**2
+        + (a * a + a * b + b * b) / 3.0
         + config.calibration_sigma_db**2
         + float(np.var(fading))
     )

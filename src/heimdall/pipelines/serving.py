@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import select
 
-from heimdall.data.measurements import MeasurementTable, _check_range, _check_samples
+from heimdall.data.measurements import MeasurementTable, _check_range
 from heimdall.errors import InputError, NotFoundError
 from heimdall.export.geojson import prediction_records, predictions_geojson
 from heimdall.export.localizer import Localizer
@@ -145,7 +145,13 @@ def measurement_table(rows: Sequence[MeasurementRow], source: str = "request") -
         tx_lat_deg=np.full(m, np.nan),
         tx_lon_deg=np.full(m, np.nan),
     )
-    _check_samples(table, source)
+    # The file reader's per-sample rules (data/measurements.py), for the one sample here
+    # without its pandas group-by: it would cost more than the model does.
+    if len(set(ids)) != m:
+        duplicate = next(i for i in ids if ids.count(i) > 1)
+        raise InputError(f"{source}: receiver {duplicate!r} appears twice in sample '0'")
+    if not np.isfinite(rss).any():
+        raise InputError(f"{source}: sample '0' has no receiver that heard anything")
     return table
 
 
@@ -190,23 +196,26 @@ class LocalizerCache:
         No reference: the `production` alias of the configured model, or its newest
         version while nothing has been promoted.
         """
-        if reference is None:
-            try:
-                return self.resolve(self.default_reference())
-            except NotFoundError:
-                return self.resolve(f"models:/{self.settings.registered_model_name}/latest")
-        name, alias, version = parse_model_reference(reference)
-        if version is not None and version != "latest":
-            return name, int(version)
+        key = reference or ""
         now = time.monotonic()
         with self._lock:
-            cached = self._aliases.get(reference)
+            cached = self._aliases.get(key)
         if cached is not None and now - cached[0] < self.alias_ttl_s:
             return cached[1]
-        resolved_name, resolved_version, _source = self.tracker.resolve(reference)
+        if reference is None:
+            try:
+                resolved = self.resolve(self.default_reference())
+            except NotFoundError:
+                resolved = self.resolve(f"models:/{self.settings.registered_model_name}/latest")
+        else:
+            name, _alias, version = parse_model_reference(reference)
+            if version is not None and version != "latest":
+                return name, int(version)
+            resolved_name, resolved_version, _source = self.tracker.resolve(reference)
+            resolved = (resolved_name, resolved_version)
         with self._lock:
-            self._aliases[reference] = (now, (resolved_name, resolved_version))
-        return resolved_name, resolved_version
+            self._aliases[key] = (now, resolved)
+        return resolved
 
     def get(self, reference: str | None) -> tuple[Localizer, str]:
         """The loaded model for `reference` and its exact reference (`models:/NAME/VERSION`)."""

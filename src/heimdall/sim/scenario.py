@@ -12,16 +12,18 @@ reaches `min_snr_db`; samples heard by fewer than `min_receivers` are redrawn.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from heimdall.errors import DataError, InputError
+from heimdall.errors import DataError, InputError, NotFoundError
 from heimdall.sim import propagation
 from heimdall.sim.terrain import TerrainField
 
-__all__ = ["ScenarioConfig", "NetworkGeometry", "SimulatedBlock", "simulate_block", "path_loss_db"]
+__all__ = ["ScenarioConfig", "load_scenario", "NetworkGeometry", "SimulatedBlock", "simulate_block", "path_loss_db"]
 
 PathLossModel = Literal["log-distance", "free-space", "two-ray", "okumura-hata"]
 
@@ -38,8 +40,12 @@ class ScenarioConfig(BaseModel):
     rx_height_m: float = Field(10.0, gt=0.0)
     path_loss_model: PathLossModel = "log-distance"
     path_loss_exponent: float = Field(3.0, gt=1.0, le=6.0)
+    #: When set, each sample draws its exponent uniformly from [path_loss_exponent, this].
+    path_loss_exponent_max: float | None = Field(None, gt=1.0, le=6.0)
     reference_distance_m: float = Field(100.0, gt=0.0)
     shadowing_sigma_db: float = Field(4.0, ge=0.0)
+    #: When set, each sample draws its shadowing sigma uniformly from [shadowing_sigma_db, this].
+    shadowing_sigma_max_db: float | None = Field(None, ge=0.0)
     terrain_sigma_db: float = Field(5.0, ge=0.0)
     terrain_correlation_m: float = Field(20_000.0, gt=0.0)
     terrain_seed: int = 0
@@ -55,7 +61,30 @@ class ScenarioConfig(BaseModel):
     def _check_power_range(self) -> ScenarioConfig:
         if self.tx_power_max_dbm < self.tx_power_min_dbm:
             raise ValueError("tx_power_max_dbm is below tx_power_min_dbm")
+        if self.path_loss_exponent_max is not None and self.path_loss_exponent_max < self.path_loss_exponent:
+            raise ValueError("path_loss_exponent_max is below path_loss_exponent")
+        if self.shadowing_sigma_max_db is not None and self.shadowing_sigma_max_db < self.shadowing_sigma_db:
+            raise ValueError("shadowing_sigma_max_db is below shadowing_sigma_db")
         return self
+
+
+def load_scenario(path: Path) -> ScenarioConfig:
+    """A ScenarioConfig from a YAML or JSON file of its fields (unknown fields are errors)."""
+    path = Path(path)
+    if not path.is_file():
+        raise NotFoundError(f"scenario file {path} not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise InputError(f"scenario file {path.name}: malformed YAML/JSON") from exc
+    if not isinstance(data, dict):
+        raise InputError(f"scenario file {path.name}: expected a mapping of ScenarioConfig fields")
+    try:
+        return ScenarioConfig(**data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "scenario"
+        raise InputError(f"scenario file {path.name}: {field}: {first['msg']}") from exc
 
 
 @dataclass(frozen=True)
@@ -85,13 +114,21 @@ class SimulatedBlock:
     accepted: int
 
 
-def path_loss_db(distance_m: np.ndarray, geometry: NetworkGeometry, config: ScenarioConfig) -> np.ndarray:
-    """Median path loss (dB) of each link under the configured model."""
+def path_loss_db(
+    distance_m: np.ndarray,
+    geometry: NetworkGeometry,
+    config: ScenarioConfig,
+    path_loss_exponent: np.ndarray | float | None = None,
+) -> np.ndarray:
+    """Median path loss (dB) of each link under the configured model.
+
+    `path_loss_exponent` (log-distance only) overrides the configured one, e.g. per sample
+    as an [N, 1] array.
+    """
     f = geometry.frequency_hz
     if config.path_loss_model == "log-distance":
-        return propagation.log_distance_path_loss_db(
-            distance_m, f, config.path_loss_exponent, config.reference_distance_m
-        )
+        exponent = config.path_loss_exponent if path_loss_exponent is None else path_loss_exponent
+        return propagation.log_distance_path_loss_db(distance_m, f, exponent, config.reference_distance_m)
     if config.path_loss_model == "free-space":
         return propagation.free_space_path_loss_db(distance_m, f)
     if config.path_loss_model == "two-ray":
@@ -114,8 +151,15 @@ def _draw(
     delta[..., :2] = tx[:, None, :] - geometry.rx_position_m[None, :, :2]
     delta[..., 2] = config.tx_height_m - geometry.rx_position_m[None, :, 2]
     distance_m = np.sqrt(np.sum(delta**2, axis=-1))
-    loss = path_loss_db(distance_m, geometry, config)
-    shadow = geometry.terrain.shadowing_db(tx) + propagation.shadowing_db(rng, config.shadowing_sigma_db, (n, r))
+    # Randomised propagation (drawn only when asked, so default datasets keep their bytes).
+    exponent = None
+    if config.path_loss_exponent_max is not None:
+        exponent = rng.uniform(config.path_loss_exponent, config.path_loss_exponent_max, (n, 1))
+    loss = path_loss_db(distance_m, geometry, config, exponent)
+    sigma_db: np.ndarray | float = config.shadowing_sigma_db
+    if config.shadowing_sigma_max_db is not None:
+        sigma_db = rng.uniform(config.shadowing_sigma_db, config.shadowing_sigma_max_db, (n, 1))
+    shadow = geometry.terrain.shadowing_db(tx) + propagation.shadowing_db(rng, sigma_db, (n, r))
     fade = propagation.fading_gain_db(rng, config.fading_k_factor_db, (n, r), config.fading_looks)
     calibration = rng.normal(0.0, config.calibration_sigma_db, (n, r))
     online = rng.random((n, r)) >= config.receiver_offline_probability

@@ -23,7 +23,7 @@ import numpy as np
 import scipy.fft as sfft
 import torch
 from numpy.typing import ArrayLike, NDArray
-from scipy.signal import lfilter
+from scipy.signal import lfilter, lfilter_zi
 
 from heimdall.errors import InputError
 
@@ -51,7 +51,7 @@ DTMF_ROWS_HZ: tuple[int, ...] = (697, 770, 852, 941)
 DTMF_COLUMNS_HZ: tuple[int, ...] = (1209, 1336, 1477, 1633)
 _KEYPAD = ("123A", "456B", "789C", "*0#D")  # rows top to bottom, as in ITU-T Q.23
 DTMF_KEYS: Mapping[str, tuple[int, int]] = MappingProxyType(  # key -> (row, column) tone in Hz
-    {k: (DTMF_ROWS_HZ[r], DTMF_COLUMNS_HZ[c]) for r, ks in enumerate(_KEYPAD) for c, k in enumerate(ks)}
+    {k: (DTMF_ROWS_HZ[r], DTMF_COLUMNS_HZ[c]) for r in range(4) for c, k in enumerate(_KEYPAD[r])}
 )
 
 Float32Array = NDArray[np.float32]
@@ -133,7 +133,6 @@ def speech_like_audio(
     return audio[0] if batch_size is None else audio
 
 
-
 def tone_audio(
     rng: np.random.Generator, num_samples: int, sample_rate_hz: float, ctcss_probability: float = 0.5
 ) -> tuple[Float32Array, float]:
@@ -168,10 +167,10 @@ def dtmf_audio(
     while position + (length := int(rng.uniform(0.05, 0.1) * fs)) <= num_samples:
         key = keys[int(rng.integers(len(keys)))]
         phase = 2.0 * np.pi * np.arange(length) / fs
-        tone = (0.5 * np.sin(np.multiply.outer(phase, DTMF_KEYS[key])).sum(axis=-1)).astype(np.float32)
+        tone = 0.5 * np.sin(np.multiply.outer(phase, DTMF_KEYS[key])).sum(axis=-1)
         tone[:ramp] *= edge
         tone[length - ramp :] *= edge[::-1]
-        audio[position : position + length] = tone
+        audio[position : position + length] = tone  # float64 -> float32 on assignment
         sent.append(key)
         position += length + int(rng.uniform(0.05, 0.1) * fs)
     return audio, "".join(sent)
@@ -184,11 +183,12 @@ def _emphasis(audio: ArrayLike, fs: float, tau_s: float, inverse: bool):
     tau_shelf = 1.0 / (2.0 * np.pi * EMPHASIS_SHELF_HZ)
     b = np.array([1.0 + k * tau, 1.0 - k * tau]) / (1.0 + k * tau_shelf)
     a = np.array([1.0, (1.0 - k * tau_shelf) / (1.0 + k * tau_shelf)])
-    # Swapping b and a inverts the filter; the inverse is stable because the pre-emphasis
-    # zero lies inside the unit circle, and zero initial state makes the cascade the identity.
+    # Swapping b and a inverts the filter (stable: the pre-emphasis zero is inside the unit
+    # circle). Both start in the steady state of the first sample, as if the audio had been
+    # running (a step from silence would spike the high-pass), so the cascade is the identity.
     b, a = (a / b[0], b / b[0]) if inverse else (b, a)
     x = np.asarray(audio)
-    out = lfilter(b, a, x.astype(np.float64), axis=-1)
+    out = lfilter(b, a, x, axis=-1, zi=lfilter_zi(b, a) * x[..., :1].astype(np.float64))[0]
     return out if x.dtype == np.float64 else out.astype(np.float32)
 
 
@@ -226,9 +226,8 @@ def fm_modulate(
 def fm_demodulate(iq: ArrayLike, sample_rate_hz: float) -> Float32Array:
     """Instantaneous frequency in Hz, [..., T-1]: element i lies between samples i and i+1."""
     x = np.asarray(iq)
-    return (np.angle(x[..., 1:] * np.conj(x[..., :-1])) * (sample_rate_hz / (2 * np.pi))).astype(
-        np.float32
-    )
+    dphi = np.angle(x[..., 1:] * np.conj(x[..., :-1]))
+    return (dphi * (sample_rate_hz / (2.0 * np.pi))).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -249,11 +248,6 @@ class WaveformConfig:
         _positive_int(self.num_samples, "num_samples")
         _positive_float(self.deviation_hz, "deviation_hz")
         _mix_probabilities(self.mix)
-
-    @property
-    def duration_s(self) -> float:
-        """Length of one waveform in seconds."""
-        return self.num_samples / self.sample_rate_hz
 
 
 def _mix_probabilities(mix: tuple[float, ...]) -> NDArray[np.float64]:
@@ -350,7 +344,7 @@ def apply_channel(
     single = tx.ndim == 1
     tx, power_dbm = (tx[None], power_dbm[None]) if single else (tx, power_dbm)
     if tx.ndim != 2 or power_dbm.ndim != 2 or len(power_dbm) != len(tx):
-        raise InputError(f"need tx_iq [n, T], rx_power_dbm [n, R]; got {tx.shape}, {power_dbm.shape}")
+        raise InputError(f"tx_iq {tx.shape}, rx_power_dbm {power_dbm.shape} must be [n, T], [n, R]")
     if snr_db is not None and noise_floor_dbm is not None:
         raise InputError("give snr_db or noise_floor_dbm, not both")
     if not np.all(np.isfinite(power_dbm)):

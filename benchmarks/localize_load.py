@@ -1,0 +1,174 @@
+"""Load test of `POST /v1/localize`: latency percentiles and throughput under concurrency.
+
+Starts the API under uvicorn on 127.0.0.1 (a free port, one process, as `heimdall serve`
+runs), sends one transmission of the default 7-receiver network per request from an async
+httpx client with `--concurrency` requests in flight, and stops after `--requests` requests
+or `--duration-s` seconds, whichever comes first. Without a registered model in
+HEIMDALL_HOME it first makes a small one (3000 samples, 3 epochs, hidden_dim 32).
+
+    .venv/bin/python benchmarks/localize_load.py [--home DIR] [--requests 3000]
+        [--concurrency 8] [--duration-s 30] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from heimdall.network import default_network
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def prepare_model(home: Path) -> str:
+    """Register a small model in `home` unless one is there; return its reference."""
+    from heimdall.pipelines import TrainRequest, export, generate, open_context, train
+    from heimdall.settings import Settings
+
+    ctx = open_context(Settings(home=home))
+    name = ctx.settings.registered_model_name
+    if ctx.tracker.latest_version(name) > 0:
+        return f"models:/{name}/{ctx.tracker.latest_version(name)}"
+    generate(ctx, "bench-load", 3000, seed=11)
+    result = train(ctx, TrainRequest(dataset="bench-load", epochs=3, batch_size=128, hidden_dim=32, num_layers=1))
+    return export(ctx, Path(result.best_checkpoint)).registered
+
+
+def bodies(count: int, seed: int = 0) -> list[dict]:
+    """Request bodies: 7 receivers, 2-7 of them heard at plausible 2 m levels."""
+    rng = np.random.default_rng(seed)
+    receivers = default_network().receivers
+    out = []
+    for _ in range(count):
+        heard = rng.permutation(len(receivers)) < rng.integers(2, len(receivers) + 1)
+        rss = rng.uniform(-125.0, -70.0, len(receivers))
+        out.append(
+            {
+                "measurements": [
+                    {
+                        "receiver_id": r.receiver_id,
+                        "rx_lat": r.lat_deg,
+                        "rx_lon": r.lon_deg,
+                        "rx_alt_m": r.alt_m,
+                        "rss_dbm": round(float(rss[i]), 2) if heard[i] else None,
+                    }
+                    for i, r in enumerate(receivers)
+                ]
+            }
+        )
+    return out
+
+
+async def load(base_url: str, requests: int, concurrency: int, duration_s: float) -> dict:
+    payloads = bodies(256)
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+    issued = 0
+    deadline = time.perf_counter() + duration_s
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=base_url, timeout=30, limits=limits) as client:
+        for body in payloads[:20]:  # warm-up: model load, connection pool
+            (await client.post("/v1/localize", json=body)).raise_for_status()
+
+        async def worker() -> None:
+            nonlocal issued
+            while issued < requests and time.perf_counter() < deadline:
+                body = payloads[issued % len(payloads)]
+                issued += 1
+                start = time.perf_counter()
+                try:
+                    response = await client.post("/v1/localize", json=body)
+                    if response.status_code == 200:
+                        latencies.append(time.perf_counter() - start)
+                    else:
+                        errors[str(response.status_code)] = errors.get(str(response.status_code), 0) + 1
+                except httpx.HTTPError as exc:
+                    errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    ms = np.array(latencies) * 1000.0
+    return {
+        "requests_ok": len(latencies),
+        "errors": errors,
+        "seconds": round(elapsed, 2),
+        "requests_per_s": round(len(latencies) / elapsed, 1),
+        "latency_ms": {
+            "p50": round(float(np.percentile(ms, 50)), 2),
+            "p95": round(float(np.percentile(ms, 95)), 2),
+            "p99": round(float(np.percentile(ms, 99)), 2),
+            "max": round(float(ms.max()), 2),
+        },
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--home", type=Path, default=None, help="HEIMDALL_HOME with a registered model (default: a temporary one)")
+    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--duration-s", type=float, default=30.0)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args()
+
+    home = (args.home or Path(tempfile.mkdtemp(prefix="heimdall-load-")) / "home").resolve()
+    model = prepare_model(home)
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEIMDALL_")}
+    env["HEIMDALL_HOME"] = str(home)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "--factory", "heimdall.service.app:create_app", "--host", "127.0.0.1",
+         "--port", str(port), "--log-level", "warning", "--no-access-log"],
+        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        else:
+            raise SystemExit("the API did not start within 30 s")
+        result = asyncio.run(load(base, args.requests, args.concurrency, args.duration_s))
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    report = {
+        "endpoint": "POST /v1/localize",
+        "receivers": len(default_network()),
+        "model": model,
+        "concurrency": args.concurrency,
+        "server": "uvicorn, 1 process",
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        **result,
+    }
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
