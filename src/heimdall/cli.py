@@ -373,6 +373,45 @@ def localize(
 
 @app.command()
 @handle_errors
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind (loopback by default).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8002,
+) -> None:
+    """Run the REST API (without a broker it also runs the jobs, in a background thread)."""
+    from heimdall.service.server import serve as run_server
+
+    run_server(host=host, port=port, settings=Settings())
+
+
+@app.command()
+@handle_errors
+def worker(concurrency: Annotated[int, typer.Option(help="Jobs run at once.")] = 1) -> None:
+    """Run a Celery worker taking jobs from HEIMDALL_BROKER_URL."""
+    from heimdall.worker import main as run_worker
+
+    run_worker(concurrency=concurrency)
+
+
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+@handle_errors
+def db_upgrade(as_json: JsonFlag = False) -> None:
+    """Apply the database migrations (the embedded SQLite also upgrades itself on first use)."""
+    from heimdall.storage.database import Database
+    from heimdall.storage.migrate import current_revision
+
+    settings = Settings()
+    database = Database(settings.resolved_database_url)
+    database.create_schema()
+    payload = {"database": database.safe_url, "revision": current_revision(database.url)}
+    _emit(payload, as_json, lambda: Console().print(f"{payload['database']} at revision {payload['revision']}"))
+
+
+@app.command()
+@handle_errors
 def bench(
     quick: Annotated[bool, typer.Option(help="Smaller sizes, for a smoke run.")] = False,
     as_json: JsonFlag = False,

@@ -12,6 +12,7 @@ __all__ = [
     "InputError",
     "NotFoundError",
     "DataError",
+    "ConflictError",
 ]
 
 
@@ -33,3 +34,7 @@ class NotFoundError(HeimdallError):
 
 class DataError(HeimdallError):
     """Data exists but cannot be used (e.g. a filter left no samples)."""
+
+
+class ConflictError(InputError):
+    """The request conflicts with the current state (e.g. pausing a finished job)."""

@@ -18,7 +18,7 @@ from typing import Any, Literal, get_args
 
 from sqlalchemy import func, select, update
 
-from heimdall.errors import InputError, NotFoundError
+from heimdall.errors import ConflictError, InputError, NotFoundError
 from heimdall.storage.database import Database
 from heimdall.storage.tables import TrainingJob, TrainingMetric, utc_now
 
@@ -56,8 +56,6 @@ ACTIVE: frozenset[str] = frozenset({"queued", "running"})
 TERMINAL: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
 
 
-class ConflictError(InputError):
-    """The request is valid but conflicts with the current state (e.g. pausing a finished job)."""
 
 
 def create_job(db: Database, kind: str, dataset_name: str | None, params: dict[str, Any], total_epochs: int = 0) -> str:

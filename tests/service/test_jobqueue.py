@@ -180,3 +180,44 @@ def test_api_answers_503_when_the_broker_is_down(embedded_env: Path, monkeypatch
 def test_one_line() -> None:
     assert one_line("a\n  b\tc") == "a b c"
     assert len(one_line("x" * 1000)) == 500
+
+
+def test_job_errors_never_store_configured_secrets(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from heimdall.pipelines import jobqueue, open_context
+
+    settings = Settings(home=home, api_token="tok-secret-1234", broker_url="redis://user:pa55word@localhost:1/0")
+    ctx = open_context(settings)
+
+    def leak(*_args):
+        raise ConfigError("cannot reach redis://user:pa55word@localhost:1/0 with tok-secret-1234")
+
+    monkeypatch.setitem(jobqueue._RUNNERS, "generate", leak)
+    job_id = jobs.create_job(ctx.db, "generate", "x", {"spec": {}})
+    assert run_job(ctx, job_id) == "failed"
+    error = jobs.get_job(ctx.db, job_id).error
+    assert "pa55word" not in error and "tok-secret" not in error and "***" in error
+
+
+def test_openapi_schema_lists_every_route(client: TestClient) -> None:
+    paths = set(client.get("/openapi.json").json()["paths"])
+    assert {
+        "/health",
+        "/v1/version",
+        "/v1/training/synthetic/generate",
+        "/v1/training/synthetic/datasets",
+        "/v1/training/synthetic/datasets/{name}",
+        "/v1/training/synthetic/datasets/{name}/samples",
+        "/v1/training/jobs",
+        "/v1/training/jobs/{job_id}",
+        "/v1/training/jobs/{job_id}/pause",
+        "/v1/training/jobs/{job_id}/resume",
+        "/v1/training/jobs/{job_id}/cancel",
+        "/v1/training/jobs/{job_id}/metrics",
+        "/v1/training/jobs/{job_id}/events",
+        "/v1/models",
+        "/v1/models/{name}/{version}",
+        "/v1/models/{name}/{version}/promote",
+        "/v1/localize",
+        "/train",
+        "/train/{task_id}",
+    } <= paths

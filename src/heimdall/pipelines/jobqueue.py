@@ -34,6 +34,7 @@ from heimdall.errors import ConfigError, HeimdallError, InputError, NotFoundErro
 from heimdall.jobs import ConflictError
 from heimdall.network import ReceiverNetwork, default_network
 from heimdall.pipelines.context import Context
+from heimdall.settings import Settings
 from heimdall.sim.scenario import ScenarioConfig
 from heimdall.storage.tables import ModelRecord, TrainingJob
 
@@ -51,6 +52,7 @@ __all__ = [
     "best_checkpoint",
     "resolve_init_from",
     "one_line",
+    "redact",
 ]
 
 log = logging.getLogger(__name__)
@@ -73,6 +75,24 @@ def one_line(text: str, limit: int = 500) -> str:
     """`text` on one line, at most `limit` characters (for job errors and responses)."""
     flat = " ".join(str(text).split())
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def _secrets(settings: Settings) -> list[str]:
+    values = [settings.api_token, settings.s3_secret_access_key, settings.s3_access_key_id]
+    for url in (settings.database_url, settings.broker_url, settings.mlflow_tracking_uri, settings.s3_endpoint_url):
+        # The password of scheme://user:password@host.
+        credentials = (url or "").split("//", 1)[-1].split("@", 1)
+        if len(credentials) == 2 and ":" in credentials[0]:
+            values.append(credentials[0].split(":", 1)[1])
+    return [v for v in values if v and len(v) >= 4]
+
+
+def redact(text: str, settings: Settings) -> str:
+    """`text` on one line with every configured secret replaced by ***."""
+    text = one_line(text)
+    for secret in _secrets(settings):
+        text = text.replace(secret, "***")
+    return text
 
 
 @dataclass(frozen=True)
@@ -121,6 +141,7 @@ class TrainSpec:
     seed: int = 0
     hidden_dim: int = 128
     num_layers: int = 2
+    accelerator: Literal["cpu", "gpu", "auto"] = "cpu"
     export: bool = True
 
     def request(self, ctx: Context, checkpoint: Path | None = None) -> Any:
@@ -136,6 +157,7 @@ class TrainSpec:
             seed=self.seed,
             hidden_dim=self.hidden_dim,
             num_layers=self.num_layers,
+            accelerator=self.accelerator,
         )
         if checkpoint is not None:
             return TrainRequest(**common, checkpoint=checkpoint, resume_training=True)
@@ -331,8 +353,9 @@ def run_job(ctx: Context, job_id: str, stop: threading.Event | None = None, recl
     try:
         runner(ctx, job, stop)
     except HeimdallError as exc:
-        log.warning("job %s (%s) failed: %s", job_id, job.kind, one_line(str(exc)))
-        jobs.finish_job(ctx.db, job_id, "failed", error=one_line(str(exc)))
+        message = redact(str(exc), ctx.settings)
+        log.warning("job %s (%s) failed: %s", job_id, job.kind, message)
+        jobs.finish_job(ctx.db, job_id, "failed", error=message)
     except Exception as exc:  # noqa: BLE001 - recorded in the job row, not lost
         # The type only: messages of unexpected errors may carry paths or URLs with secrets.
         log.error("job %s (%s) failed with an internal error: %s", job_id, job.kind, type(exc).__name__)

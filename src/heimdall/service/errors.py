@@ -14,10 +14,10 @@ from fastapi.responses import JSONResponse
 
 from heimdall.errors import ConfigError, DataError, HeimdallError, InputError, NotFoundError
 from heimdall.jobs import ConflictError
-from heimdall.pipelines.jobqueue import one_line
+from heimdall.pipelines.jobqueue import one_line, redact
 from heimdall.settings import Settings
 
-__all__ = ["STATUS_OF", "status_of", "redact", "install_error_handlers"]
+__all__ = ["STATUS_OF", "status_of", "install_error_handlers"]
 
 log = logging.getLogger("heimdall.service")
 
@@ -35,23 +35,6 @@ STATUS_OF: tuple[tuple[type[HeimdallError], int], ...] = (
 def status_of(exc: HeimdallError) -> int:
     """The HTTP status of a Heimdall error."""
     return next(code for kind, code in STATUS_OF if isinstance(exc, kind))
-
-
-def _secrets(settings: Settings) -> list[str]:
-    values = [settings.api_token, settings.s3_secret_access_key, settings.s3_access_key_id]
-    for url in (settings.database_url, settings.broker_url, settings.mlflow_tracking_uri):
-        # The password part of scheme://user:password@host.
-        if url and "@" in url and ":" in url.split("@", 1)[0].split("//", 1)[-1]:
-            values.append(url.split("@", 1)[0].split("//", 1)[-1].split(":", 1)[1])
-    return [v for v in values if v and len(v) >= 4]
-
-
-def redact(text: str, settings: Settings) -> str:
-    """`text` on one line with every configured secret replaced by ***."""
-    text = one_line(text)
-    for secret in _secrets(settings):
-        text = text.replace(secret, "***")
-    return text
 
 
 def _field(loc: Any) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+
 from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 

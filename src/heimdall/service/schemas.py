@@ -105,6 +105,7 @@ class TrainIn(_Body):
     seed: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
     hidden_dim: Annotated[int, Field(ge=8, le=2048)] = 128
     num_layers: Annotated[int, Field(ge=1, le=16)] = 2
+    accelerator: Literal["cpu", "gpu", "auto"] = Field("cpu", description="Where the worker trains")
     export: bool = Field(True, description="Export, evaluate and register the model when training completes")
 
 

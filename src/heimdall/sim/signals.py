@@ -104,27 +104,28 @@ def speech_like_audio(
         1.0 + 0.04 * _smooth_noise(rng, n, t_s, 3.0) + 0.01 * _smooth_noise(rng, n, t_s, 80.0)
     )
     cycles = np.cumsum(np.clip(f0_hz, 90.0, 220.0) / fs, axis=-1, dtype=np.float64)
-    # Glottal source: a sawtooth (harmonics fall as 1/k, like the glottal flow derivative
-    # after lip radiation) plus a little aspiration noise.
-    source = (cycles % 1.0) - 0.5 + 0.03 * rng.standard_normal((n, num_samples))
-    spectrum = sfft.rfft(source.astype(np.float32), axis=-1)
+    # Glottal source: a sawtooth (harmonics fall as 1/k, as after lip radiation) and breath.
+    source = ((cycles % 1.0) - 0.5).astype(np.float32)
+    source += 0.03 * rng.standard_normal((n, num_samples), dtype=np.float32)
+    spectrum = sfft.rfft(source, axis=-1)
     f_hz = sfft.rfftfreq(num_samples, 1.0 / fs)
     # Microphone and radio audio chain: 2nd-order high-pass at 250 Hz, 8th-order low-pass at 3 kHz.
-    band = 1.0 / np.sqrt((1.0 + (250.0 / np.maximum(f_hz, 1.0)) ** 4) * (1.0 + (f_hz / 3e3) ** 16))
+    band = 1 / np.sqrt((1 + (250 / np.maximum(f_hz, 1.0)) ** 4) * (1 + (f_hz / 3e3) ** 16))
     # Three formants (Lorentzian resonances) drawn for the start and for the end of the clip;
     # the vocal tract moves between them by cross-fading the two filtered signals.
     halfwidths_hz, gains = np.array([45.0, 60.0, 80.0]), np.array([1.0, 0.6, 0.3])
     filtered = []
     for _ in range(2):
         formants_hz = rng.uniform([300.0, 900.0, 2300.0], [800.0, 2300.0, 3000.0], (n, 3))
-        detune = (f_hz - formants_hz[..., None]) / halfwidths_hz[:, None]
-        tract = 0.02 + np.einsum("k,nkf->nf", gains, 1.0 / (1.0 + detune**2))
-        filtered.append(sfft.irfft(spectrum * (tract * band), n=num_samples, axis=-1))
+        detune = ((f_hz - formants_hz[..., None]) / halfwidths_hz[:, None]).astype(np.float32)
+        tract = 0.02 + np.einsum("k,nkf->nf", gains.astype(np.float32), 1 / (1 + detune**2))
+        filtered.append(sfft.irfft(spectrum * (tract * band.astype(np.float32)), num_samples))
     fade = t_s / max(t_s[-1], 1.0 / fs)
     voiced = filtered[0] + (filtered[1] - filtered[0]) * fade
     # Syllables at 3-5.5 Hz with varying loudness; in 30 % of clips a 80-250 ms pause.
     rate_hz, phase = rng.uniform(3.0, 5.5, (n, 1)), rng.uniform(0.0, 2.0 * np.pi, (n, 1))
-    syllable = np.clip((np.sin(2.0 * np.pi * rate_hz * t_s + phase) + 0.3) / 1.3, 0.0, 1.0)
+    cycle = (2.0 * np.pi * rate_hz).astype(np.float32) * t_s + phase.astype(np.float32)
+    syllable = np.clip((np.sin(cycle) + 0.3) / 1.3, 0.0, 1.0)
     envelope = syllable * np.sqrt(syllable) * (0.7 + 0.3 * np.tanh(_smooth_noise(rng, n, t_s, 4.0)))
     centre_s = rng.uniform(0.0, num_samples / fs, (n, 1))
     half_s = np.where(rng.random((n, 1)) < 0.3, rng.uniform(0.04, 0.125, (n, 1)), -1.0)
