@@ -8,9 +8,10 @@ tracking in SQLite with local artifacts.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Settings"]
@@ -19,7 +20,7 @@ __all__ = ["Settings"]
 class Settings(BaseSettings):
     """Runtime configuration, from `HEIMDALL_*` environment variables."""
 
-    model_config = SettingsConfigDict(env_prefix="HEIMDALL_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="HEIMDALL_", extra="ignore", populate_by_name=True)
 
     home: Path = Field(default=Path(".heimdall"), description="Root of all local state")
     database_url: str | None = Field(
@@ -29,7 +30,9 @@ class Settings(BaseSettings):
         default=None, description="Local artifact store root; default home/artifacts"
     )
     mlflow_tracking_uri: str | None = Field(
-        default=None, description="MLflow tracking URI; default SQLite under home"
+        default=None,
+        description="MLflow tracking URI; default SQLite under home",
+        validation_alias=AliasChoices("HEIMDALL_MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_URI", "mlflow_tracking_uri"),
     )
     s3_endpoint_url: str | None = Field(
         default=None, description="S3/MinIO endpoint; when set, artifacts go to S3 instead of disk"
@@ -67,8 +70,21 @@ class Settings(BaseSettings):
 
     @property
     def mlflow_artifact_location(self) -> str:
-        """Where MLflow stores run artifacts when tracking is local."""
+        """Where MLflow stores run artifacts: the `PREFIX-mlflow` bucket with S3, else local."""
+        if self.s3_endpoint_url:
+            return f"s3://{self.s3_bucket_prefix}-mlflow"
         return (self.home / "mlruns").as_uri()
+
+    def apply_mlflow_environment(self) -> None:
+        """Hand the S3 settings to MLflow, which reads them only from the environment."""
+        if not self.s3_endpoint_url:
+            return
+        os.environ["MLFLOW_S3_ENDPOINT_URL"] = self.s3_endpoint_url
+        os.environ["AWS_DEFAULT_REGION"] = self.s3_region
+        if self.s3_access_key_id:
+            os.environ["AWS_ACCESS_KEY_ID"] = self.s3_access_key_id
+        if self.s3_secret_access_key:
+            os.environ["AWS_SECRET_ACCESS_KEY"] = self.s3_secret_access_key
 
     @property
     def checkpoints_dir(self) -> Path:

@@ -44,9 +44,22 @@ class Tracker:
         logging.getLogger("alembic").setLevel(logging.WARNING)
         self._mlflow = mlflow
         self.settings = settings
+        settings.apply_mlflow_environment()
         self.tracking_uri = settings.resolved_mlflow_tracking_uri
         settings.home.mkdir(parents=True, exist_ok=True)
         self.client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+
+    def close(self) -> None:
+        """Close MLflow's database connections (its stores keep pooled engines)."""
+        stores = [getattr(getattr(self.client, "_tracking_client", None), "store", None)]
+        try:
+            stores.append(self.client._get_registry_client().store)
+        except Exception:  # noqa: BLE001 - no registry store is fine
+            log.debug("no registry store to close")
+        for store in stores:
+            engine = getattr(store, "engine", None)
+            if engine is not None:
+                engine.dispose()
 
     def experiment_id(self) -> str:
         """Id of the configured experiment, created on first use."""
@@ -54,8 +67,7 @@ class Tracker:
         experiment = self.client.get_experiment_by_name(name)
         if experiment is not None:
             return experiment.experiment_id
-        location = None if self.settings.mlflow_tracking_uri else self.settings.mlflow_artifact_location
-        return self.client.create_experiment(name, artifact_location=location)
+        return self.client.create_experiment(name, artifact_location=self.settings.mlflow_artifact_location)
 
     def lightning_logger(self, run_id: str | None, run_name: str | None) -> Any:
         """A Lightning MLFlowLogger writing to this store (continuing `run_id` if given)."""

@@ -28,6 +28,12 @@ class Context:
             self._tracker = Tracker(self.settings)
         return self._tracker
 
+    def close(self) -> None:
+        """Release database connections (ours and MLflow's)."""
+        if self._tracker is not None:
+            self._tracker.close()
+        self.db.dispose()
+
     @property
     def staging_dir(self) -> Path:
         return self.settings.home / "staging"

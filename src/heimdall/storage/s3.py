@@ -52,7 +52,7 @@ __all__ = ["S3Store", "BUCKET_SUFFIXES"]
 log = logging.getLogger(__name__)
 
 # First key segment -> bucket suffix; the segment is dropped from the object key.
-BUCKET_SUFFIXES: dict[str, str] = {"datasets": "datasets", "models": "models"}
+BUCKET_SUFFIXES: dict[str, str] = {"datasets": "datasets", "models": "models", "mlflow": "mlflow"}
 # Every other key goes, whole, to this bucket.
 DEFAULT_BUCKET_SUFFIX = "artifacts"
 
