@@ -127,6 +127,7 @@ def _initial_network(ctx: Context, request: TrainRequest, reader: DatasetReader,
         if not source.is_file():
             raise NotFoundError(f"--init-from {request.init_from}: a training checkpoint file is needed")
         net, meta = load_checkpoint(source)
+        net.train()  # load_checkpoint hands back a network ready for inference
         if net.config.num_stations != len(reader.manifest.station_ids):
             log.warning("station count differs from the pre-trained model; new stations use the generic embedding")
         return net
