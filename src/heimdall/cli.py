@@ -267,6 +267,9 @@ def train(
     export_only: Annotated[bool, typer.Option("--export-only", "--export_only")] = False,
     init_from: Annotated[str | None, typer.Option("--init-from", "--init_from", help="Checkpoint to fine-tune.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    spectrogram_encoder: Annotated[
+        str | None, typer.Option("--spectrogram-encoder", help="nano, tiny, small, base or large (iq datasets).")
+    ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = False,
     as_json: JsonFlag = False,
 ) -> None:
@@ -286,7 +289,7 @@ def train(
         dataset=dataset, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
         validation_split=validation_split, accelerator=accelerator, devices=devices,  # type: ignore[arg-type]
         num_workers=num_workers, checkpoint=checkpoint, resume_training=resume_training,
-        init_from=init_from, seed=seed, progress_bar=progress,
+        init_from=init_from, seed=seed, progress_bar=progress, spectrogram_encoder=spectrogram_encoder,
     )
     result = pipelines.train(ctx, request)
     payload = {

@@ -15,7 +15,6 @@ from heimdall.models.localization_net import NormalizationStats
 
 __all__ = ["HeimdallDataset", "HeimdallDataModule", "fit_normalization", "to_batch"]
 
-MODEL_INPUTS = ("rx_position_m", "rx_id", "rss_dbm", "heard", "present")
 
 
 def to_batch(samples: SampleArrays) -> dict[str, torch.Tensor]:
@@ -27,6 +26,8 @@ def to_batch(samples: SampleArrays) -> dict[str, torch.Tensor]:
         "heard": torch.from_numpy(np.ascontiguousarray(samples.heard, dtype=bool)),
         "present": torch.from_numpy(np.ascontiguousarray(samples.present, dtype=bool)),
         "tx_position_m": torch.from_numpy(np.ascontiguousarray(samples.tx_position_m, dtype=np.float32)),
+        # float16 as stored (half the memory); the model converts per batch.
+        **({"spectrogram": torch.from_numpy(np.ascontiguousarray(samples.spectrogram))} if samples.spectrogram is not None else {}),
     }
 
 
@@ -41,6 +42,10 @@ def fit_normalization(train: SampleArrays) -> NormalizationStats:
     if heard_rss.size == 0:
         raise DataError("no receiver heard anything in the training split")
     up = train.rx_position_m[..., 2][train.present].astype(np.float64)
+    spectrogram_center, spectrogram_scale = 0.0, 1.0
+    if train.spectrogram is not None:
+        values = train.spectrogram[:2000][train.present[:2000]].astype(np.float32)
+        spectrogram_center, spectrogram_scale = float(values.mean()), float(max(values.std(), 1e-3))
     center = tx.mean(axis=0)
     scale = float(max(tx.std(axis=0).max(), 1.0))
     return NormalizationStats(
@@ -50,6 +55,8 @@ def fit_normalization(train: SampleArrays) -> NormalizationStats:
         up_scale_m=float(max(up.std(), 1.0)),
         rss_center_dbm=float(heard_rss.mean()),
         rss_scale_db=float(max(heard_rss.std(), 1.0)),
+        spectrogram_center_db=spectrogram_center,
+        spectrogram_scale_db=spectrogram_scale,
     )
 
 

@@ -18,6 +18,8 @@ __all__ = ["SampleArrays", "SPLIT_CODES", "SPLIT_NAMES", "UNKNOWN_STATION"]
 SPLIT_CODES: dict[str, int] = {"train": 0, "val": 1, "test": 2}
 SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
 
+_OPTIONAL = ("spectrogram",)
+
 #: `rx_id` of a station the model has no embedding for (new or unknown receivers).
 UNKNOWN_STATION = -1
 
@@ -38,6 +40,8 @@ class SampleArrays:
     tx_lon_deg: np.ndarray  # [N] float64, NaN when unknown
     tx_power_dbm: np.ndarray  # [N] float32, NaN when unknown
     split: np.ndarray  # [N] int8, SPLIT_CODES
+    #: Optional per-receiver spectrograms [N, R, C, 128, 32] (float16, dB), kind "iq" only.
+    spectrogram: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = self.sample_id.shape[0]
@@ -59,6 +63,8 @@ class SampleArrays:
             actual = getattr(self, name).shape
             if actual != shape:
                 raise InputError(f"sample field {name} has shape {actual}, expected {shape}")
+        if self.spectrogram is not None and (self.spectrogram.ndim != 5 or self.spectrogram.shape[:2] != (n, r)):
+            raise InputError(f"spectrogram has shape {self.spectrogram.shape}, expected ({n}, {r}, C, mels, frames)")
         if np.any(self.heard & ~self.present):
             raise InputError("a receiver is marked heard but not present")
         heard_rss = self.rss_dbm[self.heard]
@@ -74,16 +80,16 @@ class SampleArrays:
         return int(self.rx_id.shape[1])
 
     def to_dict(self) -> dict[str, np.ndarray]:
-        """Field name -> array."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        """Field name -> array (optional fields only when present)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
 
     @classmethod
     def from_dict(cls, arrays: dict[str, np.ndarray]) -> SampleArrays:
         """Build from a mapping holding every field (extra keys are ignored)."""
-        missing = [f.name for f in fields(cls) if f.name not in arrays]
+        missing = [f.name for f in fields(cls) if f.name not in arrays and f.name not in _OPTIONAL]
         if missing:
             raise InputError(f"sample arrays missing fields: {', '.join(missing)}")
-        return cls(**{f.name: np.asarray(arrays[f.name]) for f in fields(cls)})
+        return cls(**{f.name: np.asarray(arrays[f.name]) for f in fields(cls) if f.name in arrays})
 
     def select(self, index: np.ndarray) -> SampleArrays:
         """The samples at `index` (boolean mask or integer indices)."""
@@ -102,5 +108,5 @@ class SampleArrays:
         """Concatenate along the sample axis (all parts must share R)."""
         if not parts:
             raise InputError("nothing to concatenate")
-        keys = parts[0].to_dict().keys()
+        keys = set.intersection(*(set(p.to_dict()) for p in parts))
         return SampleArrays(**{k: np.concatenate([p.to_dict()[k] for p in parts]) for k in keys})

@@ -16,7 +16,7 @@ from heimdall.data.measurements import MeasurementTable
 from heimdall.errors import InputError
 from heimdall.evaluation.metrics import covariance_to_ellipse
 from heimdall.export.bundle import read_bundle_config
-from heimdall.export.onnx_export import INPUT_NAMES, OUTPUT_NAMES
+from heimdall.export.onnx_export import OUTPUT_NAMES
 from heimdall.geo import ReferencePoint, local_to_ground
 
 __all__ = ["Localizer", "Predictions"]
@@ -58,6 +58,7 @@ class Localizer:
         self.session = ort.InferenceSession(
             str(self.bundle_dir / "model.onnx"), options, providers=["CPUExecutionProvider"]
         )
+        self.input_names = [i.name for i in self.session.get_inputs()]
 
     @classmethod
     def from_bundle(cls, path: Path | str) -> Localizer:
@@ -98,10 +99,14 @@ class Localizer:
             "heard": samples.heard.astype(bool),
             "present": samples.present.astype(bool),
         }
+        if "spectrogram" in self.input_names:
+            if samples.spectrogram is None:
+                raise InputError("this model needs spectrograms: localise from IQ recordings (--recordings)")
+            feeds_all["spectrogram"] = samples.spectrogram.astype(np.float32)
         positions, covariances = [], []
         for start in range(0, len(samples), _CHUNK):
             feeds = {k: np.ascontiguousarray(v[start : start + _CHUNK]) for k, v in feeds_all.items()}
-            position, covariance = self.session.run(list(OUTPUT_NAMES), {k: feeds[k] for k in INPUT_NAMES})
+            position, covariance = self.session.run(list(OUTPUT_NAMES), {k: feeds[k] for k in self.input_names})
             positions.append(position)
             covariances.append(covariance)
         position_m = np.concatenate(positions).astype(np.float64)

@@ -11,26 +11,30 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from heimdall.models.localization_net import LocalizationNet
+from heimdall.models.localization_net import BASE_INPUTS, LocalizationNet
 
 __all__ = ["INPUT_NAMES", "OUTPUT_NAMES", "export_onnx", "onnx_parity", "example_inputs"]
 
-INPUT_NAMES = ("rx_position_m", "rx_id", "rss_dbm", "heard", "present")
+#: Inputs of a feature-only model; a spectrogram model adds "spectrogram" (net.input_names).
+INPUT_NAMES = BASE_INPUTS
 OUTPUT_NAMES = ("position_m", "covariance_m2")
 OPSET = 18
 
 
-def example_inputs(batch: int = 2, receivers: int = 5) -> tuple[torch.Tensor, ...]:
+def example_inputs(batch: int = 2, receivers: int = 5, spectrogram_channels: int | None = None) -> tuple[torch.Tensor, ...]:
     """Dummy inputs with the graph's dtypes (batch and receiver sizes are not baked in)."""
     heard = torch.ones(batch, receivers, dtype=torch.bool)
     heard[:, -1] = False
-    return (
+    spectrogram = ()
+    if spectrogram_channels is not None:
+        spectrogram = (torch.zeros(batch, receivers, spectrogram_channels, 128, 32),)
+    return (*(
         torch.randn(batch, receivers, 3, generator=torch.Generator().manual_seed(0)) * 1000.0,
         torch.arange(receivers, dtype=torch.int64).repeat(batch, 1),
         torch.full((batch, receivers), -100.0),
         heard,
         torch.ones(batch, receivers, dtype=torch.bool),
-    )
+    ), *spectrogram)
 
 
 def export_onnx(net: LocalizationNet, path: Path) -> Path:
@@ -38,9 +42,9 @@ def export_onnx(net: LocalizationNet, path: Path) -> Path:
     net = net.eval()
     batch = torch.export.Dim("batch", min=1, max=1_000_000)
     receivers = torch.export.Dim("receivers", min=2, max=4096)
-    axes = {"rx_position_m": {0: batch, 1: receivers}}
-    for name in INPUT_NAMES[1:]:
-        axes[name] = {0: batch, 1: receivers}
+    names = net.input_names
+    axes = {name: {0: batch, 1: receivers} for name in names}
+    channels = net.config.spectrogram_channels if "spectrogram" in names else None
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".onnx", dir=path.parent)
@@ -53,9 +57,9 @@ def export_onnx(net: LocalizationNet, path: Path) -> Path:
             warnings.simplefilter("ignore")
             torch.onnx.export(
                 net,
-                example_inputs(),
+                example_inputs(spectrogram_channels=channels),
                 tmp,
-                input_names=list(INPUT_NAMES),
+                input_names=list(names),
                 output_names=list(OUTPUT_NAMES),
                 dynamic_shapes=axes,
                 opset_version=OPSET,
@@ -76,10 +80,10 @@ def onnx_parity(net: LocalizationNet, onnx_path: Path, inputs: dict[str, np.ndar
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    feeds = {name: inputs[name] for name in INPUT_NAMES}
+    feeds = {name: inputs[name] for name in net.input_names}
     ort_position, ort_covariance = session.run(list(OUTPUT_NAMES), feeds)
     with torch.no_grad():
-        position, covariance = net(*(torch.from_numpy(feeds[n]) for n in INPUT_NAMES))
+        position, covariance = net(*(torch.from_numpy(feeds[n]) for n in net.input_names))
     position_diff = float(np.max(np.abs(ort_position - position.numpy())))
     sigma = np.sqrt(np.abs(covariance.numpy()[:, [0, 1], [0, 1]])).max(axis=1)
     cov_diff = np.abs(ort_covariance - covariance.numpy()) / (sigma[:, None, None] ** 2)

@@ -40,7 +40,8 @@ class BundleDraft:
 def parity_inputs(samples: SampleArrays, limit: int = 512) -> dict[str, np.ndarray]:
     """Model inputs of up to `limit` real samples, as the runtime feeds them."""
     part = samples.select(np.arange(min(len(samples), limit)))
-    return {
+    extra = {"spectrogram": part.spectrogram.astype(np.float32)} if part.spectrogram is not None else {}
+    return extra | {
         "rx_position_m": part.rx_position_m.astype(np.float32),
         "rx_id": part.rx_id.astype(np.int64),
         "rss_dbm": np.where(part.heard, part.rss_dbm, 0.0).astype(np.float32),
@@ -79,7 +80,7 @@ def finish_bundle(
         name=name,
         version=version,
         created_at=datetime.now(timezone.utc).isoformat(),
-        onnx={"inputs": list(INPUT_NAMES), "outputs": list(OUTPUT_NAMES)},
+        onnx={"inputs": list(config.get("inputs", INPUT_NAMES)), "outputs": list(OUTPUT_NAMES)},
     )
     try:
         write_bundle_files(draft.directory, config, metrics, model_card(config, metrics))

@@ -12,9 +12,13 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from heimdall.models.convnext import SpectrogramEncoder, SpectrogramEncoderConfig
 from heimdall.models.layers import MaskedAttentionPool, MaskedSelfAttentionBlock
 
-__all__ = ["ModelConfig", "LocalizationNet", "NormalizationStats"]
+__all__ = ["ModelConfig", "LocalizationNet", "NormalizationStats", "BASE_INPUTS"]
+
+#: Inputs of every model; a model with a spectrogram branch also takes `spectrogram`.
+BASE_INPUTS = ("rx_position_m", "rx_id", "rss_dbm", "heard", "present")
 
 # Bounds on the log-diagonal of the normalised Cholesky factor: sigma between
 # exp(-9) and exp(3) position scales; keeps the NLL finite early in training.
@@ -32,6 +36,10 @@ class ModelConfig:
     num_heads: int = 4
     station_embedding_dim: int = 16
     dropout: float = 0.0
+    #: ConvNeXt size of the per-receiver spectrogram branch; None = RSS features only.
+    spectrogram_encoder: str | None = None
+    spectrogram_channels: int = 1
+    spectrogram_dim: int = 32
 
     def to_dict(self) -> dict[str, float | int]:
         return asdict(self)
@@ -47,6 +55,8 @@ class NormalizationStats:
     up_scale_m: float
     rss_center_dbm: float
     rss_scale_db: float
+    spectrogram_center_db: float = 0.0
+    spectrogram_scale_db: float = 1.0
 
 
 class LocalizationNet(nn.Module):
@@ -60,8 +70,20 @@ class LocalizationNet(nn.Module):
         d = config.hidden_dim
         # Index num_stations is the generic embedding for stations the model never saw.
         self.station_embedding = nn.Embedding(config.num_stations + 1, config.station_embedding_dim)
+        self.spectrogram_encoder: SpectrogramEncoder | None = None
+        extra = 0
+        if config.spectrogram_encoder is not None:
+            # One ConvNeXt shared by all receivers; its embedding joins the scalar features.
+            self.spectrogram_encoder = SpectrogramEncoder(
+                SpectrogramEncoderConfig(
+                    size=config.spectrogram_encoder,  # type: ignore[arg-type]
+                    in_channels=config.spectrogram_channels,
+                    out_dim=config.spectrogram_dim,
+                )
+            )
+            extra = config.spectrogram_dim
         self.encoder = nn.Sequential(
-            nn.Linear(self.num_features + config.station_embedding_dim, d),
+            nn.Linear(self.num_features + config.station_embedding_dim + extra, d),
             nn.GELU(),
             nn.Linear(d, d),
         )
@@ -78,6 +100,8 @@ class LocalizationNet(nn.Module):
         self.register_buffer("up_scale_m", torch.ones(()))
         self.register_buffer("rss_center_dbm", torch.full((), -100.0))
         self.register_buffer("rss_scale_db", torch.full((), 10.0))
+        self.register_buffer("spectrogram_center_db", torch.zeros(()))
+        self.register_buffer("spectrogram_scale_db", torch.ones(()))
         # Post-hoc variance calibration factor, fitted on the validation split.
         self.register_buffer("covariance_scale", torch.ones(()))
 
@@ -89,6 +113,13 @@ class LocalizationNet(nn.Module):
         self.up_scale_m.fill_(stats.up_scale_m)
         self.rss_center_dbm.fill_(stats.rss_center_dbm)
         self.rss_scale_db.fill_(stats.rss_scale_db)
+        self.spectrogram_center_db.fill_(stats.spectrogram_center_db)
+        self.spectrogram_scale_db.fill_(stats.spectrogram_scale_db)
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        """Names of the inputs `forward` takes, in order (also the ONNX graph's)."""
+        return BASE_INPUTS + (("spectrogram",) if self.spectrogram_encoder is not None else ())
 
     def _features(
         self, rx_position_m: torch.Tensor, rss_dbm: torch.Tensor, heard: torch.Tensor
@@ -110,11 +141,24 @@ class LocalizationNet(nn.Module):
         rss_dbm: torch.Tensor,
         heard: torch.Tensor,
         present: torch.Tensor,
+        spectrogram: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean [B,2] and Cholesky factor [B,2,2], both in position-scale units."""
+        """Mean [B,2] and Cholesky factor [B,2,2], both in position-scale units.
+
+        `spectrogram` [B, R, C, mels, frames] (dB) is required by a model with a
+        spectrogram branch and ignored otherwise.
+        """
         known = (rx_id >= 0) & (rx_id < self.config.num_stations)
         station = torch.where(known, rx_id, torch.full_like(rx_id, self.config.num_stations))
-        x = torch.cat([self._features(rx_position_m, rss_dbm, heard), self.station_embedding(station)], dim=-1)
+        parts = [self._features(rx_position_m, rss_dbm, heard), self.station_embedding(station)]
+        if self.spectrogram_encoder is not None:
+            if spectrogram is None:
+                raise ValueError("this model has a spectrogram branch: pass `spectrogram`")
+            b, r = rss_dbm.shape
+            images = (spectrogram.float() - self.spectrogram_center_db) / self.spectrogram_scale_db
+            embedded = self.spectrogram_encoder(images.reshape(b * r, *images.shape[2:]))
+            parts.append(embedded.reshape(b, r, -1) * present[..., None].to(embedded.dtype))
+        x = torch.cat(parts, dim=-1)
         x = self.encoder(x)
         for block in self.blocks:
             x = block(x, present)
@@ -136,9 +180,10 @@ class LocalizationNet(nn.Module):
         rss_dbm: torch.Tensor,
         heard: torch.Tensor,
         present: torch.Tensor,
+        spectrogram: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Position east/north [B,2] in metres and its covariance [B,2,2] in m^2."""
-        mean, scale_tril = self.forward_normalized(rx_position_m, rx_id, rss_dbm, heard, present)
+        mean, scale_tril = self.forward_normalized(rx_position_m, rx_id, rss_dbm, heard, present, spectrogram)
         position_m = self.position_center_m + mean * self.position_scale_m
         covariance = scale_tril @ scale_tril.transpose(-1, -2)
         covariance_m2 = covariance * (self.position_scale_m**2 * self.covariance_scale)

@@ -52,13 +52,18 @@ def generate(
     description: str | None = None,
 ) -> GenerateResult:
     """Simulate a dataset for a network (default: the Italian WebSDRs) and catalogue it."""
-    if kind != "features":
-        raise InputError(f"--kind {kind} is not available yet; use --kind features")
+    if kind not in ("features", "iq"):
+        raise InputError(f"--kind must be features or iq, got {kind!r}")
     if num_samples <= 0:
         raise InputError(f"--samples must be positive, got {num_samples}")
     network = ReceiverNetwork.load(network_path) if network_path else default_network()
     start = time.perf_counter()
-    manifest = generate_dataset(
+    make = generate_dataset
+    if kind == "iq":
+        from heimdall.data.iq import generate_iq_dataset
+
+        make = generate_iq_dataset  # type: ignore[assignment]
+    manifest = make(
         ctx.store,
         ctx.staging_dir,
         name,

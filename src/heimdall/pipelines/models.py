@@ -17,6 +17,7 @@ from heimdall.evaluation.evaluate import Evaluation, PhysicsModel, evaluate_pred
 from heimdall.export.bundle import write_bundle_files
 from heimdall.export.geojson import prediction_records, predictions_geojson
 from heimdall.export.localizer import Localizer
+from heimdall.models.localization_net import BASE_INPUTS
 from heimdall.pipelines.context import Context
 from heimdall.storage.tables import ModelRecord
 
@@ -60,6 +61,7 @@ def _bundle_config(meta: dict[str, Any], reader: DatasetReader, name: str, versi
         "scenario": reader.manifest.scenario,
         "effective_sigma_db": reader.manifest.effective_sigma_db,
         "model": meta["model_config"],
+        "inputs": list(BASE_INPUTS) + (["spectrogram"] if meta["model_config"].get("spectrogram_encoder") else []),
         "features": {"inputs": "rx_position_m, rx_id, rss_dbm, heard, present (metres, dBm)"},
         "mlflow_run_id": meta.get("mlflow_run_id"),
         "job_id": meta.get("job_id"),
@@ -200,7 +202,7 @@ def export(ctx: Context, checkpoint: Path, version: int | None = None) -> Export
     val = reader.load("val")
     batch = to_batch(val)
     with torch.no_grad():
-        position, covariance = net(*(batch[k] for k in ("rx_position_m", "rx_id", "rss_dbm", "heard", "present")))
+        position, covariance = net(*(batch[k] for k in net.input_names))
     delta = (batch["tx_position_m"] - position).double().numpy()
     scale = fit_covariance_scale(delta, covariance.double().numpy())
     net.covariance_scale.fill_(scale)

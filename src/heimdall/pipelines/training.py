@@ -48,6 +48,8 @@ class TrainRequest:
     seed: int = 0
     hidden_dim: int = 128
     num_layers: int = 2
+    #: ConvNeXt size of a spectrogram branch (datasets of kind "iq"); None = RSS features only.
+    spectrogram_encoder: str | None = None
     early_stopping_patience: int = 12
     progress_bar: bool = False
     #: Stream the training split shard by shard (None: when it exceeds STREAM_THRESHOLD).
@@ -131,10 +133,13 @@ def _initial_network(ctx: Context, request: TrainRequest, reader: DatasetReader,
         if net.config.num_stations != len(reader.manifest.station_ids):
             log.warning("station count differs from the pre-trained model; new stations use the generic embedding")
         return net
+    if request.spectrogram_encoder is not None and reader.manifest.kind != "iq":
+        raise InputError(f"--spectrogram-encoder needs a dataset of kind iq; {reader.name!r} is {reader.manifest.kind}")
     config = ModelConfig(
         num_stations=len(reader.manifest.station_ids),
         hidden_dim=request.hidden_dim,
         num_layers=request.num_layers,
+        spectrogram_encoder=request.spectrogram_encoder,
     )
     net = LocalizationNet(config)
     net.set_normalization(fit_normalization(train))

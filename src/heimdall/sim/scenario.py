@@ -110,6 +110,10 @@ class SimulatedBlock:
     snr_db: np.ndarray  # [N, R], NaN where not heard
     heard: np.ndarray  # [N, R]
     present: np.ndarray  # [N, R]
+    #: Every link, heard or not: the power the receiver would read (dBm, its calibration
+    #: error included) and the SNR in the channel (dB); what IQ synthesis needs.
+    link_power_dbm: np.ndarray  # [N, R]
+    link_snr_db: np.ndarray  # [N, R]
     draws: int
     accepted: int
 
@@ -169,7 +173,7 @@ def _draw(
     heard = online & (snr >= config.min_snr_db)
     # The station reports power through its own (unknown) calibration error.
     measured = np.where(heard, true_rx_dbm + calibration, np.nan)
-    return tx, tx_power, measured, np.where(heard, snr, np.nan), heard, online
+    return tx, tx_power, measured, np.where(heard, snr, np.nan), heard, online, true_rx_dbm + calibration, snr
 
 
 def simulate_block(
@@ -196,6 +200,6 @@ def simulate_block(
         accept = parts[4].sum(axis=1) >= config.min_receivers
         kept.append(tuple(p[accept] for p in parts))
         have += int(accept.sum())
-    columns = [np.concatenate([k[i] for k in kept])[:num_samples] for i in range(6)]
+    columns = [np.concatenate([k[i] for k in kept])[:num_samples] for i in range(len(kept[0]))]
     # `accepted / draws` is the acceptance rate; the surplus of the last round is dropped.
     return SimulatedBlock(*columns, draws=draws, accepted=have)

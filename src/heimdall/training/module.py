@@ -43,9 +43,7 @@ class LocalizationLightningModule(L.LightningModule):
 
     def model_step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Loss (normalised units), predicted mean and Cholesky factor (normalised)."""
-        mean, scale_tril = self.model.forward_normalized(
-            batch["rx_position_m"], batch["rx_id"], batch["rss_dbm"], batch["heard"], batch["present"]
-        )
+        mean, scale_tril = self.model.forward_normalized(*(batch[k] for k in self.model.input_names))
         target = self.model.normalize_target(batch["tx_position_m"])
         return self.loss_fn(mean, scale_tril, target), mean, scale_tril
 
@@ -58,9 +56,7 @@ class LocalizationLightningModule(L.LightningModule):
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         loss, _, _ = self.model_step(batch)
         self.log("val_loss", loss, on_epoch=True, prog_bar=True, batch_size=batch["rss_dbm"].shape[0])
-        position_m, covariance_m2 = self.model(
-            batch["rx_position_m"], batch["rx_id"], batch["rss_dbm"], batch["heard"], batch["present"]
-        )
+        position_m, covariance_m2 = self.model(*(batch[k] for k in self.model.input_names))
         self._val_outputs.append(
             (position_m.detach().double(), covariance_m2.detach().double(), batch["tx_position_m"].double())
         )

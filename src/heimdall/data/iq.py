@@ -1,0 +1,181 @@
+"""IQ-level synthetic datasets: one physics, two outputs.
+
+The feature-level scenario draws the transmitter, its power and every link's power and SNR;
+this module turns the same draw into what each receiver records (FM waveform, oscillator
+offsets, multipath, noise at the link's SNR; `sim/signals.py`) and into what training needs
+(a float16 mel-spectrogram per receiver plus the measurements taken from the IQ:
+channel power, SNR, frequency offset; `features.py`). Receivers "hear" when the IQ detector
+says so. Raw IQ is kept for the first `keep_iq` samples only, for inspection and SigMF
+export.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from heimdall.data.layout import SampleArrays
+from heimdall.data.shards import DatasetManifest, DatasetWriter
+from heimdall.data.splits import SplitFractions, SplitMode, assign_splits
+from heimdall.data.synthetic import effective_sigma_db, network_geometry, to_samples
+from heimdall.features import iq_features
+from heimdall.network import ReceiverNetwork
+from heimdall.sim.generator import BLOCK_SIZE, generate_blocks
+from heimdall.sim.scenario import ScenarioConfig, SimulatedBlock
+from heimdall.sim.signals import WaveformConfig, apply_channel, transmitter_waveforms
+from heimdall.storage.artifacts import ArtifactStore
+
+__all__ = ["IQConfig", "iq_block", "generate_iq_dataset"]
+
+log = logging.getLogger(__name__)
+
+#: Samples synthesised at once (bounds memory: 64 x 7 x 17,920 complex64 = 64 MB).
+_CHUNK = 64
+#: Blocks per shard for IQ datasets (2 x 1,024 samples, ~60 MB of float16 spectrograms).
+_SHARD_BLOCKS = 2
+
+
+@dataclass(frozen=True)
+class IQConfig:
+    """Waveform and oscillator settings of an IQ dataset."""
+
+    waveform: WaveformConfig = WaveformConfig()
+    tx_offset_ppm: float = 2.5  # handheld TCXO, 1 sigma
+    rx_lo_offset_ppm: float = 0.5  # receiver reference, 1 sigma
+    k_factor_db: float = 3.0
+    keep_iq: int = 64
+
+
+@dataclass(frozen=True)
+class IQBlock:
+    """IQ-derived arrays of one simulated block."""
+
+    spectrogram: np.ndarray  # [N, R, 1, n_mels, frames] float16, dBm
+    rss_dbm: np.ndarray  # [N, R] channel power measured from IQ, NaN where not heard
+    snr_db: np.ndarray
+    heard: np.ndarray
+    signal_types: np.ndarray  # [N] str
+    iq: np.ndarray | None  # [K, R, T] complex64 for the first K samples (K <= keep_iq)
+
+
+def iq_block(
+    rng: np.random.Generator, block: SimulatedBlock, frequency_hz: float, config: IQConfig, min_snr_db: float, keep: int
+) -> IQBlock:
+    """Synthesise and measure the IQ of every link of `block`."""
+    n, r = block.link_power_dbm.shape
+    fs = config.waveform.sample_rate_hz
+    spectrograms, rss, snr, heard, types, kept = [], [], [], [], [], []
+    for start in range(0, n, _CHUNK):
+        stop = min(start + _CHUNK, n)
+        m = stop - start
+        tx_iq, signal_types = transmitter_waveforms(rng, m, config.waveform)
+        tx_offset = rng.normal(0.0, config.tx_offset_ppm * 1e-6 * frequency_hz, m)
+        rx_offset = rng.normal(0.0, config.rx_lo_offset_ppm * 1e-6 * frequency_hz, (m, r))
+        iq = apply_channel(
+            rng,
+            tx_iq,
+            block.link_power_dbm[start:stop],
+            block.link_snr_db[start:stop],
+            fs,
+            tx_offset_hz=tx_offset,
+            rx_lo_offset_hz=rx_offset,
+            k_factor_db=config.k_factor_db,
+        )
+        mel_db, measured = iq_features(iq, fs, detection_snr_db=min_snr_db)
+        present = block.present[start:stop]
+        detected = present & measured.signal_present
+        spectrograms.append(np.where(present[..., None, None], mel_db, 0.0).astype(np.float16)[:, :, None])
+        rss.append(np.where(detected, measured.channel_power_dbm, np.nan))
+        snr.append(np.where(detected, measured.snr_db, np.nan))
+        heard.append(detected)
+        types.append(signal_types)
+        if start < keep:
+            kept.append(iq[: keep - start])
+    return IQBlock(
+        spectrogram=np.concatenate(spectrograms),
+        rss_dbm=np.concatenate(rss).astype(np.float32),
+        snr_db=np.concatenate(snr).astype(np.float32),
+        heard=np.concatenate(heard),
+        signal_types=np.concatenate(types),
+        iq=np.concatenate(kept) if kept else None,
+    )
+
+
+def generate_iq_dataset(
+    store: ArtifactStore,
+    staging_root: Path,
+    name: str,
+    network: ReceiverNetwork,
+    config: ScenarioConfig,
+    num_samples: int,
+    seed: int,
+    iq_config: IQConfig = IQConfig(),
+    workers: int = 1,
+    split_mode: SplitMode = "random",
+    fractions: SplitFractions = (0.8, 0.1, 0.1),
+    description: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> DatasetManifest:
+    """Simulate `num_samples` transmissions as IQ and publish them as dataset `name` (kind iq)."""
+    reference = network.reference_point()
+    geometry = network_geometry(network, reference, config)
+
+    def split_of(sample_id: np.ndarray, tx: np.ndarray) -> np.ndarray:
+        return assign_splits(sample_id, tx, split_mode, seed, fractions, bounds_m=geometry.bounds_m)
+
+    draws = accepted = done = 0
+    type_counts: Counter[str] = Counter()
+    snr_values: list[np.ndarray] = []
+    with DatasetWriter(store, name, staging_root) as writer:
+        pending: list[SampleArrays] = []
+        kept_iq: list[np.ndarray] = []
+        # Workers draw the scenario; IQ synthesis runs here, torch using both cores.
+        for first_id, block in generate_blocks(geometry, config, num_samples, seed, workers):
+            draws += block.draws
+            accepted += block.accepted
+            # Its own stream per block: the scenario's bytes do not depend on the IQ step.
+            rng = np.random.default_rng([seed, first_id // BLOCK_SIZE, 1])
+            result = iq_block(rng, block, network.frequency_hz, iq_config, config.min_snr_db, max(iq_config.keep_iq - first_id, 0))
+            samples = to_samples(first_id, block, geometry, reference, split_of)
+            samples = replace(
+                samples, rss_dbm=result.rss_dbm, snr_db=result.snr_db, heard=result.heard, spectrogram=result.spectrogram
+            )
+            pending.append(samples)
+            type_counts.update(result.signal_types.tolist())
+            snr_values.append(result.snr_db[result.heard])
+            if result.iq is not None:
+                kept_iq.append(result.iq)
+            done += len(samples)
+            if len(pending) == _SHARD_BLOCKS:
+                writer.write_shard(SampleArrays.concatenate(pending))
+                pending = []
+            if progress is not None:
+                progress(done, num_samples)
+        if pending:
+            writer.write_shard(SampleArrays.concatenate(pending))
+        if kept_iq:
+            iq = np.concatenate(kept_iq)
+            np.save(writer.staging / "iq.npy", iq)
+        snr = np.concatenate(snr_values)
+        stats = {
+            "signal_types": {k: v / max(done, 1) for k, v in sorted(type_counts.items())},
+            "snr_db_percentiles": {str(p): float(np.percentile(snr, p)) for p in (5, 25, 50, 75, 95)} if snr.size else {},
+            "iq_samples_kept": int(sum(len(k) for k in kept_iq)),
+            "sample_rate_hz": iq_config.waveform.sample_rate_hz,
+        }
+        return writer.publish(
+            network,
+            reference,
+            kind="iq",
+            seed=seed,
+            split_mode=split_mode,
+            scenario=dict(config.model_dump(), iq=stats),
+            acceptance_rate=accepted / draws,
+            effective_sigma_db=effective_sigma_db(config),
+            description=description,
+        )
