@@ -240,15 +240,19 @@ def datasets_show(name: str, as_json: JsonFlag = False) -> None:
 @handle_errors
 def datasets_export(
     name: str,
-    output: Annotated[Path, typer.Option("-o", "--output", help="CSV or Parquet file to write.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="CSV/Parquet file, or a directory for SigMF.")],
     split: Annotated[str, typer.Option(help="train, val, test or all.")] = "test",
+    file_format: Annotated[str, typer.Option("--format", help="long (CSV/Parquet) or sigmf (iq datasets).")] = "long",
+    limit: Annotated[int, typer.Option(help="SigMF: at most this many samples.")] = 100,
     as_json: JsonFlag = False,
 ) -> None:
-    """Write a split in the long measurement format, truth included."""
+    """Write a split in the long measurement format or as SigMF recordings, truth included."""
     from heimdall.pipelines import dataset_export
 
-    result = dataset_export(_context(), name, split, output)
-    _emit(result, as_json, lambda: Console().print(f"wrote {result['rows']} rows ({result['samples']} samples) to {output}"))
+    result = dataset_export(_context(), name, split, output, file_format, limit)
+    _emit(result, as_json, lambda: Console().print(
+        f"wrote {result.get('rows', result.get('recordings'))} rows/recordings ({result['samples']} samples) to {output}"
+    ))
 
 
 @app.command()
@@ -358,11 +362,9 @@ def localize(
     """Locate the transmitter of every sample in a measurement file."""
     from heimdall import pipelines
 
-    if recordings is not None:
-        _fail("--recordings (SigMF) is not available yet; use --measurements")
-    if measurements is None:
-        _fail("give --measurements FILE")
-    result = pipelines.localize(_context(), model, measurements, geojson=geojson)
+    if (measurements is None) == (recordings is None):
+        _fail("give either --measurements FILE or --recordings DIR")
+    result = pipelines.localize(_context(), model, measurements, geojson=geojson, recordings=recordings)
 
     def render() -> None:
         table = Table("sample", "lat", "lon", "sigma major", "sigma minor", "orient.", "heard")

@@ -115,9 +115,18 @@ def dataset_show(ctx: Context, name: str) -> dict[str, Any]:
     return info
 
 
-def dataset_export(ctx: Context, name: str, split: str, output: Path) -> dict[str, Any]:
-    """Write a split in the long measurement format, truth included."""
+def dataset_export(
+    ctx: Context, name: str, split: str, output: Path, file_format: str = "long", limit: int = 100
+) -> dict[str, Any]:
+    """Write a split in the long measurement format (or as SigMF recordings), truth included."""
     reader = DatasetReader(ctx.store, name)
+    if file_format == "sigmf":
+        from heimdall.data.recordings import export_sigmf
+
+        counts = export_sigmf(reader, Path(output), split, limit)
+        return {"dataset": name, "split": split, "format": "sigmf", "directory": str(output), **counts}
+    if file_format != "long":
+        raise InputError(f"--format must be long or sigmf, got {file_format!r}")
     samples = reader.load(split)
     rows = write_measurements(output, samples, reader.manifest.reference, reader.manifest.station_ids)
     return {"dataset": name, "split": split, "samples": len(samples), "rows": rows, "file": str(output)}

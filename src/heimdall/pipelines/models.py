@@ -244,12 +244,27 @@ def export(ctx: Context, checkpoint: Path, version: int | None = None) -> Export
     )
 
 
-def localize(ctx: Context, model: str, measurements: Path, geojson: bool = False) -> dict[str, Any]:
-    """Positions and ellipses for every sample of a measurement file."""
-    table = read_measurements(Path(measurements))
+def localize(
+    ctx: Context, model: str, measurements: Path | None = None, geojson: bool = False, recordings: Path | None = None
+) -> dict[str, Any]:
+    """Positions and ellipses for every sample of a measurement file or of SigMF recordings."""
+    if (measurements is None) == (recordings is None):
+        raise InputError("give either --measurements FILE or --recordings DIR")
+    table = read_measurements(Path(measurements)) if measurements is not None else None
+    sets = None
+    if recordings is not None:
+        from heimdall.data.recordings import recording_sets
+
+        sets = recording_sets(Path(recordings))
     localizer, temporary = resolve_model(ctx, model)
     try:
-        sample_ids, predictions = localizer.localize_table(table)
+        if table is not None:
+            sample_ids, predictions = localizer.localize_table(table)
+        else:
+            from heimdall.data.recordings import samples_from_recordings
+
+            samples, sample_ids = samples_from_recordings(sets, localizer.reference_point, localizer.station_ids)
+            predictions = localizer.predict(samples)
     finally:
         if temporary is not None:
             shutil.rmtree(temporary, ignore_errors=True)
