@@ -13,6 +13,9 @@ pytestmark = pytest.mark.slow
 
 KEYS = (
     "generate_features_samples_per_s",
+    "generate_iq_samples_per_s",
+    "train_spectrogram_samples_per_s",
+    "localize_iq_ms",
     "train_features_samples_per_s",
     "checkpoint_save_s",
     "onnx_export_s",

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 __all__ = ["run_bench", "median_time_s"]
 
 REPEATS = 5
@@ -52,6 +54,56 @@ def bench_generate_features(num_samples: int = 20_000) -> float:
     geometry, config = _geometry_and_config()
     seconds = median_time_s(lambda: list(generate_blocks(geometry, config, num_samples, seed=1)), repeats=3)
     return num_samples / seconds
+
+
+def bench_generate_iq(num_samples: int = 128) -> float:
+    """IQ-kind throughput, samples/s: waveforms, channel, mel-spectrogram and IQ measurements."""
+    from heimdall.data.iq import IQConfig, iq_block
+    from heimdall.sim.generator import generate_blocks
+
+    geometry, config = _geometry_and_config()
+    block = next(generate_blocks(geometry, config, num_samples, seed=3))[1]
+
+    def run() -> None:
+        iq_block(np.random.default_rng(0), block, geometry.frequency_hz, IQConfig(), config.min_snr_db, keep=0)
+
+    return num_samples / median_time_s(run, repeats=3)
+
+
+def bench_train_spectrogram(num_samples: int = 64, batch_size: int = 16, steps: int = 4) -> float:
+    """Training throughput of the spectrogram model (nano encoder), samples/s."""
+    import torch
+
+    from heimdall.data.iq import IQConfig, iq_block
+    from heimdall.models import GaussianNLLLoss, LocalizationNet, ModelConfig
+    from heimdall.sim.generator import generate_blocks
+
+    geometry, config = _geometry_and_config()
+    block = next(generate_blocks(geometry, config, num_samples, seed=3))[1]
+    result = iq_block(np.random.default_rng(0), block, geometry.frequency_hz, IQConfig(), config.min_snr_db, keep=0)
+    spectrogram = torch.from_numpy(result.spectrogram.astype(np.float32))
+    torch.manual_seed(0)
+    net = LocalizationNet(ModelConfig(num_stations=7, spectrogram_encoder="nano"))
+    optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3)
+    loss_fn = GaussianNLLLoss()
+    r = spectrogram.shape[1]
+    position = torch.from_numpy(geometry.rx_position_m.astype(np.float32)).expand(batch_size, r, 3)
+    rx_id = torch.arange(r).expand(batch_size, r)
+    heard = torch.from_numpy(result.heard[:batch_size])
+    rss = torch.from_numpy(np.nan_to_num(result.rss_dbm[:batch_size], nan=-120.0))
+    present = torch.ones(batch_size, r, dtype=torch.bool)
+    target = torch.zeros(batch_size, 2)
+
+    def run() -> None:
+        for step in range(steps):
+            images = spectrogram[(step * batch_size) % num_samples :][:batch_size]
+            mean, tril = net.forward_normalized(position, rx_id, rss, heard, present, images)
+            loss = loss_fn(mean, tril, target)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+    return steps * batch_size / median_time_s(run, repeats=3)
 
 
 def _synthetic_batch(num_samples: int) -> dict[str, Any]:
@@ -146,6 +198,48 @@ def bench_model_io(batch: dict[str, Any], workdir: Path) -> dict[str, float]:
     return result
 
 
+def bench_localize_iq(workdir: Path) -> float:
+    """End-to-end localisation from IQ, ms: 7 receivers' recordings -> features -> ONNX."""
+    import onnxruntime as ort
+    import torch
+
+    from heimdall.export.onnx_export import OUTPUT_NAMES, export_onnx
+    from heimdall.features import iq_features
+    from heimdall.models import LocalizationNet, ModelConfig
+    from heimdall.sim.generator import generate_blocks
+    from heimdall.sim.signals import WaveformConfig, apply_channel, transmitter_waveforms
+
+    geometry, config = _geometry_and_config()
+    block = next(generate_blocks(geometry, config, 1, seed=5))[1]
+    rng = np.random.default_rng(0)
+    tx_iq, _ = transmitter_waveforms(rng, 1, WaveformConfig())
+    iq = apply_channel(rng, tx_iq, block.link_power_dbm, block.link_snr_db, 48_000.0)[0]
+    torch.manual_seed(0)
+    net = LocalizationNet(ModelConfig(num_stations=7, spectrogram_encoder="nano")).eval()
+    path = export_onnx(net, workdir / "spectrogram.onnx")
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    r = iq.shape[0]
+
+    def run() -> None:
+        mel_db, measured = iq_features(iq, 48_000.0)
+        session.run(
+            list(OUTPUT_NAMES),
+            {
+                "rx_position_m": geometry.rx_position_m[None].astype(np.float32),
+                "rx_id": np.arange(r, dtype=np.int64)[None],
+                "rss_dbm": np.nan_to_num(measured.channel_power_dbm, nan=0.0).astype(np.float32)[None],
+                "heard": measured.signal_present[None],
+                "present": np.ones((1, r), dtype=bool),
+                "spectrogram": mel_db.astype(np.float32)[None, :, None],
+            },
+        )
+
+    return median_time_s(run, repeats=10, warmup=2) * 1e3
+
+
 def _child_peak_rss_mb(code: str) -> float:
     """Peak resident memory (MB) of a child Python process running `code`."""
     completed = subprocess.run(
@@ -195,10 +289,13 @@ def run_bench(quick: bool = False) -> dict[str, Any]:
         }
     }
     result["generate_features_samples_per_s"] = bench_generate_features(5_000 if quick else 20_000)
+    result["generate_iq_samples_per_s"] = bench_generate_iq(64 if quick else 256)
+    result["train_spectrogram_samples_per_s"] = bench_train_spectrogram(steps=2 if quick else 6)
     batch = _synthetic_batch(4_096 if quick else 20_000)
     result["train_features_samples_per_s"] = bench_training(batch, steps=5 if quick else 30)
     with tempfile.TemporaryDirectory() as tmp:
         result.update(bench_model_io(batch, Path(tmp)))
+        result["localize_iq_ms"] = bench_localize_iq(Path(tmp))
     result.update(bench_peak_memory(20_000 if quick else 200_000))
     result["max_rss_mb_this_process"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in result.items()}
