@@ -397,6 +397,44 @@ def worker(concurrency: Annotated[int, typer.Option(help="Jobs run at once.")] =
     run_worker(concurrency=concurrency)
 
 
+models_app = typer.Typer(help="Registered models.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("list")
+@handle_errors
+def models_list(as_json: JsonFlag = False) -> None:
+    """List exported, registered model versions (from the `models` table)."""
+    from heimdall.pipelines.serving import list_models
+
+    rows = list_models(_context())
+
+    def render() -> None:
+        table = Table("reference", "aliases", "dataset", "test median error", "created")
+        for row in rows:
+            median = row["metrics"].get("median_error_m")
+            table.add_row(row["reference"], ", ".join(row["aliases"]), str(row["dataset"]),
+                          _fmt_m(median) if isinstance(median, (int, float)) else "-", str(row["created_at"])[:19])
+        Console().print(table)
+
+    _emit({"models": rows}, as_json, render)
+
+
+@models_app.command("promote")
+@handle_errors
+def models_promote(
+    name: str,
+    version: int,
+    alias: Annotated[str, typer.Option(help="Alias to point at this version.")] = "production",
+    as_json: JsonFlag = False,
+) -> None:
+    """Point an alias (default `production`) at a registered version."""
+    from heimdall.pipelines.serving import promote_model
+
+    result = promote_model(_context(), name, version, alias)
+    _emit(result, as_json, lambda: Console().print(f"models:/{name}@{alias} -> version {version}"))
+
+
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 

@@ -123,3 +123,14 @@ def test_evaluate_from_a_checkpoint_matches_its_export(trained, monkeypatch) -> 
     report = _json(["evaluate", "--model", str(trained.checkpoint), "--dataset", trained.dataset])
     # Same weights; the bundle adds only the variance calibration, so positions agree.
     assert report["median_error_m"] == pytest.approx(trained.evaluation["median_error_m"], rel=1e-3)
+
+
+def test_models_list_and_promote(trained, monkeypatch) -> None:
+    monkeypatch.setenv("HEIMDALL_HOME", str(trained.home))
+    listed = _json(["models", "list"])
+    assert [m["reference"] for m in listed["models"]] == ["models:/heimdall-localizer/1"]
+    promoted = _json(["models", "promote", "heimdall-localizer", "1", "--alias", "staging"])
+    assert promoted["reference"] == "models:/heimdall-localizer@staging"
+    assert "staging" in _json(["models", "list"])["models"][0]["aliases"]
+    result = runner.invoke(app, ["models", "promote", "heimdall-localizer", "9"])
+    assert result.exit_code == 1 and "not found" in result.stderr
