@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from heimdall.evaluation.metrics import ellipse_polygon_enu
 from heimdall.export.localizer import Predictions
 from heimdall.geo import ReferencePoint, local_to_ground

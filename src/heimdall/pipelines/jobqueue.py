@@ -18,24 +18,26 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import re
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import select
 
 from heimdall import jobs
 from heimdall.data.shards import MANIFEST, dataset_prefix
-from heimdall.data.splits import SplitMode
 from heimdall.errors import ConfigError, HeimdallError, InputError, NotFoundError
 from heimdall.jobs import ConflictError
-from heimdall.network import ReceiverNetwork, default_network
 from heimdall.pipelines.context import Context
-from heimdall.settings import Settings
-from heimdall.sim.scenario import ScenarioConfig
+from heimdall.pipelines.jobspecs import (
+    GenerateSpec,
+    TrainSpec,
+    best_checkpoint,
+    one_line,
+    redact,
+    resolve_init_from,
+)
 from heimdall.storage.tables import ModelRecord, TrainingJob
 
 __all__ = [
@@ -65,150 +67,6 @@ TASK_NAMES: dict[str, str] = {
     "evaluate": "heimdall.evaluate",
 }
 CELERY_QUEUE = "heimdall"
-
-_CHECKPOINT_RE = re.compile(r"val_loss(?P<loss>-?[0-9.]+(?:e-?[0-9]+)?)\.ckpt$")
-_MODEL_REF_RE = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)$")
-_UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-
-
-def one_line(text: str, limit: int = 500) -> str:
-    """`text` on one line, at most `limit` characters (for job errors and responses)."""
-    flat = " ".join(str(text).split())
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
-
-
-def _secrets(settings: Settings) -> list[str]:
-    values = [settings.api_token, settings.s3_secret_access_key, settings.s3_access_key_id]
-    for url in (settings.database_url, settings.broker_url, settings.mlflow_tracking_uri, settings.s3_endpoint_url):
-        # The password of scheme://user:password@host.
-        credentials = (url or "").split("//", 1)[-1].split("@", 1)
-        if len(credentials) == 2 and ":" in credentials[0]:
-            values.append(credentials[0].split(":", 1)[1])
-    return [v for v in values if v and len(v) >= 4]
-
-
-def redact(text: str, settings: Settings) -> str:
-    """`text` on one line with every configured secret replaced by ***."""
-    text = one_line(text)
-    for secret in _secrets(settings):
-        text = text.replace(secret, "***")
-    return text
-
-
-@dataclass(frozen=True)
-class GenerateSpec:
-    """A dataset generation job. `network` is `ReceiverNetwork.to_dict`'s form (None = default)."""
-
-    name: str
-    num_samples: int
-    seed: int = 0
-    description: str | None = None
-    kind: Literal["features"] = "features"
-    split_mode: SplitMode = "random"
-    scenario: dict[str, Any] = field(default_factory=dict)
-    network: dict[str, Any] | None = None
-    frequency_hz: float | None = None
-
-    def build(self) -> tuple[ScenarioConfig, ReceiverNetwork]:
-        """The scenario and network this spec asks for; InputError if either is invalid."""
-        from pydantic import ValidationError
-
-        if self.kind != "features":
-            raise InputError(f"kind {self.kind!r} is not available yet; use 'features'")
-        if self.num_samples <= 0:
-            raise InputError(f"num_samples must be positive, got {self.num_samples}")
-        try:
-            scenario = ScenarioConfig(**self.scenario)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            raise InputError(f"invalid scenario {'.'.join(map(str, first['loc'])) or 'value'}: {first['msg']}") from exc
-        network = ReceiverNetwork.from_dict(self.network) if self.network is not None else default_network()
-        if self.frequency_hz is not None:
-            network = dataclasses.replace(network, frequency_hz=self.frequency_hz)
-        return scenario, network
-
-
-@dataclass(frozen=True)
-class TrainSpec:
-    """A training job. `init_from` is a training job id or `models:/NAME/VERSION` (server-side)."""
-
-    dataset: str
-    epochs: int = 40
-    batch_size: int = 256
-    learning_rate: float = 2e-3
-    validation_split: float | None = None
-    init_from: str | None = None
-    seed: int = 0
-    hidden_dim: int = 128
-    num_layers: int = 2
-    accelerator: Literal["cpu", "gpu", "auto"] = "cpu"
-    export: bool = True
-
-    def request(self, ctx: Context, checkpoint: Path | None = None) -> Any:
-        """The `TrainRequest` of a fresh run, or of a resumed one when `checkpoint` is given."""
-        from heimdall.pipelines.training import TrainRequest
-
-        common = dict(
-            dataset=self.dataset,
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            learning_rate=self.learning_rate,
-            validation_split=self.validation_split,
-            seed=self.seed,
-            hidden_dim=self.hidden_dim,
-            num_layers=self.num_layers,
-            accelerator=self.accelerator,
-        )
-        if checkpoint is not None:
-            return TrainRequest(**common, checkpoint=checkpoint, resume_training=True)
-        init_from = str(resolve_init_from(ctx, self.init_from)) if self.init_from else None
-        return TrainRequest(**common, init_from=init_from)
-
-
-def best_checkpoint(job: TrainingJob) -> Path:
-    """The checkpoint of a training job with the lowest validation loss (else its last one)."""
-    result = (job.params or {}).get("result") or {}
-    if result.get("best_checkpoint") and Path(result["best_checkpoint"]).is_file():
-        return Path(result["best_checkpoint"])
-    directory = Path(job.checkpoint_dir) if job.checkpoint_dir else None
-    if directory is None or not directory.is_dir():
-        raise NotFoundError(f"job {job.id} has no checkpoints")
-    scored = []
-    for path in directory.glob("*.ckpt"):
-        match = _CHECKPOINT_RE.search(path.name)
-        if match:
-            scored.append((float(match["loss"]), path))
-    if scored:
-        return min(scored)[1]
-    if (directory / "last.ckpt").is_file():
-        return directory / "last.ckpt"
-    raise NotFoundError(f"job {job.id} has no checkpoints")
-
-
-def resolve_init_from(ctx: Context, reference: str) -> Path:
-    """A training job id or `models:/NAME/VERSION` -> the checkpoint it was trained to.
-
-    The API never takes a file path: a checkpoint is a pickle, so only ones this
-    installation wrote are loaded.
-    """
-    job_id = reference
-    if match := _MODEL_REF_RE.match(reference):
-        with ctx.db.session() as session:
-            record = session.scalars(
-                select(ModelRecord).where(ModelRecord.name == match["name"], ModelRecord.version == int(match["version"]))
-            ).one_or_none()
-        if record is None:
-            raise NotFoundError(f"model {reference} not found")
-        if record.job_id is None:
-            raise NotFoundError(f"model {reference} has no training job to start from")
-        job_id = record.job_id
-    elif not _UUID_RE.match(reference):
-        raise InputError(f"init_from must be a training job id or models:/NAME/VERSION, got {reference!r}")
-    job = jobs.get_job(ctx.db, job_id)
-    if job.kind != "train":
-        raise InputError(f"init_from job {job_id} is a {job.kind} job, not a training job")
-    return best_checkpoint(job)
-
 
 # --- running jobs (in whichever process the executor chose) --------------------------------
 
