@@ -243,12 +243,20 @@ def bench_localize_iq(workdir: Path) -> float:
 def _child_peak_rss_mb(code: str) -> float:
     """Peak resident memory (MB) of a child Python process running `code`."""
     completed = subprocess.run(
-        [sys.executable, "-c", code + "\nimport resource,sys;print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"],
+        # VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so a child would report
+        # at least the parent's size at spawn time.
+        [sys.executable, "-c", code + _PRINT_HWM],
         capture_output=True,
         text=True,
         check=True,
     )
     return int(completed.stdout.strip().splitlines()[-1]) / 1024.0
+
+
+_PRINT_HWM = (
+    "\nfrom pathlib import Path\n"
+    "print(next(l.split()[1] for l in Path('/proc/self/status').read_text().splitlines() if l.startswith('VmHWM')))"
+)
 
 
 def bench_peak_memory(num_samples: int) -> dict[str, float]:
