@@ -19,7 +19,8 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh HEIMDALL_HOME for one test (also what the CLI will read)."""
     path = tmp_path / "heimdall-home"
     monkeypatch.setenv("HEIMDALL_HOME", str(path))
-    for name in ("HEIMDALL_DATABASE_URL", "HEIMDALL_ARTIFACTS_DIR", "HEIMDALL_MLFLOW_TRACKING_URI"):
+    # MLflow writes MLFLOW_TRACKING_URI into the environment when a run starts.
+    for name in ("HEIMDALL_DATABASE_URL", "HEIMDALL_ARTIFACTS_DIR", "HEIMDALL_MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_URI"):
         monkeypatch.delenv(name, raising=False)
     return path
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Settings"]
@@ -20,7 +20,7 @@ __all__ = ["Settings"]
 class Settings(BaseSettings):
     """Runtime configuration, from `HEIMDALL_*` environment variables."""
 
-    model_config = SettingsConfigDict(env_prefix="HEIMDALL_", extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(env_prefix="HEIMDALL_", extra="ignore")
 
     home: Path = Field(default=Path(".heimdall"), description="Root of all local state")
     database_url: str | None = Field(
@@ -29,10 +29,11 @@ class Settings(BaseSettings):
     artifacts_dir: Path | None = Field(
         default=None, description="Local artifact store root; default home/artifacts"
     )
+    # Only HEIMDALL_MLFLOW_TRACKING_URI: MLflow itself writes MLFLOW_TRACKING_URI into the
+    # environment whenever a run starts, so reading it would carry one home's store into
+    # the next Settings built in the same process.
     mlflow_tracking_uri: str | None = Field(
-        default=None,
-        description="MLflow tracking URI; default SQLite under home",
-        validation_alias=AliasChoices("HEIMDALL_MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_URI", "mlflow_tracking_uri"),
+        default=None, description="MLflow tracking URI; default SQLite under home"
     )
     s3_endpoint_url: str | None = Field(
         default=None, description="S3/MinIO endpoint; when set, artifacts go to S3 instead of disk"

@@ -81,3 +81,15 @@ def test_a_bundle_missing_files_is_rejected(home: Path, tmp_path: Path) -> None:
     path = tmp_path / "m.csv"
     path.write_text("sample_id,receiver_id,rx_lat,rx_lon,rss_dbm\n1,torino,45.04,7.67,-90\n")
     _assert_one_line_error(_run(["localize", "--model", str(tmp_path), "--measurements", str(path)]), "not a complete model bundle")
+
+
+def test_unreachable_database_is_one_line_at_start(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again when the block ends
+    monkeypatch.setenv("HEIMDALL_DATABASE_URL", f"postgresql+psycopg://u:secret@127.0.0.1:{port}/db")
+    result = _run(["datasets", "list"])
+    _assert_one_line_error(result, "database")
+    assert "secret" not in result.output

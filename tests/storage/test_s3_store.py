@@ -39,7 +39,7 @@ def offline_store(tmp_path: Path, endpoint_url: str = "http://127.0.0.1:9") -> S
 # --- offline -------------------------------------------------------------------------------
 
 
-def test_keys_map_to_three_buckets(tmp_path: Path) -> None:
+def test_keys_map_to_their_buckets(tmp_path: Path) -> None:
     store = S3Store(
         endpoint_url="http://127.0.0.1:9",
         access_key_id="key",
@@ -50,7 +50,8 @@ def test_keys_map_to_three_buckets(tmp_path: Path) -> None:
     assert store.uri("datasets/small/manifest.json") == "s3://acme-datasets/small/manifest.json"
     assert store.uri("models/heimdall-localizer/v1") == "s3://acme-models/heimdall-localizer/v1"
     assert store.uri("reports/r1/report.json") == "s3://acme-artifacts/reports/r1/report.json"
-    assert store.bucket_names() == ["acme-datasets", "acme-models", "acme-artifacts"]
+    assert store.uri("mlflow/1/run/artifacts") == "s3://acme-mlflow/1/run/artifacts"
+    assert store.bucket_names() == ["acme-datasets", "acme-models", "acme-mlflow", "acme-artifacts"]
 
 
 @pytest.mark.parametrize("key", ["", "/", "datasets/../x", "./a"])
