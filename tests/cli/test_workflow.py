@@ -129,8 +129,8 @@ def test_models_list_and_promote(trained, monkeypatch) -> None:
     monkeypatch.setenv("HEIMDALL_HOME", str(trained.home))
     listed = _json(["models", "list"])
     assert [m["reference"] for m in listed["models"]] == ["models:/heimdall-localizer/1"]
-    promoted = _json(["models", "promote", "heimdall-localizer", "1", "--alias", "staging"])
-    assert promoted["reference"] == "models:/heimdall-localizer@staging"
-    assert "staging" in _json(["models", "list"])["models"][0]["aliases"]
+    promoted = _json(["models", "promote", "heimdall-localizer", "1", "--alias", "qa"])
+    assert promoted["reference"] == "models:/heimdall-localizer@qa"
+    assert "qa" in _json(["models", "list"])["models"][0]["aliases"]
     result = runner.invoke(app, ["models", "promote", "heimdall-localizer", "9"])
     assert result.exit_code == 1 and "not found" in result.stderr
