@@ -21,11 +21,11 @@ import numpy as np
 
 from heimdall.data.layout import SampleArrays
 from heimdall.data.shards import DatasetManifest, DatasetWriter
-from heimdall.data.splits import SplitFractions, SplitMode, assign_splits
-from heimdall.data.synthetic import effective_sigma_db, network_geometry, to_samples
+from heimdall.data.splits import SplitFractions, SplitMode
+from heimdall.data.synthetic import SimulationPlan, effective_sigma_db, write_simulated
 from heimdall.features import iq_features
 from heimdall.network import ReceiverNetwork
-from heimdall.sim.generator import BLOCK_SIZE, generate_blocks
+from heimdall.sim.generator import BLOCK_SIZE
 from heimdall.sim.scenario import ScenarioConfig, SimulatedBlock
 from heimdall.sim.signals import WaveformConfig, apply_channel, transmitter_waveforms
 from heimdall.storage.artifacts import ArtifactStore
@@ -122,60 +122,44 @@ def generate_iq_dataset(
     progress: Callable[[int, int], None] | None = None,
 ) -> DatasetManifest:
     """Simulate `num_samples` transmissions as IQ and publish them as dataset `name` (kind iq)."""
-    reference = network.reference_point()
-    geometry = network_geometry(network, reference, config)
-
-    def split_of(sample_id: np.ndarray, tx: np.ndarray) -> np.ndarray:
-        return assign_splits(sample_id, tx, split_mode, seed, fractions, bounds_m=geometry.bounds_m)
-
-    draws = accepted = done = 0
+    plan = SimulationPlan(network, config, num_samples, seed, workers, split_mode, fractions)
     type_counts: Counter[str] = Counter()
     snr_values: list[np.ndarray] = []
+    kept_iq: list[np.ndarray] = []
+
+    def to_iq(first_id: int, block: SimulatedBlock, samples: SampleArrays) -> SampleArrays:
+        # Its own stream per block: the scenario's bytes do not depend on the IQ step.
+        rng = np.random.default_rng([seed, first_id // BLOCK_SIZE, 1])
+        keep = max(iq_config.keep_iq - first_id, 0)
+        result = iq_block(rng, block, network.frequency_hz, iq_config, config.min_snr_db, keep)
+        type_counts.update(result.signal_types.tolist())
+        snr_values.append(result.snr_db[result.heard])
+        if result.iq is not None:
+            kept_iq.append(result.iq)
+        return replace(
+            samples, rss_dbm=result.rss_dbm, snr_db=result.snr_db, heard=result.heard, spectrogram=result.spectrogram
+        )
+
     with DatasetWriter(store, name, staging_root) as writer:
-        pending: list[SampleArrays] = []
-        kept_iq: list[np.ndarray] = []
         # Workers draw the scenario; IQ synthesis runs here, torch using both cores.
-        for first_id, block in generate_blocks(geometry, config, num_samples, seed, workers):
-            draws += block.draws
-            accepted += block.accepted
-            # Its own stream per block: the scenario's bytes do not depend on the IQ step.
-            rng = np.random.default_rng([seed, first_id // BLOCK_SIZE, 1])
-            result = iq_block(rng, block, network.frequency_hz, iq_config, config.min_snr_db, max(iq_config.keep_iq - first_id, 0))
-            samples = to_samples(first_id, block, geometry, reference, split_of)
-            samples = replace(
-                samples, rss_dbm=result.rss_dbm, snr_db=result.snr_db, heard=result.heard, spectrogram=result.spectrogram
-            )
-            pending.append(samples)
-            type_counts.update(result.signal_types.tolist())
-            snr_values.append(result.snr_db[result.heard])
-            if result.iq is not None:
-                kept_iq.append(result.iq)
-            done += len(samples)
-            if len(pending) == _SHARD_BLOCKS:
-                writer.write_shard(SampleArrays.concatenate(pending))
-                pending = []
-            if progress is not None:
-                progress(done, num_samples)
-        if pending:
-            writer.write_shard(SampleArrays.concatenate(pending))
+        acceptance = write_simulated(writer, plan, _SHARD_BLOCKS, to_iq, progress)
         if kept_iq:
-            iq = np.concatenate(kept_iq)
-            np.save(writer.staging / "iq.npy", iq)
+            np.save(writer.staging / "iq.npy", np.concatenate(kept_iq))
         snr = np.concatenate(snr_values)
         stats = {
-            "signal_types": {k: v / max(done, 1) for k, v in sorted(type_counts.items())},
+            "signal_types": {k: v / num_samples for k, v in sorted(type_counts.items())},
             "snr_db_percentiles": {str(p): float(np.percentile(snr, p)) for p in (5, 25, 50, 75, 95)} if snr.size else {},
             "iq_samples_kept": int(sum(len(k) for k in kept_iq)),
             "sample_rate_hz": iq_config.waveform.sample_rate_hz,
         }
         return writer.publish(
             network,
-            reference,
+            network.reference_point(),
             kind="iq",
             seed=seed,
             split_mode=split_mode,
             scenario=dict(config.model_dump(), iq=stats),
-            acceptance_rate=accepted / draws,
+            acceptance_rate=acceptance,
             effective_sigma_db=effective_sigma_db(config),
             description=description,
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,15 @@ from heimdall.sim.scenario import NetworkGeometry, ScenarioConfig, SimulatedBloc
 from heimdall.sim.terrain import TerrainField
 from heimdall.storage.artifacts import ArtifactStore
 
-__all__ = ["network_geometry", "effective_sigma_db", "generate_dataset", "to_samples", "SHARD_BLOCKS"]
+__all__ = [
+    "network_geometry",
+    "effective_sigma_db",
+    "generate_dataset",
+    "to_samples",
+    "SimulationPlan",
+    "write_simulated",
+    "SHARD_BLOCKS",
+]
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +98,58 @@ def to_samples(
         split=split_of(sample_id, tx),
     )
 
+@dataclass(frozen=True)
+class SimulationPlan:
+    """What both dataset kinds simulate: network, scenario, size, seed and splits."""
+
+    network: ReceiverNetwork
+    config: ScenarioConfig
+    num_samples: int
+    seed: int
+    workers: int = 1
+    split_mode: SplitMode = "random"
+    fractions: SplitFractions = (0.8, 0.1, 0.1)
+
+
+BlockTransform = Callable[[int, SimulatedBlock, SampleArrays], SampleArrays]
+
+
+def write_simulated(
+    writer: DatasetWriter,
+    plan: SimulationPlan,
+    blocks_per_shard: int,
+    transform: BlockTransform | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> float:
+    """Simulate `plan` block by block into `writer`'s shards; return the acceptance rate.
+
+    `transform(first_id, block, samples)` may replace the feature-level samples of a block
+    (the IQ kind does); shards hold `blocks_per_shard` blocks, one shard in memory at a time.
+    """
+    reference = plan.network.reference_point()
+    geometry = network_geometry(plan.network, reference, plan.config)
+
+    def split_of(sample_id: np.ndarray, tx: np.ndarray) -> np.ndarray:
+        return assign_splits(sample_id, tx, plan.split_mode, plan.seed, plan.fractions, bounds_m=geometry.bounds_m)
+
+    draws = accepted = done = 0
+    pending: list[SampleArrays] = []
+    for first_id, block in generate_blocks(geometry, plan.config, plan.num_samples, plan.seed, plan.workers):
+        draws += block.draws
+        accepted += block.accepted
+        samples = to_samples(first_id, block, geometry, reference, split_of)
+        pending.append(transform(first_id, block, samples) if transform else samples)
+        done += len(samples)
+        if len(pending) == blocks_per_shard:
+            writer.write_shard(SampleArrays.concatenate(pending))
+            pending = []
+        if progress is not None:
+            progress(done, plan.num_samples)
+    if pending:
+        writer.write_shard(SampleArrays.concatenate(pending))
+    return accepted / draws
+
+
 def generate_dataset(
     store: ArtifactStore,
     staging_root: Path,
@@ -104,32 +165,13 @@ def generate_dataset(
     progress: Callable[[int, int], None] | None = None,
 ) -> DatasetManifest:
     """Simulate `num_samples` samples of `network` and publish them as dataset `name`."""
-    reference = network.reference_point()
-    geometry = network_geometry(network, reference, config)
-
-    def split_of(sample_id: np.ndarray, tx: np.ndarray) -> np.ndarray:
-        return assign_splits(sample_id, tx, split_mode, seed, fractions, bounds_m=geometry.bounds_m)
-
-    draws = accepted = done = 0
+    plan = SimulationPlan(network, config, num_samples, seed, workers, split_mode, fractions)
     with DatasetWriter(store, name, staging_root) as writer:
-        pending: list[SampleArrays] = []
-        for first_id, block in generate_blocks(geometry, config, num_samples, seed, workers):
-            draws += block.draws
-            accepted += block.accepted
-            pending.append(to_samples(first_id, block, geometry, reference, split_of))
-            done += len(pending[-1])
-            if len(pending) == SHARD_BLOCKS:
-                writer.write_shard(SampleArrays.concatenate(pending))
-                pending = []
-            if progress is not None:
-                progress(done, num_samples)
-        if pending:
-            writer.write_shard(SampleArrays.concatenate(pending))
-        acceptance = accepted / draws
+        acceptance = write_simulated(writer, plan, SHARD_BLOCKS, progress=progress)
         log.info("generated %d samples, acceptance rate %.3f", num_samples, acceptance)
         return writer.publish(
             network,
-            reference,
+            network.reference_point(),
             kind="features",
             seed=seed,
             split_mode=split_mode,
