@@ -1,0 +1,93 @@
+"""What every `heimdall` command shares: context, one-line errors, JSON or rich output."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from heimdall.errors import HeimdallError
+from heimdall.settings import Settings
+
+console = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object on the last line of stdout.")]
+
+
+def context() -> Any:
+    """Read the settings once, configure logging and open the pipelines' context."""
+    from heimdall.logging_setup import configure_logging
+    from heimdall.pipelines import open_context
+
+    settings = Settings()
+    configure_logging(settings.log_level)
+    return open_context(settings)
+
+
+def fail(message: str, code: int = 1) -> None:
+    """Print `error: <message>` as one line on stderr and exit with `code`."""
+    typer.echo(f"error: {' '.join(str(message).split())}", err=True)
+    raise typer.Exit(code)
+
+
+def handle_errors(func: F) -> F:
+    """Turn Heimdall's errors (and validation errors) into one line and exit code 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from pydantic import ValidationError
+
+        try:
+            return func(*args, **kwargs)
+        except HeimdallError as exc:
+            fail(str(exc))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            fail(f"invalid value for {'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
+        except KeyboardInterrupt:
+            fail("interrupted", code=130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def emit(payload: Any, as_json: bool, render: Callable[[], None] | None = None) -> None:
+    """Print `payload` as one JSON line (`--json`), or through `render`, or as pretty JSON."""
+    if as_json:
+        sys.stdout.write(json.dumps(payload, default=str) + "\n")
+    elif render is not None:
+        render()
+    else:
+        Console().print_json(json.dumps(payload, default=str))
+
+
+def fmt_m(value: Any) -> str:
+    """A distance in metres, as km above 10 km."""
+    return f"{value / 1000:,.1f} km" if value >= 10_000 else f"{value:,.0f} m"
+
+
+def summary_table(evaluation: dict[str, Any], title: str) -> Table:
+    """The model-vs-baselines table of an evaluation summary."""
+    table = Table(title=title)
+    table.add_column("method", no_wrap=True)
+    for column in ("median", "p90", "RMSE", "cov. 1σ", "cov. 2σ"):
+        table.add_column(column, justify="right", no_wrap=True)
+    table.add_row(
+        "model",
+        fmt_m(evaluation["median_error_m"]),
+        fmt_m(evaluation["p90_error_m"]),
+        fmt_m(evaluation["rmse_m"]),
+        f"{evaluation['coverage_1sigma']:.3f}",
+        f"{evaluation['coverage_2sigma']:.3f}",
+    )
+    for name, summary in evaluation.get("baselines", {}).items():
+        table.add_row(name, fmt_m(summary["median_error_m"]), fmt_m(summary["p90_error_m"]), fmt_m(summary["rmse_m"]), "-", "-")
+    if "crlb_rmse_m" in evaluation:
+        table.add_row("CRLB (bound)", fmt_m(evaluation["crlb_median_m"]), "-", fmt_m(evaluation["crlb_rmse_m"]), "-", "-")
+    return table

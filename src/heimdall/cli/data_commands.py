@@ -1,0 +1,142 @@
+"""Dataset commands: generate, import, network, datasets list/show/export."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from heimdall.cli.common import (
+    JsonFlag,
+    context,
+    emit,
+    fail,
+    handle_errors,
+)
+
+
+@handle_errors
+def generate(
+    name: Annotated[str, typer.Option(help="Dataset name.")],
+    samples: Annotated[int, typer.Option(help="Number of samples.")],
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    network: Annotated[Path | None, typer.Option(help="Receiver network file (YAML/JSON).")] = None,
+    kind: Annotated[str, typer.Option(help="features or iq.")] = "features",
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    split_mode: Annotated[str, typer.Option("--split-mode", "--split_mode", help="random or grid.")] = "random",
+    description: Annotated[str | None, typer.Option(help="Free text.")] = None,
+    scenario: Annotated[Path | None, typer.Option(help="YAML/JSON of simulation settings (ScenarioConfig).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Simulate a dataset for a receiver network."""
+    from heimdall.pipelines import generate as run_generate
+    from heimdall.sim.scenario import load_scenario
+
+    if kind not in ("features", "iq"):
+        fail(f"--kind must be features or iq, got {kind!r}")
+    if split_mode not in ("random", "grid"):
+        fail(f"--split-mode must be random or grid, got {split_mode!r}")
+    result = run_generate(
+        context(), name, samples, seed=seed, network_path=network, kind=kind, workers=workers,
+        split_mode=split_mode, description=description,  # type: ignore[arg-type]
+        scenario=load_scenario(scenario) if scenario else None,
+    )
+    payload = {
+        "dataset": result.dataset,
+        "samples": result.samples,
+        "samples_per_s": round(result.samples_per_s, 1),
+        "acceptance_rate": round(result.acceptance_rate, 4),
+        "splits": result.splits,
+    }
+    emit(payload, as_json, lambda: Console().print(
+        f"dataset {result.dataset}: {result.samples} samples ({result.samples_per_s:,.0f}/s), "
+        f"acceptance {result.acceptance_rate:.3f}, splits {result.splits}"
+    ))
+
+
+
+@handle_errors
+def import_measurements(
+    file: Annotated[Path, typer.Argument(help="Measurement file: long CSV/Parquet or POWDER JSON.")],
+    name: Annotated[str, typer.Option(help="Dataset name.")],
+    file_format: Annotated[str, typer.Option("--format", help="long or powder-json.")] = "long",
+    split_mode: Annotated[str, typer.Option("--split-mode", "--split_mode", help="random, grid or time.")] = "grid",
+    seed: Annotated[int, typer.Option(help="Seed of the split.")] = 0,
+    as_json: JsonFlag = False,
+) -> None:
+    """Import real measurements of known transmitters as a dataset of kind `measured`."""
+    from heimdall import pipelines
+
+    if split_mode not in ("random", "grid", "time"):
+        fail(f"--split-mode must be random, grid or time, got {split_mode!r}")
+    result = pipelines.import_measurements(context(), file, name, file_format, split_mode, seed)  # type: ignore[arg-type]
+    payload = {"dataset": result.dataset, "samples": result.samples, "rows_read": result.rows_read,
+               "rows_dropped": result.rows_dropped, "splits": result.splits}
+    emit(payload, as_json, lambda: Console().print(
+        f"dataset {result.dataset}: {result.samples} samples from {result.rows_read} rows "
+        f"(dropped {sum(result.rows_dropped.values())}: {result.rows_dropped or 'none'}), splits {result.splits}"
+    ))
+
+
+
+@handle_errors
+def network_from_measurements(
+    dataset: Annotated[str, typer.Argument(help="A measured dataset.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="YAML or JSON file to write.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Write a dataset's receiver network (fixed receivers, frequency) for `generate --network`."""
+    from heimdall import pipelines
+
+    result = pipelines.network_from_dataset(context(), dataset, output)
+    emit(result, as_json, lambda: Console().print(f"wrote {result['receivers']} receivers to {result['network']}"))
+
+
+
+@handle_errors
+def datasets_list(as_json: JsonFlag = False) -> None:
+    """List datasets."""
+    from heimdall.pipelines import datasets_list as run_list
+
+    rows = run_list(context())
+
+    def render() -> None:
+        table = Table("name", "kind", "samples", "network", "splits", "created")
+        for row in rows:
+            table.add_row(row["name"], row["kind"], str(row["samples"]), row["network"], json.dumps(row["splits"]), row["created_at"][:19])
+        Console().print(table)
+
+    emit({"datasets": rows}, as_json, render)
+
+
+
+@handle_errors
+def datasets_show(name: str, as_json: JsonFlag = False) -> None:
+    """Show one dataset's manifest."""
+    from heimdall.pipelines import dataset_show
+
+    emit(dataset_show(context(), name), as_json)
+
+
+
+@handle_errors
+def datasets_export(
+    name: str,
+    output: Annotated[Path, typer.Option("-o", "--output", help="CSV/Parquet file, or a directory for SigMF.")],
+    split: Annotated[str, typer.Option(help="train, val, test or all.")] = "test",
+    file_format: Annotated[str, typer.Option("--format", help="long (CSV/Parquet) or sigmf (iq datasets).")] = "long",
+    limit: Annotated[int, typer.Option(help="SigMF: at most this many samples.")] = 100,
+    as_json: JsonFlag = False,
+) -> None:
+    """Write a split in the long measurement format or as SigMF recordings, truth included."""
+    from heimdall.pipelines import dataset_export
+
+    result = dataset_export(context(), name, split, output, file_format, limit)
+    emit(result, as_json, lambda: Console().print(
+        f"wrote {result.get('rows', result.get('recordings'))} rows/recordings ({result['samples']} samples) to {output}"
+    ))
+
