@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -39,3 +40,15 @@ def test_report_files_and_geojson(trained, tmp_path: Path) -> None:
         assert {"sample_id", "truth_lat", "truth_lon", "error_m"} <= set(feature["properties"])
     assert json.loads((tmp_path / "evaluation.json").read_text())["n"] == summary["n"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".report-")]
+    page = (tmp_path / "map.html").read_text()
+    assert "leaflet" in page.lower() and "map.html" in report
+    assert len(re.findall(r"^\s*receiver \S+$", page, flags=re.M)) >= 3, "receivers are drawn"
+    assert page.count("prediction, sample") == min(summary["n"], 200)
+
+
+def test_no_map_without_folium(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from heimdall.evaluation import interactive_map
+
+    monkeypatch.setattr(interactive_map, "folium_available", lambda: False)
+    written = interactive_map.write_map_html(tmp_path / "map.html", {"features": []}, [("a", 45.0, 7.0)])
+    assert written is False and not (tmp_path / "map.html").exists()

@@ -7,6 +7,9 @@ module only assembles them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import typer
 
 from heimdall.cli import data_commands, model_commands, ops_commands
@@ -16,34 +19,47 @@ app = typer.Typer(
     help="Locate a radio transmitter from what a network of receivers heard of it.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,
 )
 datasets_app = typer.Typer(help="List, inspect and export datasets.", no_args_is_help=True)
 network_app = typer.Typer(help="Receiver networks.", no_args_is_help=True)
 models_app = typer.Typer(help="Registered models.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+_GROUP_PATHS = {id(app): "heimdall"}
 
-app.command()(ops_commands.demo)
-app.command()(data_commands.generate)
-app.command("import-measurements")(data_commands.import_measurements)
-app.add_typer(network_app, name="network")
-network_app.command("from-measurements")(data_commands.network_from_measurements)
-app.add_typer(datasets_app, name="datasets")
-datasets_app.command("list")(data_commands.datasets_list)
-datasets_app.command("show")(data_commands.datasets_show)
-datasets_app.command("export")(data_commands.datasets_export)
-app.command()(model_commands.train)
-app.command()(model_commands.export)
-app.command()(model_commands.evaluate)
-app.command()(model_commands.localize)
-app.add_typer(models_app, name="models")
-models_app.command("list")(model_commands.models_list)
-models_app.command("promote")(model_commands.models_promote)
-app.command()(ops_commands.serve)
-app.command()(ops_commands.worker)
-app.add_typer(db_app, name="db")
-db_app.command("upgrade")(ops_commands.db_upgrade)
-app.command()(ops_commands.bench)
+
+def _register(group: typer.Typer, name: str, command: Callable[..., Any]) -> None:
+    """Add `command` to `group` and tell it its full path, for the hints of its errors."""
+    command.command_path = f"{_GROUP_PATHS[id(group)]} {name}"  # type: ignore[attr-defined]
+    group.command(name)(command)
+
+
+def _add_group(group: typer.Typer, name: str) -> None:
+    _GROUP_PATHS[id(group)] = f"heimdall {name}"
+    app.add_typer(group, name=name)
+
+
+_register(app, "demo", ops_commands.demo)
+_register(app, "generate", data_commands.generate)
+_register(app, "import-measurements", data_commands.import_measurements)
+_add_group(network_app, "network")
+_register(network_app, "from-measurements", data_commands.network_from_measurements)
+_add_group(datasets_app, "datasets")
+_register(datasets_app, "list", data_commands.datasets_list)
+_register(datasets_app, "show", data_commands.datasets_show)
+_register(datasets_app, "export", data_commands.datasets_export)
+_register(app, "train", model_commands.train)
+_register(app, "export", model_commands.export)
+_register(app, "evaluate", model_commands.evaluate)
+_register(app, "localize", model_commands.localize)
+_add_group(models_app, "models")
+_register(models_app, "list", model_commands.models_list)
+_register(models_app, "promote", model_commands.models_promote)
+_register(app, "serve", ops_commands.serve)
+_register(app, "worker", ops_commands.worker)
+_add_group(db_app, "db")
+_register(db_app, "upgrade", ops_commands.db_upgrade)
+_register(app, "bench", ops_commands.bench)
 
 
 def main() -> None:

@@ -37,6 +37,10 @@ def fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
+def _hint(exc: HeimdallError, command_path: str) -> str:
+    return str(exc.hint).replace("{command}", command_path)
+
+
 def handle_errors(func: F) -> F:
     """Turn Heimdall's errors (and validation errors) into one line and exit code 1."""
 
@@ -47,7 +51,8 @@ def handle_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except HeimdallError as exc:
-            fail(str(exc))
+            path = getattr(wrapper, "command_path", "heimdall")
+            fail(f"{exc} (hint: {_hint(exc, path)})" if exc.hint else str(exc))
         except ValidationError as exc:
             first = exc.errors()[0]
             fail(f"invalid value for {'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
@@ -91,3 +96,6 @@ def summary_table(evaluation: dict[str, Any], title: str) -> Table:
     if "crlb_rmse_m" in evaluation:
         table.add_row("CRLB (bound)", fmt_m(evaluation["crlb_median_m"]), "-", fmt_m(evaluation["crlb_rmse_m"]), "-", "-")
     return table
+
+
+QuietFlag = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or step lines; errors only.")]

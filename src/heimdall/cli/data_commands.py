@@ -12,11 +12,13 @@ from rich.table import Table
 
 from heimdall.cli.common import (
     JsonFlag,
+    QuietFlag,
     context,
     emit,
     fail,
     handle_errors,
 )
+from heimdall.cli.progress import progress_bars, step
 
 
 @handle_errors
@@ -31,6 +33,7 @@ def generate(
     description: Annotated[str | None, typer.Option(help="Free text.")] = None,
     scenario: Annotated[Path | None, typer.Option(help="YAML/JSON of simulation settings (ScenarioConfig).")] = None,
     as_json: JsonFlag = False,
+    quiet: QuietFlag = False,
 ) -> None:
     """Simulate a dataset for a receiver network."""
     from heimdall.pipelines import generate as run_generate
@@ -40,11 +43,13 @@ def generate(
         fail(f"--kind must be features or iq, got {kind!r}")
     if split_mode not in ("random", "grid"):
         fail(f"--split-mode must be random or grid, got {split_mode!r}")
-    result = run_generate(
-        context(), name, samples, seed=seed, network_path=network, kind=kind, workers=workers,
-        split_mode=split_mode, description=description,  # type: ignore[arg-type]
-        scenario=load_scenario(scenario) if scenario else None,
-    )
+    ctx = context()
+    with progress_bars(quiet) as progress:
+        result = run_generate(
+            ctx, name, samples, seed=seed, network_path=network, kind=kind, workers=workers,
+            split_mode=split_mode, description=description,  # type: ignore[arg-type]
+            scenario=load_scenario(scenario) if scenario else None, progress=progress,
+        )
     payload = {
         "dataset": result.dataset,
         "samples": result.samples,
@@ -67,13 +72,16 @@ def import_measurements(
     split_mode: Annotated[str, typer.Option("--split-mode", "--split_mode", help="random, grid or time.")] = "grid",
     seed: Annotated[int, typer.Option(help="Seed of the split.")] = 0,
     as_json: JsonFlag = False,
+    quiet: QuietFlag = False,
 ) -> None:
     """Import real measurements of known transmitters as a dataset of kind `measured`."""
     from heimdall import pipelines
 
     if split_mode not in ("random", "grid", "time"):
         fail(f"--split-mode must be random, grid or time, got {split_mode!r}")
-    result = pipelines.import_measurements(context(), file, name, file_format, split_mode, seed)  # type: ignore[arg-type]
+    ctx = context()
+    with progress_bars(quiet) as progress, step(progress, "import", f"reading {file.name}"):
+        result = pipelines.import_measurements(ctx, file, name, file_format, split_mode, seed)  # type: ignore[arg-type]
     payload = {"dataset": result.dataset, "samples": result.samples, "rows_read": result.rows_read,
                "rows_dropped": result.rows_dropped, "splits": result.splits}
     emit(payload, as_json, lambda: Console().print(
@@ -115,7 +123,7 @@ def datasets_list(as_json: JsonFlag = False) -> None:
 
 
 @handle_errors
-def datasets_show(name: str, as_json: JsonFlag = False) -> None:
+def datasets_show(name: Annotated[str, typer.Argument(help="Dataset name.")], as_json: JsonFlag = False) -> None:
     """Show one dataset's manifest."""
     from heimdall.pipelines import dataset_show
 
@@ -125,7 +133,7 @@ def datasets_show(name: str, as_json: JsonFlag = False) -> None:
 
 @handle_errors
 def datasets_export(
-    name: str,
+    name: Annotated[str, typer.Argument(help="Dataset name.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="CSV/Parquet file, or a directory for SigMF.")],
     split: Annotated[str, typer.Option(help="train, val, test or all.")] = "test",
     file_format: Annotated[str, typer.Option("--format", help="long (CSV/Parquet) or sigmf (iq datasets).")] = "long",

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from heimdall.cli.common import (
     JsonFlag,
+    QuietFlag,
     context,
     emit,
     fail,
@@ -18,28 +19,31 @@ from heimdall.cli.common import (
     handle_errors,
     summary_table,
 )
+from heimdall.cli.progress import progress_bars, step
 
 
 @handle_errors
 def train(
     dataset: Annotated[str | None, typer.Option(help="Dataset name.")] = None,
     epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 40,
-    batch_size: Annotated[int, typer.Option("--batch-size", "--batch_size")] = 256,
-    learning_rate: Annotated[float, typer.Option("--learning-rate", "--learning_rate")] = 2e-3,
-    validation_split: Annotated[float | None, typer.Option("--validation-split", "--validation_split")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", "--batch_size", help="Samples per optimiser step.")] = 256,
+    learning_rate: Annotated[float, typer.Option("--learning-rate", "--learning_rate", help="Peak AdamW learning rate.")] = 2e-3,
+    validation_split: Annotated[
+        float | None, typer.Option("--validation-split", "--validation_split", help="Re-split train+val with this val share.")
+    ] = None,
     accelerator: Annotated[str, typer.Option(help="cpu, gpu or auto.")] = "cpu",
     devices: Annotated[int, typer.Option(help="Number of devices.")] = 1,
-    num_workers: Annotated[int, typer.Option("--num-workers", "--num_workers")] = 0,
+    num_workers: Annotated[int, typer.Option("--num-workers", "--num_workers", help="DataLoader worker processes.")] = 0,
     checkpoint: Annotated[Path | None, typer.Option(help="Checkpoint to resume or export.")] = None,
-    resume_training: Annotated[bool, typer.Option("--resume-training", "--resume_training")] = False,
-    export_only: Annotated[bool, typer.Option("--export-only", "--export_only")] = False,
+    resume_training: Annotated[bool, typer.Option("--resume-training", "--resume_training", help="Continue --checkpoint's run.")] = False,
+    export_only: Annotated[bool, typer.Option("--export-only", "--export_only", help="Only export --checkpoint.")] = False,
     init_from: Annotated[str | None, typer.Option("--init-from", "--init_from", help="Checkpoint to fine-tune.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     spectrogram_encoder: Annotated[
         str | None, typer.Option("--spectrogram-encoder", help="nano, tiny, small, base or large (iq datasets).")
     ] = None,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = False,
     as_json: JsonFlag = False,
+    quiet: QuietFlag = False,
 ) -> None:
     """Train a model on a dataset (or resume, or export a checkpoint)."""
     from heimdall import pipelines
@@ -57,9 +61,10 @@ def train(
         dataset=dataset, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
         validation_split=validation_split, accelerator=accelerator, devices=devices,  # type: ignore[arg-type]
         num_workers=num_workers, checkpoint=checkpoint, resume_training=resume_training,
-        init_from=init_from, seed=seed, progress_bar=progress, spectrogram_encoder=spectrogram_encoder,
+        init_from=init_from, seed=seed, spectrogram_encoder=spectrogram_encoder,
     )
-    result = pipelines.train(ctx, request)
+    with progress_bars(quiet) as progress:
+        result = pipelines.train(ctx, request, progress=progress)
     payload = {
         "checkpoint": result.checkpoint,
         "best_checkpoint": result.best_checkpoint,
@@ -89,11 +94,14 @@ def export(
     checkpoint: Annotated[Path, typer.Option(help="Training checkpoint (.ckpt).")],
     version: Annotated[int | None, typer.Option(help="Bundle version (default: next).")] = None,
     as_json: JsonFlag = False,
+    quiet: QuietFlag = False,
 ) -> None:
     """Export a checkpoint to an ONNX bundle, evaluate it and register it."""
     from heimdall import pipelines
 
-    result = pipelines.export(context(), checkpoint, version)
+    ctx = context()
+    with progress_bars(quiet) as progress, step(progress, "export", "ONNX, parity check, calibration, test split, registry"):
+        result = pipelines.export(ctx, checkpoint, version)
     emit(_export_payload(result), as_json, lambda: Console().print(
         f"bundle {result.bundle} (ONNX max abs diff {result.max_abs_diff:.2e}), registered {result.registered}"
     ))
@@ -105,13 +113,16 @@ def evaluate(
     model: Annotated[str, typer.Option(help="Bundle dir, models:/NAME@ALIAS or checkpoint.")],
     dataset: Annotated[str, typer.Option(help="Dataset name.")],
     split: Annotated[str, typer.Option(help="test, val, train or all.")] = "test",
-    report: Annotated[Path | None, typer.Option(help="Directory for evaluation.json.")] = None,
+    report: Annotated[Path | None, typer.Option(help="Directory for report.md, figures and predictions.geojson.")] = None,
     as_json: JsonFlag = False,
+    quiet: QuietFlag = False,
 ) -> None:
     """Score a model against baselines (and the CRLB on synthetic data)."""
     from heimdall import pipelines
 
-    result = pipelines.evaluate(context(), model, dataset, split, report)
+    ctx = context()
+    with progress_bars(quiet) as progress, step(progress, "evaluate", f"{dataset}/{split}: model, baselines, bounds"):
+        result = pipelines.evaluate(ctx, model, dataset, split, report)
     emit(result, as_json, lambda: Console().print(summary_table(result, f"{dataset} / {split} ({result['n']} samples)")))
 
 
@@ -163,8 +174,8 @@ def models_list(as_json: JsonFlag = False) -> None:
 
 @handle_errors
 def models_promote(
-    name: str,
-    version: int,
+    name: Annotated[str, typer.Argument(help="Registered model name.")],
+    version: Annotated[int, typer.Argument(help="Registry version number.")],
     alias: Annotated[str, typer.Option(help="Alias to point at this version.")] = "production",
     as_json: JsonFlag = False,
 ) -> None:

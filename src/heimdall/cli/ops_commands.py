@@ -12,12 +12,14 @@ from rich.table import Table
 
 from heimdall.cli.common import (
     JsonFlag,
+    QuietFlag,
     console,
     context,
     emit,
     handle_errors,
     summary_table,
 )
+from heimdall.cli.progress import progress_bars
 from heimdall.settings import Settings
 
 
@@ -27,12 +29,17 @@ def demo(
     epochs: Annotated[int, typer.Option(help="Maximum training epochs.")] = 40,
     out: Annotated[Path | None, typer.Option(help="Report directory.")] = None,
     as_json: JsonFlag = False,
+    quiet: QuietFlag = False,
 ) -> None:
     """Generate, train, evaluate, export, register and localise, end to end."""
     from heimdall.pipelines.demo import demo as run_demo
 
     ctx = context()
-    result = run_demo(ctx, samples=samples, epochs=epochs, out=out, step=lambda m: console.print(m))
+    with progress_bars(quiet) as progress:
+        result = run_demo(
+            ctx, samples=samples, epochs=epochs, out=out, progress=progress,
+            step=(lambda _m: None) if quiet else console.print,
+        )
 
     def render() -> None:
         out_console = Console()

@@ -1,4 +1,4 @@
-"""The evaluation report: `report.md`, PNG figures and `predictions.geojson`.
+"""The evaluation report: `report.md`, PNG figures, `predictions.geojson` and `map.html`.
 
 Figures: error CDFs (model, baselines, CRLB), ellipse calibration, a map of receivers,
 truths, predictions and ellipses, median error over the area and by receivers heard, and
@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from heimdall.evaluation.evaluate import Evaluation
+from heimdall.evaluation.interactive_map import write_map_html
 from heimdall.evaluation.metrics import ellipse_polygon_enu, mahalanobis_sq
 from heimdall.geo import ReferencePoint, local_to_ground
 
@@ -191,7 +192,7 @@ def _geojson(evaluation: Evaluation, context: ReportContext) -> dict[str, Any]:
     return {"type": "FeatureCollection", "features": features}
 
 
-def _markdown(evaluation: Evaluation, context: ReportContext) -> str:
+def _markdown(evaluation: Evaluation, context: ReportContext, interactive_map: bool = False) -> str:
     s = evaluation.summary
     rows = [("model", s)] + list(s.get("baselines", {}).items())
     lines = [
@@ -221,6 +222,8 @@ def _markdown(evaluation: Evaluation, context: ReportContext) -> str:
     for figure in FIGURES:
         lines += [f"## {captions[figure]}", "", f"![{figure}]({figure})", ""]
     lines.append("Per-sample predictions with 1-sigma ellipses and truth: `predictions.geojson`.")
+    if interactive_map:
+        lines.append("An interactive map of the same (receivers, truths, predictions, ellipses): `map.html`.")
     return "\n".join(lines) + "\n"
 
 
@@ -253,11 +256,14 @@ def write_report(directory: Path, evaluation: Evaluation, context: ReportContext
             fig.tight_layout()
             fig.savefig(staging / name)
             plt.close(fig)
-        (staging / "predictions.geojson").write_text(json.dumps(_geojson(evaluation, context)))
+        predictions = _geojson(evaluation, context)
+        (staging / "predictions.geojson").write_text(json.dumps(predictions))
+        receivers = list(zip(context.receiver_ids, context.receiver_lat_deg.tolist(), context.receiver_lon_deg.tolist(), strict=True))
+        extra = ["map.html"] if write_map_html(staging / "map.html", predictions, receivers) else []
         (staging / "evaluation.json").write_text(json.dumps(evaluation.summary, indent=2))
-        (staging / "report.md").write_text(_markdown(evaluation, context))
+        (staging / "report.md").write_text(_markdown(evaluation, context, interactive_map=bool(extra)))
         # report.md last: it is the file that says the report is complete.
-        for name in [*FIGURES, "predictions.geojson", "evaluation.json", "report.md"]:
+        for name in [*FIGURES, "predictions.geojson", *extra, "evaluation.json", "report.md"]:
             os.replace(staging / name, directory / name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -15,6 +15,7 @@ from heimdall.data.synthetic import generate_dataset
 from heimdall.errors import InputError, NotFoundError
 from heimdall.network import ReceiverNetwork, default_network
 from heimdall.pipelines.context import Context
+from heimdall.progress import ProgressFn
 from heimdall.sim.scenario import ScenarioConfig
 
 __all__ = [
@@ -50,8 +51,12 @@ def generate(
     split_mode: SplitMode = "random",
     scenario: ScenarioConfig | None = None,
     description: str | None = None,
+    progress: ProgressFn | None = None,
 ) -> GenerateResult:
-    """Simulate a dataset for a network (default: the Italian WebSDRs) and catalogue it."""
+    """Simulate a dataset for a network (default: the Italian WebSDRs) and catalogue it.
+
+    `progress` receives ("generate", samples done, samples requested, note).
+    """
     if kind not in ("features", "iq"):
         raise InputError(f"--kind must be features or iq, got {kind!r}")
     if num_samples <= 0:
@@ -74,6 +79,7 @@ def generate(
         workers=workers,
         split_mode=split_mode,
         description=description,
+        progress=(lambda done, total: progress("generate", done, total, name)) if progress else None,
     )
     elapsed = time.perf_counter() - start
     register_dataset(ctx.db, DatasetReader(ctx.store, name), ctx.store.uri(dataset_prefix(name)))

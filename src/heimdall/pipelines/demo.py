@@ -15,6 +15,7 @@ from heimdall.pipelines.context import Context
 from heimdall.pipelines.datasets import dataset_export, generate
 from heimdall.pipelines.models import evaluate, export, localize
 from heimdall.pipelines.training import TrainRequest, train
+from heimdall.progress import ProgressFn
 
 __all__ = ["DemoResult", "demo"]
 
@@ -55,8 +56,12 @@ def demo(
     out: Path | None = None,
     seed: int = 0,
     step: Callable[[str], None] = lambda _message: None,
+    progress: ProgressFn | None = None,
 ) -> DemoResult:
-    """Run the whole job on the default Italian network; `step` receives progress lines."""
+    """Run the whole job on the default Italian network.
+
+    `step` receives one line per stage; `progress` the generation and training progress.
+    """
     if samples < 1000:
         raise InputError(f"--samples must be at least 1000 for a meaningful demo, got {samples}")
     start = time.perf_counter()
@@ -64,17 +69,17 @@ def demo(
     name = f"demo-{stamp}"
     report_dir = Path(out) if out else ctx.settings.reports_dir / name
     step(f"generating {samples} samples -> dataset {name}")
-    generated = generate(ctx, name, samples, seed=seed)
+    generated = generate(ctx, name, samples, seed=seed, progress=progress)
     step(f"  {generated.samples_per_s:,.0f} samples/s, acceptance {generated.acceptance_rate:.2f}, splits {generated.splits}")
     step(f"training for up to {epochs} epochs")
-    trained = train(ctx, TrainRequest(dataset=name, epochs=epochs, seed=seed))
+    trained = train(ctx, TrainRequest(dataset=name, epochs=epochs, seed=seed), progress=progress)
     step(f"  {trained.epochs_run} epochs, best checkpoint {trained.best_checkpoint}")
     step("exporting to ONNX, calibrating, evaluating on the test split, registering")
     exported = export(ctx, Path(trained.best_checkpoint))
     step(f"  ONNX/PyTorch max abs difference {exported.max_abs_diff:.2e}; registered {exported.registered}")
     fresh_name = f"{name}-fresh"
     step(f"checking generalisation on a fresh dataset (seed {seed + 1}, {FRESH_SAMPLES} samples)")
-    generate(ctx, fresh_name, FRESH_SAMPLES, seed=seed + 1)
+    generate(ctx, fresh_name, FRESH_SAMPLES, seed=seed + 1, progress=progress)
     fresh = evaluate(ctx, exported.bundle, fresh_name, split="all")
     step("localising a few test samples from the measurement format")
     measurements = report_dir / "test-measurements.csv"

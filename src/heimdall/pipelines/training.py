@@ -17,6 +17,7 @@ from heimdall.data.shards import DatasetReader
 from heimdall.data.splits import hash_uniform
 from heimdall.errors import DataError, InputError, NotFoundError
 from heimdall.pipelines.context import Context
+from heimdall.progress import ProgressFn
 
 __all__ = ["TrainRequest", "TrainResult", "train"]
 
@@ -151,12 +152,14 @@ def train(
     request: TrainRequest,
     job_id: str | None = None,
     poll: Callable[[], str | None] | None = None,
+    progress: ProgressFn | None = None,
 ) -> TrainResult:
     """Train (or resume training) a model; returns checkpoint paths and the MLflow run.
 
     `job_id` names a job row created beforehand (e.g. queued by the API); `poll` returns
     "pause" or "cancel" when the job should stop (pause at the next epoch boundary, after
-    its checkpoint; cancel after the current batch).
+    its checkpoint; cancel after the current batch). `progress` receives ("train",
+    batches done, batches in all epochs, note).
     """
     import lightning as L
     import torch
@@ -165,6 +168,7 @@ def train(
     from heimdall.training.callbacks import EpochReporter, JobControl
     from heimdall.training.checkpoints import load_checkpoint
     from heimdall.training.module import LocalizationLightningModule
+    from heimdall.training.progress_callback import BatchProgress
     from heimdall.training.trainer import build_trainer
 
     request.validate()
@@ -231,7 +235,11 @@ def train(
         accelerator=request.accelerator,
         devices=request.devices,
         logger=logger,
-        extra_callbacks=[EpochReporter(report), control] if control else [EpochReporter(report)],
+        extra_callbacks=[
+            EpochReporter(report),
+            *([control] if control else []),
+            *([BatchProgress(progress)] if progress else []),
+        ],
         early_stopping_patience=request.early_stopping_patience,
         progress_bar=request.progress_bar,
     )
