@@ -25,18 +25,20 @@ import numpy as np
 import torch
 
 
-def _median_s(func, repeats: int) -> float:
+def _median_s(func, repeats: int) -> tuple[float, float]:
+    """(median wall seconds, median CPU seconds of this process) of `func()`."""
     func()
-    times = []
+    wall, cpu = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         func()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    return statistics.median(wall), statistics.median(cpu)
 
 
 def profile_stages(num_samples: int, repeats: int) -> dict[str, float]:
-    """Median seconds per stage for one batch of `num_samples` transmissions."""
+    """Median wall and CPU seconds per stage for one batch of `num_samples` transmissions."""
     from heimdall.data.iq import IQConfig, iq_block
     from heimdall.features import iq_features
     from heimdall.pipelines.bench import _geometry_and_config
@@ -50,7 +52,7 @@ def profile_stages(num_samples: int, repeats: int) -> dict[str, float]:
     rng = np.random.default_rng(0)
     tx_iq, _ = transmitter_waveforms(rng, num_samples, iq_config.waveform)
     iq = apply_channel(rng, tx_iq, block.link_power_dbm, block.link_snr_db, fs, k_factor_db=3.0)
-    stages = {
+    timed = {
         "waveforms_s": _median_s(lambda: transmitter_waveforms(rng, num_samples, iq_config.waveform), repeats),
         "channel_s": _median_s(
             lambda: apply_channel(rng, tx_iq, block.link_power_dbm, block.link_snr_db, fs, k_factor_db=3.0), repeats
@@ -61,7 +63,10 @@ def profile_stages(num_samples: int, repeats: int) -> dict[str, float]:
             repeats,
         ),
     }
+    stages = {name: wall for name, (wall, _) in timed.items()}
+    stages.update({name.replace("_s", "_cpu_s"): cpu for name, (_, cpu) in timed.items()})
     stages["iq_block_samples_per_s"] = num_samples / stages["iq_block_s"]
+    stages["iq_block_samples_per_cpu_s"] = num_samples / stages["iq_block_cpu_s"]
     return stages
 
 
