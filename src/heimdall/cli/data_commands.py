@@ -140,3 +140,23 @@ def datasets_export(
         f"wrote {result.get('rows', result.get('recordings'))} rows/recordings ({result['samples']} samples) to {output}"
     ))
 
+
+
+@handle_errors
+def import_recordings(
+    directory: Annotated[Path, typer.Argument(help="Directory of <sample_id>/<receiver_id>.sigmf-meta|-data.")],
+    name: Annotated[str, typer.Option(help="Dataset name.")],
+    split_mode: Annotated[str, typer.Option("--split-mode", "--split_mode", help="random or grid.")] = "random",
+    seed: Annotated[int, typer.Option(help="Seed of the split.")] = 0,
+    as_json: JsonFlag = False,
+) -> None:
+    """Import SigMF recordings of known transmitters as a dataset of kind `iq`."""
+    from heimdall.pipelines.recordings import import_recordings as run_import
+
+    result = run_import(context(), directory, name, split_mode, seed)  # type: ignore[arg-type]
+    payload = {"dataset": result.dataset, "samples": result.samples, "recordings": result.recordings,
+               "receivers": result.receivers, "sample_rate_hz": result.sample_rate_hz, "splits": result.splits}
+    emit(payload, as_json, lambda: Console().print(
+        f"dataset {result.dataset}: {result.samples} transmissions from {result.recordings} recordings "
+        f"({result.receivers} receivers, {result.sample_rate_hz:g} Hz), splits {result.splits}"
+    ))
