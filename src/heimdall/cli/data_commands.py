@@ -30,6 +30,7 @@ def generate(
     split_mode: Annotated[str, typer.Option("--split-mode", "--split_mode", help="random or grid.")] = "random",
     description: Annotated[str | None, typer.Option(help="Free text.")] = None,
     scenario: Annotated[Path | None, typer.Option(help="YAML/JSON of simulation settings (ScenarioConfig).")] = None,
+    audio_dir: Annotated[Path | None, typer.Option("--audio-dir", help="Kind iq: WAV files for the voice audio.")] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Simulate a dataset for a receiver network."""
@@ -43,7 +44,7 @@ def generate(
     result = run_generate(
         context(), name, samples, seed=seed, network_path=network, kind=kind, workers=workers,
         split_mode=split_mode, description=description,  # type: ignore[arg-type]
-        scenario=load_scenario(scenario) if scenario else None,
+        scenario=load_scenario(scenario) if scenario else None, audio_dir=audio_dir,
     )
     payload = {
         "dataset": result.dataset,

@@ -30,6 +30,7 @@ from heimdall.data.synthetic import SimulationPlan, effective_sigma_db, write_si
 from heimdall.errors import InputError
 from heimdall.features import iq_features
 from heimdall.network import ReceiverNetwork
+from heimdall.sim.audio import load_audio_dir
 from heimdall.sim.generator import BLOCK_SIZE
 from heimdall.sim.scenario import ScenarioConfig, SimulatedBlock
 from heimdall.sim.signals import WaveformConfig, apply_channel, transmitter_waveforms
@@ -181,6 +182,9 @@ def generate_iq_dataset(
     """
     if workers < 1:
         raise InputError(f"--workers must be at least 1, got {workers}")
+    audio_dir = iq_config.waveform.audio_dir
+    # Read (and check) the audio files before anything is written.
+    library = None if audio_dir is None else load_audio_dir(audio_dir, iq_config.waveform.sample_rate_hz)
     plan = SimulationPlan(network, config, num_samples, seed, 1, split_mode, fractions)
     stack = ExitStack()
     pool = stack.enter_context(iq_pool(workers)) if workers > 1 else None
@@ -211,6 +215,7 @@ def generate_iq_dataset(
             "snr_db_percentiles": {str(p): float(np.percentile(snr, p)) for p in (5, 25, 50, 75, 95)} if snr.size else {},
             "iq_samples_kept": int(sum(len(k) for k in kept_iq)),
             "sample_rate_hz": iq_config.waveform.sample_rate_hz,
+            "audio_files": None if library is None else list(library.names),
         }
         return writer.publish(
             network,

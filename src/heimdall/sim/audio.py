@@ -8,18 +8,24 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
 from types import MappingProxyType
 
 import numpy as np
 import scipy.fft as sfft
 from numpy.typing import NDArray
+from scipy.io import wavfile
+from scipy.signal import resample_poly
 
-from heimdall.errors import InputError
+from heimdall.errors import InputError, NotFoundError
 
 __all__ = [
     "CTCSS_TONES_HZ", "DTMF_ROWS_HZ", "DTMF_COLUMNS_HZ", "DTMF_KEYS", "speech_like_audio",
-    "tone_audio", "dtmf_audio",
+    "tone_audio", "dtmf_audio", "AudioLibrary", "load_audio_dir",
 ]  # fmt: skip
 
 CTCSS_TONES_HZ: tuple[float, ...] = (  # the 38 EIA/TIA-603 sub-audible tones
@@ -178,3 +184,72 @@ def dtmf_audio(
         sent.append(key)
         position += length + int(rng.uniform(0.05, 0.1) * fs)
     return audio, "".join(sent)
+
+
+@dataclass(frozen=True, eq=False)
+class AudioLibrary:
+    """Audio clips read from a directory of WAV files, mono float32 at one sample rate."""
+
+    directory: str
+    sample_rate_hz: float
+    names: tuple[str, ...]
+    clips: tuple[Float32Array, ...]
+
+    def draw(self, rng: np.random.Generator, n: int, num_samples: int) -> Float32Array:
+        """[n, num_samples] audio, peak 1: per row a clip chosen by `rng` from a random offset.
+
+        A clip shorter than `num_samples` is followed by silence (as a short over is).
+        """
+        out = np.zeros((_positive_int(n, "n"), _positive_int(num_samples, "num_samples")), dtype=np.float32)
+        for row in range(n):
+            clip = self.clips[int(rng.integers(len(self.clips)))]
+            start = int(rng.integers(max(len(clip) - num_samples, 0) + 1))
+            piece = clip[start : start + num_samples]
+            out[row, : len(piece)] = piece
+        return _normalise_peak(out)
+
+
+def _read_wav(path: Path, sample_rate_hz: float) -> Float32Array:
+    """One WAV file as mono float32 in [-1, 1] at `sample_rate_hz` (InputError naming it)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", wavfile.WavFileWarning)  # unknown chunks are fine
+            rate_hz, data = wavfile.read(path)
+    except (ValueError, EOFError, OSError) as exc:
+        raise InputError(f"{path}: not a readable WAV file ({exc})") from exc
+    if data.dtype == np.uint8:  # 8-bit PCM is unsigned, centred on 128
+        audio = (data.astype(np.float32) - 128.0) / 128.0
+    elif np.issubdtype(data.dtype, np.integer):
+        audio = data.astype(np.float32) / float(-np.iinfo(data.dtype).min)
+    elif np.issubdtype(data.dtype, np.floating):
+        audio = data.astype(np.float32)
+    else:
+        raise InputError(f"{path}: unsupported WAV sample format {data.dtype}")
+    audio = audio.mean(axis=1) if audio.ndim == 2 else audio  # stereo -> mono
+    if audio.size == 0 or rate_hz <= 0:
+        raise InputError(f"{path}: holds no audio")
+    if not np.isfinite(audio).all():
+        raise InputError(f"{path}: holds non-finite samples (NaN or inf)")
+    ratio = Fraction(sample_rate_hz / rate_hz).limit_denominator(1000)
+    if ratio != 1:
+        audio = resample_poly(audio, ratio.numerator, ratio.denominator).astype(np.float32)
+    return audio
+
+
+@functools.lru_cache(maxsize=4)
+def load_audio_dir(directory: str, sample_rate_hz: float) -> AudioLibrary:
+    """Every `*.wav` in `directory` (sorted by name): 8/16/24/32-bit PCM or float, mono or
+    stereo (averaged), resampled to `sample_rate_hz` (scipy's polyphase resampler).
+
+    Cached per process (worker processes read the files once). NotFoundError for a missing
+    directory; InputError for a directory without WAV files or a file that cannot be read.
+    """
+    root = Path(directory)
+    if not root.is_dir():
+        raise NotFoundError(f"audio directory {root} not found")
+    paths = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() == ".wav")
+    if not paths:
+        raise InputError(f"audio directory {root} holds no .wav files")
+    fs = _positive_float(sample_rate_hz, "sample_rate_hz")
+    clips = tuple(_read_wav(p, fs) for p in paths)
+    return AudioLibrary(str(root), fs, tuple(p.name for p in paths), clips)

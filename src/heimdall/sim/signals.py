@@ -33,6 +33,7 @@ from heimdall.sim.audio import (
     _positive_float,
     _positive_int,
     dtmf_audio,
+    load_audio_dir,
     speech_like_audio,
     tone_audio,
 )
@@ -115,13 +116,15 @@ class WaveformConfig:
     """How transmitted waveforms are drawn; `mix` weighs voice, tone and DTMF.
 
     The default 2048 + 31 * 512 = 17920 samples (373 ms at 48 kHz) give exactly 32 STFT
-    frames of n_fft 2048 and hop 512."""
+    frames of n_fft 2048 and hop 512. With `audio_dir`, voice transmissions carry audio
+    from the WAV files there (`sim.audio.load_audio_dir`) instead of synthetic speech."""
 
     sample_rate_hz: float = 48_000.0
     num_samples: int = 2048 + 31 * 512
     deviation_hz: float = NBFM_DEVIATION_HZ
     mix: tuple[float, float, float] = (0.9, 0.05, 0.05)
     pre_emphasis: bool = True
+    audio_dir: str | None = None
 
     def __post_init__(self) -> None:
         _positive_float(self.sample_rate_hz, "sample_rate_hz")
@@ -158,7 +161,9 @@ def transmitter_waveforms(
     types = draw_signal_types(rng, _positive_int(n, "n"), config.mix)
     audio = np.empty((len(types), num_samples), dtype=np.float32)
     voice = types == "voice"
-    if voice.any():
+    if voice.any() and config.audio_dir is not None:
+        audio[voice] = load_audio_dir(config.audio_dir, fs).draw(rng, int(voice.sum()), num_samples)
+    elif voice.any():
         audio[voice] = speech_like_audio(rng, num_samples, fs, batch_size=int(voice.sum()))
     for i in np.flatnonzero(~voice):
         audio[i] = (tone_audio if types[i] == "tone" else dtmf_audio)(rng, num_samples, fs)[0]
