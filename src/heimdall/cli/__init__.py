@@ -42,6 +42,7 @@ def _add_group(group: typer.Typer, name: str) -> None:
 _register(app, "demo", ops_commands.demo)
 _register(app, "generate", data_commands.generate)
 _register(app, "import-measurements", data_commands.import_measurements)
+_register(app, "import-recordings", data_commands.import_recordings)
 _add_group(network_app, "network")
 _register(network_app, "from-measurements", data_commands.network_from_measurements)
 _add_group(datasets_app, "datasets")

@@ -32,6 +32,7 @@ def generate(
     split_mode: Annotated[str, typer.Option("--split-mode", "--split_mode", help="random or grid.")] = "random",
     description: Annotated[str | None, typer.Option(help="Free text.")] = None,
     scenario: Annotated[Path | None, typer.Option(help="YAML/JSON of simulation settings (ScenarioConfig).")] = None,
+    audio_dir: Annotated[Path | None, typer.Option("--audio-dir", help="Kind iq: WAV files for the voice audio.")] = None,
     as_json: JsonFlag = False,
     quiet: QuietFlag = False,
 ) -> None:
@@ -48,7 +49,7 @@ def generate(
         result = run_generate(
             ctx, name, samples, seed=seed, network_path=network, kind=kind, workers=workers,
             split_mode=split_mode, description=description,  # type: ignore[arg-type]
-            scenario=load_scenario(scenario) if scenario else None, progress=progress,
+            scenario=load_scenario(scenario) if scenario else None, audio_dir=audio_dir, progress=progress,
         )
     payload = {
         "dataset": result.dataset,
@@ -148,3 +149,25 @@ def datasets_export(
         f"wrote {result.get('rows', result.get('recordings'))} rows/recordings ({result['samples']} samples) to {output}"
     ))
 
+
+@handle_errors
+def import_recordings(
+    directory: Annotated[Path, typer.Argument(help="Directory of <sample_id>/<receiver_id>.sigmf-meta|-data.")],
+    name: Annotated[str, typer.Option(help="Dataset name.")],
+    split_mode: Annotated[str, typer.Option("--split-mode", "--split_mode", help="random or grid.")] = "random",
+    seed: Annotated[int, typer.Option(help="Seed of the split.")] = 0,
+    as_json: JsonFlag = False,
+    quiet: QuietFlag = False,
+) -> None:
+    """Import SigMF recordings of known transmitters as a dataset of kind `iq`."""
+    from heimdall.pipelines.recordings import import_recordings as run_import
+
+    ctx = context()
+    with progress_bars(quiet) as progress, step(progress, "import", f"SigMF recordings in {directory.name}"):
+        result = run_import(ctx, directory, name, split_mode, seed)  # type: ignore[arg-type]
+    payload = {"dataset": result.dataset, "samples": result.samples, "recordings": result.recordings,
+               "receivers": result.receivers, "sample_rate_hz": result.sample_rate_hz, "splits": result.splits}
+    emit(payload, as_json, lambda: Console().print(
+        f"dataset {result.dataset}: {result.samples} transmissions from {result.recordings} recordings "
+        f"({result.receivers} receivers, {result.sample_rate_hz:g} Hz), splits {result.splits}"
+    ))

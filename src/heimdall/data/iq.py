@@ -12,29 +12,36 @@ export.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, ProcessPoolExecutor
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from heimdall.data.layout import SampleArrays
 from heimdall.data.shards import DatasetManifest, DatasetWriter
 from heimdall.data.splits import SplitFractions, SplitMode
 from heimdall.data.synthetic import SimulationPlan, effective_sigma_db, write_simulated
+from heimdall.errors import InputError
 from heimdall.features import iq_features
 from heimdall.network import ReceiverNetwork
+from heimdall.sim.audio import load_audio_dir
 from heimdall.sim.generator import BLOCK_SIZE
 from heimdall.sim.scenario import ScenarioConfig, SimulatedBlock
 from heimdall.sim.signals import WaveformConfig, apply_channel, transmitter_waveforms
 from heimdall.storage.artifacts import ArtifactStore
 
-__all__ = ["IQConfig", "iq_block", "generate_iq_dataset"]
+__all__ = ["IQConfig", "IQBlock", "iq_block", "iq_pool", "generate_iq_dataset"]
 
 log = logging.getLogger(__name__)
 
-#: Samples synthesised at once (bounds memory: 64 x 7 x 17,920 complex64 = 64 MB).
+#: Samples synthesised at once, and the unit of work of a worker process (bounds memory:
+#: 64 x 7 x 17,920 complex64 = 64 MB); each has its own random stream.
 _CHUNK = 64
 #: Blocks per shard for IQ datasets (2 x 1,024 samples, ~60 MB of float16 spectrograms).
 _SHARD_BLOCKS = 2
@@ -63,45 +70,92 @@ class IQBlock:
     iq: np.ndarray | None  # [K, R, T] complex64 for the first K samples (K <= keep_iq)
 
 
-def iq_block(
-    rng: np.random.Generator, block: SimulatedBlock, frequency_hz: float, config: IQConfig, min_snr_db: float, keep: int
+@contextmanager
+def _one_torch_thread() -> Iterator[None]:
+    """Run torch on one thread: worker processes do, so results match theirs bit for bit."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _iq_chunk(
+    rng: np.random.Generator,
+    link_power_dbm: np.ndarray,
+    link_snr_db: np.ndarray,
+    present: np.ndarray,
+    frequency_hz: float,
+    config: IQConfig,
+    min_snr_db: float,
+    keep: int,
 ) -> IQBlock:
-    """Synthesise and measure the IQ of every link of `block`."""
-    n, r = block.link_power_dbm.shape
+    """Synthesise and measure the IQ of the links [m, R] of up to `_CHUNK` samples."""
+    m, r = link_power_dbm.shape
     fs = config.waveform.sample_rate_hz
-    spectrograms, rss, snr, heard, types, kept = [], [], [], [], [], []
-    for start in range(0, n, _CHUNK):
-        stop = min(start + _CHUNK, n)
-        m = stop - start
-        tx_iq, signal_types = transmitter_waveforms(rng, m, config.waveform)
-        tx_offset = rng.normal(0.0, config.tx_offset_ppm * 1e-6 * frequency_hz, m)
-        rx_offset = rng.normal(0.0, config.rx_lo_offset_ppm * 1e-6 * frequency_hz, (m, r))
-        iq = apply_channel(
-            rng,
-            tx_iq,
-            block.link_power_dbm[start:stop],
-            block.link_snr_db[start:stop],
-            fs,
-            tx_offset_hz=tx_offset,
-            rx_lo_offset_hz=rx_offset,
-            k_factor_db=config.k_factor_db,
-        )
-        mel_db, measured = iq_features(iq, fs, detection_snr_db=min_snr_db)
-        present = block.present[start:stop]
-        detected = present & measured.signal_present
-        spectrograms.append(np.where(present[..., None, None], mel_db, 0.0).astype(np.float16)[:, :, None])
-        rss.append(np.where(detected, measured.channel_power_dbm, np.nan))
-        snr.append(np.where(detected, measured.snr_db, np.nan))
-        heard.append(detected)
-        types.append(signal_types)
-        if start < keep:
-            kept.append(iq[: keep - start])
+    tx_iq, signal_types = transmitter_waveforms(rng, m, config.waveform)
+    tx_offset = rng.normal(0.0, config.tx_offset_ppm * 1e-6 * frequency_hz, m)
+    rx_offset = rng.normal(0.0, config.rx_lo_offset_ppm * 1e-6 * frequency_hz, (m, r))
+    iq = apply_channel(
+        rng, tx_iq, link_power_dbm, link_snr_db, fs,
+        tx_offset_hz=tx_offset, rx_lo_offset_hz=rx_offset, k_factor_db=config.k_factor_db,
+    )  # fmt: skip
+    mel_db, measured = iq_features(iq, fs, detection_snr_db=min_snr_db)
+    detected = present & measured.signal_present
     return IQBlock(
-        spectrogram=np.concatenate(spectrograms),
-        rss_dbm=np.concatenate(rss).astype(np.float32),
-        snr_db=np.concatenate(snr).astype(np.float32),
-        heard=np.concatenate(heard),
-        signal_types=np.concatenate(types),
+        spectrogram=np.where(present[..., None, None], mel_db, 0.0).astype(np.float16)[:, :, None],
+        rss_dbm=np.where(detected, measured.channel_power_dbm, np.nan).astype(np.float32),
+        snr_db=np.where(detected, measured.snr_db, np.nan).astype(np.float32),
+        heard=detected,
+        signal_types=signal_types,
+        iq=iq[:keep] if keep > 0 else None,
+    )
+
+
+def _init_worker() -> None:
+    torch.set_num_threads(1)
+
+
+def iq_pool(workers: int) -> ProcessPoolExecutor:
+    """Worker processes for `iq_block`, one torch thread each (spawned: see sim/generator.py)."""
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker)
+
+
+def iq_block(
+    rng: np.random.Generator,
+    block: SimulatedBlock,
+    frequency_hz: float,
+    config: IQConfig,
+    min_snr_db: float,
+    keep: int,
+    pool: Executor | None = None,
+) -> IQBlock:
+    """Synthesise and measure the IQ of every link of `block`, in chunks of `_CHUNK` samples.
+
+    Chunk c draws from `rng.spawn(...)[c]` and runs on one torch thread, in `pool` when one
+    is given, so the bytes depend on `rng` alone, not on the pool or its size.
+    """
+    n = len(block.link_power_dbm)
+    starts = list(range(0, n, _CHUNK))
+    rngs = rng.spawn(len(starts))
+    args = [
+        (g, block.link_power_dbm[s : s + _CHUNK], block.link_snr_db[s : s + _CHUNK], block.present[s : s + _CHUNK],
+         frequency_hz, config, min_snr_db, max(keep - s, 0))
+        for g, s in zip(rngs, starts)
+    ]  # fmt: skip
+    if pool is None:
+        with _one_torch_thread():
+            chunks = [_iq_chunk(*a) for a in args]
+    else:
+        chunks = list(pool.map(_iq_chunk, *zip(*args)))
+    kept = [c.iq for c in chunks if c.iq is not None]
+    return IQBlock(
+        spectrogram=np.concatenate([c.spectrogram for c in chunks]),
+        rss_dbm=np.concatenate([c.rss_dbm for c in chunks]),
+        snr_db=np.concatenate([c.snr_db for c in chunks]),
+        heard=np.concatenate([c.heard for c in chunks]),
+        signal_types=np.concatenate([c.signal_types for c in chunks]),
         iq=np.concatenate(kept) if kept else None,
     )
 
@@ -121,8 +175,19 @@ def generate_iq_dataset(
     description: str | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> DatasetManifest:
-    """Simulate `num_samples` transmissions as IQ and publish them as dataset `name` (kind iq)."""
-    plan = SimulationPlan(network, config, num_samples, seed, workers, split_mode, fractions)
+    """Simulate `num_samples` transmissions as IQ and publish them as dataset `name` (kind iq).
+
+    With `workers` > 1 the IQ synthesis (nearly all the work) runs in that many processes;
+    the scenario draws stay in this one. The bytes do not depend on `workers`.
+    """
+    if workers < 1:
+        raise InputError(f"--workers must be at least 1, got {workers}")
+    audio_dir = iq_config.waveform.audio_dir
+    # Read (and check) the audio files before anything is written.
+    library = None if audio_dir is None else load_audio_dir(audio_dir, iq_config.waveform.sample_rate_hz)
+    plan = SimulationPlan(network, config, num_samples, seed, 1, split_mode, fractions)
+    stack = ExitStack()
+    pool = stack.enter_context(iq_pool(workers)) if workers > 1 else None
     type_counts: Counter[str] = Counter()
     snr_values: list[np.ndarray] = []
     kept_iq: list[np.ndarray] = []
@@ -131,7 +196,7 @@ def generate_iq_dataset(
         # Its own stream per block: the scenario's bytes do not depend on the IQ step.
         rng = np.random.default_rng([seed, first_id // BLOCK_SIZE, 1])
         keep = max(iq_config.keep_iq - first_id, 0)
-        result = iq_block(rng, block, network.frequency_hz, iq_config, config.min_snr_db, keep)
+        result = iq_block(rng, block, network.frequency_hz, iq_config, config.min_snr_db, keep, pool)
         type_counts.update(result.signal_types.tolist())
         snr_values.append(result.snr_db[result.heard])
         if result.iq is not None:
@@ -140,8 +205,7 @@ def generate_iq_dataset(
             samples, rss_dbm=result.rss_dbm, snr_db=result.snr_db, heard=result.heard, spectrogram=result.spectrogram
         )
 
-    with DatasetWriter(store, name, staging_root) as writer:
-        # Workers draw the scenario; IQ synthesis runs here, torch using both cores.
+    with stack, DatasetWriter(store, name, staging_root) as writer:
         acceptance = write_simulated(writer, plan, _SHARD_BLOCKS, to_iq, progress)
         if kept_iq:
             np.save(writer.staging / "iq.npy", np.concatenate(kept_iq))
@@ -151,6 +215,7 @@ def generate_iq_dataset(
             "snr_db_percentiles": {str(p): float(np.percentile(snr, p)) for p in (5, 25, 50, 75, 95)} if snr.size else {},
             "iq_samples_kept": int(sum(len(k) for k in kept_iq)),
             "sample_rate_hz": iq_config.waveform.sample_rate_hz,
+            "audio_files": None if library is None else list(library.names),
         }
         return writer.publish(
             network,

@@ -11,15 +11,23 @@ from pathlib import Path
 
 import numpy as np
 
+from dataclasses import replace
+
 from heimdall.data.layout import UNKNOWN_STATION, SampleArrays
-from heimdall.data.shards import DatasetReader
+from heimdall.data.measured import MeasuredSplitMode, assign_measured_splits, network_from_measurements
+from heimdall.data.measurements import MeasurementTable
+from heimdall.data.shards import DatasetManifest, DatasetReader, DatasetWriter
 from heimdall.data.sigmf import Recording, read_recording_set, write_recording
 from heimdall.errors import DataError, InputError, NotFoundError
 from heimdall.features import iq_features
-from heimdall.geo import ReferencePoint, enu_to_geodetic, geodetic_to_enu
+from heimdall.geo import ReferencePoint, enu_to_geodetic, geodetic_to_enu, ground_to_local
 from heimdall.sim.signals import WaveformConfig
+from heimdall.storage.artifacts import ArtifactStore
 
-__all__ = ["export_sigmf", "recording_sets", "samples_from_recordings"]
+__all__ = ["export_sigmf", "recording_sets", "samples_from_recordings", "write_recordings_dataset"]
+
+#: Samples per shard of an imported recordings dataset (~30 MB of float16 spectrograms).
+_SHARD_SAMPLES = 1024
 
 #: IQ samples one spectrogram needs: n_fft + 31 hops of 512 (32 frames).
 RECORDING_SAMPLES = WaveformConfig().num_samples
@@ -135,3 +143,87 @@ def samples_from_recordings(
         spectrogram=spectrogram,
     )
     return samples, [name for name, _ in sets]
+
+
+def _check_consistent(sets: list[tuple[str, list[Recording]]]) -> None:
+    """One sample rate and one centre frequency across every transmission (one dataset)."""
+    first_name, first = sets[0][0], sets[0][1][0]
+    for name, recordings in sets[1:]:
+        rec = recordings[0]
+        for field, unit in (("sample_rate_hz", "Hz"), ("frequency_hz", "Hz")):
+            if getattr(rec, field) != getattr(first, field):
+                raise InputError(
+                    f"recordings of {name!r} ({rec.receiver_id}) and {first_name!r} ({first.receiver_id}): "
+                    f"{field} differs ({getattr(rec, field)} {unit} vs {getattr(first, field)} {unit}); "
+                    "one dataset needs one"
+                )
+
+
+def write_recordings_dataset(
+    store: ArtifactStore,
+    staging_root: Path,
+    name: str,
+    directory: Path,
+    split_mode: MeasuredSplitMode = "random",
+    seed: int = 0,
+    fractions: tuple[float, float, float] = (0.7, 0.15, 0.15),
+) -> DatasetManifest:
+    """Import a directory of SigMF transmissions (`recording_sets`) as dataset `name`, kind iq.
+
+    Every transmission needs its truth (`heimdall:tx_lat_deg`/`tx_lon_deg`): a dataset is
+    for training and evaluation; unlabelled recordings go to `localize --recordings`.
+    The receiver network is built from the recordings' positions (median per receiver id,
+    as for measured imports) and their centre frequency; spectrograms and measurements come
+    from `samples_from_recordings`, the features `generate --kind iq` stores. Nothing is
+    written until every recording has been read and checked.
+    """
+    sets = recording_sets(directory)
+    _check_consistent(sets)
+    unlabelled = [sid for sid, recs in sets if recs[0].tx_lat_deg is None]
+    if unlabelled:
+        shown = ", ".join(repr(s) for s in unlabelled[:5]) + (" ..." if len(unlabelled) > 5 else "")
+        raise InputError(
+            f"{len(unlabelled)} of {len(sets)} transmissions in {directory} have no truth position "
+            f"(heimdall:tx_lat_deg/tx_lon_deg): {shown}; a dataset needs it for training, "
+            "use `localize --recordings` for unlabelled recordings"
+        )
+    rows = [(sid, rec) for sid, recs in sets for rec in recs]
+    column = lambda f: np.array([f(rec) for _, rec in rows])  # noqa: E731
+    table = MeasurementTable(
+        sample_id=np.array([sid for sid, _ in rows]),
+        receiver_id=column(lambda r: r.receiver_id),
+        rx_lat_deg=column(lambda r: r.rx_lat_deg),
+        rx_lon_deg=column(lambda r: r.rx_lon_deg),
+        rx_alt_m=column(lambda r: r.rx_alt_m),
+        rss_dbm=np.full(len(rows), np.nan),
+        snr_db=np.full(len(rows), np.nan),
+        tx_lat_deg=column(lambda r: r.tx_lat_deg),
+        tx_lon_deg=column(lambda r: r.tx_lon_deg),
+    )
+    network = network_from_measurements(table, name, sets[0][1][0].frequency_hz)
+    reference = network.reference_point()
+    samples, _ = samples_from_recordings(sets, reference, list(network.ids))
+    tx_lat = np.array([recs[0].tx_lat_deg for _, recs in sets])
+    tx_lon = np.array([recs[0].tx_lon_deg for _, recs in sets])
+    east, north = ground_to_local(tx_lat, tx_lon, reference)
+    samples = replace(
+        samples,
+        tx_position_m=np.column_stack([east, north]).astype(np.float32),
+        tx_lat_deg=tx_lat,
+        tx_lon_deg=tx_lon,
+    )
+    samples = replace(samples, split=assign_measured_splits(samples, split_mode, seed, fractions))
+    rate_hz = sets[0][1][0].sample_rate_hz
+    with DatasetWriter(store, name, staging_root) as writer:
+        for start in range(0, len(samples), _SHARD_SAMPLES):
+            writer.write_shard(samples.select(np.arange(start, min(start + _SHARD_SAMPLES, len(samples)))))
+        return writer.publish(
+            network,
+            reference,
+            kind="iq",
+            seed=seed,
+            split_mode=split_mode,
+            scenario={"iq": {"sample_rate_hz": rate_hz, "source": "sigmf", "transmissions": len(sets),
+                             "recordings": len(rows)}},
+            description=f"SigMF import of {directory.name}: {len(sets)} transmissions, {len(rows)} recordings",
+        )

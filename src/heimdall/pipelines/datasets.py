@@ -51,23 +51,31 @@ def generate(
     split_mode: SplitMode = "random",
     scenario: ScenarioConfig | None = None,
     description: str | None = None,
+    audio_dir: Path | None = None,
     progress: ProgressFn | None = None,
 ) -> GenerateResult:
     """Simulate a dataset for a network (default: the Italian WebSDRs) and catalogue it.
 
-    `progress` receives ("generate", samples done, samples requested, note).
+    `audio_dir` (kind iq): WAV files whose audio voice transmissions carry. `progress`
+    receives ("generate", samples done, samples requested, note).
     """
     if kind not in ("features", "iq"):
         raise InputError(f"--kind must be features or iq, got {kind!r}")
+    if audio_dir is not None and kind != "iq":
+        raise InputError("--audio-dir needs --kind iq (feature datasets have no waveforms)")
     if num_samples <= 0:
         raise InputError(f"--samples must be positive, got {num_samples}")
     network = ReceiverNetwork.load(network_path) if network_path else default_network()
     start = time.perf_counter()
     make = generate_dataset
+    options: dict[str, Any] = {}
     if kind == "iq":
-        from heimdall.data.iq import generate_iq_dataset
+        from heimdall.data.iq import IQConfig, generate_iq_dataset
+        from heimdall.sim.signals import WaveformConfig
 
         make = generate_iq_dataset  # type: ignore[assignment]
+        if audio_dir is not None:
+            options["iq_config"] = IQConfig(waveform=WaveformConfig(audio_dir=str(Path(audio_dir).resolve())))
     manifest = make(
         ctx.store,
         ctx.staging_dir,
@@ -80,6 +88,7 @@ def generate(
         split_mode=split_mode,
         description=description,
         progress=(lambda done, total: progress("generate", done, total, name)) if progress else None,
+        **options,
     )
     elapsed = time.perf_counter() - start
     register_dataset(ctx.db, DatasetReader(ctx.store, name), ctx.store.uri(dataset_prefix(name)))
