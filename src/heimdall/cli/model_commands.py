@@ -32,7 +32,10 @@ def train(
         float | None, typer.Option("--validation-split", "--validation_split", help="Re-split train+val with this val share.")
     ] = None,
     accelerator: Annotated[str, typer.Option(help="cpu, gpu or auto.")] = "cpu",
-    devices: Annotated[int, typer.Option(help="Number of devices.")] = 1,
+    devices: Annotated[int, typer.Option(help="Devices (processes) per node.")] = 1,
+    num_nodes: Annotated[int, typer.Option("--num-nodes", "--num_nodes", help="Machines in a DDP run.")] = 1,
+    strategy: Annotated[str, typer.Option(help="auto, ddp or ddp_spawn (DDP: gloo on CPU, NCCL on GPU).")] = "auto",
+    precision: Annotated[str, typer.Option(help="32-true, bf16-mixed or 16-mixed (GPU only).")] = "32-true",
     num_workers: Annotated[int, typer.Option("--num-workers", "--num_workers", help="DataLoader worker processes.")] = 0,
     checkpoint: Annotated[Path | None, typer.Option(help="Checkpoint to resume or export.")] = None,
     resume_training: Annotated[bool, typer.Option("--resume-training", "--resume_training", help="Continue --checkpoint's run.")] = False,
@@ -60,11 +63,14 @@ def train(
     request = pipelines.TrainRequest(
         dataset=dataset, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
         validation_split=validation_split, accelerator=accelerator, devices=devices,  # type: ignore[arg-type]
+        num_nodes=num_nodes, strategy=strategy, precision=precision,  # type: ignore[arg-type]
         num_workers=num_workers, checkpoint=checkpoint, resume_training=resume_training,
         init_from=init_from, seed=seed, spectrogram_encoder=spectrogram_encoder,
     )
     with progress_bars(quiet) as progress:
         result = pipelines.train(ctx, request, progress=progress)
+    if not result.is_global_zero:
+        return  # the extra processes of a DDP run; rank 0 reports
     payload = {
         "checkpoint": result.checkpoint,
         "best_checkpoint": result.best_checkpoint,

@@ -16,7 +16,6 @@ from heimdall.models.localization_net import NormalizationStats
 __all__ = ["HeimdallDataset", "HeimdallDataModule", "fit_normalization", "to_batch"]
 
 
-
 def to_batch(samples: SampleArrays) -> dict[str, torch.Tensor]:
     """The model inputs and target of `samples` as tensors (NaN RSS kept; `heard` masks it)."""
     return {
@@ -94,6 +93,7 @@ class HeimdallDataModule(L.LightningDataModule):
         batch_size: int = 256,
         num_workers: int = 0,
         seed: int = 0,
+        pin_memory: bool = False,
     ) -> None:
         super().__init__()
         # A ShardStream (data/streaming.py) yields whole batches itself.
@@ -102,6 +102,8 @@ class HeimdallDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.seed = seed
+        #: Page-locked batches copy to a GPU asynchronously; pointless on CPU.
+        self.pin_memory = pin_memory
 
     def _loader(self, dataset: HeimdallDataset, shuffle: bool) -> DataLoader:
         generator = torch.Generator().manual_seed(self.seed) if shuffle else None
@@ -113,6 +115,7 @@ class HeimdallDataModule(L.LightningDataModule):
             collate_fn=_identity,
             generator=generator,
             persistent_workers=self.num_workers > 0,
+            pin_memory=self.pin_memory,
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -122,6 +125,7 @@ class HeimdallDataModule(L.LightningDataModule):
                 batch_size=None,
                 num_workers=self.num_workers,
                 persistent_workers=self.num_workers > 0,
+                pin_memory=self.pin_memory,
             )
         return self._loader(self.train_set, shuffle=True)
 

@@ -103,6 +103,11 @@ class TrainSpec:
     hidden_dim: int = 128
     num_layers: int = 2
     accelerator: Literal["cpu", "gpu", "auto"] = "cpu"
+    devices: int = 1
+    num_nodes: int = 1
+    strategy: Literal["auto", "ddp", "ddp_spawn"] = "auto"
+    precision: Literal["32-true", "bf16-mixed", "16-mixed"] = "32-true"
+    num_workers: int = 0
     export: bool = True
 
     def request(self, ctx: Context, checkpoint: Path | None = None) -> Any:
@@ -119,6 +124,11 @@ class TrainSpec:
             hidden_dim=self.hidden_dim,
             num_layers=self.num_layers,
             accelerator=self.accelerator,
+            devices=self.devices,
+            num_nodes=self.num_nodes,
+            strategy=self.strategy,
+            precision=self.precision,
+            num_workers=self.num_workers,
         )
         if checkpoint is not None:
             return TrainRequest(**common, checkpoint=checkpoint, resume_training=True)

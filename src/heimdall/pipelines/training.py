@@ -42,6 +42,11 @@ class TrainRequest:
     validation_split: float | None = None
     accelerator: Literal["cpu", "gpu", "auto"] = "cpu"
     devices: int = 1
+    num_nodes: int = 1
+    #: Lightning strategy; "auto" is DDP when devices x nodes > 1 (gloo on CPU, NCCL on GPU).
+    strategy: Literal["auto", "ddp", "ddp_spawn"] = "auto"
+    #: 32-true, or mixed precision: bf16-mixed (CPU or GPU), 16-mixed (GPU only).
+    precision: Literal["32-true", "bf16-mixed", "16-mixed"] = "32-true"
     num_workers: int = 0
     checkpoint: Path | None = None
     resume_training: bool = False
@@ -66,6 +71,16 @@ class TrainRequest:
             raise InputError(f"--learning-rate must be in (0, 1), got {self.learning_rate}")
         if self.validation_split is not None and not 0.0 < self.validation_split < 1.0:
             raise InputError(f"--validation-split must be in (0, 1), got {self.validation_split}")
+        if self.devices < 1 or self.num_nodes < 1:
+            raise InputError(f"--devices and --num-nodes must be at least 1, got {self.devices} and {self.num_nodes}")
+        if self.num_workers < 0:
+            raise InputError(f"--num-workers must be at least 0, got {self.num_workers}")
+        if self.accelerator not in ("cpu", "gpu", "auto"):
+            raise InputError(f"--accelerator must be cpu, gpu or auto, got {self.accelerator!r}")
+        if self.precision not in ("32-true", "bf16-mixed", "16-mixed"):
+            raise InputError(f"--precision must be 32-true, bf16-mixed or 16-mixed, got {self.precision!r}")
+        if self.strategy not in ("auto", "ddp", "ddp_spawn"):
+            raise InputError(f"--strategy must be auto, ddp or ddp_spawn, got {self.strategy!r}")
         if self.resume_training and self.checkpoint is None:
             raise InputError("--resume-training needs --checkpoint PATH")
         if self.dataset is None and not self.resume_training:
@@ -78,8 +93,10 @@ class TrainResult:
     best_checkpoint: str
     epochs_run: int
     mlflow_run_id: str | None
-    job_id: str
+    job_id: str | None
     status: str = "completed"
+    #: False in the extra processes of a DDP run (they write no rows, runs or checkpoints).
+    is_global_zero: bool = True
 
 
 def _resplit(train: SampleArrays, val: SampleArrays, fraction: float, seed: int) -> tuple[SampleArrays, SampleArrays]:
@@ -159,19 +176,23 @@ def train(
     `job_id` names a job row created beforehand (e.g. queued by the API); `poll` returns
     "pause" or "cancel" when the job should stop (pause at the next epoch boundary, after
     its checkpoint; cancel after the current batch). `progress` receives ("train",
-    batches done, batches in all epochs, note).
+    batches done, batches in all epochs, note). Under DDP every process runs this
+    function; only rank 0 writes the job row, the MLflow run and the checkpoints.
     """
     import lightning as L
     import torch
+    from lightning.pytorch.accelerators import CUDAAccelerator
 
     from heimdall.data.datamodule import HeimdallDataModule
     from heimdall.training.callbacks import EpochReporter, JobControl
     from heimdall.training.checkpoints import load_checkpoint
     from heimdall.training.module import LocalizationLightningModule
     from heimdall.training.progress_callback import BatchProgress
-    from heimdall.training.trainer import build_trainer
+    from heimdall.training.trainer import build_trainer, check_hardware, is_global_zero
 
     request.validate()
+    check_hardware(request.accelerator, request.precision, request.devices)
+    leader = is_global_zero()
     resume_meta: dict[str, Any] = {}
     if request.resume_training:
         _, resume_meta = load_checkpoint(Path(request.checkpoint))
@@ -187,28 +208,18 @@ def train(
         checkpoint_dir = Path(request.checkpoint).resolve().parent
     else:
         net = _initial_network(ctx, request, reader, train_split)
-        params = {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(request).items()}
-        job_id = job_id or jobs.create_job(ctx.db, "train", request.dataset, params, total_epochs=request.epochs)
-        checkpoint_dir = ctx.settings.checkpoints_dir / job_id
+        if leader:
+            params = {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(request).items()}
+            job_id = job_id or jobs.create_job(ctx.db, "train", request.dataset, params, total_epochs=request.epochs)
+        # Other DDP ranks receive rank 0's directory from ModelCheckpoint (a broadcast).
+        checkpoint_dir = ctx.settings.checkpoints_dir / (job_id or "rank-nonzero")
     tracker = ctx.tracker
+    # The logger creates its MLflow run lazily, and only on rank 0 (Lightning's rank_zero_experiment).
     logger = tracker.lightning_logger(resume_meta.get("mlflow_run_id"), run_name=f"train-{request.dataset}")
-    run_id = logger.run_id
-    tracker.log_params(
-        run_id,
-        {
-            "dataset": request.dataset,
-            "epochs": request.epochs,
-            "batch_size": request.batch_size,
-            "learning_rate": request.learning_rate,
-            "weight_decay": request.weight_decay,
-            "validation_split": request.validation_split,
-            "train_samples": len(train_split),
-            "val_samples": len(val_split),
-            "init_from": request.init_from,
-            **{f"model_{k}": v for k, v in net.config.to_dict().items()},
-        },
-    )
-    jobs.start_job(ctx.db, job_id, mlflow_run_id=run_id, checkpoint_dir=str(checkpoint_dir), total_epochs=request.epochs)
+    run_id = logger.run_id if leader else None
+    if leader:
+        tracker.log_params(run_id, _run_params(request, net, len(train_split), len(val_split)))
+        jobs.start_job(ctx.db, job_id, mlflow_run_id=run_id, checkpoint_dir=str(checkpoint_dir), total_epochs=request.epochs)
     module = LocalizationLightningModule(
         net,
         learning_rate=request.learning_rate,
@@ -228,18 +239,22 @@ def train(
         epochs_done.append(epoch)
         jobs.record_epoch(ctx.db, job_id, epoch, metrics)
 
+    callbacks: list[Any] = [EpochReporter(report)]
     control = JobControl(poll) if poll is not None else None  # type: ignore[arg-type]
+    if control is not None:
+        callbacks.append(control)
+    if progress is not None:
+        callbacks.append(BatchProgress(progress))
     trainer = build_trainer(
         checkpoint_dir,
         max_epochs=request.epochs,
         accelerator=request.accelerator,
         devices=request.devices,
+        num_nodes=request.num_nodes,
+        strategy=request.strategy,
+        precision=request.precision,
         logger=logger,
-        extra_callbacks=[
-            EpochReporter(report),
-            *([control] if control else []),
-            *([BatchProgress(progress)] if progress else []),
-        ],
+        extra_callbacks=callbacks,
         early_stopping_patience=request.early_stopping_patience,
         progress_bar=request.progress_bar,
     )
@@ -251,22 +266,49 @@ def train(
             reader, "train", request.batch_size, seed=request.seed, rank=trainer.global_rank, world_size=trainer.world_size
         )
     datamodule = HeimdallDataModule(
-        train_source, val_split, batch_size=request.batch_size, num_workers=request.num_workers, seed=request.seed
+        train_source,
+        val_split,
+        batch_size=request.batch_size,
+        num_workers=request.num_workers,
+        seed=request.seed,
+        pin_memory=isinstance(trainer.accelerator, CUDAAccelerator),
     )
     torch.set_float32_matmul_precision("high")
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(request.checkpoint) if request.resume_training else None)
     except BaseException as exc:
-        jobs.finish_job(ctx.db, job_id, "failed", error=str(exc)[:2000])
+        if leader:
+            jobs.finish_job(ctx.db, job_id, "failed", error=str(exc)[:2000])
         raise
     status = {"pause": "paused", "cancel": "cancelled"}.get(control.stopped_by if control else None, "completed")
-    jobs.finish_job(ctx.db, job_id, status)  # type: ignore[arg-type]
+    if leader:
+        jobs.finish_job(ctx.db, job_id, status)  # type: ignore[arg-type]
     callback = trainer.checkpoint_callback
     return TrainResult(
         checkpoint=str(callback.last_model_path),
         best_checkpoint=str(callback.best_model_path or callback.last_model_path),
-        epochs_run=len(epochs_done),
+        epochs_run=len(epochs_done) if leader else trainer.current_epoch,
         mlflow_run_id=run_id,
         job_id=job_id,
         status=status,
+        is_global_zero=leader,
     )
+
+
+def _run_params(request: TrainRequest, net: Any, train_samples: int, val_samples: int) -> dict[str, Any]:
+    """The MLflow parameters of a training run."""
+    return {
+        "dataset": request.dataset,
+        "epochs": request.epochs,
+        "batch_size": request.batch_size,
+        "learning_rate": request.learning_rate,
+        "weight_decay": request.weight_decay,
+        "validation_split": request.validation_split,
+        "train_samples": train_samples,
+        "val_samples": val_samples,
+        "init_from": request.init_from,
+        "precision": request.precision,
+        "devices": request.devices,
+        "num_nodes": request.num_nodes,
+        **{f"model_{k}": v for k, v in net.config.to_dict().items()},
+    }

@@ -37,7 +37,8 @@ class LocalizationLightningModule(L.LightningModule):
         self.model = model
         self.loss_fn = GaussianNLLLoss()
         self._val_outputs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
-        self._train_losses: list[float] = []
+        #: Training samples this process saw in the current epoch (a Python int: no device sync).
+        self._samples_seen = 0
         #: Extra state carried inside checkpoints (model config, dataset, MLflow run id).
         self.checkpoint_metadata: dict[str, Any] = {}
 
@@ -47,15 +48,26 @@ class LocalizationLightningModule(L.LightningModule):
         target = self.model.normalize_target(batch["tx_position_m"])
         return self.loss_fn(mean, scale_tril, target), mean, scale_tril
 
+    def on_train_epoch_start(self) -> None:
+        self._samples_seen = 0
+
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss, _, _ = self.model_step(batch)
         batch_size = batch["rss_dbm"].shape[0]
-        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=batch_size)
+        self._samples_seen += batch_size
+        # Accumulated on the device, reduced once at epoch end (no per-step .item()).
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=batch_size, sync_dist=True)
         return loss
+
+    def on_train_epoch_end(self) -> None:
+        # Per-process and all-process sample counts: under DDP each rank sees its share only.
+        seen = float(self._samples_seen)
+        self.log("train_samples_per_rank", seen, rank_zero_only=True)
+        self.log("train_samples_seen", seen, reduce_fx="sum", sync_dist=True)
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         loss, _, _ = self.model_step(batch)
-        self.log("val_loss", loss, on_epoch=True, prog_bar=True, batch_size=batch["rss_dbm"].shape[0])
+        self.log("val_loss", loss, on_epoch=True, prog_bar=True, batch_size=batch["rss_dbm"].shape[0], sync_dist=True)
         position_m, covariance_m2 = self.model(*(batch[k] for k in self.model.input_names))
         self._val_outputs.append(
             (position_m.detach().double(), covariance_m2.detach().double(), batch["tx_position_m"].double())
@@ -66,6 +78,9 @@ class LocalizationLightningModule(L.LightningModule):
             return
         position, covariance, truth = (torch.cat(t) for t in zip(*self._val_outputs, strict=True))
         self._val_outputs.clear()
+        if self.trainer.world_size > 1:
+            # Every rank validated its shard; the percentiles need all of them.
+            position, covariance, truth = (self.all_gather(t).flatten(0, 1) for t in (position, covariance, truth))
         delta = truth - position
         errors = torch.linalg.norm(delta, dim=1).cpu().numpy()
         self.log_dict(
