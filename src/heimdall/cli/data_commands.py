@@ -30,9 +30,10 @@ def generate(
     split_mode: Annotated[str, typer.Option("--split-mode", "--split_mode", help="random or grid.")] = "random",
     description: Annotated[str | None, typer.Option(help="Free text.")] = None,
     scenario: Annotated[Path | None, typer.Option(help="YAML/JSON of simulation settings (ScenarioConfig).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run of the same command.")] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Simulate a dataset for a receiver network."""
+    """Simulate a dataset for a receiver network (interrupted? rerun it with --resume)."""
     from heimdall.pipelines import generate as run_generate
     from heimdall.sim.scenario import load_scenario
 
@@ -43,7 +44,7 @@ def generate(
     result = run_generate(
         context(), name, samples, seed=seed, network_path=network, kind=kind, workers=workers,
         split_mode=split_mode, description=description,  # type: ignore[arg-type]
-        scenario=load_scenario(scenario) if scenario else None,
+        scenario=load_scenario(scenario) if scenario else None, resume=resume,
     )
     payload = {
         "dataset": result.dataset,

@@ -120,10 +120,14 @@ def generate_iq_dataset(
     fractions: SplitFractions = (0.8, 0.1, 0.1),
     description: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    resume: bool = False,
 ) -> DatasetManifest:
-    """Simulate `num_samples` transmissions as IQ and publish them as dataset `name` (kind iq)."""
+    """Simulate `num_samples` transmissions as IQ and publish them as dataset `name` (kind iq).
+
+    The run stages under `staging_root/name`; `resume` continues one that was interrupted.
+    """
     plan = SimulationPlan(network, config, num_samples, seed, workers, split_mode, fractions)
-    type_counts: Counter[str] = Counter()
+    shard_types: Counter[str] = Counter()
     snr_values: list[np.ndarray] = []
     kept_iq: list[np.ndarray] = []
 
@@ -132,24 +136,40 @@ def generate_iq_dataset(
         rng = np.random.default_rng([seed, first_id // BLOCK_SIZE, 1])
         keep = max(iq_config.keep_iq - first_id, 0)
         result = iq_block(rng, block, network.frequency_hz, iq_config, config.min_snr_db, keep)
-        type_counts.update(result.signal_types.tolist())
+        shard_types.update(result.signal_types.tolist())
         snr_values.append(result.snr_db[result.heard])
         if result.iq is not None:
             kept_iq.append(result.iq)
+            # Saved now, not at the end, so a resumed run that skips these blocks still has it.
+            partial = writer.staging / "iq.npy.partial"
+            with partial.open("wb") as file:
+                np.save(file, np.concatenate(kept_iq))
+            partial.replace(writer.staging / "iq.npy")
         return replace(
             samples, rss_dbm=result.rss_dbm, snr_db=result.snr_db, heard=result.heard, spectrogram=result.spectrogram
         )
 
-    with DatasetWriter(store, name, staging_root) as writer:
+    def shard_stats() -> dict[str, dict[str, int]]:
+        counts = dict(shard_types)
+        shard_types.clear()
+        return {"signal_types": counts}
+
+    with DatasetWriter(store, name, staging_root, plan.describe("iq", _SHARD_BLOCKS), resume) as writer:
+        # SNRs of shards staged by an interrupted run, read back in shard order.
+        for info in writer.shards:
+            with np.load(writer.staging / info.file) as arrays:
+                snr_values.append(arrays["snr_db"][arrays["heard"]])
         # Workers draw the scenario; IQ synthesis runs here, torch using both cores.
-        acceptance = write_simulated(writer, plan, _SHARD_BLOCKS, to_iq, progress)
-        if kept_iq:
-            np.save(writer.staging / "iq.npy", np.concatenate(kept_iq))
+        acceptance = write_simulated(writer, plan, _SHARD_BLOCKS, to_iq, progress, shard_stats)
+        type_counts: Counter[str] = Counter()
+        for shard in writer.shard_stats:
+            type_counts.update(shard["signal_types"])
+        iq_file = writer.staging / "iq.npy"
         snr = np.concatenate(snr_values)
         stats = {
             "signal_types": {k: v / num_samples for k, v in sorted(type_counts.items())},
             "snr_db_percentiles": {str(p): float(np.percentile(snr, p)) for p in (5, 25, 50, 75, 95)} if snr.size else {},
-            "iq_samples_kept": int(sum(len(k) for k in kept_iq)),
+            "iq_samples_kept": int(np.load(iq_file, mmap_mode="r").shape[0]) if iq_file.is_file() else 0,
             "sample_rate_hz": iq_config.waveform.sample_rate_hz,
         }
         return writer.publish(

@@ -50,8 +50,14 @@ def generate(
     split_mode: SplitMode = "random",
     scenario: ScenarioConfig | None = None,
     description: str | None = None,
+    resume: bool = False,
 ) -> GenerateResult:
-    """Simulate a dataset for a network (default: the Italian WebSDRs) and catalogue it."""
+    """Simulate a dataset for a network (default: the Italian WebSDRs) and catalogue it.
+
+    A run stages its finished shards under `staging/NAME`; after a crash, the same call with
+    `resume=True` keeps them and simulates the rest (same bytes as an uninterrupted run).
+    Without `resume`, a staged run of that name is a ConflictError saying so.
+    """
     if kind not in ("features", "iq"):
         raise InputError(f"--kind must be features or iq, got {kind!r}")
     if num_samples <= 0:
@@ -74,6 +80,7 @@ def generate(
         workers=workers,
         split_mode=split_mode,
         description=description,
+        resume=resume,
     )
     elapsed = time.perf_counter() - start
     register_dataset(ctx.db, DatasetReader(ctx.store, name), ctx.store.uri(dataset_prefix(name)))
