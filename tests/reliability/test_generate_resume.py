@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -139,18 +138,12 @@ def _scenario():
     return ScenarioConfig()
 
 
-def _cli_env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HEIMDALL_", "MLFLOW_"))}
-    env.update(HEIMDALL_HOME=str(home), PYTHONPATH=str(REPO / "src"))
-    return env
-
-
 @pytest.mark.slow
-def test_kill_9_mid_generation_then_resume(tmp_path: Path) -> None:
+def test_kill_9_mid_generation_then_resume(tmp_path: Path, tools) -> None:
     """A `heimdall generate` killed with SIGKILL after its first shard, rerun with --resume."""
     home = tmp_path / "killed"
     command = [sys.executable, "-c", CLI, "generate", "--name", "big", "--samples", "60000", "--seed", "7"]
-    process = subprocess.Popen(command, env=_cli_env(home), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(command, env=tools.clean_env(home), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     progress = home / "staging" / "big" / PROGRESS_FILE
     deadline = time.monotonic() + 240
     while not progress.is_file() and process.poll() is None and time.monotonic() < deadline:
@@ -161,7 +154,7 @@ def test_kill_9_mid_generation_then_resume(tmp_path: Path) -> None:
     staged = json.loads(progress.read_text())["shards"]
     assert 1 <= len(staged) < 4
 
-    resumed = subprocess.run([*command, "--resume", "--json"], env=_cli_env(home), cwd=REPO,
+    resumed = subprocess.run([*command, "--resume", "--json"], env=tools.clean_env(home), cwd=REPO,
                              capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert json.loads(resumed.stdout.splitlines()[-1])["samples"] == 60000

@@ -37,6 +37,7 @@ __all__ = [
     "dataset_prefix",
     "validate_dataset_name",
     "plan_digest",
+    "staging_in_use",
 ]
 
 MANIFEST = "manifest.json"
@@ -126,6 +127,24 @@ def _write_json(path: Path, data: Any) -> None:
 def plan_digest(plan: dict[str, Any]) -> str:
     """SHA-256 of a generation plan's canonical JSON."""
     return hashlib.sha256(json.dumps(plan, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def staging_in_use(staging_root: Path, name: str) -> bool:
+    """Whether a live process (on this machine) is writing the staged run of dataset `name`.
+
+    The writer holds an advisory lock for as long as it lives; a killed one holds none.
+    """
+    lock = staging_root / validate_dataset_name(name) / ".lock"
+    if not lock.is_file():
+        return False
+    descriptor = os.open(lock, os.O_RDWR)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(descriptor)
+    return False
 
 
 class DatasetWriter:

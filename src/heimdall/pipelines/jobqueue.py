@@ -19,13 +19,14 @@ import dataclasses
 import logging
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
 from sqlalchemy import select
 
 from heimdall import jobs
-from heimdall.data.shards import MANIFEST, dataset_prefix
+from heimdall.data.shards import MANIFEST, dataset_prefix, staging_in_use
 from heimdall.errors import ConfigError, InputError, NotFoundError
 from heimdall.jobs import ConflictError
 from heimdall.pipelines.context import Context
@@ -67,6 +68,8 @@ TASK_NAMES: dict[str, str] = {
     "evaluate": "heimdall.evaluate",
 }
 CELERY_QUEUE = "heimdall"
+#: A running generate job this old without a live writer was abandoned by its worker (s).
+ABANDONED_AFTER_S = 10.0
 
 # --- executors ----------------------------------------------------------------------------
 
@@ -198,8 +201,14 @@ class JobQueue:
         spec.build()
         if self.ctx.store.exists(f"{dataset_prefix(spec.name)}/{MANIFEST}"):
             raise ConflictError(f"dataset {spec.name!r} already exists; delete it first or pick another name")
-        if any(j.kind == "generate" for j in self._active(spec.name)):
-            raise ConflictError(f"dataset {spec.name!r} is already being generated")
+        for job in self._active(spec.name):
+            if job.kind != "generate":
+                continue
+            if not self._abandoned(job):
+                raise ConflictError(f"dataset {spec.name!r} is already being generated")
+            # Its worker died (kill -9, lost machine): settle the row; the new job resumes.
+            jobs.finish_job(self.ctx.db, job.id, "failed", error="interrupted: its worker stopped; resubmitted")
+            log.warning("generate job %s was abandoned by its worker; marked failed", job.id)
         params = {"spec": dataclasses.asdict(spec), "executor": self.mode}
         job_id = jobs.create_job(self.ctx.db, "generate", spec.name, params, total_epochs=spec.num_samples)
         return self._dispatch("generate", job_id)
@@ -248,6 +257,19 @@ class JobQueue:
     def cancel(self, job_id: str) -> None:
         """Cancel a job (a running training job stops after its current batch)."""
         jobs.request_cancel(self.ctx.db, job_id)
+
+    def _abandoned(self, job: TrainingJob) -> bool:
+        """A running generate job whose writer is gone (no process holds its staging lock).
+
+        Assumes the workers stage under this HEIMDALL_HOME (one machine, or a shared
+        filesystem). A job younger than `ABANDONED_AFTER_S` may not have taken its lock yet.
+        """
+        if job.status != "running" or job.started_at is None:
+            return False
+        started = job.started_at if job.started_at.tzinfo else job.started_at.replace(tzinfo=timezone.utc)
+        if (datetime.now(timezone.utc) - started).total_seconds() < ABANDONED_AFTER_S:
+            return False
+        return not staging_in_use(self.ctx.staging_dir, job.dataset_name or "")
 
     def _active(self, dataset: str) -> list[TrainingJob]:
         return [
