@@ -4,6 +4,9 @@
 #   bash scripts/services.sh up     start what is not running (reuses what is), write .services/env
 #   bash scripts/services.sh env    print the settings (eval "$(bash scripts/services.sh env)")
 #   bash scripts/services.sh down   stop all three and remove their data (safe to repeat)
+#   bash scripts/services.sh pg-stop | pg-start | pg-restart
+#                                   stop/start PostgreSQL keeping its data and port (the
+#                                   database-restart reliability tests use these)
 #
 # Everything listens on free ports of 127.0.0.1. State lives in .services/ at the repository
 # root; PostgreSQL's data directory is a temporary directory owned by the postgres user
@@ -69,6 +72,27 @@ pg_down() {
     rm -f "$STATE/pg.dir" "$STATE/pg.port"
 }
 
+# Start the server of an existing data directory (pg.dir) on its port (pg.port).
+pg_start() {
+    [[ -f "$STATE/pg.dir" && -f "$STATE/pg.port" ]] || die "postgresql was never set up (bash scripts/services.sh up)"
+    local dir port
+    dir="$(cat "$STATE/pg.dir")"
+    port="$(cat "$STATE/pg.port")"
+    # Loopback only, trust auth (initdb --auth=trust), sockets in the private directory,
+    # fsync off: this database is thrown away.
+    as_pg "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t "$WAIT_S" \
+        -o "-p $port -h 127.0.0.1 -k $dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+        start >/dev/null || die "postgresql did not start, see $dir/postgres.log"
+    wait_for "postgresql" "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$port"
+}
+
+# Stop the server, keeping its data directory and port; open connections are cut.
+pg_stop() {
+    [[ -f "$STATE/pg.dir" ]] || die "postgresql was never set up (bash scripts/services.sh up)"
+    as_pg "$PG_BIN/pg_ctl" -D "$(cat "$STATE/pg.dir")/data" -m fast -w stop >/dev/null \
+        || die "postgresql did not stop"
+}
+
 pg_up() {
     if pg_ready && pg_db_ready "$(cat "$STATE/pg.port")"; then
         log "postgresql already up on port $(cat "$STATE/pg.port")"
@@ -84,13 +108,8 @@ pg_up() {
     as_pg "$PG_BIN/initdb" -D "$dir/data" -U postgres --auth=trust --encoding=UTF8 --no-sync \
         >"$STATE/pg-initdb.log" 2>&1 || die "initdb failed, see $STATE/pg-initdb.log"
     port="$(free_port)"
-    # Loopback only, trust auth (initdb --auth=trust), sockets in the private directory,
-    # fsync off: this database is thrown away.
-    as_pg "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t "$WAIT_S" \
-        -o "-p $port -h 127.0.0.1 -k $dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
-        start >/dev/null || die "postgresql did not start, see $dir/postgres.log"
     echo "$port" >"$STATE/pg.port"
-    wait_for "postgresql" "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$port"
+    pg_start
     as_pg "$PG_BIN/createdb" -h 127.0.0.1 -p "$port" -U postgres "$PG_DB"
     log "postgresql up on port $port"
 }
@@ -225,5 +244,8 @@ case "${1:-}" in
     up) cmd_up ;;
     down) cmd_down ;;
     env) cmd_env ;;
-    *) echo "usage: $0 up|down|env" >&2; exit 2 ;;
+    pg-stop) pg_stop; log "postgresql stopped" ;;
+    pg-start) pg_start; log "postgresql up on port $(cat "$STATE/pg.port")" ;;
+    pg-restart) pg_stop; pg_start; log "postgresql restarted on port $(cat "$STATE/pg.port")" ;;
+    *) echo "usage: $0 up|down|env|pg-stop|pg-start|pg-restart" >&2; exit 2 ;;
 esac

@@ -5,6 +5,10 @@
           pause request  v  | resume (back to queued, then claimed again)
                        paused
 
+Every function here is one transaction, retried while a database server restarts
+(`retry_disconnects`), so a job outlives a short database outage instead of failing or
+being left `running`.
+
 A pause or cancel request on a running job is a flag on its row; the process running the
 job polls it (`control_request`) and stops at a safe point. A queued or paused job is
 cancelled at once. Progress is `current` of `total` plus a message (epochs for training,
@@ -19,7 +23,7 @@ from typing import Any, Literal, get_args
 from sqlalchemy import func, select, update
 
 from heimdall.errors import ConflictError, InputError, NotFoundError
-from heimdall.storage.database import Database
+from heimdall.storage.database import Database, retry_disconnects
 from heimdall.storage.tables import TrainingJob, TrainingMetric, utc_now
 
 __all__ = [
@@ -61,7 +65,17 @@ TERMINAL: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
 def create_job(db: Database, kind: str, dataset_name: str | None, params: dict[str, Any], total_epochs: int = 0) -> str:
     """Insert a queued job; return its id."""
     job_id = str(uuid.uuid4())
+    _insert_job(db, job_id, kind, dataset_name, params, total_epochs)
+    return job_id
+
+
+@retry_disconnects
+def _insert_job(
+    db: Database, job_id: str, kind: str, dataset_name: str | None, params: dict[str, Any], total_epochs: int
+) -> None:
     with db.session() as session:
+        if session.get(TrainingJob, job_id) is not None:
+            return  # a retry after a commit whose acknowledgement was lost
         session.add(
             TrainingJob(
                 id=job_id,
@@ -72,7 +86,6 @@ def create_job(db: Database, kind: str, dataset_name: str | None, params: dict[s
                 total_epochs=total_epochs,
             )
         )
-    return job_id
 
 
 def _job(session: Any, job_id: str) -> TrainingJob:
@@ -82,6 +95,7 @@ def _job(session: Any, job_id: str) -> TrainingJob:
     return job
 
 
+@retry_disconnects
 def claim_job(db: Database, job_id: str, allow_running: bool = False) -> bool:
     """Move a queued job to running; False if another process claimed it or it was cancelled.
 
@@ -107,6 +121,7 @@ def claim_job(db: Database, job_id: str, allow_running: bool = False) -> bool:
     return claimed
 
 
+@retry_disconnects
 def start_job(db: Database, job_id: str, **fields: Any) -> None:
     """Mark a job running and store fields such as `mlflow_run_id` or `checkpoint_dir`."""
     with db.session() as session:
@@ -117,6 +132,7 @@ def start_job(db: Database, job_id: str, **fields: Any) -> None:
             setattr(job, key, value)
 
 
+@retry_disconnects
 def record_epoch(db: Database, job_id: str, epoch: int, metrics: dict[str, float]) -> None:
     """Store one epoch's metrics (replacing a row left by an interrupted run) and progress."""
     known = {c.name for c in TrainingMetric.__table__.columns}
@@ -133,6 +149,7 @@ def record_epoch(db: Database, job_id: str, epoch: int, metrics: dict[str, float
         job.progress_message = f"epoch {epoch + 1}/{job.total_epochs}"
 
 
+@retry_disconnects
 def set_progress(db: Database, job_id: str, current: int, total: int | None = None, message: str | None = None) -> None:
     """Progress of a job: `current` of `total` units (epochs, samples) and a short message."""
     with db.session() as session:
@@ -144,6 +161,7 @@ def set_progress(db: Database, job_id: str, current: int, total: int | None = No
             job.progress_message = message
 
 
+@retry_disconnects
 def set_result(db: Database, job_id: str, result: dict[str, Any]) -> None:
     """Store a job's JSON-ready result under `params["result"]` (visible to every process)."""
     with db.session() as session:
@@ -152,6 +170,7 @@ def set_result(db: Database, job_id: str, result: dict[str, Any]) -> None:
         job.params = {**(job.params or {}), "result": result}
 
 
+@retry_disconnects
 def finish_job(db: Database, job_id: str, status: JobStatus, error: str | None = None) -> None:
     """Set the status a run ended in (terminal, or paused) and clear the pending requests."""
     if status not in get_args(JobStatus):
@@ -167,18 +186,21 @@ def finish_job(db: Database, job_id: str, status: JobStatus, error: str | None =
             job.progress_message = f"paused after epoch {job.current_epoch}/{job.total_epochs}"
 
 
+@retry_disconnects
 def get_job(db: Database, job_id: str) -> TrainingJob:
     """The job row (detached)."""
     with db.session() as session:
         return _job(session, job_id)
 
 
+@retry_disconnects
 def job_metrics(db: Database, job_id: str) -> list[TrainingMetric]:
     """Epoch rows of a job, in epoch order."""
     with db.session() as session:
         return list(session.query(TrainingMetric).filter_by(job_id=job_id).order_by(TrainingMetric.epoch))
 
 
+@retry_disconnects
 def latest_metrics(db: Database, job_id: str) -> TrainingMetric | None:
     """The newest epoch row of a job, if any."""
     with db.session() as session:
@@ -187,6 +209,7 @@ def latest_metrics(db: Database, job_id: str) -> TrainingMetric | None:
         ).one_or_none()
 
 
+@retry_disconnects
 def list_jobs(
     db: Database,
     kind: str | None = None,
@@ -208,6 +231,7 @@ def list_jobs(
         return list(session.scalars(query))
 
 
+@retry_disconnects
 def request_pause(db: Database, job_id: str) -> TrainingJob:
     """Ask a running training job to pause at its next epoch boundary (after its checkpoint)."""
     with db.session() as session:
@@ -220,6 +244,7 @@ def request_pause(db: Database, job_id: str) -> TrainingJob:
         return job
 
 
+@retry_disconnects
 def request_resume(db: Database, job_id: str) -> TrainingJob:
     """Queue a paused training job again; the caller dispatches it to a worker."""
     with db.session() as session:
@@ -232,6 +257,7 @@ def request_resume(db: Database, job_id: str) -> TrainingJob:
         return job
 
 
+@retry_disconnects
 def request_cancel(db: Database, job_id: str) -> TrainingJob:
     """Cancel a queued or paused job at once; ask a running training job to stop after its batch."""
     with db.session() as session:
@@ -249,6 +275,7 @@ def request_cancel(db: Database, job_id: str) -> TrainingJob:
         return job
 
 
+@retry_disconnects
 def control_request(db: Database, job_id: str) -> ControlRequest | None:
     """What the process running `job_id` should do now: "cancel", "pause" or carry on (None)."""
     with db.session() as session:

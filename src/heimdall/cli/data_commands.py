@@ -32,11 +32,12 @@ def generate(
     split_mode: Annotated[str, typer.Option("--split-mode", "--split_mode", help="random or grid.")] = "random",
     description: Annotated[str | None, typer.Option(help="Free text.")] = None,
     scenario: Annotated[Path | None, typer.Option(help="YAML/JSON of simulation settings (ScenarioConfig).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run of the same command.")] = False,
     audio_dir: Annotated[Path | None, typer.Option("--audio-dir", help="Kind iq: WAV files for the voice audio.")] = None,
     as_json: JsonFlag = False,
     quiet: QuietFlag = False,
 ) -> None:
-    """Simulate a dataset for a receiver network."""
+    """Simulate a dataset for a receiver network (interrupted? rerun it with --resume)."""
     from heimdall.pipelines import generate as run_generate
     from heimdall.sim.scenario import load_scenario
 
@@ -50,6 +51,7 @@ def generate(
             ctx, name, samples, seed=seed, network_path=network, kind=kind, workers=workers,
             split_mode=split_mode, description=description,  # type: ignore[arg-type]
             scenario=load_scenario(scenario) if scenario else None, audio_dir=audio_dir, progress=progress,
+            resume=resume,
         )
     payload = {
         "dataset": result.dataset,

@@ -17,14 +17,14 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from heimdall.data.layout import SampleArrays
-from heimdall.data.shards import DatasetManifest, DatasetWriter
+from heimdall.data.shards import DatasetManifest, DatasetWriter, plan_digest
 from heimdall.data.splits import SplitFractions, SplitMode
 from heimdall.data.synthetic import SimulationPlan, effective_sigma_db, write_simulated
 from heimdall.errors import InputError
@@ -174,11 +174,13 @@ def generate_iq_dataset(
     fractions: SplitFractions = (0.8, 0.1, 0.1),
     description: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    resume: bool = False,
 ) -> DatasetManifest:
     """Simulate `num_samples` transmissions as IQ and publish them as dataset `name` (kind iq).
 
     With `workers` > 1 the IQ synthesis (nearly all the work) runs in that many processes;
-    the scenario draws stay in this one. The bytes do not depend on `workers`.
+    the scenario draws stay in this one. The bytes do not depend on `workers`. The run
+    stages under `staging_root/name`; `resume` continues one that was interrupted.
     """
     if workers < 1:
         raise InputError(f"--workers must be at least 1, got {workers}")
@@ -188,7 +190,7 @@ def generate_iq_dataset(
     plan = SimulationPlan(network, config, num_samples, seed, 1, split_mode, fractions)
     stack = ExitStack()
     pool = stack.enter_context(iq_pool(workers)) if workers > 1 else None
-    type_counts: Counter[str] = Counter()
+    shard_types: Counter[str] = Counter()
     snr_values: list[np.ndarray] = []
     kept_iq: list[np.ndarray] = []
 
@@ -197,23 +199,44 @@ def generate_iq_dataset(
         rng = np.random.default_rng([seed, first_id // BLOCK_SIZE, 1])
         keep = max(iq_config.keep_iq - first_id, 0)
         result = iq_block(rng, block, network.frequency_hz, iq_config, config.min_snr_db, keep, pool)
-        type_counts.update(result.signal_types.tolist())
+        shard_types.update(result.signal_types.tolist())
         snr_values.append(result.snr_db[result.heard])
         if result.iq is not None:
             kept_iq.append(result.iq)
+            # Saved now, not at the end, so a resumed run that skips these blocks still has it.
+            partial = writer.staging / "iq.npy.partial"
+            with partial.open("wb") as file:
+                np.save(file, np.concatenate(kept_iq))
+            partial.replace(writer.staging / "iq.npy")
         return replace(
             samples, rss_dbm=result.rss_dbm, snr_db=result.snr_db, heard=result.heard, spectrogram=result.spectrogram
         )
 
-    with stack, DatasetWriter(store, name, staging_root) as writer:
-        acceptance = write_simulated(writer, plan, _SHARD_BLOCKS, to_iq, progress)
-        if kept_iq:
-            np.save(writer.staging / "iq.npy", np.concatenate(kept_iq))
+    def shard_stats() -> dict[str, dict[str, int]]:
+        counts = dict(shard_types)
+        shard_types.clear()
+        return {"signal_types": counts}
+
+    # The waveform settings (and audio files) change the bytes too: a resume must match them.
+    description_of_plan = dict(
+        plan.describe("iq", _SHARD_BLOCKS),
+        iq_sha256=plan_digest({"iq": asdict(iq_config), "audio": None if library is None else list(library.names)}),
+    )
+    with stack, DatasetWriter(store, name, staging_root, description_of_plan, resume) as writer:
+        # SNRs of shards staged by an interrupted run, read back in shard order.
+        for info in writer.shards:
+            with np.load(writer.staging / info.file) as arrays:
+                snr_values.append(arrays["snr_db"][arrays["heard"]])
+        acceptance = write_simulated(writer, plan, _SHARD_BLOCKS, to_iq, progress, shard_stats)
+        type_counts: Counter[str] = Counter()
+        for shard in writer.shard_stats:
+            type_counts.update(shard["signal_types"])
+        iq_file = writer.staging / "iq.npy"
         snr = np.concatenate(snr_values)
         stats = {
             "signal_types": {k: v / num_samples for k, v in sorted(type_counts.items())},
             "snr_db_percentiles": {str(p): float(np.percentile(snr, p)) for p in (5, 25, 50, 75, 95)} if snr.size else {},
-            "iq_samples_kept": int(sum(len(k) for k in kept_iq)),
+            "iq_samples_kept": int(np.load(iq_file, mmap_mode="r").shape[0]) if iq_file.is_file() else 0,
             "sample_rate_hz": iq_config.waveform.sample_rate_hz,
             "audio_files": None if library is None else list(library.names),
         }

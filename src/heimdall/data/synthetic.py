@@ -6,11 +6,12 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from heimdall.data.layout import SampleArrays
-from heimdall.data.shards import DatasetManifest, DatasetWriter
+from heimdall.data.shards import DatasetManifest, DatasetWriter, plan_digest
 from heimdall.data.splits import SplitFractions, SplitMode, assign_splits
 from heimdall.geo import ReferencePoint, local_to_ground
 from heimdall.network import ReceiverNetwork
@@ -110,6 +111,19 @@ class SimulationPlan:
     split_mode: SplitMode = "random"
     fractions: SplitFractions = (0.8, 0.1, 0.1)
 
+    def describe(self, kind: str, blocks_per_shard: int) -> dict[str, Any]:
+        """What fixes a dataset's bytes (not `workers`), to tell whether a staged run can resume."""
+        physics = {"network": self.network.to_dict(), "scenario": self.config.model_dump()}
+        return {
+            "kind": kind,
+            "samples": self.num_samples,
+            "seed": self.seed,
+            "split_mode": self.split_mode,
+            "fractions": list(self.fractions),
+            "blocks_per_shard": blocks_per_shard,
+            "network_scenario_sha256": plan_digest(physics),
+        }
+
 
 BlockTransform = Callable[[int, SimulatedBlock, SampleArrays], SampleArrays]
 
@@ -120,11 +134,16 @@ def write_simulated(
     blocks_per_shard: int,
     transform: BlockTransform | None = None,
     progress: Callable[[int, int], None] | None = None,
+    shard_stats: Callable[[], dict[str, Any]] | None = None,
 ) -> float:
     """Simulate `plan` block by block into `writer`'s shards; return the acceptance rate.
 
     `transform(first_id, block, samples)` may replace the feature-level samples of a block
     (the IQ kind does); shards hold `blocks_per_shard` blocks, one shard in memory at a time.
+    Shards the writer already holds (a resumed run) are skipped: every block has its own
+    seeded generator, so the shards simulated now are the bytes an uninterrupted run writes.
+    `shard_stats()` returns JSON-ready statistics of the blocks since its last call, kept
+    with each shard so a resumed run can still report them for the whole dataset.
     """
     reference = plan.network.reference_point()
     geometry = network_geometry(plan.network, reference, plan.config)
@@ -132,22 +151,32 @@ def write_simulated(
     def split_of(sample_id: np.ndarray, tx: np.ndarray) -> np.ndarray:
         return assign_splits(sample_id, tx, plan.split_mode, plan.seed, plan.fractions, bounds_m=geometry.bounds_m)
 
-    draws = accepted = done = 0
+    counts = {"draws": 0, "accepted": 0}
     pending: list[SampleArrays] = []
-    for first_id, block in generate_blocks(geometry, plan.config, plan.num_samples, plan.seed, plan.workers):
-        draws += block.draws
-        accepted += block.accepted
+
+    def flush() -> None:
+        writer.write_shard(SampleArrays.concatenate(pending), {**counts, **(shard_stats() if shard_stats else {})})
+        pending.clear()
+        counts.update(draws=0, accepted=0)
+
+    done = sum(s.num_samples for s in writer.shards)
+    first_block = len(writer.shards) * blocks_per_shard
+    for first_id, block in generate_blocks(
+        geometry, plan.config, plan.num_samples, plan.seed, plan.workers, first_block=first_block
+    ):
+        counts["draws"] += block.draws
+        counts["accepted"] += block.accepted
         samples = to_samples(first_id, block, geometry, reference, split_of)
         pending.append(transform(first_id, block, samples) if transform else samples)
         done += len(samples)
         if len(pending) == blocks_per_shard:
-            writer.write_shard(SampleArrays.concatenate(pending))
-            pending = []
+            flush()
         if progress is not None:
             progress(done, plan.num_samples)
     if pending:
-        writer.write_shard(SampleArrays.concatenate(pending))
-    return accepted / draws
+        flush()
+    draws = sum(s["draws"] for s in writer.shard_stats)
+    return sum(s["accepted"] for s in writer.shard_stats) / draws
 
 
 def generate_dataset(
@@ -163,10 +192,14 @@ def generate_dataset(
     fractions: SplitFractions = (0.8, 0.1, 0.1),
     description: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    resume: bool = False,
 ) -> DatasetManifest:
-    """Simulate `num_samples` samples of `network` and publish them as dataset `name`."""
+    """Simulate `num_samples` samples of `network` and publish them as dataset `name`.
+
+    The run stages under `staging_root/name`; `resume` continues one that was interrupted.
+    """
     plan = SimulationPlan(network, config, num_samples, seed, workers, split_mode, fractions)
-    with DatasetWriter(store, name, staging_root) as writer:
+    with DatasetWriter(store, name, staging_root, plan.describe("features", SHARD_BLOCKS), resume) as writer:
         acceptance = write_simulated(writer, plan, SHARD_BLOCKS, progress=progress)
         log.info("generated %d samples, acceptance rate %.3f", num_samples, acceptance)
         return writer.publish(

@@ -53,11 +53,15 @@ def generate(
     description: str | None = None,
     audio_dir: Path | None = None,
     progress: ProgressFn | None = None,
+    resume: bool = False,
 ) -> GenerateResult:
     """Simulate a dataset for a network (default: the Italian WebSDRs) and catalogue it.
 
     `audio_dir` (kind iq): WAV files whose audio voice transmissions carry. `progress`
-    receives ("generate", samples done, samples requested, note).
+    receives ("generate", samples done, samples requested, note). A run stages its
+    finished shards under `staging/NAME`; after a crash, the same call with `resume=True`
+    keeps them and simulates the rest (same bytes as an uninterrupted run). Without
+    `resume`, a staged run of that name is a ConflictError saying so.
     """
     if kind not in ("features", "iq"):
         raise InputError(f"--kind must be features or iq, got {kind!r}")
@@ -88,6 +92,7 @@ def generate(
         split_mode=split_mode,
         description=description,
         progress=(lambda done, total: progress("generate", done, total, name)) if progress else None,
+        resume=resume,
         **options,
     )
     elapsed = time.perf_counter() - start

@@ -8,7 +8,7 @@ job's whole state lives in the database (`heimdall.jobs`). Two executors:
 - Celery (`broker_url` set): the job id goes to the broker by task name and any number of
   `heimdall worker` processes take it.
 
-Both end in `run_job(ctx, job_id)`, which claims the queued row (so a job never runs twice)
+Both end in `run_job(ctx, job_id)` (`jobrunner.py`), which claims the queued row (so a job never runs twice)
 and calls one pipeline. A finished training job is exported (ONNX bundle, evaluation,
 registry) by an export job it creates and runs straight after.
 """
@@ -16,20 +16,21 @@ registry) by an export job it creates and runs straight after.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
 from sqlalchemy import select
 
 from heimdall import jobs
-from heimdall.data.shards import MANIFEST, dataset_prefix
-from heimdall.errors import ConfigError, HeimdallError, InputError, NotFoundError
+from heimdall.data.shards import MANIFEST, dataset_prefix, staging_in_use
+from heimdall.errors import ConfigError, InputError, NotFoundError
 from heimdall.jobs import ConflictError
 from heimdall.pipelines.context import Context
+from heimdall.pipelines.jobrunner import _RUNNERS, create_export_job, run_job  # noqa: F401 - tests patch _RUNNERS
 from heimdall.pipelines.jobspecs import (
     GenerateSpec,
     TrainSpec,
@@ -67,159 +68,8 @@ TASK_NAMES: dict[str, str] = {
     "evaluate": "heimdall.evaluate",
 }
 CELERY_QUEUE = "heimdall"
-
-# --- running jobs (in whichever process the executor chose) --------------------------------
-
-
-def _jsonable(value: Any) -> Any:
-    """`value` with numpy scalars and paths turned into JSON types."""
-
-    def default(obj: Any) -> Any:
-        if hasattr(obj, "item"):
-            return obj.item()
-        return str(obj)
-
-    return json.loads(json.dumps(value, default=default))
-
-
-def _run_generate(ctx: Context, job: TrainingJob, stop: threading.Event | None) -> None:
-    from heimdall.pipelines.datasets import generate
-
-    spec = GenerateSpec(**job.params["spec"])
-    scenario, network = spec.build()
-    network_path = None
-    if spec.network is not None or spec.frequency_hz is not None:
-        network_path = ctx.settings.home / "jobs" / job.id / "network.yaml"
-        network_path.parent.mkdir(parents=True, exist_ok=True)
-        network.save(network_path)
-    jobs.set_progress(ctx.db, job.id, 0, spec.num_samples, f"generating {spec.num_samples} samples")
-    result = generate(
-        ctx,
-        spec.name,
-        spec.num_samples,
-        seed=spec.seed,
-        network_path=network_path,
-        kind=spec.kind,
-        split_mode=spec.split_mode,
-        scenario=scenario,
-        description=spec.description,
-    )
-    jobs.set_result(ctx.db, job.id, _jsonable(dataclasses.asdict(result)))
-    jobs.set_progress(ctx.db, job.id, result.samples, result.samples, f"generated {result.samples} samples")
-    jobs.finish_job(ctx.db, job.id, "completed")
-
-
-def _run_train(ctx: Context, job: TrainingJob, stop: threading.Event | None) -> None:
-    from heimdall.pipelines.training import train
-
-    spec = TrainSpec(**job.params["spec"])
-    last = Path(job.checkpoint_dir) / "last.ckpt" if job.checkpoint_dir else None
-    resuming = last is not None and last.is_file()
-    request = spec.request(ctx, checkpoint=last if resuming else None)
-
-    def poll() -> jobs.ControlRequest | None:
-        # A server shutting down pauses its job (resumable) rather than losing it.
-        if stop is not None and stop.is_set():
-            return "pause"
-        return jobs.control_request(ctx.db, job.id)
-
-    result = train(ctx, request, job_id=job.id, poll=poll)
-    if result.status != "completed":
-        return
-    jobs.set_result(
-        ctx.db,
-        job.id,
-        {
-            "checkpoint": result.checkpoint,
-            "best_checkpoint": result.best_checkpoint,
-            "epochs_run": result.epochs_run,
-            "mlflow_run_id": result.mlflow_run_id,
-        },
-    )
-    if spec.export:
-        export_id = _create_export_job(ctx, job.id, executor=(job.params or {}).get("executor", "inline"))
-        run_job(ctx, export_id)
-
-
-def _create_export_job(ctx: Context, train_job_id: str, executor: str) -> str:
-    source = jobs.get_job(ctx.db, train_job_id)
-    export_id = jobs.create_job(
-        ctx.db, "export", source.dataset_name, {"spec": {"source_job_id": train_job_id}, "executor": executor}, total_epochs=1
-    )
-    with ctx.db.session() as session:
-        row = session.get(TrainingJob, train_job_id)
-        row.params = {**(row.params or {}), "export_job_id": export_id}
-    return export_id
-
-
-def _run_export(ctx: Context, job: TrainingJob, stop: threading.Event | None) -> None:
-    from heimdall.pipelines.models import export
-
-    source = jobs.get_job(ctx.db, job.params["spec"]["source_job_id"])
-    checkpoint = best_checkpoint(source)
-    jobs.set_progress(ctx.db, job.id, 0, 1, "exporting to ONNX, evaluating on the test split, registering")
-    result = export(ctx, checkpoint)
-    summary = {k: v for k, v in result.evaluation.items() if not isinstance(v, dict)}
-    jobs.set_result(
-        ctx.db,
-        job.id,
-        _jsonable(
-            {
-                "model": f"models:/{ctx.settings.registered_model_name}/{result.version}",
-                "registered": result.registered,
-                "version": result.version,
-                "max_abs_diff": result.max_abs_diff,
-                "checkpoint": str(checkpoint),
-                "evaluation": summary,
-            }
-        ),
-    )
-    jobs.set_progress(ctx.db, job.id, 1, 1, f"registered {result.registered}")
-    jobs.finish_job(ctx.db, job.id, "completed")
-
-
-def _run_evaluate(ctx: Context, job: TrainingJob, stop: threading.Event | None) -> None:
-    from heimdall.pipelines.models import evaluate
-
-    spec = job.params["spec"]
-    jobs.set_progress(ctx.db, job.id, 0, 1, f"evaluating {spec['model']} on {spec['dataset']}/{spec['split']}")
-    result = evaluate(ctx, spec["model"], spec["dataset"], spec["split"])
-    jobs.set_result(ctx.db, job.id, _jsonable(result))
-    jobs.set_progress(ctx.db, job.id, 1, 1, f"evaluated on {result.get('n', '?')} samples")
-    jobs.finish_job(ctx.db, job.id, "completed")
-
-
-_RUNNERS = {"generate": _run_generate, "train": _run_train, "export": _run_export, "evaluate": _run_evaluate}
-
-
-def run_job(ctx: Context, job_id: str, stop: threading.Event | None = None, reclaim: bool = False) -> str:
-    """Run queued job `job_id` here and now; return the status it ended in.
-
-    Failures end in the job row (status failed, a one-line error) and one log line; they are
-    not raised, so no worker prints a stack trace. `reclaim` lets a redelivered message of an
-    idempotent job take over a row left running by a worker that died.
-    """
-    job = jobs.get_job(ctx.db, job_id)
-    runner = _RUNNERS.get(job.kind)
-    if runner is None:
-        jobs.finish_job(ctx.db, job_id, "failed", error=f"unknown job kind {job.kind!r}")
-        return "failed"
-    if not jobs.claim_job(ctx.db, job_id, allow_running=reclaim):
-        log.info("job %s is %s; not running it", job_id, jobs.get_job(ctx.db, job_id).status)
-        return jobs.get_job(ctx.db, job_id).status
-    job = jobs.get_job(ctx.db, job_id)
-    try:
-        runner(ctx, job, stop)
-    except HeimdallError as exc:
-        message = redact(str(exc), ctx.settings)
-        log.warning("job %s (%s) failed: %s", job_id, job.kind, message)
-        jobs.finish_job(ctx.db, job_id, "failed", error=message)
-    except Exception as exc:  # noqa: BLE001 - recorded in the job row, not lost
-        # The type only: messages of unexpected errors may carry paths or URLs with secrets.
-        log.error("job %s (%s) failed with an internal error: %s", job_id, job.kind, type(exc).__name__)
-        jobs.finish_job(ctx.db, job_id, "failed", error=f"internal error ({type(exc).__name__})")
-    return jobs.get_job(ctx.db, job_id).status
-
+#: A running generate job this old without a live writer was abandoned by its worker (s).
+ABANDONED_AFTER_S = 10.0
 
 # --- executors ----------------------------------------------------------------------------
 
@@ -351,8 +201,14 @@ class JobQueue:
         spec.build()
         if self.ctx.store.exists(f"{dataset_prefix(spec.name)}/{MANIFEST}"):
             raise ConflictError(f"dataset {spec.name!r} already exists; delete it first or pick another name")
-        if any(j.kind == "generate" for j in self._active(spec.name)):
-            raise ConflictError(f"dataset {spec.name!r} is already being generated")
+        for job in self._active(spec.name):
+            if job.kind != "generate":
+                continue
+            if not self._abandoned(job):
+                raise ConflictError(f"dataset {spec.name!r} is already being generated")
+            # Its worker died (kill -9, lost machine): settle the row; the new job resumes.
+            jobs.finish_job(self.ctx.db, job.id, "failed", error="interrupted: its worker stopped; resubmitted")
+            log.warning("generate job %s was abandoned by its worker; marked failed", job.id)
         params = {"spec": dataclasses.asdict(spec), "executor": self.mode}
         job_id = jobs.create_job(self.ctx.db, "generate", spec.name, params, total_epochs=spec.num_samples)
         return self._dispatch("generate", job_id)
@@ -377,7 +233,7 @@ class JobQueue:
         if source.status in jobs.ACTIVE:
             raise ConflictError(f"job {train_job_id} is {source.status}; export it once it has stopped")
         best_checkpoint(source)
-        return self._dispatch("export", _create_export_job(self.ctx, train_job_id, executor=self.mode))
+        return self._dispatch("export", create_export_job(self.ctx, train_job_id, executor=self.mode))
 
     def submit_evaluate(self, model: str, dataset: str, split: str = "test") -> str:
         """Queue an evaluation of registry model `model` on a dataset split; returns the job id."""
@@ -401,6 +257,19 @@ class JobQueue:
     def cancel(self, job_id: str) -> None:
         """Cancel a job (a running training job stops after its current batch)."""
         jobs.request_cancel(self.ctx.db, job_id)
+
+    def _abandoned(self, job: TrainingJob) -> bool:
+        """A running generate job whose writer is gone (no process holds its staging lock).
+
+        Assumes the workers stage under this HEIMDALL_HOME (one machine, or a shared
+        filesystem). A job younger than `ABANDONED_AFTER_S` may not have taken its lock yet.
+        """
+        if job.status != "running" or job.started_at is None:
+            return False
+        started = job.started_at if job.started_at.tzinfo else job.started_at.replace(tzinfo=timezone.utc)
+        if (datetime.now(timezone.utc) - started).total_seconds() < ABANDONED_AFTER_S:
+            return False
+        return not staging_in_use(self.ctx.staging_dir, job.dataset_name or "")
 
     def _active(self, dataset: str) -> list[TrainingJob]:
         return [

@@ -58,7 +58,11 @@ def redact(text: str, settings: Settings) -> str:
 
 @dataclass(frozen=True)
 class GenerateSpec:
-    """A dataset generation job. `network` is `ReceiverNetwork.to_dict`'s form (None = default)."""
+    """A dataset generation job. `network` is `ReceiverNetwork.to_dict`'s form (None = default).
+
+    `resume` (the default for jobs): shards staged by an interrupted job of the same name and
+    plan are kept, so re-submitting a job whose worker died finishes it with the same bytes.
+    """
 
     name: str
     num_samples: int
@@ -69,6 +73,7 @@ class GenerateSpec:
     scenario: dict[str, Any] = field(default_factory=dict)
     network: dict[str, Any] | None = None
     frequency_hz: float | None = None
+    resume: bool = True
 
     def build(self) -> tuple[ScenarioConfig, ReceiverNetwork]:
         """The scenario and network this spec asks for; InputError if either is invalid."""

@@ -48,22 +48,24 @@ def generate_blocks(
     num_samples: int,
     seed: int,
     workers: int = 1,
+    first_block: int = 0,
 ) -> Iterator[tuple[int, SimulatedBlock]]:
-    """Yield `(first_sample_index, block)` in order; at most ~2 blocks per worker in flight."""
+    """Yield `(first_sample_index, block)` in order from block `first_block` (a resumed run);
+    at most ~2 blocks per worker in flight."""
     if num_samples <= 0:
         raise InputError(f"--samples must be positive, got {num_samples}")
     if workers < 1:
         raise InputError(f"--workers must be at least 1, got {workers}")
     total = num_blocks(num_samples)
     if workers == 1 or total == 1:
-        for b in range(total):
+        for b in range(first_block, total):
             yield b * BLOCK_SIZE, _run_block(seed, b, _block_size(num_samples, b), geometry, config)
         return
     # spawn, not fork: the parent may hold torch/OpenMP threads that fork would copy broken.
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         pending: deque[tuple[int, Future[SimulatedBlock]]] = deque()
-        next_block = 0
+        next_block = first_block
         while next_block < total or pending:
             while next_block < total and len(pending) < 2 * workers:
                 size = _block_size(num_samples, next_block)

@@ -2,19 +2,33 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+import logging
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from heimdall.errors import ConfigError
 from heimdall.storage.migrate import engine_options, upgrade
 
-__all__ = ["Database"]
+__all__ = ["Database", "retry_disconnects", "RETRY_WINDOW_S"]
+
+log = logging.getLogger(__name__)
+
+#: How long a state write keeps retrying while the database server is unreachable (s).
+RETRY_WINDOW_S = 60.0
+_FIRST_DELAY_S = 0.1
+_MAX_DELAY_S = 2.0
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 def _enable_sqlite_foreign_keys(dbapi_connection, _record) -> None:  # noqa: ANN001
@@ -26,8 +40,9 @@ def _enable_sqlite_foreign_keys(dbapi_connection, _record) -> None:  # noqa: ANN
 class Database:
     """An engine plus a session factory for one database URL."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, retry_window_s: float = RETRY_WINDOW_S) -> None:
         self.url = url
+        self.retry_window_s = retry_window_s
         try:
             if url.startswith("sqlite:///"):
                 Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
@@ -65,6 +80,40 @@ class Database:
         finally:
             session.close()
 
+    @property
+    def is_sqlite(self) -> bool:
+        return self.url.startswith("sqlite")
+
     def dispose(self) -> None:
         """Close pooled connections."""
         self.engine.dispose()
+
+
+def retry_disconnects(function: Callable[Concatenate[Database, P], T]) -> Callable[Concatenate[Database, P], T]:
+    """Retry `function(db, ...)` with exponential backoff while the database server is away.
+
+    For a server database (PostgreSQL), connection-level errors (a restart, a dropped
+    connection, refused connections) are retried for `db.retry_window_s`; then the error
+    propagates. `function` must be one transaction that is safe to run again. SQLite has
+    no server to lose (its busy timeout covers locks), so nothing is retried there.
+    """
+
+    @functools.wraps(function)
+    def wrapper(db: Database, *args: P.args, **kwargs: P.kwargs) -> T:
+        deadline = time.monotonic() + db.retry_window_s
+        delay = _FIRST_DELAY_S
+        while True:
+            try:
+                return function(db, *args, **kwargs)
+            except (OperationalError, InterfaceError) as exc:
+                if db.is_sqlite or time.monotonic() + delay > deadline:
+                    raise
+                # The driver's error type only: its message can carry the URL.
+                log.warning(
+                    "database %s unavailable in %s (%s); retrying in %.1f s",
+                    db.safe_url, function.__name__, type(exc.orig).__name__, delay,
+                )
+                time.sleep(delay)
+                delay = min(delay * 2, _MAX_DELAY_S)
+
+    return wrapper
