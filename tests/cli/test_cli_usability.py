@@ -55,6 +55,6 @@ def test_errors_end_with_a_hint_naming_the_command(home: Path, args: list[str], 
 
 
 def test_shell_completion_script() -> None:
-    result = runner.invoke(app, ["--show-completion", "bash"])
-    assert result.exit_code == 0
+    result = runner.invoke(app, ["--show-completion", "bash"], prog_name="heimdall")
+    assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
     assert "_heimdall_completion" in result.stdout and "complete " in result.stdout

@@ -49,7 +49,8 @@ def test_cli_16_mixed_on_cpu_is_one_error_line(home: Path, monkeypatch: pytest.M
     result = CliRunner().invoke(app, ["train", "--dataset", "d", "--precision", "16-mixed"], catch_exceptions=False)
     assert result.exit_code == 1
     lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert lines == ["error: --precision 16-mixed needs a GPU; use bf16-mixed or 32-true on CPU"]
+    assert len(lines) == 1
+    assert lines[0].startswith("error: --precision 16-mixed needs a GPU; use bf16-mixed or 32-true on CPU")
 
 
 @pytest.mark.slow
