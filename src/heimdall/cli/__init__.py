@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from heimdall.cli import data_commands, model_commands, ops_commands
+from heimdall.cli import data_commands, model_commands, ops_commands, tune_commands
 
 app = typer.Typer(
     name="heimdall",
@@ -44,6 +44,7 @@ app.command()(ops_commands.worker)
 app.add_typer(db_app, name="db")
 db_app.command("upgrade")(ops_commands.db_upgrade)
 app.command()(ops_commands.bench)
+app.command()(tune_commands.tune)
 
 
 def main() -> None:

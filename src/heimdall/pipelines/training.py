@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -48,6 +48,8 @@ class TrainRequest:
     seed: int = 0
     hidden_dim: int = 128
     num_layers: int = 2
+    #: Dropout probability inside the set-attention blocks (0 = none).
+    dropout: float = 0.0
     #: ConvNeXt size of a spectrogram branch (datasets of kind "iq"); None = RSS features only.
     spectrogram_encoder: str | None = None
     early_stopping_patience: int = 12
@@ -61,6 +63,8 @@ class TrainRequest:
             raise InputError(f"--epochs must be at least 1, got {self.epochs}")
         if self.batch_size < 1:
             raise InputError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise InputError(f"--dropout must be in [0, 1), got {self.dropout}")
         if not (0.0 < self.learning_rate < 1.0):
             raise InputError(f"--learning-rate must be in (0, 1), got {self.learning_rate}")
         if self.validation_split is not None and not 0.0 < self.validation_split < 1.0:
@@ -139,6 +143,7 @@ def _initial_network(ctx: Context, request: TrainRequest, reader: DatasetReader,
         num_stations=len(reader.manifest.station_ids),
         hidden_dim=request.hidden_dim,
         num_layers=request.num_layers,
+        dropout=request.dropout,
         spectrogram_encoder=request.spectrogram_encoder,
     )
     net = LocalizationNet(config)
@@ -151,12 +156,14 @@ def train(
     request: TrainRequest,
     job_id: str | None = None,
     poll: Callable[[], str | None] | None = None,
+    extra_callbacks: Sequence[Any] = (),
 ) -> TrainResult:
     """Train (or resume training) a model; returns checkpoint paths and the MLflow run.
 
     `job_id` names a job row created beforehand (e.g. queued by the API); `poll` returns
     "pause" or "cancel" when the job should stop (pause at the next epoch boundary, after
-    its checkpoint; cancel after the current batch).
+    its checkpoint; cancel after the current batch). `extra_callbacks` are Lightning
+    callbacks added to the trainer (e.g. hyperparameter-search pruning).
     """
     import lightning as L
     import torch
@@ -231,7 +238,7 @@ def train(
         accelerator=request.accelerator,
         devices=request.devices,
         logger=logger,
-        extra_callbacks=[EpochReporter(report), control] if control else [EpochReporter(report)],
+        extra_callbacks=[EpochReporter(report), *([control] if control else []), *extra_callbacks],
         early_stopping_patience=request.early_stopping_patience,
         progress_bar=request.progress_bar,
     )
