@@ -34,6 +34,10 @@ def tune(
     layers: Annotated[str, typer.Option(help="Attention-block counts to try, comma-separated.")] = "1,2,3",
     accelerator: Annotated[str, typer.Option(help="cpu, gpu or auto.")] = "cpu",
     seed: Annotated[int, typer.Option(help="Random seed (training and sampler).")] = 0,
+    heartbeat_s: Annotated[int, typer.Option("--heartbeat-s", help="Seconds between a running trial's heartbeats.")] = 10,
+    grace_s: Annotated[
+        int, typer.Option("--grace-s", help="Seconds without a heartbeat after which a trial is failed and re-queued.")
+    ] = 30,
     export: Annotated[bool, typer.Option("--export/--no-export", help="Export and register the best trial.")] = True,
     as_json: JsonFlag = False,
 ) -> None:
@@ -46,6 +50,7 @@ def tune(
         dataset=dataset, trials=trials, workers=workers, study=study, sampler=sampler,  # type: ignore[arg-type]
         pruner=pruner, epochs=epochs, timeout_s=timeout_s, seed=seed, accelerator=accelerator,  # type: ignore[arg-type]
         hidden_dims=_ints(hidden_dims, "--hidden-dims"), layer_counts=_ints(layers, "--layers"), export=export,
+        heartbeat_interval_s=heartbeat_s, grace_period_s=grace_s,
     )
     request.validate()
     ctx = context()

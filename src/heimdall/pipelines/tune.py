@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+import socket
 import time
 import warnings
 from dataclasses import dataclass
@@ -84,7 +86,10 @@ class TuneRequest:
         if not self.layer_counts or any(n < 1 for n in self.layer_counts):
             raise InputError(f"--layers must be positive, got {self.layer_counts}")
         if self.heartbeat_interval_s < 1 or self.grace_period_s <= self.heartbeat_interval_s:
-            raise InputError("the heartbeat grace period must exceed the heartbeat interval")
+            raise InputError(
+                f"--grace-s ({self.grace_period_s}) must exceed --heartbeat-s ({self.heartbeat_interval_s}), "
+                "which must be at least 1"
+            )
 
 
 @dataclass(frozen=True)
@@ -140,6 +145,7 @@ def _objective(ctx: Context, request: TuneRequest, study_name: str, parent_run_i
 
     def objective(trial: Any) -> float:
         params = suggest(trial, request.hidden_dims, request.layer_counts)
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
 
         def started(run_id: str | None) -> None:
             if run_id is None:

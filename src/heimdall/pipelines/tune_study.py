@@ -173,6 +173,8 @@ class TrialSummary:
     epochs_run: int
     mlflow_run_id: str | None
     checkpoint: str | None
+    #: host:pid of the process that ran it.
+    worker: str | None
 
 
 def summarize(study: Any) -> list[TrialSummary]:
@@ -192,6 +194,7 @@ def summarize(study: Any) -> list[TrialSummary]:
                 epochs_run=len(trial.intermediate_values),
                 mlflow_run_id=trial.user_attrs.get("mlflow_run_id"),
                 checkpoint=trial.user_attrs.get("checkpoint"),
+                worker=trial.user_attrs.get("worker"),
             )
         )
     return rows
