@@ -14,7 +14,7 @@ RANK = {
     "models": 1, "features": 1, "sim": 1, "storage": 1,
     "training": 2, "evaluation": 2, "export": 2, "tracking": 2, "data": 2, "jobs": 2,
     "pipelines": 3,
-    "cli": 4, "service": 4, "worker": 4,
+    "cli": 4, "service": 4, "worker": 4, "api": 4,
 }
 
 

@@ -154,3 +154,26 @@ class Tracker:
         """Fetch a registered bundle's files to `destination`."""
         destination.mkdir(parents=True, exist_ok=True)
         return Path(self._mlflow.artifacts.download_artifacts(artifact_uri=source_uri, dst_path=str(destination)))
+
+    # Hyperparameter search: one parent run per study, each trial's run nested under it.
+
+    def start_run(self, run_name: str, tags: dict[str, str] | None = None) -> str:
+        """Create a run in the configured experiment (left open); return its id."""
+        run = self.client.create_run(self.experiment_id(), run_name=run_name, tags=tags or {})
+        return run.info.run_id
+
+    def set_tags(self, run_id: str, tags: dict[str, Any]) -> None:
+        """Set tags on a run (values become strings)."""
+        for key, value in tags.items():
+            self.client.set_tag(run_id, key, str(value))
+
+    def set_parent(self, run_id: str, parent_run_id: str) -> None:
+        """Nest `run_id` under `parent_run_id` (MLflow's own parent tag, shown as a tree)."""
+        self.client.set_tag(run_id, "mlflow.parentRunId", parent_run_id)
+
+    def child_run_ids(self, parent_run_id: str) -> list[str]:
+        """Ids of the runs nested under `parent_run_id`."""
+        runs = self.client.search_runs(
+            [self.experiment_id()], filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'", max_results=10_000
+        )
+        return [run.info.run_id for run in runs]

@@ -12,7 +12,7 @@ from typing import Any
 
 import typer
 
-from heimdall.cli import data_commands, model_commands, ops_commands
+from heimdall.cli import data_commands, model_commands, ops_commands, tune_commands
 
 app = typer.Typer(
     name="heimdall",
@@ -61,6 +61,7 @@ _register(app, "worker", ops_commands.worker)
 _add_group(db_app, "db")
 _register(db_app, "upgrade", ops_commands.db_upgrade)
 _register(app, "bench", ops_commands.bench)
+_register(app, "tune", tune_commands.tune)
 
 
 def main() -> None:

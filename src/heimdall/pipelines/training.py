@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -54,6 +54,8 @@ class TrainRequest:
     seed: int = 0
     hidden_dim: int = 128
     num_layers: int = 2
+    #: Dropout probability inside the set-attention blocks (0 = none).
+    dropout: float = 0.0
     #: ConvNeXt size of a spectrogram branch (datasets of kind "iq"); None = RSS features only.
     spectrogram_encoder: str | None = None
     early_stopping_patience: int = 12
@@ -67,6 +69,8 @@ class TrainRequest:
             raise InputError(f"--epochs must be at least 1, got {self.epochs}")
         if self.batch_size < 1:
             raise InputError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise InputError(f"--dropout must be in [0, 1), got {self.dropout}")
         if not (0.0 < self.learning_rate < 1.0):
             raise InputError(f"--learning-rate must be in (0, 1), got {self.learning_rate}")
         if self.validation_split is not None and not 0.0 < self.validation_split < 1.0:
@@ -157,6 +161,7 @@ def _initial_network(ctx: Context, request: TrainRequest, reader: DatasetReader,
         num_stations=len(reader.manifest.station_ids),
         hidden_dim=request.hidden_dim,
         num_layers=request.num_layers,
+        dropout=request.dropout,
         spectrogram_encoder=request.spectrogram_encoder,
     )
     net = LocalizationNet(config)
@@ -170,14 +175,16 @@ def train(
     job_id: str | None = None,
     poll: Callable[[], str | None] | None = None,
     progress: ProgressFn | None = None,
+    extra_callbacks: Sequence[Any] = (),
 ) -> TrainResult:
     """Train (or resume training) a model; returns checkpoint paths and the MLflow run.
 
     `job_id` names a job row created beforehand (e.g. queued by the API); `poll` returns
     "pause" or "cancel" when the job should stop (pause at the next epoch boundary, after
     its checkpoint; cancel after the current batch). `progress` receives ("train",
-    batches done, batches in all epochs, note). Under DDP every process runs this
-    function; only rank 0 writes the job row, the MLflow run and the checkpoints.
+    batches done, batches in all epochs, note). `extra_callbacks` are Lightning callbacks
+    added to the trainer (e.g. hyperparameter-search pruning). Under DDP every process
+    runs this function; only rank 0 writes the job row, the MLflow run and the checkpoints.
     """
     import lightning as L
     import torch
@@ -245,6 +252,7 @@ def train(
         callbacks.append(control)
     if progress is not None:
         callbacks.append(BatchProgress(progress))
+    callbacks.extend(extra_callbacks)
     trainer = build_trainer(
         checkpoint_dir,
         max_epochs=request.epochs,
