@@ -140,12 +140,12 @@ def test_semantic_versions_latest_and_staging(exports: Exports, qctx: Context) -
     assert config["semantic_version"] == "v1.1.0" and config["version"] == 2
     rows = {row["version"]: row for row in list_models(qctx)}
     assert rows[1]["semantic_version"] == "v1.0.0" and rows[2]["semantic_version"] == "v1.1.0"
-    assert "latest" in rows[2]["aliases"] and "latest" not in rows[1]["aliases"]
+    assert rows[2]["latest"] and not rows[1]["latest"]
     code, stdout, _ = _cli(["models", "promote", "heimdall-localizer", "1", "--alias", "staging", "--json"])
     assert code == 0 and json.loads(stdout.strip().splitlines()[-1])["reference"] == "models:/heimdall-localizer@staging"
     assert Localizer.from_registry("models:/heimdall-localizer@staging", qctx.settings).config["semantic_version"] == "v1.0.0"
     code, _, stderr = _cli(["models", "promote", "heimdall-localizer", "1", "--alias", "latest"])
-    assert code == 1 and "newest version" in stderr and len(stderr.strip().splitlines()) == 1
+    assert code == 1 and "always names the newest version" in stderr and len(stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize(

@@ -171,7 +171,8 @@ def models_list(as_json: JsonFlag = False) -> None:
         table = Table("reference", "version", "aliases", "dataset", "test median error", "created")
         for row in rows:
             median = row["metrics"].get("median_error_m")
-            table.add_row(row["reference"], row["semantic_version"] or "-", ", ".join(row["aliases"]), str(row["dataset"]),
+            aliases = row["aliases"] + (["latest"] if row["latest"] else [])
+            table.add_row(row["reference"], row["semantic_version"] or "-", ", ".join(aliases), str(row["dataset"]),
                           fmt_m(median) if isinstance(median, (int, float)) else "-", str(row["created_at"])[:19])
         Console().print(table)
 

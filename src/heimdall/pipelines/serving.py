@@ -47,23 +47,25 @@ ALIAS_TTL_S = 10.0
 
 @dataclass(frozen=True)
 class _Registry:
-    """What the registry says of one model name: aliases and semantic versions by version."""
+    """What the registry says of one model name: aliases and semantic versions by version,
+    and the newest version (the one `@latest` names)."""
 
     aliases: dict[int, list[str]]
     semantic: dict[int, str]
+    latest: int
 
 
 def _registry(ctx: Context, name: str) -> _Registry:
-    """Aliases by version (with `latest` on the newest, as `@latest` resolves) and semantic versions."""
     found = ctx.tracker.client.search_registered_models(filter_string=f"name = '{name}'")
     by_version: dict[int, list[str]] = {}
     for model in found:
         for alias, version in (model.aliases or {}).items():
             by_version.setdefault(int(version), []).append(alias)
-    newest = ctx.tracker.latest_version(name)
-    if newest:
-        by_version.setdefault(newest, []).append("latest")
-    return _Registry({v: sorted(a) for v, a in by_version.items()}, ctx.tracker.version_tags(name, SEMVER_TAG))
+    return _Registry(
+        {v: sorted(a) for v, a in by_version.items()},
+        ctx.tracker.version_tags(name, SEMVER_TAG),
+        ctx.tracker.latest_version(name),
+    )
 
 
 def _model_view(record: ModelRecord, registry: _Registry) -> dict[str, Any]:
@@ -73,6 +75,8 @@ def _model_view(record: ModelRecord, registry: _Registry) -> dict[str, Any]:
         "semantic_version": registry.semantic.get(record.version),
         "reference": f"models:/{record.name}/{record.version}",
         "aliases": registry.aliases.get(record.version, []),
+        # `latest` is no registry alias but always the newest version; it moves by itself.
+        "latest": record.version == registry.latest,
         "dataset": record.dataset_name,
         "job_id": record.job_id,
         "mlflow_run_id": record.mlflow_run_id,
@@ -108,7 +112,7 @@ def model_show(ctx: Context, name: str, version: int) -> dict[str, Any]:
 def promote_model(ctx: Context, name: str, version: int, alias: str = DEFAULT_ALIAS) -> dict[str, Any]:
     """Point registry alias `alias` (e.g. production, staging) of `name` at `version`."""
     if alias.lower() == "latest":
-        raise InputError("'latest' always names the newest version and cannot be moved; pick another alias")
+        raise InputError("'latest' is reserved: it always names the newest version; pick another alias")
     _record(ctx, name, version)
     ctx.tracker.set_alias(name, version, alias)
     return {"name": name, "version": version, "alias": alias, "reference": f"models:/{name}@{alias}"}
