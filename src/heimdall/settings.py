@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -47,6 +48,16 @@ class Settings(BaseSettings):
     mlflow_experiment: str = "heimdall-localization"
     registered_model_name: str = "heimdall-localizer"
     log_level: str = "WARNING"
+    serving_variant: Literal["float", "int8"] = Field(
+        default="float", description="Graph the API serves: float (model.onnx) or int8 (model.int8.onnx)"
+    )
+    shadow_model: str | None = Field(
+        default=None, description="Registry reference run beside the served model; logged and counted, never returned"
+    )
+    canary_model: str | None = Field(default=None, description="Registry reference that answers a share of requests")
+    canary_fraction: float = Field(
+        default=0.0, ge=0.0, le=1.0, description="Share of default-model requests the canary answers, in [0, 1]"
+    )
 
     @field_validator("home", mode="after")
     @classmethod

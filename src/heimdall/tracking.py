@@ -103,15 +103,26 @@ class Tracker:
     def set_terminated(self, run_id: str) -> None:
         self.client.set_terminated(run_id)
 
-    def register(self, name: str, source_uri: str, run_id: str | None, aliases: tuple[str, ...] = ()) -> int:
-        """Register `source_uri` as a new version of model `name`; return the version."""
+    def register(
+        self,
+        name: str,
+        source_uri: str,
+        run_id: str | None,
+        aliases: tuple[str, ...] = (),
+        tags: dict[str, str] | None = None,
+    ) -> int:
+        """Register `source_uri` as a new version of model `name` (with version `tags`); return the version.
+
+        The reserved alias `latest` needs no update: `@latest` always resolves to the
+        newest version (see `resolve`), so it moves with every registration.
+        """
         from mlflow.exceptions import MlflowException
 
         try:
             self.client.get_registered_model(name)
         except MlflowException:
             self.client.create_registered_model(name)
-        version = self.client.create_model_version(name, source=source_uri, run_id=run_id)
+        version = self.client.create_model_version(name, source=source_uri, run_id=run_id, tags=tags)
         for alias in aliases:
             self.client.set_registered_model_alias(name, alias, version.version)
         return int(version.version)
@@ -124,6 +135,11 @@ class Tracker:
         """Highest registered version of `name` (0 when none)."""
         versions = self.client.search_model_versions(f"name='{name}'")
         return max((int(v.version) for v in versions), default=0)
+
+    def version_tags(self, name: str, key: str) -> dict[int, str]:
+        """version -> value of tag `key`, for the versions of `name` that carry it."""
+        versions = self.client.search_model_versions(f"name='{name}'")
+        return {int(v.version): v.tags[key] for v in versions if key in (v.tags or {})}
 
     def resolve(self, reference: str) -> tuple[str, int, str]:
         """A registry reference -> (name, version, source URI).

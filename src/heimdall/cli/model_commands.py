@@ -1,4 +1,4 @@
-"""Model commands: train, export, evaluate, localize, models list/promote."""
+"""Model commands: train, export, evaluate, localize, models list/promote/compare."""
 
 from __future__ import annotations
 
@@ -91,14 +91,33 @@ def _export_payload(result: Any) -> dict[str, Any]:
         "max_abs_diff": result.max_abs_diff,
         "registered": result.registered,
         "version": result.version,
+        "semantic_version": result.semantic_version,
+        "quantization": result.quantization,
     }
 
+
+def _print_export(result: Any) -> None:
+    console = Console()
+    console.print(
+        f"bundle {result.bundle} {result.semantic_version} (ONNX max abs diff {result.max_abs_diff:.2e}), "
+        f"registered {result.registered}"
+    )
+    q = result.quantization
+    if q:
+        console.print(
+            f"int8: {q['int8_size_bytes']:,} bytes (float {q['float_size_bytes']:,}); max position diff "
+            f"{fmt_m(q['max_abs_position_diff_m'])}; {q['split']} median {fmt_m(q['float_median_error_m'])} -> "
+            f"{fmt_m(q['int8_median_error_m'])}, p90 {fmt_m(q['float_p90_error_m'])} -> {fmt_m(q['int8_p90_error_m'])}"
+        )
 
 
 @handle_errors
 def export(
     checkpoint: Annotated[Path, typer.Option(help="Training checkpoint (.ckpt).")],
-    version: Annotated[int | None, typer.Option(help="Bundle version (default: next).")] = None,
+    version: Annotated[
+        str | None, typer.Option(help="Semantic version vMAJOR.MINOR.PATCH (default: next minor).")
+    ] = None,
+    quantize: Annotated[str | None, typer.Option(help="Also write a quantised graph: int8.")] = None,
     as_json: JsonFlag = False,
     quiet: QuietFlag = False,
 ) -> None:
@@ -107,10 +126,8 @@ def export(
 
     ctx = context()
     with progress_bars(quiet) as progress, step(progress, "export", "ONNX, parity check, calibration, test split, registry"):
-        result = pipelines.export(ctx, checkpoint, version)
-    emit(_export_payload(result), as_json, lambda: Console().print(
-        f"bundle {result.bundle} (ONNX max abs diff {result.max_abs_diff:.2e}), registered {result.registered}"
-    ))
+        result = pipelines.export(ctx, checkpoint, version, quantize)
+    emit(_export_payload(result), as_json, lambda: _print_export(result))
 
 
 
@@ -120,6 +137,7 @@ def evaluate(
     dataset: Annotated[str, typer.Option(help="Dataset name.")],
     split: Annotated[str, typer.Option(help="test, val, train or all.")] = "test",
     report: Annotated[Path | None, typer.Option(help="Directory for report.md, figures and predictions.geojson.")] = None,
+    variant: Annotated[str, typer.Option(help="Graph of the bundle: float or int8.")] = "float",
     as_json: JsonFlag = False,
     quiet: QuietFlag = False,
 ) -> None:
@@ -128,7 +146,7 @@ def evaluate(
 
     ctx = context()
     with progress_bars(quiet) as progress, step(progress, "evaluate", f"{dataset}/{split}: model, baselines, bounds"):
-        result = pipelines.evaluate(ctx, model, dataset, split, report)
+        result = pipelines.evaluate(ctx, model, dataset, split, report, variant)
     emit(result, as_json, lambda: Console().print(summary_table(result, f"{dataset} / {split} ({result['n']} samples)")))
 
 
@@ -167,10 +185,11 @@ def models_list(as_json: JsonFlag = False) -> None:
     rows = list_models(context())
 
     def render() -> None:
-        table = Table("reference", "aliases", "dataset", "test median error", "created")
+        table = Table("reference", "version", "aliases", "dataset", "test median error", "created")
         for row in rows:
             median = row["metrics"].get("median_error_m")
-            table.add_row(row["reference"], ", ".join(row["aliases"]), str(row["dataset"]),
+            aliases = row["aliases"] + (["latest"] if row["latest"] else [])
+            table.add_row(row["reference"], row["semantic_version"] or "-", ", ".join(aliases), str(row["dataset"]),
                           fmt_m(median) if isinstance(median, (int, float)) else "-", str(row["created_at"])[:19])
         Console().print(table)
 
@@ -182,7 +201,7 @@ def models_list(as_json: JsonFlag = False) -> None:
 def models_promote(
     name: Annotated[str, typer.Argument(help="Registered model name.")],
     version: Annotated[int, typer.Argument(help="Registry version number.")],
-    alias: Annotated[str, typer.Option(help="Alias to point at this version.")] = "production",
+    alias: Annotated[str, typer.Option(help="Alias to point at this version: production, staging, ...")] = "production",
     as_json: JsonFlag = False,
 ) -> None:
     """Point an alias (default `production`) at a registered version."""
@@ -191,3 +210,35 @@ def models_promote(
     result = promote_model(context(), name, version, alias)
     emit(result, as_json, lambda: Console().print(f"models:/{name}@{alias} -> version {version}"))
 
+
+
+@handle_errors
+def models_compare(
+    model_a: Annotated[str, typer.Argument(help="Model A: bundle dir, models:/NAME@ALIAS or models:/NAME/VERSION.")],
+    model_b: Annotated[str, typer.Argument(help="Model B, same forms.")],
+    dataset: Annotated[str, typer.Option(help="Dataset name.")],
+    split: Annotated[str, typer.Option(help="test, val, train or all.")] = "test",
+    variant_a: Annotated[str, typer.Option("--variant-a", help="Graph of A: float or int8.")] = "float",
+    variant_b: Annotated[str, typer.Option("--variant-b", help="Graph of B: float or int8.")] = "float",
+    as_json: JsonFlag = False,
+) -> None:
+    """Score two model versions on the same samples, alone and paired."""
+    from heimdall.pipelines.models import compare
+
+    result = compare(context(), model_a, model_b, dataset, split, variant_a, variant_b)
+
+    def render() -> None:
+        table = Table("model", "n", "median", "p90", "RMSE", "1-sigma cov.", "2-sigma cov.")
+        for side in ("a", "b"):
+            r = result[side]
+            table.add_row(r["model"], str(r["n"]), fmt_m(r["median_error_m"]), fmt_m(r["p90_error_m"]),
+                          fmt_m(r["rmse_m"]), f"{r['coverage_1sigma']:.3f}", f"{r['coverage_2sigma']:.3f}")
+        paired = result["paired"]
+        console = Console()
+        console.print(table)
+        console.print(
+            f"paired over {paired['n']} samples: median (A - B) error {fmt_m(paired['median_error_difference_m'])}; "
+            f"A better on {paired['share_a_better']:.1%}, B better on {paired['share_b_better']:.1%}"
+        )
+
+    emit(result, as_json, render)

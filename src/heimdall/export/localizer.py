@@ -17,6 +17,7 @@ from heimdall.errors import InputError
 from heimdall.evaluation.metrics import covariance_to_ellipse
 from heimdall.export.bundle import read_bundle_config
 from heimdall.export.onnx_export import OUTPUT_NAMES
+from heimdall.export.quantize import variant_file
 from heimdall.geo import ReferencePoint, local_to_ground
 
 __all__ = ["Localizer", "Predictions"]
@@ -39,16 +40,23 @@ class Predictions:
 
 
 class Localizer:
-    """Runs an exported bundle; inputs in the sample layout or the measurement format."""
+    """Runs an exported bundle; inputs in the sample layout or the measurement format.
 
-    def __init__(self, bundle_dir: Path, reference: str | None = None) -> None:
+    `variant` picks the graph: "float" (`model.onnx`) or "int8" (the quantised copy an
+    export with `--quantize int8` adds); a non-float variant is named in `name`.
+    """
+
+    def __init__(self, bundle_dir: Path, reference: str | None = None, variant: str = "float") -> None:
         import onnxruntime as ort
 
         self.bundle_dir = Path(bundle_dir)
         self.config: dict[str, Any] = read_bundle_config(self.bundle_dir)
+        onnx_file = variant_file(self.config, variant)
+        self.variant = variant
         self.reference_point = ReferencePoint(**self.config["reference_point"])
         self.station_ids: list[str] = list(self.config["station_ids"])
-        self.name = reference or f"{self.config['name']}/v{self.config['version']}"
+        name = reference or f"{self.config['name']}/v{self.config['version']}"
+        self.name = name if variant == "float" else f"{name}+{variant}"
         options = ort.SessionOptions()
         options.log_severity_level = 3
         # One thread: a localisation is a few small matrix products, where thread start-up
@@ -56,17 +64,17 @@ class Localizer:
         # many requests side by side anyway.
         options.intra_op_num_threads = 1
         self.session = ort.InferenceSession(
-            str(self.bundle_dir / "model.onnx"), options, providers=["CPUExecutionProvider"]
+            str(self.bundle_dir / onnx_file), options, providers=["CPUExecutionProvider"]
         )
         self.input_names = [i.name for i in self.session.get_inputs()]
 
     @classmethod
-    def from_bundle(cls, path: Path | str) -> Localizer:
+    def from_bundle(cls, path: Path | str, variant: str = "float") -> Localizer:
         """Load a bundle directory."""
-        return cls(Path(path))
+        return cls(Path(path), variant=variant)
 
     @classmethod
-    def from_registry(cls, reference: str, settings: Any = None) -> Localizer:
+    def from_registry(cls, reference: str, settings: Any = None, variant: str = "float") -> Localizer:
         """Load `models:/NAME@alias` or `models:/NAME/VERSION` from the MLflow registry."""
         from heimdall.settings import Settings
         from heimdall.tracking import Tracker
@@ -84,7 +92,7 @@ class Localizer:
                 os.replace(downloaded, target)
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
-        return cls(target, reference=reference)
+        return cls(target, reference=reference, variant=variant)
 
     def predict(self, samples: SampleArrays) -> Predictions:
         """Positions and ellipses of every sample."""

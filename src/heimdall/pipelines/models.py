@@ -12,7 +12,7 @@ import numpy as np
 from heimdall.data.align import align_samples
 from heimdall.data.measurements import read_measurements
 from heimdall.data.shards import DatasetReader
-from heimdall.errors import InputError, NotFoundError
+from heimdall.errors import ConflictError, InputError, NotFoundError
 from heimdall.evaluation.evaluate import Evaluation, PhysicsModel, evaluate_predictions
 from heimdall.export.bundle import write_bundle_files
 from heimdall.export.geojson import prediction_records, predictions_geojson
@@ -21,22 +21,26 @@ from heimdall.models.localization_net import BASE_INPUTS
 from heimdall.pipelines.context import Context
 from heimdall.storage.tables import ModelRecord
 
-__all__ = ["resolve_model", "evaluate", "evaluate_localizer", "ExportResult", "export", "localize"]
+__all__ = [
+    "resolve_model", "evaluate", "evaluate_localizer", "ExportResult", "export", "localize", "compare",
+]
 
 
-
-def resolve_model(ctx: Context, model: str) -> tuple[Localizer, Path | None]:
+def resolve_model(ctx: Context, model: str, variant: str = "float") -> tuple[Localizer, Path | None]:
     """A bundle directory, registry reference or checkpoint -> Localizer (+ temp dir to remove).
 
     A checkpoint is exported to a temporary bundle first: predictions always come from the
-    ONNX graph users deploy, never from the training code.
+    ONNX graph users deploy, never from the training code. `variant` "int8" loads a
+    bundle's quantised graph (checkpoints have none).
     """
     if model.startswith("models:/"):
-        return Localizer.from_registry(model, ctx.settings), None
+        return Localizer.from_registry(model, ctx.settings, variant=variant), None
     path = Path(model)
     if path.is_dir():
-        return Localizer.from_bundle(path), None
+        return Localizer.from_bundle(path, variant=variant), None
     if path.is_file() and path.suffix == ".ckpt":
+        if variant != "float":
+            raise InputError(f"a checkpoint has no {variant} variant; export it with --quantize {variant} first")
         from heimdall.export.publish import stage_bundle
         from heimdall.training.checkpoints import load_checkpoint
 
@@ -126,12 +130,27 @@ def _measured_baselines(
     return physics, {"knn": knn.predict(samples, choose_k(knn, val))}
 
 
-def evaluate(ctx: Context, model: str, dataset: str, split: str = "test", report_dir: Path | None = None) -> dict[str, Any]:
-    """Evaluate a model on a dataset split; with `report_dir`, write the full report there."""
+def _check_split(split: str) -> None:
     if split not in ("train", "val", "test", "all"):
         raise InputError(f"unknown split {split!r}; expected train, val, test or all")
+
+
+def _evaluation(ctx: Context, model: str, reader: DatasetReader, split: str, variant: str) -> Evaluation:
+    localizer, temporary = resolve_model(ctx, model, variant)
+    try:
+        return evaluate_localizer(localizer, reader, split)
+    finally:
+        if temporary is not None:
+            shutil.rmtree(temporary, ignore_errors=True)
+
+
+def evaluate(
+    ctx: Context, model: str, dataset: str, split: str = "test", report_dir: Path | None = None, variant: str = "float"
+) -> dict[str, Any]:
+    """Evaluate a model on a dataset split; with `report_dir`, write the full report there."""
+    _check_split(split)
     reader = DatasetReader(ctx.store, dataset)
-    localizer, temporary = resolve_model(ctx, model)
+    localizer, temporary = resolve_model(ctx, model, variant)
     try:
         evaluation = evaluate_localizer(localizer, reader, split)
         if report_dir is not None:
@@ -177,27 +196,53 @@ class ExportResult:
     registered: str
     version: int
     evaluation: dict[str, Any]
+    semantic_version: str = ""
+    #: The int8 parity report (None without --quantize).
+    quantization: dict[str, Any] | None = None
 
 
-def export(ctx: Context, checkpoint: Path, version: int | None = None) -> ExportResult:
-    """Checkpoint -> calibrated ONNX bundle, evaluated on the test split, published, registered."""
+def _add_int8(draft_dir: Path, config: dict[str, Any], reader: DatasetReader, split: str, evaluation: dict[str, Any]) -> dict[str, Any]:
+    """Quantise the staged graph, measure it against the float one on `split`, describe it in `config`."""
+    from heimdall.export.publish import parity_inputs
+    from heimdall.export.quantize import output_difference, parity_report, quantize_int8
+
+    float_path = draft_dir / "model.onnx"
+    int8_path = quantize_int8(float_path)
+    difference = output_difference(float_path, int8_path, parity_inputs(reader.load(split)))
+    config["variants"] = {"int8": {"file": int8_path.name, "quantization": "dynamic, int8 weights (MatMul, Gemm)"}}
+    write_bundle_files(draft_dir, config, {}, "")
+    int8_evaluation = evaluate_localizer(Localizer(draft_dir, variant="int8"), reader, split).summary
+    report = parity_report(evaluation, int8_evaluation, difference, float_path, int8_path)
+    config["variants"]["int8"]["parity"] = report
+    return report
+
+
+def export(ctx: Context, checkpoint: Path, version: str | None = None, quantize: str | None = None) -> ExportResult:
+    """Checkpoint -> calibrated ONNX bundle, evaluated on the test split, published, registered.
+
+    `version`: the semantic version `v{major}.{minor}.{patch}` (default: the highest so far
+    with its minor number bumped); the registry's integer version is always the next one.
+    `quantize="int8"` adds the quantised graph to the bundle with its parity report.
+    """
     import torch
 
     from heimdall.data.datamodule import to_batch
     from heimdall.evaluation.calibration import fit_covariance_scale
     from heimdall.export.publish import finish_bundle, stage_bundle
+    from heimdall.export.versions import SEMVER_TAG, choose_semver
     from heimdall.training.checkpoints import load_checkpoint
 
+    if quantize not in (None, "int8"):
+        raise InputError(f"unknown quantisation {quantize!r}; expected int8")
+    name = ctx.settings.registered_model_name
+    tracker = ctx.tracker
+    semantic_version = choose_semver(tracker.version_tags(name, SEMVER_TAG).values(), version)
     net, meta = load_checkpoint(Path(checkpoint))
     meta["checkpoint_path"] = str(Path(checkpoint).resolve())
     reader = DatasetReader(ctx.store, meta["dataset"])
-    name = ctx.settings.registered_model_name
-    tracker = ctx.tracker
-    version = version if version is not None else tracker.next_version(name)
-    if version < 1:
-        raise InputError(f"--version must be a positive integer, got {version}")
-    if ctx.store.exists(f"models/{name}/v{version}/config.yaml"):
-        raise InputError(f"model {name} v{version} already exists")
+    number = tracker.next_version(name)
+    if ctx.store.exists(f"models/{name}/v{number}/config.yaml"):
+        raise ConflictError(f"model {name} v{number} already exists in the artifact store")
     # Variance calibration on the validation split (never the test split).
     val = reader.load("val")
     batch = to_batch(val)
@@ -208,23 +253,28 @@ def export(ctx: Context, checkpoint: Path, version: int | None = None) -> Export
     net.covariance_scale.fill_(scale)
     test_split = "test" if reader.manifest.split_counts.get("test", 0) else "val"
     draft = stage_bundle(net, reader.load(test_split), ctx.staging_dir)
-    config = _bundle_config(meta, reader, name=name, version=version)
-    config["covariance_scale"] = scale
+    config = _bundle_config(meta, reader, name=name, version=number)
+    config.update(semantic_version=semantic_version, covariance_scale=scale)
     write_bundle_files(draft.directory, config, {}, "")
-    evaluation = evaluate_localizer(Localizer(draft.directory, reference=f"{name}/v{version}"), reader, test_split).summary
+    evaluation = evaluate_localizer(Localizer(draft.directory, reference=f"{name}/v{number}"), reader, test_split).summary
     metrics = {"evaluation": evaluation, "onnx_max_abs_diff": draft.max_abs_diff, "covariance_scale": scale}
-    prefix = finish_bundle(draft, ctx.store, name, version, config, metrics)
+    quantization = None
+    if quantize is not None:
+        quantization = _add_int8(draft.directory, config, reader, test_split, evaluation)
+        metrics["quantization"] = quantization
+    prefix = finish_bundle(draft, ctx.store, name, number, config, metrics)
     bundle_dir = ctx.store.local_dir(prefix)
     run_id = meta.get("mlflow_run_id")
-    source = tracker.log_artifacts(run_id, bundle_dir, "bundle") if run_id else bundle_dir.as_uri()
-    registry_version = tracker.register(name, source, run_id)
+    # One artifact path per version: two exports of one run must not overwrite each other.
+    source = tracker.log_artifacts(run_id, bundle_dir, f"bundle/v{number}") if run_id else bundle_dir.as_uri()
+    registry_version = tracker.register(name, source, run_id, tags={SEMVER_TAG: semantic_version})
     if run_id:
         tracker.log_metrics(run_id, {k: v for k, v in evaluation.items() if k != "baselines"}, prefix="test_")
     with ctx.db.session() as session:
         session.add(
             ModelRecord(
                 name=name,
-                version=version,
+                version=number,
                 bundle_uri=ctx.store.uri(prefix),
                 onnx_uri=ctx.store.uri(f"{prefix}/model.onnx"),
                 dataset_name=meta["dataset"],
@@ -239,9 +289,53 @@ def export(ctx: Context, checkpoint: Path, version: int | None = None) -> Export
         onnx=str(bundle_dir / "model.onnx"),
         max_abs_diff=draft.max_abs_diff,
         registered=f"models:/{name}/{registry_version}",
-        version=version,
+        version=number,
         evaluation=evaluation,
+        semantic_version=semantic_version,
+        quantization=quantization,
     )
+
+
+#: Summary fields `compare` reports for each model.
+COMPARED_FIELDS = ("n", "median_error_m", "p90_error_m", "rmse_m", "coverage_1sigma", "coverage_2sigma")
+
+
+def compare(
+    ctx: Context,
+    model_a: str,
+    model_b: str,
+    dataset: str,
+    split: str = "test",
+    variant_a: str = "float",
+    variant_b: str = "float",
+) -> dict[str, Any]:
+    """Score two models on the same samples of a dataset split, alone and paired.
+
+    `paired.median_error_difference_m` is the median over samples of (error of A - error of
+    B), metres: negative when A is usually closer. `paired.share_a_better` is the fraction
+    of samples (both placed) where A's error is strictly smaller.
+    """
+    _check_split(split)
+    reader = DatasetReader(ctx.store, dataset)
+    a = _evaluation(ctx, model_a, reader, split, variant_a)
+    b = _evaluation(ctx, model_b, reader, split, variant_b)
+    errors_a, errors_b = a.errors_m["model"], b.errors_m["model"]
+    both = np.isfinite(errors_a) & np.isfinite(errors_b)
+    if not both.any():
+        raise InputError(f"no sample of {dataset}/{split} was placed by both models")
+    difference_m = errors_a[both] - errors_b[both]
+    return {
+        "dataset": dataset,
+        "split": split,
+        "a": {"model": a.summary["model"], **{k: a.summary[k] for k in COMPARED_FIELDS}},
+        "b": {"model": b.summary["model"], **{k: b.summary[k] for k in COMPARED_FIELDS}},
+        "paired": {
+            "n": int(both.sum()),
+            "median_error_difference_m": float(np.median(difference_m)),
+            "share_a_better": float(np.mean(difference_m < 0)),
+            "share_b_better": float(np.mean(difference_m > 0)),
+        },
+    }
 
 
 def localize(

@@ -11,18 +11,20 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from heimdall.data.measurements import MeasurementTable, _check_range
-from heimdall.errors import InputError, NotFoundError
+from heimdall.errors import ConfigError, InputError, NotFoundError
 from heimdall.export.geojson import prediction_records, predictions_geojson
 from heimdall.export.localizer import Localizer
+from heimdall.export.versions import SEMVER_TAG
+from heimdall.jobs import JobStatus
 from heimdall.pipelines.context import Context
 from heimdall.settings import Settings
-from heimdall.storage.tables import ModelRecord
+from heimdall.storage.tables import ModelRecord, TrainingJob
 from heimdall.tracking import Tracker, parse_model_reference
 
 __all__ = [
@@ -34,6 +36,7 @@ __all__ = [
     "promote_model",
     "measurement_table",
     "localize_one",
+    "job_counts",
 ]
 
 #: The alias the API serves when a request names no model.
@@ -42,22 +45,38 @@ DEFAULT_ALIAS = "production"
 ALIAS_TTL_S = 10.0
 
 
-def _aliases(ctx: Context, name: str) -> dict[int, list[str]]:
-    """version -> aliases pointing at it, for registered model `name`."""
+@dataclass(frozen=True)
+class _Registry:
+    """What the registry says of one model name: aliases and semantic versions by version,
+    and the newest version (the one `@latest` names)."""
+
+    aliases: dict[int, list[str]]
+    semantic: dict[int, str]
+    latest: int
+
+
+def _registry(ctx: Context, name: str) -> _Registry:
     found = ctx.tracker.client.search_registered_models(filter_string=f"name = '{name}'")
     by_version: dict[int, list[str]] = {}
     for model in found:
         for alias, version in (model.aliases or {}).items():
             by_version.setdefault(int(version), []).append(alias)
-    return {v: sorted(a) for v, a in by_version.items()}
+    return _Registry(
+        {v: sorted(a) for v, a in by_version.items()},
+        ctx.tracker.version_tags(name, SEMVER_TAG),
+        ctx.tracker.latest_version(name),
+    )
 
 
-def _model_view(record: ModelRecord, aliases: dict[int, list[str]]) -> dict[str, Any]:
+def _model_view(record: ModelRecord, registry: _Registry) -> dict[str, Any]:
     return {
         "name": record.name,
         "version": record.version,
+        "semantic_version": registry.semantic.get(record.version),
         "reference": f"models:/{record.name}/{record.version}",
-        "aliases": aliases.get(record.version, []),
+        "aliases": registry.aliases.get(record.version, []),
+        # `latest` is no registry alias but always the newest version; it moves by itself.
+        "latest": record.version == registry.latest,
         "dataset": record.dataset_name,
         "job_id": record.job_id,
         "mlflow_run_id": record.mlflow_run_id,
@@ -71,8 +90,8 @@ def list_models(ctx: Context) -> list[dict[str, Any]]:
     """Every exported model version (the `models` table), newest first, with its aliases."""
     with ctx.db.session() as session:
         records = list(session.scalars(select(ModelRecord).order_by(ModelRecord.name, ModelRecord.version.desc())))
-    aliases = {name: _aliases(ctx, name) for name in {r.name for r in records}}
-    return [_model_view(r, aliases[r.name]) for r in records]
+    registries = {name: _registry(ctx, name) for name in {r.name for r in records}}
+    return [_model_view(r, registries[r.name]) for r in records]
 
 
 def _record(ctx: Context, name: str, version: int) -> ModelRecord:
@@ -87,13 +106,13 @@ def _record(ctx: Context, name: str, version: int) -> ModelRecord:
 
 def model_show(ctx: Context, name: str, version: int) -> dict[str, Any]:
     """One exported model version."""
-    return _model_view(_record(ctx, name, version), _aliases(ctx, name))
+    return _model_view(_record(ctx, name, version), _registry(ctx, name))
 
 
 def promote_model(ctx: Context, name: str, version: int, alias: str = DEFAULT_ALIAS) -> dict[str, Any]:
-    """Point registry alias `alias` (e.g. production) of `name` at `version`."""
+    """Point registry alias `alias` (e.g. production, staging) of `name` at `version`."""
     if alias.lower() == "latest":
-        raise InputError("'latest' is reserved by the registry; pick another alias")
+        raise InputError("'latest' is reserved: it always names the newest version; pick another alias")
     _record(ctx, name, version)
     ctx.tracker.set_alias(name, version, alias)
     return {"name": name, "version": version, "alias": alias, "reference": f"models:/{name}@{alias}"}
@@ -164,15 +183,26 @@ def localize_one(localizer: Localizer, table: MeasurementTable, model: str) -> d
     return {**record, "model": model, "geojson": geojson}
 
 
+def job_counts(ctx: Context) -> dict[str, int]:
+    """Number of jobs in each state (every state present, zero when none)."""
+    with ctx.db.session() as session:
+        rows = session.execute(select(TrainingJob.status, func.count()).group_by(TrainingJob.status)).all()
+    counts = dict.fromkeys(get_args(JobStatus), 0)
+    counts.update({str(status): int(n) for status, n in rows})
+    return counts
+
+
 class LocalizerCache:
     """Loaded models by (name, version), least recently used dropped first; thread-safe.
 
     Aliases (`@production`) are looked up in the registry at most every `ALIAS_TTL_S`
-    seconds, so a promotion takes effect without a restart.
+    seconds, so a promotion takes effect without a restart. Every model is loaded as
+    `settings.serving_variant` ("float" or "int8").
     """
 
     def __init__(self, settings: Settings, max_models: int = 4, alias_ttl_s: float = ALIAS_TTL_S) -> None:
         self.settings = settings
+        self.variant = settings.serving_variant
         self.max_models = max_models
         self.alias_ttl_s = alias_ttl_s
         self._tracker: Tracker | None = None
@@ -218,25 +248,35 @@ class LocalizerCache:
         return resolved
 
     def get(self, reference: str | None) -> tuple[Localizer, str]:
-        """The loaded model for `reference` and its exact reference (`models:/NAME/VERSION`)."""
+        """The loaded model for `reference` and its exact reference (`models:/NAME/VERSION`,
+        with `+int8` when serving the quantised variant)."""
         key = self.resolve(reference)
         exact = f"models:/{key[0]}/{key[1]}"
         with self._lock:
             localizer = self._models.get(key)
             if localizer is not None:
                 self._models.move_to_end(key)
-                return localizer, exact
+                return localizer, localizer.name
         with self._load_lock:
             with self._lock:
                 localizer = self._models.get(key)
             if localizer is None:
-                localizer = Localizer.from_registry(exact, self.settings)
+                localizer = self._load(exact)
             with self._lock:
                 self._models[key] = localizer
                 self._models.move_to_end(key)
                 while len(self._models) > self.max_models:
                     self._models.popitem(last=False)
-        return localizer, exact
+        return localizer, localizer.name
+
+    def _load(self, exact: str) -> Localizer:
+        try:
+            return Localizer.from_registry(exact, self.settings, variant=self.variant)
+        except InputError as exc:
+            if self.variant == "float":
+                raise
+            # The server's configuration asks for a graph this model lacks: not the client's fault.
+            raise ConfigError(f"HEIMDALL_SERVING_VARIANT={self.variant}: {exc}") from exc
 
     def forget_aliases(self) -> None:
         """Drop cached alias lookups (after a promotion in this process)."""

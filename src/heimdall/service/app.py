@@ -11,10 +11,12 @@ from fastapi import FastAPI
 from heimdall import __version__
 from heimdall.pipelines.context import open_context
 from heimdall.pipelines.jobqueue import JobQueue
-from heimdall.pipelines.serving import LocalizerCache
+from heimdall.pipelines.rollout import Rollout
+from heimdall.pipelines.serving import LocalizerCache, job_counts
 from heimdall.service.errors import install_error_handlers
+from heimdall.service.metrics import MetricsMiddleware, RouteTemplates, ServiceMetrics
 from heimdall.service.middleware import MAX_BODY_BYTES, GuardMiddleware
-from heimdall.service.routes import datasets, health, jobs, localize, models, seeds
+from heimdall.service.routes import datasets, health, jobs, localize, metrics, models, seeds
 from heimdall.settings import Settings
 
 __all__ = ["create_app"]
@@ -52,9 +54,14 @@ def create_app(settings: Settings | None = None, max_body_bytes: int = MAX_BODY_
     app.state.context = context
     app.state.queue = queue
     app.state.localizers = LocalizerCache(settings)
+    app.state.rollout = Rollout(app.state.localizers, settings)
+    app.state.metrics = ServiceMetrics(lambda: job_counts(context))
     install_error_handlers(app, settings)
     app.add_middleware(GuardMiddleware, token=settings.api_token, max_body_bytes=max_body_bytes)
-    for module in (health, datasets, jobs, models, localize, seeds):
+    # Added last, so outermost: refused (401/413) and failed (500) requests are counted too.
+    templates = RouteTemplates(lambda: [*app.openapi()["paths"], *(r.path for r in app.routes if hasattr(r, "path"))])
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics, templates=templates)
+    for module in (health, datasets, jobs, models, localize, metrics, seeds):
         app.include_router(module.router)
     app.include_router(health.version_router)
     return app

@@ -12,7 +12,9 @@ from fastapi import Depends, Path, Request
 
 from heimdall.pipelines.context import Context
 from heimdall.pipelines.jobqueue import JobQueue
+from heimdall.pipelines.rollout import Rollout
 from heimdall.pipelines.serving import LocalizerCache
+from heimdall.service.metrics import ServiceMetrics
 from heimdall.service.schemas import NAME_PATTERN
 from heimdall.settings import Settings
 
@@ -21,6 +23,8 @@ __all__ = [
     "ContextDep",
     "QueueDep",
     "LocalizersDep",
+    "RolloutDep",
+    "MetricsDep",
     "DatasetName",
     "ModelName",
     "ModelVersion",
@@ -44,10 +48,20 @@ def get_localizers(request: Request) -> LocalizerCache:
     return request.app.state.localizers
 
 
+def get_rollout(request: Request) -> Rollout:
+    return request.app.state.rollout
+
+
+def get_metrics(request: Request) -> ServiceMetrics:
+    return request.app.state.metrics
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ContextDep = Annotated[Context, Depends(get_context)]
 QueueDep = Annotated[JobQueue, Depends(get_queue)]
 LocalizersDep = Annotated[LocalizerCache, Depends(get_localizers)]
+RolloutDep = Annotated[Rollout, Depends(get_rollout)]
+MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
 
 DatasetName = Annotated[str, Path(pattern=NAME_PATTERN, description="Dataset name: [a-z0-9][a-z0-9_-]{0,63}")]
 ModelName = Annotated[str, Path(pattern=NAME_PATTERN, description="Registered model name")]
