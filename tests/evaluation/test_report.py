@@ -52,3 +52,13 @@ def test_no_map_without_folium(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     monkeypatch.setattr(interactive_map, "folium_available", lambda: False)
     written = interactive_map.write_map_html(tmp_path / "map.html", {"features": []}, [("a", 45.0, 7.0)])
     assert written is False and not (tmp_path / "map.html").exists()
+
+
+def test_model_card_states_data_training_and_evaluation(trained) -> None:
+    card = (trained.bundle / "README.md").read_text()
+    assert "dataset: `small` (features)" in card and "simulation: " in card
+    training = card.split("## Training", 1)[1].split("##", 1)[0]
+    assert "batch_size 128" in training and "epochs 3" in training
+    assert f"epochs_run {trained.epochs_run}" in training and trained.mlflow_run_id in training
+    assert "hidden_dim 32" in training and "covariance calibrated on the validation split" in training
+    assert f"{trained.evaluation['median_error_m']:,.0f} m" in card and "## Limits" in card

@@ -46,6 +46,21 @@ def _fmt_m(value: Any) -> str:
     return f"{value:,.0f} m" if isinstance(value, (int, float)) else "n/a"
 
 
+def _training_lines(config: dict[str, Any]) -> list[str]:
+    training = config.get("training") or {}
+    model = config.get("model") or {}
+    lines = ["## Training"]
+    shown = {k: v for k, v in training.items() if v is not None}
+    if shown:
+        lines.append("- settings: " + ", ".join(f"{k} {v}" for k, v in shown.items()))
+    if model:
+        lines.append("- model: " + ", ".join(f"{k} {v}" for k, v in model.items() if not isinstance(v, (list, dict))))
+    if "covariance_scale" in config:
+        lines.append(f"- covariance calibrated on the validation split: scale {float(config['covariance_scale']):.3f}")
+    lines.append(f"- MLflow run `{config.get('mlflow_run_id')}`, job `{config.get('job_id')}`")
+    return [*lines, ""]
+
+
 def model_card(config: dict[str, Any], metrics: dict[str, Any]) -> str:
     """A short model card: what it was trained on, how it scores, where it stops working."""
     evaluation = metrics.get("evaluation", {})
@@ -59,11 +74,17 @@ def model_card(config: dict[str, Any], metrics: dict[str, Any]) -> str:
         f"- dataset: `{config.get('dataset')}` ({config.get('dataset_kind')}), network "
         f"`{config['network']['name']}` ({len(config['station_ids'])} receivers, "
         f"{config['network']['frequency_hz'] / 1e6:.3f} MHz)",
-        f"- simulation: {json.dumps(config.get('scenario'))}",
+        (
+            "- real measurements of known transmitters (no simulation)"
+            if config.get("dataset_kind") == "measured"
+            else f"- simulation: {json.dumps(config.get('scenario'))}"
+        ),
         "",
+        *_training_lines(config),
         "## Metrics",
-        f"Measured by `heimdall evaluate` on the `{evaluation.get('split', 'test')}` split "
-        f"({evaluation.get('n', 'n/a')} samples).",
+        f"Measured at export on the `{evaluation.get('split', 'test')}` split "
+        f"({evaluation.get('n', 'n/a')} samples, never used for training or calibration); "
+        "errors are great-circle distances, coverage the share of truths inside the ellipse.",
         "",
         "| method | median | p90 | 1-sigma coverage | 2-sigma coverage |",
         "|---|---|---|---|---|",

@@ -73,6 +73,24 @@ def _bundle_config(meta: dict[str, Any], reader: DatasetReader, name: str, versi
     }
 
 
+def _training_settings(ctx: Context, meta: dict[str, Any]) -> dict[str, Any]:
+    """The training job's hyperparameters and epochs run, for the model card."""
+    from heimdall.jobs import get_job, job_metrics
+
+    settings: dict[str, Any] = {"init_from": meta.get("init_from")}
+    job_id = meta.get("job_id")
+    if not job_id:
+        return settings
+    try:
+        job = get_job(ctx.db, job_id)
+    except NotFoundError:
+        return settings
+    kept = ("epochs", "batch_size", "learning_rate", "weight_decay", "validation_split", "seed", "precision", "devices")
+    settings.update({k: v for k, v in (job.params or {}).items() if k in kept})
+    settings["epochs_run"] = len(job_metrics(ctx.db, job_id))
+    return settings
+
+
 def _physics(reader: DatasetReader) -> tuple[PhysicsModel, float]:
     scenario = reader.manifest.scenario or {}
     physics = PhysicsModel(
@@ -254,7 +272,7 @@ def export(ctx: Context, checkpoint: Path, version: str | None = None, quantize:
     test_split = "test" if reader.manifest.split_counts.get("test", 0) else "val"
     draft = stage_bundle(net, reader.load(test_split), ctx.staging_dir)
     config = _bundle_config(meta, reader, name=name, version=number)
-    config.update(semantic_version=semantic_version, covariance_scale=scale)
+    config.update(semantic_version=semantic_version, covariance_scale=scale, training=_training_settings(ctx, meta))
     write_bundle_files(draft.directory, config, {}, "")
     evaluation = evaluate_localizer(Localizer(draft.directory, reference=f"{name}/v{number}"), reader, test_split).summary
     metrics = {"evaluation": evaluation, "onnx_max_abs_diff": draft.max_abs_diff, "covariance_scale": scale}
