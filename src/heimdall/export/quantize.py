@@ -55,7 +55,8 @@ def quantize_int8(source: Path, target: Path | None = None) -> Path:
     # The exporter's shape annotations are those of its example batch; the quantiser re-runs
     # shape inference, which refuses them against the dynamic axes. Let it infer afresh.
     del model.graph.value_info[:]
-    # The quantiser logs advice to pre-process at WARNING on every call, on the root logger.
+    # The quantiser logs a line per tensor at INFO and advice to pre-process at WARNING, all
+    # on the root logger; for the second or two it runs, only errors get through.
     previous = logging.getLogger().level
     logging.getLogger().setLevel(logging.ERROR)
     try:
