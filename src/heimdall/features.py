@@ -106,27 +106,6 @@ def _hann(n_fft: int) -> torch.Tensor:
 # STFT bins handled at once on CPU (2 MiB of complex64): staying in cache makes the memory-
 # bound steps after the FFT about three times faster than one pass over the whole batch.
 _CHUNK_BINS = 1 << 18
-#: Mel bands per block of the banded filterbank product (see `_banded`).
-_MEL_BLOCK = 8
-
-
-@functools.lru_cache(maxsize=16)
-def _banded(bank: torch.Tensor) -> tuple[tuple[int, int, int, torch.Tensor], ...]:
-    """`bank` [n_mels, n_fft] as blocks (first band, first bin, last bin + 1, [bins, bands]).
-
-    Each triangle spans a few adjacent bins, so a block of `_MEL_BLOCK` consecutive bands
-    only needs its own bin range: about 15x fewer multiply-adds than the dense product
-    (the bank is cached, so its identity is a valid cache key).
-    """
-    nonzero = bank > 0
-    # Never let a block straddle DC: its bins would span the whole FFT.
-    edges = sorted({*range(0, len(bank), _MEL_BLOCK), len(bank) // 2, len(bank)})
-    blocks = []
-    for start, stop in zip(edges[:-1], edges[1:]):
-        cols = torch.nonzero(nonzero[start:stop].any(dim=0)).flatten()
-        lo, hi = int(cols.min()), int(cols.max()) + 1
-        blocks.append((start, lo, hi, bank[start:stop, lo:hi].T.contiguous()))
-    return tuple(blocks)
 
 
 def _stft_pass(
@@ -140,10 +119,9 @@ def _stft_pass(
     """One chunked STFT over complex `iq` [..., T] (Hann window, no centring).
 
     Returns (mel band power [..., frames, n_mels] in mW when `mel_bank` [n_mels, n_fft] (FFT
-    column order, from the cache) is given, mean bin power over frames [..., n_fft] in mW,
-    bin power [..., frames, n_fft] when `keep_power`), bins in FFT (not fftshifted) order.
-    Bin powers are |X|^2 / (n_fft sum(w^2)), so the bins of a frame sum to its mean power
-    (Parseval).
+    column order) is given, mean bin power over frames [..., n_fft] in mW, bin power
+    [..., frames, n_fft] when `keep_power`), bins in FFT (not fftshifted) order. Bin powers
+    are |X|^2 / (n_fft sum(w^2)), so the bins of a frame sum to its mean power (Parseval).
     """
     if not torch.is_complex(iq):
         raise InputError(f"iq must be complex baseband, got dtype {iq.dtype}")
@@ -160,23 +138,22 @@ def _stft_pass(
     device = iq.device
     window = _hann(n_fft).to(device)
     scale = 1.0 / (n_fft * float(window.square().sum()))
-    blocks = None if mel_bank is None else [(b, lo, hi, (m * scale).to(device)) for b, lo, hi, m in _banded(mel_bank)]
+    bank_t = None if mel_bank is None else (mel_bank.T.to(device) * scale).contiguous()
     mel = None if mel_bank is None else torch.empty(rows, frames, len(mel_bank), device=device)
     mean = torch.empty(rows, n_fft, device=device)
     power = torch.empty(rows, frames, n_fft, device=device) if keep_power else None
     step = max(1, _CHUNK_BINS // (n_fft * frames)) if device.type == "cpu" else max(rows, 1)
     for i in range(0, rows, step):
         chunk = flat[i : i + step].to(torch.complex64)
-        # Framing by hand (a strided view) and one FFT over the last axis give contiguous
-        # [c, frames, n_fft] spectra; torch.stft's [c, n_fft, frames] layout makes every
-        # later step strided and costs several times more on CPU.
-        spec = torch.fft.fft(chunk.unfold(-1, n_fft, hop_length)[:, :frames] * window)
-        parts = torch.view_as_real(spec)
-        raw = torch.addcmul(parts[..., 0].square(), parts[..., 1], parts[..., 1])  # unscaled |X|^2
+        spec = torch.stft(
+            chunk, n_fft, hop_length, window=window, center=False, onesided=False,
+            return_complex=True,
+        )  # fmt: skip
+        parts = torch.view_as_real(spec.transpose(-1, -2))
+        raw = parts[..., 0].square() + parts[..., 1].square()  # [c, frames, n_fft], unscaled
         torch.mean(raw, dim=1, out=mean[i : i + step])
-        if blocks is not None:
-            for band, lo, hi, weights in blocks:
-                mel[i : i + step, :, band : band + weights.shape[1]] = torch.matmul(raw[..., lo:hi], weights)
+        if bank_t is not None:
+            torch.matmul(raw, bank_t, out=mel[i : i + step])
         if power is not None:
             torch.mul(raw, scale, out=power[i : i + step])
     mean *= scale

@@ -42,7 +42,8 @@ def test_measured_snr_follows_the_link_snr() -> None:
     strong = (link > 10.0) & (link < 40.0) & block.present
     assert strong.sum() > 50
     error_db = result.snr_db[strong] - link[strong]
-    assert abs(float(np.median(error_db))) < 0.3 and float(np.std(error_db)) < 0.5
+    # Measured at commit time: +0.10 dB median, 0.06 dB spread over 486 links.
+    assert abs(float(np.median(error_db))) < 0.25 and float(np.std(error_db)) < 0.2
     # Weak links: the distribution of measured SNR tracks the link SNR (rank correlation).
     heard = result.heard & (link < 10.0)
     if heard.sum() > 10:

@@ -109,7 +109,7 @@ def _iq_chunk(
         snr_db=np.where(detected, measured.snr_db, np.nan).astype(np.float32),
         heard=detected,
         signal_types=signal_types,
-        iq=iq[:keep] if keep > 0 else None,
+        iq=iq[:keep].copy() if keep > 0 else None,  # a copy: the chunk's 64 MB can go
     )
 
 
