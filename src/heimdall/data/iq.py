@@ -16,6 +16,7 @@ import multiprocessing
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -27,7 +28,7 @@ from heimdall.data.layout import SampleArrays
 from heimdall.data.shards import DatasetManifest, DatasetWriter, plan_digest
 from heimdall.data.splits import SplitFractions, SplitMode
 from heimdall.data.synthetic import SimulationPlan, effective_sigma_db, write_simulated
-from heimdall.errors import InputError
+from heimdall.errors import DataError, InputError
 from heimdall.features import iq_features
 from heimdall.network import ReceiverNetwork
 from heimdall.sim.audio import load_audio_dir
@@ -148,7 +149,11 @@ def iq_block(
         with _one_torch_thread():
             chunks = [_iq_chunk(*a) for a in args]
     else:
-        chunks = list(pool.map(_iq_chunk, *zip(*args)))
+        try:
+            chunks = list(pool.map(_iq_chunk, *zip(*args)))
+        except BrokenProcessPool as exc:
+            # A worker killed (OOM, kill -9): nothing of this block is written; --resume continues.
+            raise DataError(f"an IQ worker process died ({exc}); rerun the same command with --resume") from exc
     kept = [c.iq for c in chunks if c.iq is not None]
     return IQBlock(
         spectrogram=np.concatenate([c.spectrogram for c in chunks]),

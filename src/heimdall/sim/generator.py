@@ -11,10 +11,11 @@ import multiprocessing
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
 
-from heimdall.errors import InputError
+from heimdall.errors import DataError, InputError
 from heimdall.sim.scenario import NetworkGeometry, ScenarioConfig, SimulatedBlock, simulate_block
 
 __all__ = ["BLOCK_SIZE", "block_rng", "generate_blocks", "num_blocks"]
@@ -74,4 +75,8 @@ def generate_blocks(
                 )
                 next_block += 1
             b, future = pending.popleft()
-            yield b * BLOCK_SIZE, future.result()
+            try:
+                simulated = future.result()
+            except BrokenProcessPool as exc:
+                raise DataError(f"a generation worker process died ({exc}); rerun the same command with --resume") from exc
+            yield b * BLOCK_SIZE, simulated
