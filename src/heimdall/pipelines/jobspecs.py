@@ -108,6 +108,7 @@ class TrainSpec:
     strategy: Literal["auto", "ddp", "ddp_spawn"] = "auto"
     precision: Literal["32-true", "bf16-mixed", "16-mixed"] = "32-true"
     num_workers: int = 0
+    num_threads: int | None = None
     export: bool = True
 
     def request(self, ctx: Context, checkpoint: Path | None = None) -> Any:
@@ -129,6 +130,7 @@ class TrainSpec:
             strategy=self.strategy,
             precision=self.precision,
             num_workers=self.num_workers,
+            num_threads=self.num_threads,
         )
         if checkpoint is not None:
             return TrainRequest(**common, checkpoint=checkpoint, resume_training=True)
