@@ -73,3 +73,12 @@ def test_bf16_mixed_trains_checkpoints_and_exports_float32(ctx) -> None:
     predictions = Localizer.from_bundle(exported.bundle).predict(test)
     errors_m = np.linalg.norm(predictions.position_m - test.tx_position_m, axis=1)
     assert np.all(np.isfinite(errors_m)) and np.median(errors_m) < 200_000.0
+
+
+def test_queued_job_refuses_ddp(ctx) -> None:
+    from heimdall.pipelines.jobspecs import TrainSpec
+
+    with pytest.raises(InputError, match="one process"):
+        TrainSpec(dataset="d", devices=2).request(ctx)
+    request = TrainSpec(dataset="d", precision="bf16-mixed", num_threads=1).request(ctx)
+    assert request.precision == "bf16-mixed" and request.num_threads == 1 and request.devices == 1

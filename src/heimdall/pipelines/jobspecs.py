@@ -115,6 +115,10 @@ class TrainSpec:
         """The `TrainRequest` of a fresh run, or of a resumed one when `checkpoint` is given."""
         from heimdall.pipelines.training import TrainRequest
 
+        if self.devices * self.num_nodes > 1:
+            # Lightning's DDP launcher re-runs the process's own command line: in a worker
+            # that is the worker, not `heimdall train`.
+            raise InputError("a queued training job runs in one process; use `heimdall train --devices N` for DDP")
         common = dict(
             dataset=self.dataset,
             epochs=self.epochs,
