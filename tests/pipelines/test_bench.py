@@ -17,6 +17,8 @@ KEYS = (
     "train_spectrogram_samples_per_s",
     "localize_iq_ms",
     "train_features_samples_per_s",
+    "train_features_1thread_samples_per_s",
+    "train_spectrogram_nano_samples_per_s",
     "checkpoint_save_s",
     "onnx_export_s",
     "onnx_latency_ms_b1",

@@ -34,7 +34,7 @@ def test_ddp_two_cpu_processes_share_the_epoch_and_write_once(ctx, home: Path) -
     train_samples = len(DatasetReader(ctx.store, "ddp").load("train"))
     env = dict(os.environ, PYTHONPATH=str(Path(heimdall.__file__).resolve().parents[1]))
     args = ["train", "--dataset", "ddp", "--epochs", "2", "--batch-size", "64", "--accelerator", "cpu",
-            "--devices", "2", "--strategy", "ddp", "--json"]  # fmt: skip
+            "--devices", "2", "--strategy", "ddp", "--threads", "1", "--json"]  # fmt: skip
     completed = subprocess.run(_heimdall_command() + args, env=env, capture_output=True, text=True, timeout=600)
     assert completed.returncode == 0, completed.stderr[-3000:]
     json_lines = [line for line in completed.stdout.splitlines() if line.startswith("{")]

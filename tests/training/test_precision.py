@@ -26,6 +26,7 @@ from heimdall.training.trainer import check_hardware
         ({"devices": 0}, "--devices and --num-nodes"),
         ({"num_nodes": 0}, "--devices and --num-nodes"),
         ({"num_workers": -1}, "--num-workers"),
+        ({"num_threads": 0}, "--threads"),
     ],
 )
 def test_request_rejects_bad_flags(fields: dict, fragment: str) -> None:
@@ -56,8 +57,10 @@ def test_cli_16_mixed_on_cpu_is_one_error_line(home: Path, monkeypatch: pytest.M
 @pytest.mark.slow
 def test_bf16_mixed_trains_checkpoints_and_exports_float32(ctx) -> None:
     generate(ctx, "bf", 1500, seed=4)
-    result = train(ctx, TrainRequest(dataset="bf", epochs=1, batch_size=128, hidden_dim=32, num_layers=1, precision="bf16-mixed"))
+    threads_before = torch.get_num_threads()
+    result = train(ctx, TrainRequest(dataset="bf", epochs=1, batch_size=128, hidden_dim=32, num_layers=1, precision="bf16-mixed", num_threads=1))
     assert result.status == "completed" and result.epochs_run == 1
+    assert torch.get_num_threads() == threads_before  # --threads applies to the run only
     state = torch.load(result.checkpoint, map_location="cpu", weights_only=False)["state_dict"]
     # Mixed precision computes in bf16 but keeps float32 master weights.
     assert all(v.dtype == torch.float32 for k, v in state.items() if v.is_floating_point())
@@ -71,3 +74,12 @@ def test_bf16_mixed_trains_checkpoints_and_exports_float32(ctx) -> None:
     predictions = Localizer.from_bundle(exported.bundle).predict(test)
     errors_m = np.linalg.norm(predictions.position_m - test.tx_position_m, axis=1)
     assert np.all(np.isfinite(errors_m)) and np.median(errors_m) < 200_000.0
+
+
+def test_queued_job_refuses_ddp(ctx) -> None:
+    from heimdall.pipelines.jobspecs import TrainSpec
+
+    with pytest.raises(InputError, match="one process"):
+        TrainSpec(dataset="d", devices=2).request(ctx)
+    request = TrainSpec(dataset="d", precision="bf16-mixed", num_threads=1).request(ctx)
+    assert request.precision == "bf16-mixed" and request.num_threads == 1 and request.devices == 1

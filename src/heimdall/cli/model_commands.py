@@ -37,6 +37,7 @@ def train(
     strategy: Annotated[str, typer.Option(help="auto, ddp or ddp_spawn (DDP: gloo on CPU, NCCL on GPU).")] = "auto",
     precision: Annotated[str, typer.Option(help="32-true, bf16-mixed or 16-mixed (GPU only).")] = "32-true",
     num_workers: Annotated[int, typer.Option("--num-workers", "--num_workers", help="DataLoader worker processes.")] = 0,
+    threads: Annotated[int | None, typer.Option(help="torch threads per process (default: one per core).")] = None,
     checkpoint: Annotated[Path | None, typer.Option(help="Checkpoint to resume or export.")] = None,
     resume_training: Annotated[bool, typer.Option("--resume-training", "--resume_training", help="Continue --checkpoint's run.")] = False,
     export_only: Annotated[bool, typer.Option("--export-only", "--export_only", help="Only export --checkpoint.")] = False,
@@ -64,7 +65,7 @@ def train(
         dataset=dataset, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
         validation_split=validation_split, accelerator=accelerator, devices=devices,  # type: ignore[arg-type]
         num_nodes=num_nodes, strategy=strategy, precision=precision,  # type: ignore[arg-type]
-        num_workers=num_workers, checkpoint=checkpoint, resume_training=resume_training,
+        num_workers=num_workers, num_threads=threads, checkpoint=checkpoint, resume_training=resume_training,
         init_from=init_from, seed=seed, spectrogram_encoder=spectrogram_encoder,
     )
     with progress_bars(quiet) as progress:

@@ -70,8 +70,8 @@ def bench_generate_iq(num_samples: int = 128) -> float:
     return num_samples / median_time_s(run, repeats=3)
 
 
-def bench_train_spectrogram(num_samples: int = 64, batch_size: int = 16, steps: int = 4) -> float:
-    """Training throughput of the spectrogram model (nano encoder), samples/s."""
+def bench_train_spectrogram(num_samples: int = 64, batch_size: int = 16, steps: int = 4, encoder: str = "tiny") -> float:
+    """Training throughput of the spectrogram model (ConvNeXt `encoder` per receiver), samples/s."""
     import torch
 
     from heimdall.data.iq import IQConfig, iq_block
@@ -83,8 +83,8 @@ def bench_train_spectrogram(num_samples: int = 64, batch_size: int = 16, steps: 
     result = iq_block(np.random.default_rng(0), block, geometry.frequency_hz, IQConfig(), config.min_snr_db, keep=0)
     spectrogram = torch.from_numpy(result.spectrogram.astype(np.float32))
     torch.manual_seed(0)
-    net = LocalizationNet(ModelConfig(num_stations=7, spectrogram_encoder="nano"))
-    optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3)
+    net = LocalizationNet(ModelConfig(num_stations=7, spectrogram_encoder=encoder))
+    optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3, fused=True)
     loss_fn = GaussianNLLLoss()
     r = spectrogram.shape[1]
     position = torch.from_numpy(geometry.rx_position_m.astype(np.float32)).expand(batch_size, r, 3)
@@ -125,8 +125,23 @@ def _synthetic_batch(num_samples: int) -> dict[str, Any]:
     return {"samples": samples, "batch": to_batch(samples)}
 
 
-def bench_training(batch: dict[str, Any], batch_size: int = 256, steps: int = 30) -> float:
-    """Training throughput of the feature model, samples/s (forward, backward, AdamW step)."""
+def bench_training(batch: dict[str, Any], batch_size: int = 256, steps: int = 30, threads: int | None = None) -> float:
+    """Training throughput of the feature model, samples/s (forward, backward, AdamW step).
+
+    `threads` sets torch's intra-op threads for the measurement (None: as configured).
+    """
+    import torch
+
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        return _bench_training(batch, batch_size, steps)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _bench_training(batch: dict[str, Any], batch_size: int, steps: int) -> float:
     import torch
 
     from heimdall.data.datamodule import fit_normalization
@@ -135,7 +150,7 @@ def bench_training(batch: dict[str, Any], batch_size: int = 256, steps: int = 30
     torch.manual_seed(0)
     net = LocalizationNet(ModelConfig(num_stations=7))
     net.set_normalization(fit_normalization(batch["samples"]))
-    optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3, fused=True)
     loss_fn = GaussianNLLLoss()
     tensors = batch["batch"]
     n = tensors["rss_dbm"].shape[0]
@@ -298,9 +313,14 @@ def run_bench(quick: bool = False) -> dict[str, Any]:
     }
     result["generate_features_samples_per_s"] = bench_generate_features(5_000 if quick else 20_000)
     result["generate_iq_samples_per_s"] = bench_generate_iq(64 if quick else 256)
-    result["train_spectrogram_samples_per_s"] = bench_train_spectrogram(steps=2 if quick else 6)
+    # ConvNeXt-tiny costs ~44 GFLOP per sample (forward + backward): a few samples suffice.
+    result["train_spectrogram_samples_per_s"] = bench_train_spectrogram(batch_size=2, steps=1, encoder="tiny")
+    result["train_spectrogram_nano_samples_per_s"] = bench_train_spectrogram(steps=2 if quick else 6, encoder="nano")
     batch = _synthetic_batch(4_096 if quick else 20_000)
     result["train_features_samples_per_s"] = bench_training(batch, steps=5 if quick else 30)
+    # One thread beside the default: on a shared machine, OpenMP threads that outnumber the
+    # free cores spin against each other (docs/PERFORMANCE.md).
+    result["train_features_1thread_samples_per_s"] = bench_training(batch, steps=5 if quick else 30, threads=1)
     with tempfile.TemporaryDirectory() as tmp:
         result.update(bench_model_io(batch, Path(tmp)))
         result["localize_iq_ms"] = bench_localize_iq(Path(tmp))

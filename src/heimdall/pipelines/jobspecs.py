@@ -113,12 +113,17 @@ class TrainSpec:
     strategy: Literal["auto", "ddp", "ddp_spawn"] = "auto"
     precision: Literal["32-true", "bf16-mixed", "16-mixed"] = "32-true"
     num_workers: int = 0
+    num_threads: int | None = None
     export: bool = True
 
     def request(self, ctx: Context, checkpoint: Path | None = None) -> Any:
         """The `TrainRequest` of a fresh run, or of a resumed one when `checkpoint` is given."""
         from heimdall.pipelines.training import TrainRequest
 
+        if self.devices * self.num_nodes > 1:
+            # Lightning's DDP launcher re-runs the process's own command line: in a worker
+            # that is the worker, not `heimdall train`.
+            raise InputError("a queued training job runs in one process; use `heimdall train --devices N` for DDP")
         common = dict(
             dataset=self.dataset,
             epochs=self.epochs,
@@ -134,6 +139,7 @@ class TrainSpec:
             strategy=self.strategy,
             precision=self.precision,
             num_workers=self.num_workers,
+            num_threads=self.num_threads,
         )
         if checkpoint is not None:
             return TrainRequest(**common, checkpoint=checkpoint, resume_training=True)

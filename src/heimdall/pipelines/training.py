@@ -48,6 +48,8 @@ class TrainRequest:
     #: 32-true, or mixed precision: bf16-mixed (CPU or GPU), 16-mixed (GPU only).
     precision: Literal["32-true", "bf16-mixed", "16-mixed"] = "32-true"
     num_workers: int = 0
+    #: torch intra-op threads while training (None: torch's default, one per core).
+    num_threads: int | None = None
     checkpoint: Path | None = None
     resume_training: bool = False
     init_from: str | None = None
@@ -79,6 +81,8 @@ class TrainRequest:
             raise InputError(f"--devices and --num-nodes must be at least 1, got {self.devices} and {self.num_nodes}")
         if self.num_workers < 0:
             raise InputError(f"--num-workers must be at least 0, got {self.num_workers}")
+        if self.num_threads is not None and self.num_threads < 1:
+            raise InputError(f"--threads must be at least 1, got {self.num_threads}")
         if self.accelerator not in ("cpu", "gpu", "auto"):
             raise InputError(f"--accelerator must be cpu, gpu or auto, got {self.accelerator!r}")
         if self.precision not in ("32-true", "bf16-mixed", "16-mixed"):
@@ -282,12 +286,17 @@ def train(
         pin_memory=isinstance(trainer.accelerator, CUDAAccelerator),
     )
     torch.set_float32_matmul_precision("high")
+    threads = torch.get_num_threads()
+    if request.num_threads is not None:
+        torch.set_num_threads(request.num_threads)
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(request.checkpoint) if request.resume_training else None)
     except BaseException as exc:
         if leader:
             jobs.finish_job(ctx.db, job_id, "failed", error=str(exc)[:2000])
         raise
+    finally:
+        torch.set_num_threads(threads)  # a worker process trains many jobs
     status = {"pause": "paused", "cancel": "cancelled"}.get(control.stopped_by if control else None, "completed")
     if leader:
         jobs.finish_job(ctx.db, job_id, status)  # type: ignore[arg-type]
@@ -318,5 +327,6 @@ def _run_params(request: TrainRequest, net: Any, train_samples: int, val_samples
         "precision": request.precision,
         "devices": request.devices,
         "num_nodes": request.num_nodes,
+        "num_threads": request.num_threads,
         **{f"model_{k}": v for k, v in net.config.to_dict().items()},
     }

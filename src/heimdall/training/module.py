@@ -95,8 +95,10 @@ class LocalizationLightningModule(L.LightningModule):
         )
 
     def configure_optimizers(self) -> dict[str, Any]:
+        # The fused kernel updates all parameters in one pass: ~3 ms instead of ~14 ms per step
+        # for the default model on this CPU (docs/PERFORMANCE.md); the same maths as AdamW's loop.
         optimizer = torch.optim.AdamW(
-            self.parameters(), lr=self.hparams.learning_rate, weight_decay=self.hparams.weight_decay
+            self.parameters(), lr=self.hparams.learning_rate, weight_decay=self.hparams.weight_decay, fused=True
         )
         warmup = max(int(self.hparams.warmup_epochs), 0)
         total = max(int(self.hparams.max_epochs), 1)
