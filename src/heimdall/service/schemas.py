@@ -106,6 +106,8 @@ class TrainIn(_Body):
     hidden_dim: Annotated[int, Field(ge=8, le=2048)] = 128
     num_layers: Annotated[int, Field(ge=1, le=16)] = 2
     accelerator: Literal["cpu", "gpu", "auto"] = Field("cpu", description="Where the worker trains")
+    precision: Literal["32-true", "bf16-mixed", "16-mixed"] = Field("32-true", description="16-mixed needs a GPU")
+    num_threads: Annotated[int, Field(ge=1, le=256)] | None = Field(None, description="torch threads for this job")
     export: bool = Field(True, description="Export, evaluate and register the model when training completes")
 
 
