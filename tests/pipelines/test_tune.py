@@ -179,23 +179,27 @@ def test_a_killed_worker_leaves_no_trial_running(ctx, home: Path) -> None:
             study = optuna.load_study(study_name="tune-kill", storage=storage)
         except KeyError:  # not created yet
             study = None
-        if study is not None and any(t.state == TrialState.RUNNING for t in study.get_trials()):
+        # Kill it mid-training: its trial is RUNNING and its MLflow run has started.
+        if study is not None and any(
+            t.state == TrialState.RUNNING and "mlflow_run_id" in t.user_attrs for t in study.get_trials()
+        ):
             break
         assert victim.poll() is None, victim.communicate()[1]
         time.sleep(0.5)
     else:
         victim.kill()
+        victim.communicate()
         pytest.fail("the first worker never started a trial")
     os.kill(victim.pid, signal.SIGKILL)
-    victim.wait()
-    killed = study.get_trials()[0]
+    victim.communicate()
 
     survivor = _cli(home, *common, "--epochs", "1")
-    out, err = survivor.communicate(timeout=120)
+    _, err = survivor.communicate(timeout=300)
     assert survivor.returncode == 0, err
     trials = study.get_trials()
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
-    assert trials[0].state == TrialState.FAIL
+    killed = trials[0]
+    assert killed.state == TrialState.FAIL and len(killed.params) == 6
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         retried = [t for t in trials if optuna.storages.RetryFailedTrialCallback.retried_trial_number(t) == killed.number]
