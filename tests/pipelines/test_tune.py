@@ -25,7 +25,7 @@ from heimdall.errors import ConfigError, ConflictError, InputError
 from heimdall.export.localizer import Localizer
 from heimdall.pipelines import generate
 from heimdall.pipelines.tune import TuneRequest, tune
-from heimdall.pipelines.tune_study import open_storage, study_storage_url
+from heimdall.pipelines.tune_study import close_storage, open_storage, study_storage_url
 from heimdall.training.pruning import TrialPruning
 
 TINY_MODEL = {"hidden_dims": (16,), "layer_counts": (1,)}
@@ -117,11 +117,12 @@ def test_cli_bad_input_is_one_error_line(home: Path, args: list[str], fragment: 
 def test_a_study_is_bound_to_its_dataset(ctx) -> None:
     generate(ctx, "bound-a", 300, seed=1)
     generate(ctx, "bound-b", 300, seed=2)
-    from heimdall.pipelines.tune import _open_study
+    from heimdall.pipelines.tune import _study
 
-    _open_study(ctx, TuneRequest(dataset="bound-a", study="shared"), 0)
-    with pytest.raises(ConflictError, match="bound-a"):
-        _open_study(ctx, TuneRequest(dataset="bound-b", study="shared"), 0)
+    with _study(ctx, TuneRequest(dataset="bound-a", study="shared"), 0) as study:
+        assert study.user_attrs["dataset"] == "bound-a"
+    with pytest.raises(ConflictError, match="bound-a"), _study(ctx, TuneRequest(dataset="bound-b", study="shared"), 0):
+        pass
 
 
 @pytest.mark.slow
@@ -179,25 +180,79 @@ def test_a_killed_worker_leaves_no_trial_running(ctx, home: Path) -> None:
             study = optuna.load_study(study_name="tune-kill", storage=storage)
         except KeyError:  # not created yet
             study = None
-        if study is not None and any(t.state == TrialState.RUNNING for t in study.get_trials()):
+        # Kill it mid-training: its trial is RUNNING and its MLflow run has started.
+        if study is not None and any(
+            t.state == TrialState.RUNNING and "mlflow_run_id" in t.user_attrs for t in study.get_trials()
+        ):
             break
         assert victim.poll() is None, victim.communicate()[1]
         time.sleep(0.5)
     else:
         victim.kill()
+        victim.communicate()
         pytest.fail("the first worker never started a trial")
     os.kill(victim.pid, signal.SIGKILL)
-    victim.wait()
-    killed = study.get_trials()[0]
+    victim.communicate()
 
     survivor = _cli(home, *common, "--epochs", "1")
-    out, err = survivor.communicate(timeout=120)
+    _, err = survivor.communicate(timeout=300)
     assert survivor.returncode == 0, err
     trials = study.get_trials()
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
-    assert trials[0].state == TrialState.FAIL
+    killed = trials[0]
+    assert killed.state == TrialState.FAIL and len(killed.params) == 6
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         retried = [t for t in trials if optuna.storages.RetryFailedTrialCallback.retried_trial_number(t) == killed.number]
     assert len(retried) == 1 and retried[0].state == TrialState.COMPLETE
     assert retried[0].params == killed.params  # the same point is re-run, not lost
+    close_storage(storage)
+
+
+@pytest.mark.slow
+def test_ctrl_c_marks_the_trials_in_flight_failed_and_exits(ctx, home: Path) -> None:
+    generate(ctx, "intr", 1200, seed=5)
+    env = {**os.environ, "HEIMDALL_HOME": str(home), "PYTHONPATH": os.pathsep.join(sys.path)}
+    command = [sys.executable, "-c", "from heimdall.cli import main; main()", "tune", "--dataset", "intr", "--trials", "4",
+               "--workers", "2", "--epochs", "50", "--hidden-dims", "16", "--layers", "1", "--pruner", "none"]
+    # Its own process group, as a terminal's Ctrl-C reaches the command and its workers; SIGINT
+    # restored to the default in case this test runs where it is ignored (a background job).
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    storage = open_storage(ctx.settings.resolved_database_url, heartbeat_interval_s=10, grace_period_s=30)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        try:
+            trials = optuna.load_study(study_name="tune-intr", storage=storage).get_trials()
+        except KeyError:
+            trials = []
+        if sum(t.state == TrialState.RUNNING and bool(t.intermediate_values) for t in trials) == 2:
+            break
+        assert process.poll() is None, process.communicate()[1]
+        time.sleep(1)
+    else:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        pytest.fail("the two workers never both trained")
+    os.killpg(process.pid, signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130
+    assert err.strip().splitlines()[-1] == "error: interrupted", err
+    trials = optuna.load_study(study_name="tune-intr", storage=storage).get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.FAIL]
+    close_storage(storage)
+
+
+def test_the_grid_sampler_visits_every_grid_point_once() -> None:
+    from itertools import product
+
+    from heimdall.pipelines.tune_study import GRID, grid_space, make_sampler, suggest
+
+    space = grid_space((16, 32), (1,))
+    study = optuna.create_study(sampler=make_sampler("grid", 0, 0, space))
+    study.optimize(lambda trial: suggest(trial, (16, 32), (1,))["learning_rate"], n_trials=40)
+    visited = sorted(tuple(t.params[k] for k in space) for t in study.trials)
+    assert visited == sorted(product(*space.values())) and len(visited) == 16 * 2  # then the sampler stops
+    assert set(GRID) <= set(space)

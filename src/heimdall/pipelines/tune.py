@@ -19,6 +19,8 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Literal
 
 from heimdall.data.shards import DatasetReader
@@ -28,6 +30,7 @@ from heimdall.pipelines.models import ExportResult, export
 from heimdall.pipelines.training import TrainRequest, train
 from heimdall.pipelines.tune_study import (
     TrialSummary,
+    close_storage,
     grid_space,
     make_pruner,
     make_sampler,
@@ -105,28 +108,36 @@ class TuneResult:
         return sum(t.state == state for t in self.trials)
 
 
-def _open_study(ctx: Context, request: TuneRequest, worker_index: int) -> Any:
-    """Create or join the study; a study made for another dataset or sampler is refused."""
+@contextmanager
+def _study(ctx: Context, request: TuneRequest, worker_index: int) -> Iterator[Any]:
+    """Create or join the study (its connections closed on exit); a study made for another
+    dataset or sampler is refused."""
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Optuna logs an interrupted trial with its traceback at WARNING; we report it in one line.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     storage = open_storage(ctx.settings.resolved_database_url, request.heartbeat_interval_s, request.grace_period_s)
-    sampler = make_sampler(request.sampler, request.seed, worker_index, grid_space(request.hidden_dims, request.layer_counts))
-    study = optuna.create_study(
-        study_name=request.study_name,
-        storage=storage,
-        sampler=sampler,
-        pruner=make_pruner(request.pruner),
-        direction="minimize",
-        load_if_exists=True,
-    )
-    for key, value in (("dataset", request.dataset), ("sampler", request.sampler)):
-        existing = study.user_attrs.get(key)
-        if existing is None:
-            study.set_user_attr(key, value)
-        elif existing != value:
-            raise ConflictError(f"study {request.study_name!r} searches {key} {existing!r}, not {value!r}; pick another --study")
-    return study
+    try:
+        sampler = make_sampler(request.sampler, request.seed, worker_index, grid_space(request.hidden_dims, request.layer_counts))
+        study = optuna.create_study(
+            study_name=request.study_name,
+            storage=storage,
+            sampler=sampler,
+            pruner=make_pruner(request.pruner),
+            direction="minimize",
+            load_if_exists=True,
+        )
+        for key, value in (("dataset", request.dataset), ("sampler", request.sampler)):
+            existing = study.user_attrs.get(key)
+            if existing is None:
+                study.set_user_attr(key, value)
+            elif existing != value:
+                raise ConflictError(
+                    f"study {request.study_name!r} searches {key} {existing!r}, not {value!r}; pick another --study"
+                )
+        yield study
+    finally:
+        close_storage(storage)
 
 
 def _parent_run(ctx: Context, study: Any) -> str:
@@ -160,8 +171,9 @@ def _objective(ctx: Context, request: TuneRequest, study_name: str, parent_run_i
         )
         try:
             result = train(ctx, train_request, extra_callbacks=[pruning])
-        except SystemExit as exc:
+        except (SystemExit, KeyboardInterrupt) as exc:
             # Lightning turns Ctrl-C into SystemExit; as KeyboardInterrupt Optuna marks the trial FAIL.
+            log.warning("trial %d interrupted; marked FAIL", trial.number)
             raise KeyboardInterrupt from exc
         trial.set_user_attr("checkpoint", result.best_checkpoint)
         trial.set_user_attr("job_id", result.job_id)
@@ -186,26 +198,26 @@ def run_worker(ctx: Context, request: TuneRequest, worker_index: int = 0) -> int
     import optuna
     from optuna.trial import TrialState
 
-    study = _open_study(ctx, request, worker_index)
-    objective = _objective(ctx, request, study.study_name, _parent_run(ctx, study))
-    deadline = time.monotonic() + request.timeout_s if request.timeout_s else None
-    ran = 0
-    while deadline is None or time.monotonic() < deadline:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            optuna.storages.fail_stale_trials(study)
-        states = [t.state for t in study.get_trials(deepcopy=False)]
-        finished = sum(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states)
-        running, waiting = states.count(TrialState.RUNNING), states.count(TrialState.WAITING)
-        if finished >= request.trials:
-            break
-        if isinstance(study.sampler, optuna.samplers.GridSampler) and study.sampler.is_exhausted(study) and not waiting:
-            break
-        if finished + running >= request.trials and not waiting:
-            time.sleep(request.heartbeat_interval_s)
-            continue
-        study.optimize(objective, n_trials=1, catch=(), gc_after_trial=True)
-        ran += 1
+    with _study(ctx, request, worker_index) as study:
+        objective = _objective(ctx, request, study.study_name, _parent_run(ctx, study))
+        deadline = time.monotonic() + request.timeout_s if request.timeout_s else None
+        ran = 0
+        while deadline is None or time.monotonic() < deadline:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(study)
+            states = [t.state for t in study.get_trials(deepcopy=False)]
+            finished = sum(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states)
+            running, waiting = states.count(TrialState.RUNNING), states.count(TrialState.WAITING)
+            if finished >= request.trials:
+                break
+            if isinstance(study.sampler, optuna.samplers.GridSampler) and study.sampler.is_exhausted(study) and not waiting:
+                break
+            if finished + running >= request.trials and not waiting:
+                time.sleep(request.heartbeat_interval_s)
+                continue
+            study.optimize(objective, n_trials=1, catch=(), gc_after_trial=True)
+            ran += 1
     return ran
 
 
@@ -258,16 +270,17 @@ def tune(ctx: Context, request: TuneRequest) -> TuneResult:
     request.validate()
     DatasetReader(ctx.store, request.dataset)  # a missing dataset fails here, once
     started = time.monotonic()
-    study = _open_study(ctx, request, worker_index=request.workers)
-    parent_run_id = _parent_run(ctx, study)
-    if request.workers == 1:
-        run_worker(ctx, request, worker_index=0)
-    else:
-        _run_processes(ctx, request)
-    trials = summarize(study)
+    with _study(ctx, request, worker_index=request.workers) as study:
+        parent_run_id = _parent_run(ctx, study)
+        if request.workers == 1:
+            run_worker(ctx, request, worker_index=0)
+        else:
+            _run_processes(ctx, request)
+        trials = summarize(study)
+        name = study.study_name
     complete = [t for t in trials if t.state == "COMPLETE" and t.val_loss is not None]
     if not complete:
-        raise DataError(f"no trial of study {study.study_name!r} completed; see the log for the workers' errors")
+        raise DataError(f"no trial of study {name!r} completed; see the log for the workers' errors")
     best = min(complete, key=lambda t: t.val_loss)  # type: ignore[arg-type, return-value]
     exported = None
     if request.export and best.checkpoint:
@@ -287,7 +300,7 @@ def tune(ctx: Context, request: TuneRequest) -> TuneResult:
         tracker.set_tags(parent_run_id, {"best_model": exported.registered})
     tracker.set_terminated(parent_run_id)
     return TuneResult(
-        study=study.study_name,
+        study=name,
         parent_run_id=parent_run_id,
         trials=trials,
         best=best,

@@ -24,6 +24,7 @@ __all__ = [
     "grid_space",
     "OPTUNA_SCHEMA",
     "TrialSummary",
+    "close_storage",
     "make_pruner",
     "make_sampler",
     "open_storage",
@@ -115,6 +116,12 @@ def open_storage(database_url: str, heartbeat_interval_s: int, grace_period_s: i
             )
         except SQLAlchemyError as exc:
             raise ConfigError(f"cannot open the study storage: {exc.__class__.__name__}: {str(exc).splitlines()[0]}") from None
+
+
+def close_storage(storage: Any) -> None:
+    """Close the storage's database connections (its heartbeats have stopped by then)."""
+    storage.remove_session()
+    storage.engine.dispose()
 
 
 def make_sampler(kind: str, seed: int, worker_index: int, grid: dict[str, list[Any]]) -> Any:
