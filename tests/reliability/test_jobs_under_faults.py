@@ -128,10 +128,10 @@ def test_ten_jobs_at_once_on_two_workers_all_complete(celery_stack, tools) -> No
         base = client.post("/v1/training/synthetic/generate", json={"name": f"load-{tag}", "num_samples": 2000})
         tools.wait_for_job(client, base.json()["job_id"], {"completed"}, stack)
         submitted = [
-            client.post("/v1/training/synthetic/generate", json={"name": f"load-{tag}-{i}", "num_samples": 2000, "seed": i})
+            client.post("/v1/training/synthetic/generate", json={"name": f"load-{tag}-{i}", "num_samples": 1000, "seed": i})
             for i in range(8)
         ] + [
-            client.post("/v1/training/jobs", json={"dataset": f"load-{tag}", "epochs": 2, "batch_size": 256,
+            client.post("/v1/training/jobs", json={"dataset": f"load-{tag}", "epochs": 1, "batch_size": 256,
                                                     "hidden_dim": 16, "num_layers": 1, "export": False, "seed": i})
             for i in range(2)
         ]
