@@ -82,7 +82,6 @@ async def load(base_url: str, requests: int, concurrency: int, duration_s: float
     latencies: list[float] = []
     errors: dict[str, int] = {}
     issued = 0
-    deadline = time.perf_counter() + duration_s
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=base_url, timeout=30, limits=limits) as client:
         for body in payloads[:20]:  # warm-up: model load, connection pool
@@ -103,7 +102,9 @@ async def load(base_url: str, requests: int, concurrency: int, duration_s: float
                 except httpx.HTTPError as exc:
                     errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
 
+        # The window starts after the warm-up (model load), so the load lasts `duration_s`.
         started = time.perf_counter()
+        deadline = started + duration_s
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
     ms = np.array(latencies) * 1000.0

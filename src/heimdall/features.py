@@ -39,6 +39,23 @@ def _to_tensor(x: torch.Tensor | np.ndarray) -> tuple[torch.Tensor, bool]:
     return torch.from_numpy(np.ascontiguousarray(x)), True
 
 
+#: Most complex samples one call takes (2**28 complex64 = 2 GiB); larger input is refused unread.
+MAX_IQ_SAMPLES = 2**28
+
+
+def _iq_tensor(iq: torch.Tensor | np.ndarray) -> tuple[torch.Tensor, bool]:
+    """`_to_tensor(iq)` once `iq` is known to be a complex array of a size worth reading."""
+    if not isinstance(iq, (np.ndarray, torch.Tensor)):
+        raise InputError(f"iq must be a numpy array or torch tensor, got {type(iq).__name__}")
+    if isinstance(iq, np.ndarray) and not np.iscomplexobj(iq):
+        raise InputError(f"iq must be complex baseband, got dtype {iq.dtype}")
+    size = int(np.prod(iq.shape, dtype=np.float64))
+    if size > MAX_IQ_SAMPLES:
+        # Checked on the shape alone: a broadcast view may be far larger than memory.
+        raise InputError(f"iq holds {size:.3g} samples; at most {MAX_IQ_SAMPLES} per call")
+    return _to_tensor(iq)
+
+
 def _back(x: torch.Tensor, as_numpy: bool):
     return x.numpy() if as_numpy else x
 
@@ -125,6 +142,10 @@ def _stft_pass(
     """
     if not torch.is_complex(iq):
         raise InputError(f"iq must be complex baseband, got dtype {iq.dtype}")
+    if iq.ndim == 0:
+        raise InputError("iq must have a time axis, got a scalar")
+    if not bool(torch.isfinite(iq).all()):
+        raise InputError("iq holds non-finite samples (NaN or inf)")
     num_samples = iq.shape[-1]
     if n_fft < 1 or hop_length < 1 or num_samples < n_fft:
         raise InputError(f"need n_fft >= 1, hop_length >= 1 and at least n_fft={n_fft} samples")
@@ -169,7 +190,7 @@ def power_spectrogram(
     Hann window, no centring (frame f covers samples f * hop .. f * hop + n_fft); the bins of
     a frame sum to its mean power. `num_frames` None keeps every whole frame.
     """
-    x, as_numpy = _to_tensor(iq)
+    x, as_numpy = _iq_tensor(iq)
     power = _stft_pass(x, n_fft, hop_length, num_frames, keep_power=True)[2]
     return _back(torch.fft.fftshift(power.transpose(-1, -2), dim=-2).contiguous(), as_numpy)
 
@@ -204,7 +225,7 @@ def iq_to_mel_spectrogram(
     band; otherwise mW. Filters as in `mel_filterbank`; frames as in `power_spectrogram`
     (the first `num_frames`; None keeps all).
     """
-    x, as_numpy = _to_tensor(iq)
+    x, as_numpy = _iq_tensor(iq)
     fs = float(sample_rate_hz)
     bank = _bank_fft_order(int(n_fft), fs, int(n_mels), float(f_min_hz), f_max_hz)
     mel = _stft_pass(x, n_fft, hop_length, num_frames, mel_bank=bank)[0]
@@ -369,7 +390,7 @@ def measure_iq(
     bandwidth; SNR is then (channel power - noise in channel) / noise in channel, the
     convention `heimdall.sim.signals.apply_channel` draws with.
     """
-    x, _ = _to_tensor(iq)
+    x, _ = _iq_tensor(iq)
     mean_power = _stft_pass(x, n_fft, hop_length, num_frames)[1]
     fs = float(sample_rate_hz)
     return _measure(mean_power, fs, channel_bandwidth_hz, detection_snr_db, guard_hz)
@@ -390,7 +411,7 @@ def iq_features(
     Equal to `iq_to_mel_spectrogram` and `measure_iq` called with the same arguments, at
     about half their combined cost.
     """
-    x, _ = _to_tensor(iq)
+    x, _ = _iq_tensor(iq)
     fs = float(sample_rate_hz)
     bank = _bank_fft_order(int(n_fft), fs, int(n_mels), 0.0, None)
     mel, mean_power, _ = _stft_pass(x, n_fft, hop_length, num_frames, mel_bank=bank)

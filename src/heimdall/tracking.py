@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import re
 from pathlib import Path
@@ -47,7 +48,18 @@ class Tracker:
         settings.apply_mlflow_environment()
         self.tracking_uri = settings.resolved_mlflow_tracking_uri
         settings.home.mkdir(parents=True, exist_ok=True)
-        self.client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+        if not self.tracking_uri.startswith("sqlite:///"):
+            self.client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+            return
+        # MLflow creates and migrates a new SQLite schema when it opens the store; two
+        # processes doing so at once (two workers on one home) break each other's
+        # migration, so they take turns.
+        database = Path(self.tracking_uri.removeprefix("sqlite:///"))
+        database.parent.mkdir(parents=True, exist_ok=True)
+        with open(database.with_name(database.name + ".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self.client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+            self.client._get_registry_client().store  # noqa: B018 - opening the store migrates it
 
     def close(self) -> None:
         """Close MLflow's database connections (its stores keep pooled engines)."""

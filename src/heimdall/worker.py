@@ -101,6 +101,8 @@ def main(concurrency: int = 1, loglevel: str | None = None) -> None:
             f"--loglevel={(loglevel or settings.log_level).upper()}",
             f"--concurrency={concurrency}",
             f"--queues={CELERY_QUEUE}",
+            # A node name per process: two workers on one machine must not share celery@host.
+            f"--hostname=heimdall-{os.getpid()}@%h",
             "--without-gossip",
             "--without-mingle",
         ]

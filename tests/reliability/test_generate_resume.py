@@ -162,3 +162,22 @@ def test_kill_9_mid_generation_then_resume(tmp_path: Path, tools) -> None:
     reference = open_context(Settings(home=tmp_path / "reference"))
     generate(reference, "big", 60000, seed=7)
     _assert_same_dataset(open_context(Settings(home=home)), reference, "big", 60000)
+
+
+@pytest.mark.slow
+def test_iq_generation_resumes_to_identical_bytes_and_statistics(
+    ctx: Context, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from heimdall.data import iq
+
+    monkeypatch.setattr(iq, "_SHARD_BLOCKS", 1)
+    args = (_default_network(), _scenario(), 1100)
+    with pytest.raises(Interrupted):
+        iq.generate_iq_dataset(ctx.store, ctx.staging_dir, "iqr", *args, seed=4, progress=_interrupt_after(1024))
+    assert len(json.loads((ctx.staging_dir / "iqr" / PROGRESS_FILE).read_text())["shards"]) == 1
+    iq.generate_iq_dataset(ctx.store, ctx.staging_dir, "iqr", *args, seed=4, resume=True)
+    reference = open_context(Settings(home=tmp_path / "reference"))
+    iq.generate_iq_dataset(reference.store, reference.staging_dir, "iqr", *args, seed=4)
+    _assert_same_dataset(ctx, reference, "iqr", 1100)  # the manifests' IQ statistics included
+    kept = [np.load(DatasetReader(c.store, "iqr").directory / "iq.npy") for c in (ctx, reference)]
+    assert kept[0].tobytes() == kept[1].tobytes()
