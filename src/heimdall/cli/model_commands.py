@@ -28,6 +28,10 @@ def train(
     epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 40,
     batch_size: Annotated[int, typer.Option("--batch-size", "--batch_size", help="Samples per optimiser step.")] = 256,
     learning_rate: Annotated[float, typer.Option("--learning-rate", "--learning_rate", help="Peak AdamW learning rate.")] = 2e-3,
+    weight_decay: Annotated[float, typer.Option("--weight-decay", "--weight_decay", help="AdamW weight decay.")] = 1e-4,
+    dropout: Annotated[float, typer.Option(help="Dropout in the attention blocks, in [0, 1).")] = 0.0,
+    hidden_dim: Annotated[int, typer.Option("--hidden-dim", "--hidden_dim", help="Width of the set model.")] = 128,
+    num_layers: Annotated[int, typer.Option("--num-layers", "--num_layers", help="Attention blocks.")] = 2,
     validation_split: Annotated[
         float | None, typer.Option("--validation-split", "--validation_split", help="Re-split train+val with this val share.")
     ] = None,
@@ -63,6 +67,7 @@ def train(
         return
     request = pipelines.TrainRequest(
         dataset=dataset, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+        weight_decay=weight_decay, dropout=dropout, hidden_dim=hidden_dim, num_layers=num_layers,
         validation_split=validation_split, accelerator=accelerator, devices=devices,  # type: ignore[arg-type]
         num_nodes=num_nodes, strategy=strategy, precision=precision,  # type: ignore[arg-type]
         num_workers=num_workers, num_threads=threads, checkpoint=checkpoint, resume_training=resume_training,
