@@ -29,9 +29,10 @@ class Context:
         return self._tracker
 
     def close(self) -> None:
-        """Release database connections (ours and MLflow's)."""
+        """Release database connections (ours and MLflow's); later use reconnects."""
         if self._tracker is not None:
             self._tracker.close()
+            self._tracker = None
         self.db.dispose()
 
     @property

@@ -43,6 +43,8 @@ def create_app(settings: Settings | None = None, max_body_bytes: int = MAX_BODY_
             yield
         finally:
             queue.close()
+            # The pool's connections would otherwise outlive the server (PostgreSQL warns).
+            context.close()
 
     app = FastAPI(
         title="Heimdall",
