@@ -226,3 +226,19 @@ def test_recording_set_rejects_duplicate_receivers(tmp_path: Path) -> None:
     write_recording(tmp_path, "two", make_recording("rx-a", seed=1))
     with pytest.raises(InputError, match=r"two\.sigmf-meta and one\.sigmf-meta.*'rx-a'"):
         read_recording_set(tmp_path)
+
+
+def test_enormous_files_are_refused_unread(tmp_path: Path) -> None:
+    from heimdall.data.sigmf import MAX_META_BYTES
+    from heimdall.features import MAX_IQ_SAMPLES
+
+    meta_path = write_recording(tmp_path, "big", make_recording())
+    # A sparse file: 8 bytes per cf32 sample, one sample past the limit, no disk used.
+    with open(tmp_path / "big.sigmf-data", "r+b") as handle:
+        handle.truncate(8 * (MAX_IQ_SAMPLES + 1))
+    with pytest.raises(InputError, match=rf"big\.sigmf-data: {MAX_IQ_SAMPLES + 1} samples, more than"):
+        read_recording(meta_path)
+    with open(meta_path, "r+b") as handle:
+        handle.truncate(MAX_META_BYTES + 1)
+    with pytest.raises(InputError, match=r"big\.sigmf-meta: \d+ bytes of metadata"):
+        read_recording(meta_path)

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from heimdall.errors import InputError
+from heimdall.features import MAX_IQ_SAMPLES
 
 __all__ = [
     "META_SUFFIX",
@@ -100,6 +101,9 @@ class Recording:
         """Length of the recording in seconds."""
         return len(self.iq) / self.sample_rate_hz
 
+
+#: Largest .sigmf-meta accepted (real ones are kilobytes; annotations included).
+MAX_META_BYTES = 16 * 2**20
 
 def _check_position(who: str, lat_deg: float, lon_deg: float | None) -> None:
     if not (math.isfinite(lat_deg) and -90.0 <= lat_deg <= 90.0):
@@ -181,6 +185,8 @@ def _number(meta_path: Path, block: dict[str, Any], key: str, where: str) -> flo
 def _load_meta(meta_path: Path) -> dict[str, Any]:
     if not meta_path.is_file():
         raise InputError(f"{meta_path}: metadata file not found")
+    if meta_path.stat().st_size > MAX_META_BYTES:
+        raise InputError(f"{meta_path}: {meta_path.stat().st_size} bytes of metadata, more than {MAX_META_BYTES}")
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -234,6 +240,11 @@ def _read_iq(meta_path: Path, datatype: str, min_samples: int) -> np.ndarray:
         raise InputError(
             f"{data_path}: {size} bytes is not a whole number of {datatype} samples "
             f"({sample_bytes} bytes each)"
+        )
+    if size // sample_bytes > MAX_IQ_SAMPLES:
+        # Refused from the file size alone, before anything is read or allocated.
+        raise InputError(
+            f"{data_path}: {size // sample_bytes} samples, more than the {MAX_IQ_SAMPLES} one recording may hold"
         )
     if size // sample_bytes < min_samples:
         raise InputError(
