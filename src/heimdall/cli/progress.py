@@ -58,8 +58,16 @@ def progress_bars(quiet: bool = False) -> Iterator[ProgressFn | None]:
     try:
         yield update
     except BaseException:
-        # A failed command leaves its one error line, not a half-finished bar.
-        bars.live.transient = True
+        # A failed command leaves its one error line, not a half-finished bar (nor the
+        # blank line a non-terminal prints when a transient display stops).
+        if tasks:
+            bars.live.transient = True
+            console.quiet = True
+            try:
+                bars.stop()
+            finally:
+                console.quiet = False
+            tasks.clear()
         raise
     finally:
         if tasks:
