@@ -51,12 +51,12 @@ def test_training_pipeline_returns_checkpoint_onnx_run_and_metrics(ctx, home: Pa
 
     onnx_copy = tmp_path / "out" / "seed-model-3.onnx"
     exported = export_and_register_model(result.checkpoint_path, "seed-model", "3", onnx_copy, settings=settings)
-    assert exported.version == 3 and exported.registered == "models:/seed-model/1"
+    assert exported.semantic_version == "v3.0.0" and exported.registered == "models:/seed-model/1"
     assert Path(exported.onnx) == onnx_copy.resolve()
     assert onnx_copy.read_bytes() == (Path(exported.bundle) / "model.onnx").read_bytes()
     assert not list(onnx_copy.parent.glob(".*partial"))
     registered = Localizer.from_registry("models:/seed-model/1", settings)
-    assert registered.config["name"] == "seed-model" and registered.config["version"] == 3
+    assert registered.config["name"] == "seed-model" and registered.config["semantic_version"] == "v3.0.0"
     with pytest.raises(InputError, match="already exists"):
         export_and_register_model(result.checkpoint_path, "seed-model", 3, settings=settings)
 

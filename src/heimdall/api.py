@@ -134,12 +134,14 @@ def _exported(ctx: Context, checkpoint: Path, job_id: str | None, epoch_metrics:
     )
 
 
-def _version_number(version: int | str | None) -> int | None:
-    if version is None or isinstance(version, int):
-        return version
-    if str(version).isdigit():
-        return int(version)
-    raise InputError(f"version must be a positive integer (registry versions are numbered), got {version!r}")
+def _semantic_version(version: int | str | None) -> str | None:
+    """The seeds' version (3, "3", "1.2.0" or "v1.2.0") as the bundle's `v{major}.{minor}.{patch}`."""
+    if version is None:
+        return None
+    text = str(version).strip()
+    if text.isdigit():
+        return f"v{int(text)}.0.0"
+    return text if text.startswith("v") else f"v{text}"
 
 
 def export_and_register_model(
@@ -153,18 +155,19 @@ def export_and_register_model(
     """Export a training checkpoint as an ONNX model bundle and register it (seed name).
 
     The bundle is calibrated on the validation split, evaluated on the test split, stored
-    as `models/{model_name}/v{version}/` in the artifact store and registered in MLflow as
-    `models:/{model_name}/N`. `version` is the bundle's integer version (None: the next
-    one). With `onnx_filename`, a copy of the bundle's `model.onnx` is also written to that
-    path (the returned `onnx` names it).
+    in the artifact store and registered in MLflow as `models:/{model_name}/N`. `version` is
+    the bundle's semantic version: `"1.2.0"`, `"v1.2.0"`, or an integer 3 meaning `v3.0.0`
+    (None: the next minor version); anything else is an InputError. With `onnx_filename`,
+    a copy of the bundle's `model.onnx` is also written to that path (the returned `onnx`
+    names it).
     """
-    number = _version_number(version)
+    semantic = _semantic_version(version)
     if not model_name.strip():
         raise InputError("model_name must not be empty")
     base = settings if settings is not None else Settings()
     ctx = _open(base.model_copy(update={"registered_model_name": model_name}))
     try:
-        result = export(ctx, Path(checkpoint_path), version=number)
+        result = export(ctx, Path(checkpoint_path), version=semantic)
     finally:
         ctx.close()
     if onnx_filename is None:

@@ -51,7 +51,7 @@ def _flow(ctx, settings: Settings, client, prefix: str, tmp_path: Path) -> None:
     models = {o["Key"] for o in client.list_objects_v2(Bucket=f"{prefix}-models")["Contents"]}
     assert {f"heimdall-localizer/v1/{f}" for f in ("model.onnx", "config.yaml", "metrics.json", "README.md")} <= models
     mlflow_objects = [o["Key"] for o in client.list_objects_v2(Bucket=f"{prefix}-mlflow").get("Contents", [])]
-    assert any(key.endswith("bundle/model.onnx") for key in mlflow_objects)
+    assert any(key.endswith("bundle/v1/model.onnx") for key in mlflow_objects), mlflow_objects
     # The registry on PostgreSQL resolves the version, and the model localises from it.
     localizer = Localizer.from_registry("models:/heimdall-localizer/latest", settings)
     assert localizer.config["dataset"] == "prod"
