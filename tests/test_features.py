@@ -21,6 +21,9 @@ from heimdall.features import (
     normalize_features,
     power_spectrogram,
 )
+from heimdall.features.arrays import all_finite
+from heimdall.features.measurements import features_from_spectra
+from heimdall.features.spectrogram import mel_bank_for_stft, stft_pass
 from heimdall.sim.signals import WaveformConfig, apply_channel, transmitter_waveforms
 
 FS_HZ = 48_000.0
@@ -207,3 +210,42 @@ def test_augment_time_shift_is_circular_and_dropout_fills_with_the_mean() -> Non
     dropped = augment_features(x, torch.Generator().manual_seed(5), dropout_p=1.0, scale_db=0.0)
     expected = x.mean(dim=(1, 2), keepdim=True).expand_as(x)
     np.testing.assert_allclose(dropped.numpy(), expected.numpy(), rtol=1e-6)
+
+
+def test_piecewise_spectra_give_iq_features_exactly(received) -> None:
+    """The per-transmission path of IQ datasets (STFT into preallocated outputs, one
+    measurement at the end) equals iq_features on the whole batch, bit for bit."""
+    rx = torch.from_numpy(received[0])
+    bank = mel_bank_for_stft(N_FFT, FS_HZ, 128, 0.0, None)
+    mel = torch.empty((len(rx), rx.shape[1], 32, 128))
+    mean_power = torch.empty((len(rx), rx.shape[1], N_FFT))
+    for i in range(len(rx)):
+        returned = stft_pass(rx[i], N_FFT, 512, 32, bank, mel_out=mel[i], mean_out=mean_power[i])
+        assert returned[0].data_ptr() == mel[i].data_ptr()  # written in place, not copied
+    mel_db, measured = features_from_spectra(mel, mean_power, FS_HZ)
+    whole_db, whole = iq_features(rx, FS_HZ)
+    np.testing.assert_array_equal(mel_db, whole_db)
+    np.testing.assert_array_equal(measured.snr_db, whole.snr_db)
+    with pytest.raises(InputError, match="output must be"):
+        stft_pass(rx[0], N_FFT, 512, 32, bank, mel_out=torch.empty(2, 2))
+
+
+def test_banded_mel_product_equals_the_dense_one() -> None:
+    """The CPU mel product runs block by block over the bins each band touches; it must give
+    what the dense [n_fft, n_mels] product gives."""
+    bank = mel_bank_for_stft(N_FFT, FS_HZ, 128, 0.0, None)
+    raw = torch.rand(64, N_FFT, generator=torch.Generator().manual_seed(0)) ** 4  # wide range
+    banded = torch.empty(64, 128)
+    bank.apply(raw, banded)
+    torch.testing.assert_close(banded, raw @ bank.dense_t, rtol=1e-5, atol=0.0)
+    assert sum((end - first) * (stop - start) for first, end, start, stop, _ in bank.blocks) < N_FFT * 128 / 3
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_every_kind_of_non_finite_sample_is_refused(bad: float) -> None:
+    x = noisy_signal(0)
+    x[12_345] = complex(0.0, bad)
+    with pytest.raises(InputError, match="non-finite"):
+        iq_features(x, FS_HZ)
+    # Huge but finite samples overflow a float32 sum; the exact check must still accept them.
+    assert all_finite(torch.full((4,), 3e38 + 0j, dtype=torch.complex64))

@@ -14,6 +14,7 @@ pytestmark = pytest.mark.slow
 KEYS = (
     "generate_features_samples_per_s",
     "generate_iq_samples_per_s",
+    "generate_iq_1proc_samples_per_s",
     "train_spectrogram_samples_per_s",
     "localize_iq_ms",
     "train_features_samples_per_s",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -125,7 +125,10 @@ class SimulationPlan:
         }
 
 
-BlockTransform = Callable[[int, SimulatedBlock, SampleArrays], SampleArrays]
+SimulatedItem = tuple[int, SimulatedBlock, SampleArrays]
+#: Maps the stream of (first sample id, block, feature-level samples) to the samples to write,
+#: in the same order; a stream (not one call per block) lets a transform keep work in flight.
+BlockTransform = Callable[[Iterator[SimulatedItem]], Iterator[SimulatedItem]]
 
 
 def write_simulated(
@@ -138,8 +141,8 @@ def write_simulated(
 ) -> float:
     """Simulate `plan` block by block into `writer`'s shards; return the acceptance rate.
 
-    `transform(first_id, block, samples)` may replace the feature-level samples of a block
-    (the IQ kind does); shards hold `blocks_per_shard` blocks, one shard in memory at a time.
+    `transform` may replace the feature-level samples of each block (the IQ kind does: it
+    yields each item with its samples replaced); shards hold `blocks_per_shard` blocks, one shard in memory at a time.
     Shards the writer already holds (a resumed run) are skipped: every block has its own
     seeded generator, so the shards simulated now are the bytes an uninterrupted run writes.
     `shard_stats()` returns JSON-ready statistics of the blocks since its last call, kept
@@ -161,13 +164,12 @@ def write_simulated(
 
     done = sum(s.num_samples for s in writer.shards)
     first_block = len(writer.shards) * blocks_per_shard
-    for first_id, block in generate_blocks(
-        geometry, plan.config, plan.num_samples, plan.seed, plan.workers, first_block=first_block
-    ):
+    blocks = generate_blocks(geometry, plan.config, plan.num_samples, plan.seed, plan.workers, first_block=first_block)
+    items = ((first_id, block, to_samples(first_id, block, geometry, reference, split_of)) for first_id, block in blocks)
+    for _, block, samples in transform(items) if transform else items:
         counts["draws"] += block.draws
         counts["accepted"] += block.accepted
-        samples = to_samples(first_id, block, geometry, reference, split_of)
-        pending.append(transform(first_id, block, samples) if transform else samples)
+        pending.append(samples)
         done += len(samples)
         if len(pending) == blocks_per_shard:
             flush()

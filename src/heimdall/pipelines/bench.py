@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -56,18 +57,24 @@ def bench_generate_features(num_samples: int = 20_000) -> float:
     return num_samples / seconds
 
 
-def bench_generate_iq(num_samples: int = 128) -> float:
-    """IQ-kind throughput, samples/s: waveforms, channel, mel-spectrogram and IQ measurements."""
-    from heimdall.data.iq import IQConfig, iq_block
+def bench_generate_iq(num_samples: int = 128, workers: int = 1) -> float:
+    """IQ-kind throughput, samples/s: waveforms, channel, mel-spectrogram and IQ measurements.
+
+    With `workers` > 1 the chunks run in that many worker processes, started and warmed up
+    before the clock starts (`generate --workers` pays their start-up once per run).
+    """
+    from heimdall.data.iq import IQConfig, iq_block, iq_pool
     from heimdall.sim.generator import generate_blocks
 
     geometry, config = _geometry_and_config()
     block = next(generate_blocks(geometry, config, num_samples, seed=3))[1]
+    with ExitStack() as stack:
+        pool = stack.enter_context(iq_pool(workers)) if workers > 1 else None
 
-    def run() -> None:
-        iq_block(np.random.default_rng(0), block, geometry.frequency_hz, IQConfig(), config.min_snr_db, keep=0)
+        def run() -> None:
+            iq_block(np.random.default_rng(0), block, geometry.frequency_hz, IQConfig(), config.min_snr_db, 0, pool)
 
-    return num_samples / median_time_s(run, repeats=3)
+        return num_samples / median_time_s(run, repeats=3)
 
 
 def bench_train_spectrogram(num_samples: int = 64, batch_size: int = 16, steps: int = 4, encoder: str = "tiny") -> float:
@@ -222,7 +229,11 @@ def bench_localize_iq(workdir: Path) -> float:
     from heimdall.features import iq_features
     from heimdall.models import LocalizationNet, ModelConfig
     from heimdall.sim.generator import generate_blocks
-    from heimdall.sim.signals import WaveformConfig, apply_channel, transmitter_waveforms
+    from heimdall.sim.signals import (
+        WaveformConfig,
+        apply_channel,
+        transmitter_waveforms,
+    )
 
     geometry, config = _geometry_and_config()
     block = next(generate_blocks(geometry, config, 1, seed=5))[1]
@@ -312,7 +323,11 @@ def run_bench(quick: bool = False) -> dict[str, Any]:
         }
     }
     result["generate_features_samples_per_s"] = bench_generate_features(5_000 if quick else 20_000)
-    result["generate_iq_samples_per_s"] = bench_generate_iq(64 if quick else 256)
+    # IQ synthesis on every core (worker processes, as `generate --workers`), and in one.
+    workers = os.cpu_count() or 1
+    result["conditions"]["generate_iq_workers"] = workers
+    result["generate_iq_samples_per_s"] = bench_generate_iq(64 * workers if quick else 256 * workers, workers)
+    result["generate_iq_1proc_samples_per_s"] = bench_generate_iq(64 if quick else 256)
     # ConvNeXt-tiny costs ~44 GFLOP per sample (forward + backward): a few samples suffice.
     result["train_spectrogram_samples_per_s"] = bench_train_spectrogram(batch_size=2, steps=1, encoder="tiny")
     result["train_spectrogram_nano_samples_per_s"] = bench_train_spectrogram(steps=2 if quick else 6, encoder="nano")

@@ -13,13 +13,10 @@ Conventions, shared with `heimdall.features`:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-import scipy.fft as sfft
-import torch
 from numpy.typing import ArrayLike, NDArray
 from scipy.signal import lfilter, lfilter_zi
 
@@ -37,23 +34,25 @@ from heimdall.sim.audio import (
     speech_like_audio,
     tone_audio,
 )
+from heimdall.sim.channel import CHANNEL_BANDWIDTH_HZ, apply_channel, received_iq
 
 __all__ = [
     "SignalType", "SIGNAL_TYPES", "CHANNEL_BANDWIDTH_HZ", "NBFM_DEVIATION_HZ",
     "WIDE_DEVIATION_HZ", "PRE_EMPHASIS_TIME_CONSTANT_S", "EMPHASIS_SHELF_HZ", "CTCSS_TONES_HZ",
     "DTMF_ROWS_HZ", "DTMF_COLUMNS_HZ", "DTMF_KEYS", "speech_like_audio", "tone_audio",
     "dtmf_audio", "pre_emphasis", "de_emphasis", "fm_modulate", "fm_demodulate",
-    "WaveformConfig", "draw_signal_types", "transmitter_waveforms", "apply_channel",
+    "WaveformConfig", "draw_signal_types", "transmitter_waveforms", "apply_channel", "received_iq",
 ]  # fmt: skip
 
 SignalType = Literal["voice", "tone", "dtmf"]
 SIGNAL_TYPES: tuple[SignalType, ...] = ("voice", "tone", "dtmf")
-CHANNEL_BANDWIDTH_HZ = 12_500.0
 NBFM_DEVIATION_HZ = 2_500.0
 WIDE_DEVIATION_HZ = 5_000.0
 PRE_EMPHASIS_TIME_CONSTANT_S = 750e-6
 EMPHASIS_SHELF_HZ = 10_000.0  # above the voice band; bounds the boost as real networks do
 Float32Array = NDArray[np.float32]
+#: Waveforms made at once (16 x 17,920 float32 is 1 MB): each step is a pass over the batch.
+_BATCH = 16
 Complex64Array = NDArray[np.complex64]
 
 
@@ -161,128 +160,19 @@ def transmitter_waveforms(
     types = draw_signal_types(rng, _positive_int(n, "n"), config.mix)
     audio = np.empty((len(types), num_samples), dtype=np.float32)
     voice = types == "voice"
+    voice_rows = np.flatnonzero(voice)
     if voice.any() and config.audio_dir is not None:
         audio[voice] = load_audio_dir(config.audio_dir, fs).draw(rng, int(voice.sum()), num_samples)
-    elif voice.any():
-        audio[voice] = speech_like_audio(rng, num_samples, fs, batch_size=int(voice.sum()))
+    else:
+        # In batches small enough to stay in cache (each step is a pass over the batch).
+        for start in range(0, len(voice_rows), _BATCH):
+            rows = voice_rows[start : start + _BATCH]
+            audio[rows] = speech_like_audio(rng, num_samples, fs, batch_size=len(rows))
     for i in np.flatnonzero(~voice):
         audio[i] = (tone_audio if types[i] == "tone" else dtmf_audio)(rng, num_samples, fs)[0]
-    if config.pre_emphasis:
-        audio = _normalise_peak(pre_emphasis(audio, fs))
-    return fm_modulate(audio, fs, config.deviation_hz), types
-
-
-def _shift_in_place(x: Complex64Array, frequency_hz: NDArray[np.float64], fs: float) -> None:
-    """x[..., t] *= exp(2j pi f t / fs) in place, `x` [..., T] contiguous, f [...] in Hz."""
-    num_samples = x.shape[-1]
-    # t = a * block + b: exp(2j pi f t / fs) is a coarse factor (per a) times a fine one (per
-    # b), two complex multiplies per sample instead of one complex exponential.
-    block = next(d for d in range(math.isqrt(num_samples), 0, -1) if num_samples % d == 0)
-    w = 2j * np.pi * frequency_hz[..., None] / fs
-    view = x.reshape(*x.shape[:-1], num_samples // block, block)
-    view *= np.exp(w * np.arange(0, num_samples, block)).astype(np.complex64)[..., :, None]
-    view *= np.exp(w * np.arange(block)).astype(np.complex64)[..., None, :]
-
-
-def _per_rx(value: ArrayLike, name: str, shape: tuple[int, int], per_sample: bool = False):
-    """`value` broadcast to [n, R]; with `per_sample` a 1-D value is one per sample."""
-    arr = np.asarray(value, dtype=np.float64)
-    arr = arr[:, None] if per_sample and arr.ndim == 1 else arr
-    try:
-        arr = np.broadcast_to(arr, shape)
-    except ValueError as exc:
-        raise InputError(f"{name} of shape {arr.shape} does not fit [n, R] = {shape}") from exc
-    if np.any(np.isnan(arr)):
-        raise InputError(f"{name} must not be NaN")
-    return arr
-
-
-def apply_channel(
-    rng: np.random.Generator,
-    tx_iq: ArrayLike,
-    rx_power_dbm: ArrayLike,
-    snr_db: ArrayLike | None,
-    sample_rate_hz: float,
-    tx_offset_hz: ArrayLike = 0.0,
-    rx_lo_offset_hz: ArrayLike = 0.0,
-    k_factor_db: ArrayLike = 3.0,
-    num_taps: int = 3,
-    delay_spread_s: float = 2e-6,
-    noise_floor_dbm: ArrayLike | None = None,
-    channel_bandwidth_hz: float = CHANNEL_BANDWIDTH_HZ,
-) -> Complex64Array:
-    """What R receivers record of one transmission each: complex64 [n, R, T] (or [R, T]).
-
-    `tx_iq` is [n, T] (or [T]); `rx_power_dbm` [n, R] (or [R]) is exactly the mean signal
-    power, fading included (`propagation.fading_gain_db`): the multipath here only shapes
-    phase and spectrum (`num_taps` taps evenly spaced over [0, `delay_spread_s`], exp(-k)
-    power profile, the first Rician with `k_factor_db`, the rest Rayleigh, realised gain
-    divided out). The carrier then moves by `tx_offset_hz` (scalar or [n], the transmitter's
-    oscillator error) plus `rx_lo_offset_hz` (scalar, [R] or [n, R], receiver LO errors).
-    White complex Gaussian noise over `sample_rate_hz` has power `rx_power_dbm - snr_db`
-    inside `channel_bandwidth_hz` (or `noise_floor_dbm` there; both None: no noise).
-    """
-    fs = _positive_float(sample_rate_hz, "sample_rate_hz")
-    num_taps = _positive_int(num_taps, "num_taps")
-    tx, power_dbm = np.asarray(tx_iq), np.asarray(rx_power_dbm, dtype=np.float64)
-    single = tx.ndim == 1
-    tx, power_dbm = (tx[None], power_dbm[None]) if single else (tx, power_dbm)
-    if tx.ndim != 2 or power_dbm.ndim != 2 or len(power_dbm) != len(tx):
-        raise InputError(f"tx_iq {tx.shape}, rx_power_dbm {power_dbm.shape} must be [n, T], [n, R]")
-    if snr_db is not None and noise_floor_dbm is not None:
-        raise InputError("give snr_db or noise_floor_dbm, not both")
-    if not np.all(np.isfinite(power_dbm)):
-        raise InputError("rx_power_dbm must be finite")
-    tx = tx.astype(np.complex64, copy=False)
-    (n, num_samples), shape = tx.shape, power_dbm.shape
-    offset_hz = _per_rx(tx_offset_hz, "tx_offset_hz", shape, per_sample=not single)
-    offset_hz = offset_hz + _per_rx(rx_lo_offset_hz, "rx_lo_offset_hz", shape)
-    noise_rms = None
-    if snr_db is not None or noise_floor_dbm is not None:
-        if snr_db is not None:
-            noise_dbm = power_dbm - _per_rx(snr_db, "snr_db", shape)
-        else:
-            noise_dbm = _per_rx(noise_floor_dbm, "noise_floor_dbm", shape)
-        # White noise over fs carries fs / B times the power it has inside the B-wide channel.
-        bandwidth_hz = _positive_float(channel_bandwidth_hz, "channel_bandwidth_hz")
-        noise_rms = np.sqrt(10.0 ** (noise_dbm / 10.0) * (fs / bandwidth_hz)).astype(np.float32)
-
-    # Multipath: y = sum_k h_k x(t - tau_k). The delayed copies are shared by all receivers,
-    # so only num_taps - 1 inverse FFTs per sample are needed (the first tap is undelayed).
-    tap_power = np.exp(-np.arange(num_taps)) / np.exp(-np.arange(num_taps)).sum()
-    k_lin = 10.0 ** (_per_rx(k_factor_db, "k_factor_db", shape) / 10.0)
-    draws = rng.standard_normal((2, *shape, num_taps))
-    taps = (draws[0] + 1j * draws[1]) * np.sqrt(tap_power / 2.0)  # [n, R, K]
-    direct = np.exp(2j * np.pi * rng.random(shape)) * np.sqrt(tap_power[0])
-    # Rician first tap: K/(K+1) of its power in the direct path, 1/(K+1) scattered.
-    taps[..., 0] = direct * np.sqrt(k_lin / (k_lin + 1.0)) + taps[..., 0] / np.sqrt(k_lin + 1.0)
-    delays_s = np.linspace(0.0, delay_spread_s, num_taps)
-    threads = torch.get_num_threads()  # FFT threads follow torch's (1 in worker processes)
-    copies = np.empty((n, num_taps, num_samples), dtype=np.complex64)
-    copies[:, 0] = tx  # the first tap has no delay
-    if num_taps > 1:
-        delay_response = np.exp(-2j * np.pi * delays_s[1:, None] * sfft.fftfreq(num_samples, 1 / fs))
-        spectrum = sfft.fft(tx, axis=-1, workers=threads)[:, None, :] * delay_response.astype(np.complex64)
-        copies[:, 1:] = sfft.ifft(spectrum, axis=-1, workers=threads)
-    # torch's vectorised Gaussian sampler (float32 pairs, viewed as complex) is several times
-    # numpy's, and noise is most of the cost; its generator is seeded from `rng`, so the
-    # same seed still gives the same bytes.
-    generator = torch.Generator().manual_seed(int(rng.integers(2**63 - 1)))
-    taps_t, copies_t = torch.from_numpy(taps.astype(np.complex64)), torch.from_numpy(copies)
-    target_mw = torch.from_numpy((10.0 ** (power_dbm / 10.0)).astype(np.float32))
-    out = np.empty((*shape, num_samples), dtype=np.complex64)
-    out_t = torch.from_numpy(out)
-    # One sample at a time keeps the working set in cache (these steps are memory-bound).
-    for i in range(n):
-        y = out_t[i]
-        torch.matmul(taps_t[i], copies_t[i], out=y)
-        # Dividing out each receiver's realised power makes the mean signal power exactly
-        # rx_power_dbm (whatever the taps and the waveform's own power).
-        realised = torch.linalg.vecdot(y, y).real / num_samples
-        y.mul_(torch.sqrt(target_mw[i] / realised.clamp_min(1e-30))[:, None])
-        _shift_in_place(out[i], offset_hz[i], fs)
-        if noise_rms is not None:
-            noise = torch.empty((*y.shape, 2)).normal_(generator=generator)  # each part N(0, 1)
-            scale = torch.from_numpy(noise_rms[i] / np.float32(math.sqrt(2.0)))[:, None]
-            y.addcmul_(torch.view_as_complex(noise), scale)
-    return out[0] if single else out
+    iq = np.empty(audio.shape, dtype=np.complex64)
+    for start in range(0, len(audio), _BATCH):
+        batch = audio[start : start + _BATCH]
+        batch = _normalise_peak(pre_emphasis(batch, fs)) if config.pre_emphasis else batch
+        iq[start : start + _BATCH] = fm_modulate(batch, fs, config.deviation_hz)
+    return iq, types
