@@ -7,7 +7,8 @@ Stages run on one batch of `--samples` transmissions of the default 7-receiver n
 (17,920 IQ samples per receiver at 48 kHz), each timed with `time.perf_counter` and
 reported as the median over `--repeats` runs (after one warm-up). `--end-to-end N` also
 times `generate --kind iq` of N samples into a throw-away store (`--workers` processes),
-the figure users see. The JSON line carries the conditions (threads, load average).
+the figure users see; with `--workers W` > 1 it also times `iq_block` on 256 W samples in a
+pool of W processes started beforehand (the steady rate, without their start-up). The JSON line carries the conditions (threads, load average).
 """
 
 from __future__ import annotations
@@ -70,6 +71,19 @@ def profile_stages(num_samples: int, repeats: int) -> dict[str, float]:
     return stages
 
 
+def warm_pool_rate(num_samples: int, workers: int, repeats: int) -> float:
+    """Median samples/s of `iq_block` on `num_samples` in a warm pool of `workers` processes."""
+    from heimdall.data.iq import IQConfig, iq_block, iq_pool
+    from heimdall.pipelines.bench import _geometry_and_config
+    from heimdall.sim.generator import generate_blocks
+
+    geometry, config = _geometry_and_config()
+    block = next(generate_blocks(geometry, config, num_samples, seed=3))[1]
+    with iq_pool(workers) as pool:
+        run = lambda: iq_block(np.random.default_rng(0), block, geometry.frequency_hz, IQConfig(), config.min_snr_db, 0, pool)  # noqa: E731
+        return num_samples / _median_s(run, repeats)[0]
+
+
 def end_to_end(num_samples: int, workers: int, repeats: int) -> float:
     """Median samples/s of `generate --kind iq` (the pipeline, shards written) over `repeats` runs."""
     from heimdall.pipelines import generate, open_context
@@ -96,6 +110,9 @@ def main() -> None:
     result: dict[str, object] = {"samples": args.samples, "torch_threads": args.threads, "cores": os.cpu_count()}
     result["load_average_before"] = os.getloadavg()[0]
     result.update({k: round(v, 4) for k, v in profile_stages(args.samples, args.repeats).items()})
+    if args.workers > 1:
+        result["warm_pool_workers"] = args.workers
+        result["warm_pool_samples_per_s"] = round(warm_pool_rate(256 * args.workers, args.workers, args.repeats), 1)
     if args.end_to_end:
         result["end_to_end_samples"] = args.end_to_end
         result["end_to_end_workers"] = args.workers

@@ -16,10 +16,11 @@ from heimdall.sim.scenario import ScenarioConfig
 
 @pytest.mark.slow
 def test_same_seed_same_bytes_whatever_the_workers(ctx) -> None:
-    # 130 samples: three chunks, the last one short, and raw IQ kept for the first 64.
-    generate(ctx, "one", 130, seed=5, kind="iq", workers=1)
-    generate(ctx, "two", 130, seed=5, kind="iq", workers=2)
-    generate(ctx, "other", 130, seed=6, kind="iq", workers=1)
+    # 1,100 samples: two blocks (with 2 workers the second is queued while the first is
+    # collected), chunks of 64 with a short last one, and raw IQ kept for the first 64.
+    generate(ctx, "one", 1_100, seed=5, kind="iq", workers=1)
+    generate(ctx, "two", 1_100, seed=5, kind="iq", workers=2)
+    generate(ctx, "other", 1_100, seed=6, kind="iq", workers=1)
     one, two = (DatasetReader(ctx.store, n) for n in ("one", "two"))
     a, b = one.load().to_dict(), two.load().to_dict()
     for key, value in a.items():

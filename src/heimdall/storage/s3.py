@@ -29,23 +29,16 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    NoCredentialsError,
-    ReadTimeoutError,
-)
+from botocore.exceptions import BotoCoreError, ClientError
 
 from heimdall.errors import ConfigError, InputError, NotFoundError
 from heimdall.storage.artifacts import _check_key
+from heimdall.storage.s3_errors import MISSING_ERRORS, error_code, translate_errors
 
 __all__ = ["S3Store", "BUCKET_SUFFIXES"]
 
@@ -56,27 +49,8 @@ BUCKET_SUFFIXES: dict[str, str] = {"datasets": "datasets", "models": "models", "
 # Every other key goes, whole, to this bucket.
 DEFAULT_BUCKET_SUFFIX = "artifacts"
 
-_CREDENTIAL_ERRORS = frozenset(
-    {
-        "InvalidAccessKeyId",
-        "SignatureDoesNotMatch",
-        "InvalidToken",
-        "ExpiredToken",
-        "TokenRefreshRequired",
-        "InvalidSecurity",
-        "AccessDenied",
-        "AllAccessDisabled",
-        "AuthorizationHeaderMalformed",
-        "403",
-    }
-)
-_MISSING_ERRORS = frozenset({"404", "NoSuchKey", "NoSuchBucket", "NotFound"})
 # Where the ETag of each cached file is kept, beside (not inside) the mirrored keys.
 _ETAG_DIR = ".etags"
-
-
-def _error_code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
 
 
 class S3Store:
@@ -163,27 +137,9 @@ class S3Store:
 
     # --- errors -----------------------------------------------------------------------------
 
-    @contextmanager
-    def _translate(self, bucket: str | None = None) -> Iterator[None]:
+    def _translate(self, bucket: str | None = None) -> AbstractContextManager[None]:
         """Turn botocore failures into one-line `ConfigError`s (missing objects pass through)."""
-        try:
-            yield
-        except (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError) as exc:
-            raise ConfigError(f"cannot reach S3 endpoint {self._where}: {exc}") from None
-        except NoCredentialsError as exc:
-            raise ConfigError(f"S3 credentials missing for {self._where}: {exc}") from None
-        except ClientError as exc:
-            code = _error_code(exc)
-            if code in _CREDENTIAL_ERRORS:
-                # On AWS a 403 also means the bucket name is taken by another account.
-                hint = f" (bucket {bucket}: wrong keys, no access, or owned by another account)" if bucket else ""
-                raise ConfigError(f"S3 credentials rejected by {self._where}: {code}{hint}") from None
-            if code in _MISSING_ERRORS:
-                raise
-            message = exc.response.get("Error", {}).get("Message") or code
-            raise ConfigError(f"S3 request to {self._where} failed: {code}: {message}") from None
-        except BotoCoreError as exc:
-            raise ConfigError(f"S3 request to {self._where} failed: {exc}") from None
+        return translate_errors(self._where, bucket)
 
     def check(self) -> None:
         """Verify at start-up that the endpoint answers and accepts the credentials.
@@ -200,7 +156,7 @@ class S3Store:
             try:
                 self.client.head_bucket(Bucket=bucket)
             except ClientError as exc:
-                if _error_code(exc) not in _MISSING_ERRORS:
+                if error_code(exc) not in MISSING_ERRORS:
                     raise
                 self._create_bucket(bucket)
         self._buckets_ready.add(bucket)
@@ -214,7 +170,7 @@ class S3Store:
             log.info("created S3 bucket %s at %s", bucket, self._where)
         except ClientError as exc:
             # Another process created it between our HEAD and our CREATE.
-            if _error_code(exc) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+            if error_code(exc) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                 raise
 
     # --- reading ----------------------------------------------------------------------------
@@ -232,13 +188,13 @@ class S3Store:
                     self.client.head_object(Bucket=bucket, Key=object_key)
                     return True
                 except ClientError as exc:
-                    if _error_code(exc) not in _MISSING_ERRORS:
+                    if error_code(exc) not in MISSING_ERRORS:
                         raise
             try:
                 prefix = f"{object_key}/" if object_key else ""
                 page = self.client.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1)
             except ClientError as exc:
-                if _error_code(exc) in _MISSING_ERRORS:
+                if error_code(exc) in MISSING_ERRORS:
                     return False
                 raise
         return page.get("KeyCount", 0) > 0
@@ -258,7 +214,7 @@ class S3Store:
                     page = self.client.list_objects_v2(Bucket=bucket, Prefix=object_key, MaxKeys=1)
                     found.extend(o for o in page.get("Contents", []) if o["Key"] == object_key)
             except ClientError as exc:
-                if _error_code(exc) in _MISSING_ERRORS:
+                if error_code(exc) in MISSING_ERRORS:
                     return []
                 raise
         return found
@@ -365,7 +321,7 @@ class S3Store:
             # Create-only: a concurrent publisher that got there first makes this fail.
             self.client.put_object(Bucket=bucket, Key=object_key, Body=body, IfNoneMatch="*")
         except ClientError as exc:
-            code = _error_code(exc)
+            code = error_code(exc)
             if code in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
                 raise InputError(f"{self.uri(prefix)} already exists") from None
             if code not in ("NotImplemented", "501"):
