@@ -1,4 +1,5 @@
-"""Baseband waveforms of narrow-band FM transmissions and the channel to each receiver.
+"""Baseband waveforms of narrow-band FM transmissions (the channel to each receiver is in
+`heimdall.sim.channel`, re-exported here).
 
 Conventions, shared with `heimdall.features`:
 
