@@ -240,6 +240,7 @@ def test_ctrl_c_marks_the_trials_in_flight_failed_and_exits(ctx, home: Path) -> 
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130
     assert err.strip().splitlines()[-1] == "error: interrupted", err
+    assert "Traceback" not in err, err  # neither from this process nor from its workers
     trials = optuna.load_study(study_name="tune-intr", storage=storage).get_trials()
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.FAIL]
     close_storage(storage)

@@ -14,13 +14,15 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import signal
 import socket
+import threading
 import time
 import warnings
-from dataclasses import dataclass
-from pathlib import Path
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from heimdall.data.shards import DatasetReader
@@ -230,6 +232,9 @@ def _worker_main(settings: Settings, request: TuneRequest, worker_index: int) ->
     configure_logging(settings.log_level)
     ctx = open_context(settings)
     try:
+        # Started with Ctrl-C ignored (`_run_processes`): only from here on, where it is
+        # handled, does it interrupt, so it never lands in start-up or teardown as a traceback.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         run_worker(ctx, request, worker_index)
     except KeyboardInterrupt:
         sys.exit(130)
@@ -237,7 +242,21 @@ def _worker_main(settings: Settings, request: TuneRequest, worker_index: int) ->
         log.error("tune worker %d: %s", worker_index, exc)
         sys.exit(1)
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the close short
         ctx.close()
+
+
+@contextmanager
+def _ctrl_c_ignored() -> Iterator[None]:
+    """Ignore SIGINT in this block (where signals can be set: the main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _run_processes(ctx: Context, request: TuneRequest) -> None:
@@ -250,8 +269,10 @@ def _run_processes(ctx: Context, request: TuneRequest) -> None:
         spawn.Process(target=_worker_main, args=(ctx.settings, child_request, index), name=f"heimdall-tune-{index}")
         for index in range(request.workers)
     ]
-    for process in processes:
-        process.start()
+    with _ctrl_c_ignored():
+        # Children inherit the ignored SIGINT through spawn's exec, until they handle it.
+        for process in processes:
+            process.start()
     try:
         for process in processes:
             process.join()
