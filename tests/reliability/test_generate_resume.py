@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -181,3 +182,43 @@ def test_iq_generation_resumes_to_identical_bytes_and_statistics(
     _assert_same_dataset(ctx, reference, "iqr", 1100)  # the manifests' IQ statistics included
     kept = [np.load(DatasetReader(c.store, "iqr").directory / "iq.npy") for c in (ctx, reference)]
     assert kept[0].tobytes() == kept[1].tobytes()
+
+
+def _spawned_workers(pid: int) -> list[int]:
+    """Pids of the multiprocessing workers `pid` has spawned (read from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and b"spawn_main" in cmdline:
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("then_s", [0.0, 5.0])
+def test_ctrl_c_with_workers_prints_one_line_and_no_traceback(tmp_path: Path, tools, then_s: float) -> None:
+    """Ctrl-C reaches the command and its worker processes (one process group, as from a
+    terminal): as soon as the workers exist (still importing) or once they compute, only
+    the command's own error line may appear."""
+    home = tmp_path / "interrupted"
+    command = [sys.executable, "-c", CLI, "generate", "--name", "iq", "--samples", "4096", "--kind", "iq",
+               "--workers", "2", "--seed", "3", "-q"]
+    process = subprocess.Popen(
+        command, env=tools.clean_env(home), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    deadline = time.monotonic() + 120
+    while len(_spawned_workers(process.pid)) < 2 and time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()[1]
+        time.sleep(0.05)
+    time.sleep(then_s)
+    assert process.poll() is None, process.communicate()[1]
+    os.killpg(process.pid, signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "Traceback" not in err, err
+    assert err.strip().splitlines()[-1] == "error: interrupted", err

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import ctypes
 import logging
-import multiprocessing
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
@@ -38,6 +37,7 @@ from heimdall.errors import DataError, InputError
 from heimdall.features.measurements import features_from_spectra
 from heimdall.features.spectrogram import mel_bank_for_stft, stft_pass
 from heimdall.network import ReceiverNetwork
+from heimdall.processes import spawn_pool
 from heimdall.sim.audio import load_audio_dir
 from heimdall.sim.channel import received_iq
 from heimdall.sim.generator import BLOCK_SIZE
@@ -157,8 +157,8 @@ def _init_worker() -> None:
 
 
 def iq_pool(workers: int) -> ProcessPoolExecutor:
-    """Worker processes for `iq_block`, one torch thread each (spawned: see sim/generator.py)."""
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker)
+    """Worker processes for `iq_block`, one torch thread each (`processes.spawn_pool`)."""
+    return spawn_pool(workers, _init_worker)
 
 
 _Pending = list[Future[IQBlock]] | list[IQBlock]

@@ -16,7 +16,6 @@ import logging
 import os
 import signal
 import socket
-import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -40,6 +39,7 @@ from heimdall.pipelines.tune_study import (
     suggest,
     summarize,
 )
+from heimdall.processes import ctrl_c_ignored
 from heimdall.settings import Settings
 
 __all__ = ["TuneRequest", "TuneResult", "tune", "run_worker"]
@@ -246,19 +246,6 @@ def _worker_main(settings: Settings, request: TuneRequest, worker_index: int) ->
         ctx.close()
 
 
-@contextmanager
-def _ctrl_c_ignored() -> Iterator[None]:
-    """Ignore SIGINT in this block (where signals can be set: the main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
 def _run_processes(ctx: Context, request: TuneRequest) -> None:
     """`request.workers` spawned processes joining the study; waits for all of them."""
     import multiprocessing
@@ -269,7 +256,7 @@ def _run_processes(ctx: Context, request: TuneRequest) -> None:
         spawn.Process(target=_worker_main, args=(ctx.settings, child_request, index), name=f"heimdall-tune-{index}")
         for index in range(request.workers)
     ]
-    with _ctrl_c_ignored():
+    with ctrl_c_ignored():
         # Children inherit the ignored SIGINT through spawn's exec, until they handle it.
         for process in processes:
             process.start()

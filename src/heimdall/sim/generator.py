@@ -7,16 +7,21 @@ workers or how the caller batches the output.
 
 from __future__ import annotations
 
-import multiprocessing
 from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
 
 from heimdall.errors import DataError, InputError
-from heimdall.sim.scenario import NetworkGeometry, ScenarioConfig, SimulatedBlock, simulate_block
+from heimdall.processes import spawn_pool
+from heimdall.sim.scenario import (
+    NetworkGeometry,
+    ScenarioConfig,
+    SimulatedBlock,
+    simulate_block,
+)
 
 __all__ = ["BLOCK_SIZE", "block_rng", "generate_blocks", "num_blocks"]
 
@@ -62,9 +67,7 @@ def generate_blocks(
         for b in range(first_block, total):
             yield b * BLOCK_SIZE, _run_block(seed, b, _block_size(num_samples, b), geometry, config)
         return
-    # spawn, not fork: the parent may hold torch/OpenMP threads that fork would copy broken.
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    with spawn_pool(workers) as pool:
         pending: deque[tuple[int, Future[SimulatedBlock]]] = deque()
         next_block = first_block
         while next_block < total or pending:
