@@ -243,6 +243,8 @@ def test_channel_rejects_bad_input() -> None:
         apply_channel(rng, iq, np.zeros((2, 4)), 10.0, FS_HZ, noise_floor_dbm=-120.0)
     with pytest.raises(InputError):
         apply_channel(rng, iq, np.zeros((2, 4)), None, FS_HZ, rx_lo_offset_hz=np.zeros(3))
+    with pytest.raises(InputError, match="delay_spread_s"):
+        apply_channel(rng, iq, np.zeros((2, 4)), None, FS_HZ, delay_spread_s=float("nan"))
 
 
 def test_received_iq_gives_apply_channels_bytes_one_sample_at_a_time() -> None:

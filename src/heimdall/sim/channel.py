@@ -113,6 +113,8 @@ def _draw(
     """Checked arguments and the random draws of `received_iq`; also whether `tx_iq` was [T]."""
     fs = _positive_float(sample_rate_hz, "sample_rate_hz")
     num_taps = _positive_int(num_taps, "num_taps")
+    if not (math.isfinite(delay_spread_s) and delay_spread_s >= 0.0):
+        raise InputError(f"delay_spread_s must be finite and >= 0, got {delay_spread_s!r}")
     tx, power_dbm = np.asarray(tx_iq), np.asarray(rx_power_dbm, dtype=np.float64)
     single = tx.ndim == 1
     tx, power_dbm = (tx[None], power_dbm[None]) if single else (tx, power_dbm)
