@@ -107,6 +107,9 @@ class TrainSpec:
     seed: int = 0
     hidden_dim: int = 128
     num_layers: int = 2
+    weight_decay: float = 1e-4
+    dropout: float = 0.0
+    spectrogram_encoder: str | None = None
     accelerator: Literal["cpu", "gpu", "auto"] = "cpu"
     devices: int = 1
     num_nodes: int = 1
@@ -124,23 +127,9 @@ class TrainSpec:
             # Lightning's DDP launcher re-runs the process's own command line: in a worker
             # that is the worker, not `heimdall train`.
             raise InputError("a queued training job runs in one process; use `heimdall train --devices N` for DDP")
-        common = dict(
-            dataset=self.dataset,
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            learning_rate=self.learning_rate,
-            validation_split=self.validation_split,
-            seed=self.seed,
-            hidden_dim=self.hidden_dim,
-            num_layers=self.num_layers,
-            accelerator=self.accelerator,
-            devices=self.devices,
-            num_nodes=self.num_nodes,
-            strategy=self.strategy,
-            precision=self.precision,
-            num_workers=self.num_workers,
-            num_threads=self.num_threads,
-        )
+        # Every training field carries over under its own name; `init_from` is resolved below
+        # and `export` is the job's, not training's.
+        common = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("init_from", "export")}
         if checkpoint is not None:
             return TrainRequest(**common, checkpoint=checkpoint, resume_training=True)
         init_from = str(resolve_init_from(ctx, self.init_from)) if self.init_from else None

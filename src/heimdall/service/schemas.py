@@ -105,6 +105,11 @@ class TrainIn(_Body):
     seed: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
     hidden_dim: Annotated[int, Field(ge=8, le=2048)] = 128
     num_layers: Annotated[int, Field(ge=1, le=16)] = 2
+    weight_decay: Annotated[float, Field(ge=0.0, lt=1.0)] = 1e-4
+    dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = Field(0.0, description="Inside the set-attention blocks")
+    spectrogram_encoder: Literal["nano", "tiny", "small", "base", "large"] | None = Field(
+        None, description="ConvNeXt size of a spectrogram branch (datasets of kind iq); none: RSS features only"
+    )
     accelerator: Literal["cpu", "gpu", "auto"] = Field("cpu", description="Where the worker trains")
     precision: Literal["32-true", "bf16-mixed", "16-mixed"] = Field("32-true", description="16-mixed needs a GPU")
     num_threads: Annotated[int, Field(ge=1, le=256)] | None = Field(None, description="torch threads for this job")
