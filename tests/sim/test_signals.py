@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy.signal import lfilter, lfilter_zi
 
 from heimdall.errors import InputError
 from heimdall.sim.channel import _delay_filters
@@ -139,6 +140,20 @@ def test_de_emphasis_inverts_pre_emphasis() -> None:
     audio = np.random.default_rng(0).standard_normal((3, 4_000))
     np.testing.assert_allclose(de_emphasis(pre_emphasis(audio, FS_HZ), FS_HZ), audio, atol=1e-9)
     assert pre_emphasis(audio.astype(np.float32), FS_HZ).dtype == np.float32
+
+
+def test_emphasis_filters_equal_scipy_lfilter_started_in_the_steady_state() -> None:
+    """The compiled first-order filter against scipy's, with the first sample held forever
+    before the clip (`lfilter_zi` scaled by it): a constant passes unchanged (unit DC gain)."""
+    audio = np.random.default_rng(1).standard_normal((2, 3, 2_000)) + 0.5
+    k, tau, shelf = 2.0 * FS_HZ, 750e-6, 1.0 / (2.0 * np.pi * 10_000.0)
+    b = np.array([1.0 + k * tau, 1.0 - k * tau]) / (1.0 + k * shelf)
+    a = np.array([1.0, (1.0 - k * shelf) / (1.0 + k * shelf)])
+    expected = lfilter(b, a, audio, axis=-1, zi=lfilter_zi(b, a) * audio[..., :1])[0]
+    np.testing.assert_allclose(pre_emphasis(audio, FS_HZ), expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(pre_emphasis(np.full(50, 0.3), FS_HZ), 0.3, rtol=1e-12)
+    with pytest.raises(InputError, match="time axis"):
+        pre_emphasis(np.float64(1.0), FS_HZ)
 
 
 def test_pre_emphasis_follows_the_750_us_curve() -> None:

@@ -22,6 +22,8 @@ from numpy.typing import ArrayLike, NDArray
 
 from heimdall.errors import InputError
 from heimdall.sim.audio import _positive_float, _positive_int
+from heimdall.sim.kernels import delayed_copies, rotate_add_noise
+from heimdall.sim.noise import draw_noise_seeds, standard_complex_normal_polar
 
 __all__ = ["CHANNEL_BANDWIDTH_HZ", "apply_channel", "received_iq"]
 
@@ -46,7 +48,7 @@ _LAGRANGE_NODES = (-1, 0, 1, 2)
 
 
 @functools.lru_cache(maxsize=8)
-def _delay_filters(fs: float, delays_s: tuple[float, ...]) -> tuple[tuple[int, ...], torch.Tensor]:
+def _delay_filters(fs: float, delays_s: tuple[float, ...]) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
     """(sample shifts s, weights [len(delays), len(s)]): x(t - tau) ~ sum_j w_j x[t - s_j].
 
     Each delay is a whole number of samples plus a fraction, interpolated by the cubic
@@ -61,7 +63,9 @@ def _delay_filters(fs: float, delays_s: tuple[float, ...]) -> tuple[tuple[int, .
         for m in _LAGRANGE_NODES:
             others = [j for j in _LAGRANGE_NODES if j != m]
             weights[row, shifts.index(whole + m)] = np.prod([(fraction - j) / (m - j) for j in others])
-    return tuple(shifts), torch.from_numpy(weights)
+    shifts_array, weights = np.array(shifts, dtype=np.int64), weights
+    shifts_array.flags.writeable = weights.flags.writeable = False  # cached: shared by callers
+    return shifts_array, weights
 
 
 @functools.lru_cache(maxsize=8)
@@ -70,16 +74,19 @@ def _shift_block(num_samples: int) -> int:
     return next(d for d in range(math.isqrt(num_samples), 0, -1) if num_samples % d == 0)
 
 
-def _shift_in_place(x: torch.Tensor, frequency_hz: NDArray[np.float64], fs: float) -> None:
-    """x[r, t] *= exp(2j pi f[r] t / fs) in place, `x` [R, T] contiguous complex64."""
-    num_samples = x.shape[-1]
-    # t = a * block + b: exp(2j pi f t / fs) is a coarse factor (per a) times a fine one (per
-    # b), two complex multiplies per sample instead of one complex exponential.
+def _carrier_tables(frequency_hz: NDArray[np.float64], fs: float, num_samples: int) -> tuple[np.ndarray, np.ndarray]:
+    """(coarse [..., T / B, 2], fine [..., B, 2]) float32 for `frequency_hz` [...]:
+    exp(2j pi f t / fs) at t = a B + b is coarse[a] * fine[b], B = `_shift_block(T)`; what
+    `rotate_add_noise` multiplies by."""
     block = _shift_block(num_samples)
-    w = 2j * np.pi * frequency_hz[:, None] / fs
-    view = x.view(len(x), num_samples // block, block)
-    view *= torch.from_numpy(np.exp(w * np.arange(0, num_samples, block)).astype(np.complex64))[:, :, None]
-    view *= torch.from_numpy(np.exp(w * np.arange(block)).astype(np.complex64))[:, None, :]
+    radians_per_sample = 2.0 * np.pi * frequency_hz[..., None] / fs
+
+    def phasors(t: np.ndarray) -> np.ndarray:
+        # Wrapped in float64, then float32's vectorised cos and sin (2e-7 rad of error).
+        angle = np.remainder(radians_per_sample * t, 2.0 * np.pi).astype(np.float32)
+        return np.stack((np.cos(angle), np.sin(angle)), axis=-1)
+
+    return phasors(np.arange(0, num_samples, block)), phasors(np.arange(block))
 
 
 @dataclass(frozen=True, eq=False)
@@ -88,11 +95,11 @@ class _Draws:
 
     tx: torch.Tensor  # [n, T] complex64
     target_mw: NDArray[np.float64]  # [n, R]
-    offset_hz: NDArray[np.float64]  # [n, R]
-    noise_rms: NDArray[np.float32] | None  # [n, R], per complex sample
+    carrier: tuple[np.ndarray, np.ndarray]  # `_carrier_tables` of the offsets, [n, R, ...]
+    noise_scale: NDArray[np.float32] | None  # [n, R], rms of each part of the noise
     taps: NDArray[np.complex128]  # [n, R, K]
     delays_s: tuple[float, ...]  # of taps 1..K-1 (tap 0 is undelayed)
-    generator: torch.Generator
+    noise_seeds: NDArray[np.uint64]  # [n]
     fs: float
 
 
@@ -127,7 +134,7 @@ def _draw(
     shape = power_dbm.shape
     offset_hz = _per_rx(tx_offset_hz, "tx_offset_hz", shape, per_sample=not single)
     offset_hz = offset_hz + _per_rx(rx_lo_offset_hz, "rx_lo_offset_hz", shape)
-    noise_rms = None
+    noise_scale = None
     if snr_db is not None or noise_floor_dbm is not None:
         if snr_db is not None:
             noise_dbm = power_dbm - _per_rx(snr_db, "snr_db", shape)
@@ -135,7 +142,8 @@ def _draw(
             noise_dbm = _per_rx(noise_floor_dbm, "noise_floor_dbm", shape)
         # White noise over fs carries fs / B times the power it has inside the B-wide channel.
         bandwidth_hz = _positive_float(channel_bandwidth_hz, "channel_bandwidth_hz")
-        noise_rms = np.sqrt(10.0 ** (noise_dbm / 10.0) * (fs / bandwidth_hz)).astype(np.float32)
+        noise_rms = np.sqrt(10.0 ** (noise_dbm / 10.0) * (fs / bandwidth_hz))
+        noise_scale = (noise_rms / math.sqrt(2.0)).astype(np.float32)
     # Multipath: y = sum_k h_k x(t - tau_k), exp(-k) power profile; the first tap Rician
     # (K/(K+1) of its power in the direct path, 1/(K+1) scattered), the rest Rayleigh.
     tap_power = np.exp(-np.arange(num_taps)) / np.exp(-np.arange(num_taps)).sum()
@@ -145,45 +153,41 @@ def _draw(
     direct = np.exp(2j * np.pi * rng.random(shape)) * np.sqrt(tap_power[0])
     taps[..., 0] = direct * np.sqrt(k_lin / (k_lin + 1.0)) + taps[..., 0] / np.sqrt(k_lin + 1.0)
     delays_s = tuple(float(d) for d in np.linspace(0.0, delay_spread_s, num_taps)[1:])
-    # torch's vectorised Gaussian sampler is several times numpy's, and noise is much of the
-    # cost; its generator is seeded from `rng`, so the same seed still gives the same bytes.
-    generator = torch.Generator().manual_seed(int(rng.integers(2**63 - 1)))
+    noise_seeds = draw_noise_seeds(rng, len(tx))
     tx_t = torch.from_numpy(np.ascontiguousarray(tx.astype(np.complex64, copy=False)))
     target_mw = 10.0 ** (power_dbm / 10.0)
-    return _Draws(tx_t, target_mw, offset_hz, noise_rms, taps, delays_s, generator, fs), single
+    carrier = _carrier_tables(offset_hz, fs, tx.shape[-1])
+    return _Draws(tx_t, target_mw, carrier, noise_scale, taps, delays_s, noise_seeds, fs), single
 
 
-def _receive(draws: _Draws, tap_rows: torch.Tensor, noise: torch.Tensor, i: int, out: torch.Tensor) -> None:
+def _receive(draws: _Draws, tap_rows: torch.Tensor, noise: tuple[torch.Tensor, ...], i: int, out: torch.Tensor) -> None:
     """Write what the R receivers record of transmission `i` into `out` [R, T]."""
     num_taps = draws.taps.shape[-1]
     num_samples = draws.tx.shape[-1]
-    # Tap k's copy c_k of the waveform (delayed by interpolation) and i c_k, as real rows with re/im interleaved: y = h c
-    # is then Re(h) c + Im(h) (i c), one [R, 2K] x [2K, 2T] real product, which writes y in
-    # place and is several times faster than a complex matmul with so few taps.
-    parts = tap_rows.view(2 * num_taps, num_samples, 2)
-    copies = torch.view_as_complex(parts[:num_taps])
-    copies[0] = draws.tx[i]
-    if num_taps > 1:
-        shifts, weights = _delay_filters(draws.fs, draws.delays_s)
-        shifted = torch.stack([torch.roll(draws.tx[i], s) for s in shifts])  # x[t - s]
-        torch.matmul(weights, torch.view_as_real(shifted).view(len(shifts), -1), out=parts[1:num_taps].view(num_taps - 1, -1))
-    torch.neg(parts[:num_taps, :, 1], out=parts[num_taps:, :, 0])
-    parts[num_taps:, :, 1] = parts[:num_taps, :, 0]
+    # Tap k's copy c_k of the waveform (delayed by interpolation) and i c_k, as real rows with
+    # re/im interleaved: y = h c is then Re(h) c + Im(h) (i c), one [R, 2K] x [2K, 2T] real
+    # product, which writes y in place and is several times faster than a complex matmul
+    # with so few taps.
+    shifts, weights = _delay_filters(draws.fs, draws.delays_s)
+    delayed_copies(torch.view_as_real(draws.tx[i]).reshape(-1).numpy(), shifts, weights, tap_rows.numpy())
     # The mean power of y = h c is h^H G h, G[k, l] = <c_k, c_l> / T the copies' Gram matrix:
     # dividing it out makes the mean signal power exactly rx_power_dbm (whatever the taps and
     # the waveform's own power) without a pass over y. [c; i c] . c gives [Re G; -Im G].
     products = (tap_rows @ tap_rows[:num_taps].T).to(torch.float64).numpy() / num_samples
     gram = products[:num_taps] - 1j * products[num_taps:]
     taps = draws.taps[i]
-    realised = np.einsum("rk,kl,rl->r", taps.conj(), gram, taps).real
+    realised = ((taps.conj() @ gram) * taps).sum(axis=1).real
     h = taps * np.sqrt(draws.target_mw[i] / np.maximum(realised, 1e-300))[:, None]
-    weights = torch.from_numpy(np.concatenate((h.real, h.imag), axis=1).astype(np.float32))
-    torch.matmul(weights, tap_rows, out=torch.view_as_real(out).view(len(h), -1))
-    _shift_in_place(out, draws.offset_hz[i], draws.fs)
-    if draws.noise_rms is not None:
-        noise.normal_(generator=draws.generator)  # each part N(0, 1)
-        scale = torch.from_numpy(draws.noise_rms[i] / np.float32(math.sqrt(2.0)))[:, None, None]
-        torch.view_as_real(out).addcmul_(noise, scale)
+    h_rows = torch.from_numpy(np.concatenate((h.real, h.imag), axis=1).astype(np.float32))
+    y = torch.view_as_real(out).view(len(h), -1)
+    torch.matmul(h_rows, tap_rows, out=y)
+    if draws.noise_scale is None:
+        noise_scale = np.zeros(len(h), dtype=np.float32)  # `noise` holds zeros
+    else:
+        standard_complex_normal_polar(draws.noise_seeds[i], *noise)  # each part N(0, 1)
+        noise_scale = draws.noise_scale[i]
+    coarse, fine = draws.carrier
+    rotate_add_noise(y.numpy(), coarse[i], fine[i], noise_scale, *(part.numpy() for part in noise))
 
 
 def _iterate(draws: _Draws, out: torch.Tensor | None) -> Iterator[torch.Tensor]:
@@ -191,7 +195,7 @@ def _iterate(draws: _Draws, out: torch.Tensor | None) -> Iterator[torch.Tensor]:
     n, num_samples = draws.tx.shape
     num_rx = draws.target_mw.shape[1]
     tap_rows = torch.empty((2 * draws.taps.shape[-1], 2 * num_samples))
-    noise = torch.empty((num_rx, num_samples, 2))
+    noise = tuple(torch.zeros((num_rx, num_samples)) for _ in range(3))
     buffer = torch.empty((num_rx, num_samples), dtype=torch.complex64) if out is None else None
     for i in range(n):
         target = buffer if out is None else out[i]

@@ -19,7 +19,6 @@ from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.signal import lfilter, lfilter_zi
 
 from heimdall.errors import InputError
 from heimdall.sim.audio import (
@@ -36,6 +35,7 @@ from heimdall.sim.audio import (
     tone_audio,
 )
 from heimdall.sim.channel import CHANNEL_BANDWIDTH_HZ, apply_channel, received_iq
+from heimdall.sim.kernels import first_order_filter, fm_phase
 
 __all__ = [
     "SignalType", "SIGNAL_TYPES", "CHANNEL_BANDWIDTH_HZ", "NBFM_DEVIATION_HZ",
@@ -69,8 +69,13 @@ def _emphasis(audio: ArrayLike, fs: float, tau_s: float, inverse: bool):
     # running (a step from silence would spike the high-pass), so the cascade is the identity.
     b, a = (a / b[0], b / b[0]) if inverse else (b, a)
     x = np.asarray(audio)
-    out = lfilter(b, a, x, axis=-1, zi=lfilter_zi(b, a) * x[..., :1].astype(np.float64))[0]
-    return out if x.dtype == np.float64 else out.astype(np.float32)
+    x = x if x.dtype in (np.float32, np.float64) else x.astype(np.float64)
+    if x.ndim == 0:
+        raise InputError("audio must have a time axis, got a scalar")
+    rows = np.ascontiguousarray(x.reshape(int(np.prod(x.shape[:-1])), x.shape[-1]))
+    out = np.empty(rows.shape, dtype=np.float64 if x.dtype == np.float64 else np.float32)
+    first_order_filter(rows, b[0] / a[0], b[1] / a[0], a[1] / a[0], out)
+    return out.reshape(x.shape)
 
 
 def pre_emphasis(
@@ -96,11 +101,13 @@ def fm_modulate(
 ) -> Complex64Array:
     """Unit-amplitude FM along the last axis: phase = 2 pi deviation_hz cumsum(audio) / fs."""
     fs = _positive_float(sample_rate_hz, "sample_rate_hz")
-    # Accumulated in float64 (float32 would drift), wrapped before the float32 cos and sin.
-    phase = (2.0 * np.pi * deviation_hz / fs) * np.cumsum(np.asarray(audio, np.float64), axis=-1)
-    wrapped = np.remainder(phase, 2.0 * np.pi).astype(np.float32)
-    iq = np.empty(wrapped.shape, dtype=np.complex64)
-    iq.real, iq.imag = np.cos(wrapped), np.sin(wrapped)
+    x = np.asarray(audio, dtype=np.float32)
+    rows = np.ascontiguousarray(x.reshape(int(np.prod(x.shape[:-1])), x.shape[-1]) if x.ndim else x.reshape(1, 1))
+    phase = np.empty(rows.shape, dtype=np.float32)
+    fm_phase(rows, 2.0 * np.pi * float(deviation_hz) / fs, phase)
+    iq = np.empty(x.shape, dtype=np.complex64)
+    np.cos(phase.reshape(x.shape), out=iq.real)
+    np.sin(phase.reshape(x.shape), out=iq.imag)
     return iq
 
 
