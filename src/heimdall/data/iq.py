@@ -124,9 +124,10 @@ def _iq_chunk(
         if i < len(kept):
             kept[i] = iq.numpy()
     mel_db, measured = features_from_spectra(mel, mean_power, fs, detection_snr_db=min_snr_db)
+    mel_db[~present] = 0.0
     detected = present & measured.signal_present
     return IQBlock(
-        spectrogram=np.where(present[..., None, None], mel_db, 0.0).astype(np.float16)[:, :, None],
+        spectrogram=mel_db.astype(np.float16)[:, :, None],
         rss_dbm=np.where(detected, measured.channel_power_dbm, np.nan).astype(np.float32),
         snr_db=np.where(detected, measured.snr_db, np.nan).astype(np.float32),
         heard=detected,

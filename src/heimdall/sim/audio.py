@@ -23,6 +23,7 @@ from scipy.io import wavfile
 from scipy.signal import resample_poly
 
 from heimdall.errors import InputError, NotFoundError
+from heimdall.sim.kernels import crossfade_envelope
 
 __all__ = [
     "CTCSS_TONES_HZ", "DTMF_ROWS_HZ", "DTMF_COLUMNS_HZ", "DTMF_KEYS", "speech_like_audio",
@@ -109,7 +110,6 @@ def speech_like_audio(
     num_samples = _positive_int(num_samples, "num_samples")
     fs = _positive_float(sample_rate_hz, "sample_rate_hz")
     n = 1 if batch_size is None else _positive_int(batch_size, "batch_size")
-    t_s = (np.arange(num_samples) / fs).astype(np.float32)
     # The voiced sound ends near 3.4 kHz, so it is made at a quarter (or third, half) of the
     # rate, where it costs that much less, and brought to `fs` by the inverse FFT itself:
     # zero bins above the low rate's Nyquist frequency interpolate it exactly.
@@ -141,17 +141,20 @@ def speech_like_audio(
         detune = (f_hz - formants_hz[..., None]) / halfwidths_hz[:, None]
         tract = 0.02 + np.einsum("k,nkf->nf", gains, 1 / (1 + detune**2))
         filtered.append(sfft.irfft(spectrum * (tract * band), num_samples))
-    fade = t_s / max(t_s[-1], 1.0 / fs)
-    voiced = filtered[0] + (filtered[1] - filtered[0]) * fade
-    # Syllables at 3-5.5 Hz with varying loudness; in 30 % of clips a 80-250 ms pause.
+    # Syllables at 3-5.5 Hz with varying loudness; in 30 % of clips a 80-250 ms pause. The
+    # envelope changes over tens of ms, so it is drawn at the low rate and interpolated
+    # while the two formant states are cross-faded.
+    low_t_s = (np.arange(low_samples) * (step / fs)).astype(np.float32)
     rate_hz, phase = rng.uniform(3.0, 5.5, (n, 1)), rng.uniform(0.0, 2.0 * np.pi, (n, 1))
-    cycle = (2.0 * np.pi * rate_hz).astype(np.float32) * t_s + phase.astype(np.float32)
+    cycle = (2.0 * np.pi * rate_hz).astype(np.float32) * low_t_s + phase.astype(np.float32)
     syllable = np.clip((np.sin(cycle) + 0.3) / 1.3, 0.0, 1.0)
-    envelope = syllable * np.sqrt(syllable) * (0.7 + 0.3 * np.tanh(_smooth_noise(rng, n, num_samples, fs, 4.0)))
+    envelope = syllable * np.sqrt(syllable) * (0.7 + 0.3 * np.tanh(_smooth_noise(rng, n, low_samples, low_fs, 4.0)))
     centre_s = rng.uniform(0.0, num_samples / fs, (n, 1)).astype(np.float32)
     half_s = np.where(rng.random((n, 1)) < 0.3, rng.uniform(0.04, 0.125, (n, 1)), -1.0).astype(np.float32)
-    envelope *= np.clip((np.abs(t_s - centre_s) - half_s) / 0.02, 0.0, 1.0)  # 20 ms ramps
-    audio = _normalise_peak(voiced * envelope)
+    envelope *= np.clip((np.abs(low_t_s - centre_s) - half_s) / 0.02, 0.0, 1.0)  # 20 ms ramps
+    audio = np.empty((n, num_samples), dtype=np.float32)
+    crossfade_envelope(filtered[0], filtered[1], np.ascontiguousarray(envelope, dtype=np.float32), step, audio)
+    audio = _normalise_peak(audio)
     return audio[0] if batch_size is None else audio
 
 

@@ -23,7 +23,7 @@ from numpy.typing import ArrayLike, NDArray
 from heimdall.errors import InputError
 from heimdall.sim.audio import _positive_float, _positive_int
 from heimdall.sim.kernels import delayed_copies, rotate_add_noise
-from heimdall.sim.noise import draw_noise_seeds, standard_complex_normal_polar
+from heimdall.sim.noise import box_muller_parts, draw_noise_seeds
 
 __all__ = ["CHANNEL_BANDWIDTH_HZ", "apply_channel", "received_iq"]
 
@@ -184,7 +184,7 @@ def _receive(draws: _Draws, tap_rows: torch.Tensor, noise: tuple[torch.Tensor, .
     if draws.noise_scale is None:
         noise_scale = np.zeros(len(h), dtype=np.float32)  # `noise` holds zeros
     else:
-        standard_complex_normal_polar(draws.noise_seeds[i], *noise)  # each part N(0, 1)
+        box_muller_parts(draws.noise_seeds[i], *noise)  # each part of the noise N(0, 1)
         noise_scale = draws.noise_scale[i]
     coarse, fine = draws.carrier
     rotate_add_noise(y.numpy(), coarse[i], fine[i], noise_scale, *(part.numpy() for part in noise))
@@ -195,6 +195,7 @@ def _iterate(draws: _Draws, out: torch.Tensor | None) -> Iterator[torch.Tensor]:
     n, num_samples = draws.tx.shape
     num_rx = draws.target_mw.shape[1]
     tap_rows = torch.empty((2 * draws.taps.shape[-1], 2 * num_samples))
+    # Without noise the parts stay zero: a radius of sqrt(-2 * 0) = 0.
     noise = tuple(torch.zeros((num_rx, num_samples)) for _ in range(3))
     buffer = torch.empty((num_rx, num_samples), dtype=torch.complex64) if out is None else None
     for i in range(n):

@@ -18,12 +18,13 @@ _MIX2 = np.uint64(0x94D049BB133111EB)
 
 
 @kernel
-def splitmix64_uniforms(seed: np.uint64, radius_u: np.ndarray, angle_u: np.ndarray) -> None:
-    """Two float32 uniforms per output of SplitMix64 (Steele, Lea & Flood 2014) from `seed`.
+def splitmix64_uniforms(seed: np.uint64, radius_u: np.ndarray, angle: np.ndarray) -> None:
+    """Box-Muller's two uniforms per output of SplitMix64 (Steele, Lea & Flood 2014) from `seed`.
 
     Output i is the generator's (i + 1)-th number, computed from i alone (the generator's
     state advances by a constant), so the loop vectorises. Its top 24 bits give
-    radius_u[i] in (0, 1], the next 24 angle_u[i] in [0, 1): the float32 resolution.
+    radius_u[i] in (0, 1], the next 24 an angle[i] = 2 pi u in [0, 2 pi), u in [0, 1) (the
+    float32 resolution).
     """
     step = 1.0 / 16777216.0
     for i in range(radius_u.shape[0]):
@@ -32,7 +33,7 @@ def splitmix64_uniforms(seed: np.uint64, radius_u: np.ndarray, angle_u: np.ndarr
         z = (z ^ (z >> np.uint64(27))) * _MIX2
         z = z ^ (z >> np.uint64(31))
         radius_u[i] = np.float32((z >> np.uint64(40)) + np.uint64(1)) * np.float32(step)
-        angle_u[i] = np.float32((z >> np.uint64(16)) & np.uint64(0xFFFFFF)) * np.float32(step)
+        angle[i] = np.float32((z >> np.uint64(16)) & np.uint64(0xFFFFFF)) * np.float32(2.0 * np.pi * step)
 
 
 @kernel
@@ -72,30 +73,34 @@ def rotate_add_noise(
     coarse: np.ndarray,
     fine: np.ndarray,
     noise_scale: np.ndarray,
-    radius: np.ndarray,
+    log_radius_u: np.ndarray,
     cos_angle: np.ndarray,
     sin_angle: np.ndarray,
 ) -> None:
-    """y[r, t] <- y[r, t] exp(2j pi f_r t / fs) + noise_scale[r] radius[r, t] exp(j angle), in place.
+    """y[r, t] <- y[r, t] exp(2j pi f_r t / fs) + noise_scale[r] n[r, t], in place.
 
     `y` [R, 2T]; the carrier phasor of sample t = a * B + b is coarse[r, a] * fine[r, b]
     (`coarse` [R, T / B, 2], `fine` [R, B, 2]), two complex multiplies instead of a complex
-    exponential; the noise comes in polar form, `radius`, `cos_angle`, `sin_angle` [R, T].
+    exponential. The noise n = sqrt(-2 log_radius_u) (cos_angle + 1j sin_angle) comes as
+    `noise.box_muller_parts` gives it ([R, T] each): its radius is taken here, in the same
+    pass, rather than in one more pass over memory.
     """
     rx, blocks, block = y.shape[0], coarse.shape[1], fine.shape[1]
+    minus_two = np.float32(-2.0)
     for r in range(rx):
         scale = noise_scale[r]
         for a in range(blocks):
             cr, ci = coarse[r, a, 0], coarse[r, a, 1]
             start = a * block
             out = y[r, 2 * start : 2 * (start + block)]
-            rho, c, s = radius[r, start : start + block], cos_angle[r, start : start + block], sin_angle[r, start : start + block]
+            log_u = log_radius_u[r, start : start + block]
+            c, s = cos_angle[r, start : start + block], sin_angle[r, start : start + block]
             f = fine[r]
             for b in range(block):
                 pr = cr * f[b, 0] - ci * f[b, 1]
                 pi = cr * f[b, 1] + ci * f[b, 0]
                 xr, xi = out[2 * b], out[2 * b + 1]
-                amplitude = scale * rho[b]
+                amplitude = scale * np.sqrt(minus_two * log_u[b])
                 out[2 * b] = xr * pr - xi * pi + amplitude * c[b]
                 out[2 * b + 1] = xr * pi + xi * pr + amplitude * s[b]
 
@@ -135,3 +140,27 @@ def first_order_filter(x: np.ndarray, b0: float, b1: float, a1: float, out: np.n
             previous_y = b0 * value + b1 * previous_x - a1 * previous_y
             previous_x = value
             target[t] = previous_y
+
+
+@kernel
+def crossfade_envelope(start: np.ndarray, end: np.ndarray, envelope: np.ndarray, step: int, out: np.ndarray) -> None:
+    """out[r, t] = (start + (end - start) t / (T - 1)) * envelope at t, all [n, T] but `envelope`.
+
+    `envelope` [n, L] holds the envelope at every `step`-th sample; between its points it
+    is interpolated linearly, and held past the last one.
+    """
+    rows, size = out.shape
+    points = envelope.shape[1]
+    last = max(size - 1, 1)
+    for r in range(rows):
+        a, b, e, o = start[r], end[r], envelope[r], out[r]
+        for j in range(points):
+            low, high = e[j], e[min(j + 1, points - 1)]
+            for q in range(step):
+                t = j * step + q
+                if t >= size:
+                    break
+                level = low + (high - low) * (q / step)
+                o[t] = (a[t] + (b[t] - a[t]) * (t / last)) * level
+        for t in range(points * step, size):
+            o[t] = (a[t] + (b[t] - a[t]) * (t / last)) * e[points - 1]
