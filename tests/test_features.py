@@ -249,9 +249,17 @@ def test_compiled_cpu_pass_equals_the_torch_operations(received) -> None:
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_every_kind_of_non_finite_sample_is_refused(bad: float) -> None:
-    x = noisy_signal(0)
-    x[12_345] = complex(0.0, bad)
-    with pytest.raises(InputError, match="non-finite"):
-        iq_features(x, FS_HZ)
+    """Wherever it sits: sample 0 (where the first frame's window is 0), mid-frame, or past
+    the last frame asked for (read by no frame)."""
+    for position in (0, 12_345, NUM_SAMPLES - 1):
+        x = noisy_signal(0)
+        x[position] = complex(0.0, bad)
+        with pytest.raises(InputError, match="non-finite"):
+            iq_features(x, FS_HZ)
+        with pytest.raises(InputError, match="non-finite"):
+            iq_features(x, FS_HZ, num_frames=8)
     # Huge but finite samples overflow a float32 sum; the exact check must still accept them.
     assert all_finite(torch.full((4,), 3e38 + 0j, dtype=torch.complex64))
+    # So must the CPU kernels, whose own float32 sum of the frames overflows here (the power
+    # itself overflows too: float32 holds no such signal, but it is not a non-finite input).
+    iq_features(np.full(NUM_SAMPLES, 3e38 + 3e38j, dtype=np.complex64), FS_HZ)

@@ -281,9 +281,11 @@ def test_tap_delays_match_an_exact_fft_delay(delay_s: float) -> None:
     exact frequency-domain delay to better than -70 dB, and the rotated rows are i times it."""
     x = transmitter_waveforms(np.random.default_rng(1), 1)[0][0]
     shifts, weights = _delay_filters(FS_HZ, (delay_s,))
-    rows = np.empty((4, 2 * x.size), dtype=np.float32)
-    delayed_copies(x.view(np.float32), shifts, weights, rows)
+    rows, gram = np.empty((4, 2 * x.size), dtype=np.float32), np.empty((2, 2), dtype=np.complex128)
+    delayed_copies(x.view(np.float32), shifts, weights, rows, gram)
     copies = rows.view(np.complex64)
+    c = copies[:2].astype(np.complex128)
+    np.testing.assert_allclose(gram, c.conj() @ c.T / x.size, rtol=1e-12)
     f_hz = np.fft.fftfreq(x.size, 1.0 / FS_HZ)
     exact = np.fft.ifft(np.fft.fft(x) * np.exp(-2j * np.pi * f_hz * delay_s))
     np.testing.assert_array_equal(copies[0], x)

@@ -127,7 +127,8 @@ def _iq_chunk(
     mel_db[~present] = 0.0
     detected = present & measured.signal_present
     return IQBlock(
-        spectrogram=mel_db.astype(np.float16)[:, :, None],
+        # torch converts to float16 several times faster than numpy does.
+        spectrogram=torch.from_numpy(mel_db).half().numpy()[:, :, None],
         rss_dbm=np.where(detected, measured.channel_power_dbm, np.nan).astype(np.float32),
         snr_db=np.where(detected, measured.snr_db, np.nan).astype(np.float32),
         heard=detected,

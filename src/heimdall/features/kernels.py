@@ -14,17 +14,27 @@ __all__ = ["power_mean_mel", "window_frames"]
 
 
 @kernel
-def window_frames(iq: np.ndarray, window: np.ndarray, hop: int, out: np.ndarray) -> None:
-    """out[r, m, n] = iq[r, m * hop + n] * window[n]: `iq` [rows, 2T], `out` [rows, frames, 2N]."""
+def window_frames(iq: np.ndarray, window: np.ndarray, hop: int, out: np.ndarray) -> float:
+    """out[r, m, n] = iq[r, m * hop + n] * window[n]: `iq` [rows, 2T], `out` [rows, frames, 2N].
+
+    Returns the float32 sum of `out`: finite only if every sample the frames cover is (a
+    NaN or inf input stays non-finite through the product, even where the window is 0), so
+    the caller's finiteness check costs no pass of its own.
+    """
     rows, frames, size2 = out.shape
     size = size2 // 2
+    total = np.float32(0.0)
     for r in range(rows):
         for m in range(frames):
             source = iq[r, 2 * m * hop : 2 * m * hop + size2]
             frame = out[r, m]
             for n in range(size):
-                frame[2 * n] = source[2 * n] * window[n]
-                frame[2 * n + 1] = source[2 * n + 1] * window[n]
+                re = source[2 * n] * window[n]
+                im = source[2 * n + 1] * window[n]
+                frame[2 * n] = re
+                frame[2 * n + 1] = im
+                total += re + im
+    return total
 
 
 @kernel

@@ -44,7 +44,7 @@ def _measure(
 ) -> IQMeasurements:
     """Measurements from the mean bin power [..., n_fft] in mW, FFT order."""
     n_fft = power.shape[-1]
-    mean_power = power.to(torch.float64).cpu()
+    mean_power = power.cpu()
     f_hz = torch.fft.fftfreq(n_fft, d=1.0 / fs, dtype=torch.float64)
     in_channel = f_hz.abs() <= channel_bandwidth_hz / 2.0
     # Noise is read outside the channel (past a guard for FM splatter and LO error) and below
@@ -54,9 +54,10 @@ def _measure(
         raise InputError(f"sample_rate_hz {fs} leaves no bins outside the channel to read noise")
     # The median shrugs off adjacent-channel signals and splatter; with 32 averaged frames
     # it reads the noise < 0.1 dB low (median of a chi-square below its mean).
-    noise_per_bin = mean_power[..., outside].median(dim=-1).values
+    # (A median picks one of the values, so taking it before the float64 sums changes nothing.)
+    noise_per_bin = mean_power[..., outside].median(dim=-1).values.to(torch.float64)
     bin_width_hz = fs / n_fft
-    channel = mean_power[..., in_channel]
+    channel = mean_power[..., in_channel].to(torch.float64)
     channel_mw = channel.sum(dim=-1)
     noise_mw = (noise_per_bin * (channel_bandwidth_hz / bin_width_hz)).clamp_min(1e-300)
     excess = channel - noise_per_bin[..., None]

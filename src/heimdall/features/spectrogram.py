@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -86,6 +87,7 @@ _CHUNK_BINS = 1 << 18
 _NO_BANDS = np.zeros(0, dtype=np.int64)
 _NO_WEIGHTS = np.zeros(0, dtype=np.float32)
 _NO_POWER = np.zeros((0, 0, 0), dtype=np.float32)
+_NON_FINITE = "iq holds non-finite samples (NaN or inf)"
 
 
 @dataclass(frozen=True, eq=False)
@@ -155,8 +157,6 @@ def stft_pass(
         raise InputError(f"iq must be complex baseband, got dtype {iq.dtype}")
     if iq.ndim == 0:
         raise InputError("iq must have a time axis, got a scalar")
-    if not all_finite(iq):
-        raise InputError("iq holds non-finite samples (NaN or inf)")
     num_samples = iq.shape[-1]
     if n_fft < 1 or hop_length < 1 or num_samples < n_fft:
         raise InputError(f"need n_fft >= 1, hop_length >= 1 and at least n_fft={n_fft} samples")
@@ -173,6 +173,10 @@ def stft_pass(
     mel = None if mel is None else mel.view(rows, frames, -1)
     mean = mean.view(rows, n_fft)
     power = torch.empty(rows, frames, n_fft, device=device) if keep_power else None
+    # The CPU kernels check the samples the frames cover as they read them; the rest here.
+    covered = (frames - 1) * hop_length + n_fft if device.type == "cpu" else 0
+    if not all_finite(flat[:, covered:]):
+        raise InputError(_NON_FINITE)
     passes = _stft_cpu if device.type == "cpu" else _stft_torch
     passes(flat, n_fft, hop_length, frames, mel_bank, mel, mean, power)
     restore = lambda x: None if x is None else x.reshape(*lead, *x.shape[1:])  # noqa: E731
@@ -201,7 +205,9 @@ def _stft_cpu(
         chunk = flat[i : i + step].to(torch.complex64).contiguous()
         count = chunk.shape[0]
         frames_in = windowed[:count]
-        window_frames(_interleaved(chunk, count), window, hop_length, _interleaved(frames_in, count, frames))
+        total = window_frames(_interleaved(chunk, count), window, hop_length, _interleaved(frames_in, count, frames))
+        if not math.isfinite(total) and not all_finite(chunk):  # (finite values can overflow a sum)
+            raise InputError(_NON_FINITE)
         spectrum = torch.fft.fft(frames_in)
         power_mean_mel(
             _interleaved(spectrum, count, frames), scale / frames, *bands, mean[i : i + count].numpy(),
@@ -265,7 +271,8 @@ def mel_bank_for_stft(n_fft: int, fs: float, n_mels: int, f_min_hz: float, f_max
 
 def power_to_db(mel_mw: torch.Tensor, floor_mw: float) -> torch.Tensor:
     """[..., frames, n_mels] band powers in mW -> [..., n_mels, frames] in dBm."""
-    return (10.0 * torch.log10(mel_mw.clamp_min(floor_mw))).transpose(-1, -2).contiguous()
+    level_db = mel_mw.clamp_min(floor_mw).log10_().mul_(10.0)
+    return level_db.transpose(-1, -2).contiguous()
 
 
 def iq_to_mel_spectrogram(

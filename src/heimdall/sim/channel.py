@@ -169,12 +169,11 @@ def _receive(draws: _Draws, tap_rows: torch.Tensor, noise: tuple[torch.Tensor, .
     # product, which writes y in place and is several times faster than a complex matmul
     # with so few taps.
     shifts, weights = _delay_filters(draws.fs, draws.delays_s)
-    delayed_copies(torch.view_as_real(draws.tx[i]).reshape(-1).numpy(), shifts, weights, tap_rows.numpy())
     # The mean power of y = h c is h^H G h, G[k, l] = <c_k, c_l> / T the copies' Gram matrix:
     # dividing it out makes the mean signal power exactly rx_power_dbm (whatever the taps and
-    # the waveform's own power) without a pass over y. [c; i c] . c gives [Re G; -Im G].
-    products = (tap_rows @ tap_rows[:num_taps].T).to(torch.float64).numpy() / num_samples
-    gram = products[:num_taps] - 1j * products[num_taps:]
+    # the waveform's own power) without a pass over y.
+    gram = np.empty((num_taps, num_taps), dtype=np.complex128)
+    delayed_copies(torch.view_as_real(draws.tx[i]).reshape(-1).numpy(), shifts, weights, tap_rows.numpy(), gram)
     taps = draws.taps[i]
     realised = ((taps.conj() @ gram) * taps).sum(axis=1).real
     h = taps * np.sqrt(draws.target_mw[i] / np.maximum(realised, 1e-300))[:, None]

@@ -37,12 +37,13 @@ def splitmix64_uniforms(seed: np.uint64, radius_u: np.ndarray, angle: np.ndarray
 
 
 @kernel
-def delayed_copies(tx: np.ndarray, shifts: np.ndarray, weights: np.ndarray, rows: np.ndarray) -> None:
-    """The tap copies of one waveform and those copies times i, as real rows.
+def delayed_copies(tx: np.ndarray, shifts: np.ndarray, weights: np.ndarray, rows: np.ndarray, gram: np.ndarray) -> None:
+    """The tap copies of one waveform, those copies times i, and their Gram matrix.
 
     `tx` [2T] (interleaved); `rows` [2K, 2T]: row 0 is `tx`, row k < K is
     sum_j weights[k - 1, j] tx[t - shifts[j]] (indices modulo T, a circular delay), and row
-    K + k is i times row k ((-im, re) pairs).
+    K + k is i times row k ((-im, re) pairs). `gram` [K, K] complex128 receives
+    <c_k, c_l> / T = mean(conj(c_k) c_l), summed in float64.
     """
     size = tx.shape[0] // 2
     taps = rows.shape[0] // 2
@@ -65,6 +66,16 @@ def delayed_copies(tx: np.ndarray, shifts: np.ndarray, weights: np.ndarray, rows
         for t in range(size):
             rotated[2 * t] = -source[2 * t + 1]
             rotated[2 * t + 1] = source[2 * t]
+    for k in range(taps):
+        for m in range(k, taps):
+            a, b = rows[k], rows[m]
+            re, im = 0.0, 0.0
+            for t in range(size):
+                # conj(a) b = (ar br + ai bi) + i (ar bi - ai br)
+                re += np.float64(a[2 * t]) * b[2 * t] + np.float64(a[2 * t + 1]) * b[2 * t + 1]
+                im += np.float64(a[2 * t]) * b[2 * t + 1] - np.float64(a[2 * t + 1]) * b[2 * t]
+            gram[k, m] = complex(re / size, im / size)
+            gram[m, k] = complex(re / size, -im / size)
 
 
 @kernel
