@@ -116,11 +116,16 @@ def _iq_chunk(
     # measurements are then taken for the whole chunk at once.
     num_samples = config.waveform.num_samples
     bank = mel_bank_for_stft(_N_FFT, fs, _N_MELS, 0.0, None)
-    mel = torch.empty((m, r, _NUM_FRAMES, _N_MELS))
-    mean_power = torch.empty((m, r, _N_FFT))
+    # Offline receivers record nothing: no spectra (their rows stay a flat 1 mW, never used).
+    mel = torch.ones((m, r, _NUM_FRAMES, _N_MELS))
+    mean_power = torch.ones((m, r, _N_FFT))
     kept = np.empty((min(keep, m), r, num_samples), dtype=np.complex64)
     for i, iq in enumerate(received):
-        stft_pass(iq, _N_FFT, _HOP, _NUM_FRAMES, bank, mel_out=mel[i], mean_out=mean_power[i])
+        if present[i].all():
+            stft_pass(iq, _N_FFT, _HOP, _NUM_FRAMES, bank, mel_out=mel[i], mean_out=mean_power[i])
+        elif present[i].any():
+            online = torch.from_numpy(np.flatnonzero(present[i]))
+            mel[i, online], mean_power[i, online], _ = stft_pass(iq[online], _N_FFT, _HOP, _NUM_FRAMES, bank)
         if i < len(kept):
             kept[i] = iq.numpy()
     mel_db, measured = features_from_spectra(mel, mean_power, fs, detection_snr_db=min_snr_db)

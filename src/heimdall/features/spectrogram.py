@@ -77,6 +77,7 @@ def _hann(n_fft: int) -> torch.Tensor:
     return torch.hann_window(n_fft, periodic=True, dtype=torch.float32)
 
 
+@functools.lru_cache(maxsize=8)
 def _power_scale(n_fft: int) -> float:
     """mW per unit |X|^2 of a Hann-windowed `n_fft` DFT: the bins of a frame sum to its mean power."""
     return 1.0 / (n_fft * float(_hann(n_fft).square().sum()))
@@ -200,19 +201,22 @@ def _stft_cpu(
     window = _hann(n_fft).numpy()
     scale = _power_scale(n_fft)
     windowed = torch.empty((min(step, rows), frames, n_fft), dtype=torch.complex64)
+    windowed_ri = _interleaved(windowed, len(windowed), frames)
     bands = (_NO_BANDS,) * 3 + (_NO_WEIGHTS,) if mel_bank is None else mel_bank.runs
+    # numpy views made once: slicing them per chunk costs a fraction of slicing tensors.
+    samples = _interleaved(flat.to(torch.complex64).contiguous(), rows)
+    mean_np = mean.numpy()
+    mel_np = _NO_POWER if mel is None else mel.numpy()
+    power_np = _NO_POWER if power is None else power.numpy()
     for i in range(0, rows, step):
-        chunk = flat[i : i + step].to(torch.complex64).contiguous()
-        count = chunk.shape[0]
-        frames_in = windowed[:count]
-        total = window_frames(_interleaved(chunk, count), window, hop_length, _interleaved(frames_in, count, frames))
-        if not math.isfinite(total) and not all_finite(chunk):  # (finite values can overflow a sum)
+        count = min(step, rows - i)
+        total = window_frames(samples[i : i + count], window, hop_length, windowed_ri[:count])
+        if not math.isfinite(total) and not all_finite(flat[i : i + count]):  # (finite sums can overflow)
             raise InputError(_NON_FINITE)
-        spectrum = torch.fft.fft(frames_in)
+        spectrum = torch.fft.fft(windowed[:count])
         power_mean_mel(
-            _interleaved(spectrum, count, frames), scale / frames, *bands, mean[i : i + count].numpy(),
-            _NO_POWER if mel is None else mel[i : i + count].numpy(),
-            _NO_POWER if power is None else power[i : i + count].numpy(), scale,
+            _interleaved(spectrum, count, frames), scale / frames, *bands, mean_np[i : i + count],
+            mel_np[i : i + count], power_np[i : i + count], scale,
         )  # fmt: skip
 
 

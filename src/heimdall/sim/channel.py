@@ -160,10 +160,21 @@ def _draw(
     return _Draws(tx_t, target_mw, carrier, noise_scale, taps, delays_s, noise_seeds, fs), single
 
 
-def _receive(draws: _Draws, tap_rows: torch.Tensor, noise: tuple[torch.Tensor, ...], i: int, out: torch.Tensor) -> None:
+@dataclass(frozen=True, eq=False)
+class _Buffers:
+    """What `_receive` writes besides its output, reused across transmissions, with the
+    numpy views the kernels take (made once: a view costs microseconds per call)."""
+
+    tap_rows: torch.Tensor  # [2K, 2T] float32
+    tap_rows_np: np.ndarray
+    noise: tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # `box_muller_parts`, [R, T] each
+    noise_np: tuple[np.ndarray, np.ndarray, np.ndarray]
+    tx_np: np.ndarray  # [n, 2T] float32, the waveforms
+
+
+def _receive(draws: _Draws, work: _Buffers, i: int, out: torch.Tensor) -> None:
     """Write what the R receivers record of transmission `i` into `out` [R, T]."""
     num_taps = draws.taps.shape[-1]
-    num_samples = draws.tx.shape[-1]
     # Tap k's copy c_k of the waveform (delayed by interpolation) and i c_k, as real rows with
     # re/im interleaved: y = h c is then Re(h) c + Im(h) (i c), one [R, 2K] x [2K, 2T] real
     # product, which writes y in place and is several times faster than a complex matmul
@@ -173,20 +184,20 @@ def _receive(draws: _Draws, tap_rows: torch.Tensor, noise: tuple[torch.Tensor, .
     # dividing it out makes the mean signal power exactly rx_power_dbm (whatever the taps and
     # the waveform's own power) without a pass over y.
     gram = np.empty((num_taps, num_taps), dtype=np.complex128)
-    delayed_copies(torch.view_as_real(draws.tx[i]).reshape(-1).numpy(), shifts, weights, tap_rows.numpy(), gram)
+    delayed_copies(work.tx_np[i], shifts, weights, work.tap_rows_np, gram)
     taps = draws.taps[i]
     realised = ((taps.conj() @ gram) * taps).sum(axis=1).real
     h = taps * np.sqrt(draws.target_mw[i] / np.maximum(realised, 1e-300))[:, None]
     h_rows = torch.from_numpy(np.concatenate((h.real, h.imag), axis=1).astype(np.float32))
     y = torch.view_as_real(out).view(len(h), -1)
-    torch.matmul(h_rows, tap_rows, out=y)
+    torch.matmul(h_rows, work.tap_rows, out=y)
     if draws.noise_scale is None:
-        noise_scale = np.zeros(len(h), dtype=np.float32)  # `noise` holds zeros
+        noise_scale = np.zeros(len(h), dtype=np.float32)  # the noise parts hold zeros
     else:
-        box_muller_parts(draws.noise_seeds[i], *noise)  # each part of the noise N(0, 1)
+        box_muller_parts(draws.noise_seeds[i], *work.noise)  # each part of the noise N(0, 1)
         noise_scale = draws.noise_scale[i]
     coarse, fine = draws.carrier
-    rotate_add_noise(y.numpy(), coarse[i], fine[i], noise_scale, *(part.numpy() for part in noise))
+    rotate_add_noise(y.numpy(), coarse[i], fine[i], noise_scale, *work.noise_np)
 
 
 def _iterate(draws: _Draws, out: torch.Tensor | None) -> Iterator[torch.Tensor]:
@@ -195,11 +206,13 @@ def _iterate(draws: _Draws, out: torch.Tensor | None) -> Iterator[torch.Tensor]:
     num_rx = draws.target_mw.shape[1]
     tap_rows = torch.empty((2 * draws.taps.shape[-1], 2 * num_samples))
     # Without noise the parts stay zero: a radius of sqrt(-2 * 0) = 0.
-    noise = tuple(torch.zeros((num_rx, num_samples)) for _ in range(3))
+    noise = (torch.zeros((num_rx, num_samples)), torch.zeros((num_rx, num_samples)), torch.zeros((num_rx, num_samples)))
+    tx_np = torch.view_as_real(draws.tx).reshape(n, -1).numpy()
+    work = _Buffers(tap_rows, tap_rows.numpy(), noise, (noise[0].numpy(), noise[1].numpy(), noise[2].numpy()), tx_np)
     buffer = torch.empty((num_rx, num_samples), dtype=torch.complex64) if out is None else None
     for i in range(n):
         target = buffer if out is None else out[i]
-        _receive(draws, tap_rows, noise, i, target)
+        _receive(draws, work, i, target)
         yield target
 
 
