@@ -2,10 +2,11 @@
 
 Every IQ sample of every receiver needs two Gaussian numbers (250,880 per transmission to
 the default network), and drawing them was the largest single cost of synthesis: torch's
-`normal_` spends 6 ns a number, most of it in its Mersenne twister. Here the bits come from
-SplitMix64 evaluated for all outputs at once (compiled, vectorised), and the Box-Muller
-transform runs in torch's vectorised log, sqrt, cos and sin: a quarter of the time, exactly
-Gaussian to float32 resolution.
+`normal_` spends 6 ns a number, most of it in its Mersenne twister (its `uniform_` alone
+takes 85 % of that). Here the bits come from SplitMix64 evaluated for all outputs at once
+(compiled, vectorised), and the Box-Muller transform runs in torch's vectorised log, cos
+and sin, the square root in the pass that adds the noise: 0.41 ms per transmission against
+`normal_`'s 1.49 ms (one thread, median of 100, three runs), Gaussian to float32 resolution.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ def draw_noise_seeds(rng: np.random.Generator, count: int) -> np.ndarray:
     return rng.integers(0, 2**64, size=count, dtype=np.uint64)
 
 
-def box_muller_parts(seed: np.uint64, log_radius_u: torch.Tensor, cos_angle: torch.Tensor, sin_angle: torch.Tensor) -> None:
+def box_muller_parts(
+    seed: np.uint64, log_radius_u: torch.Tensor, cos_angle: torch.Tensor, sin_angle: torch.Tensor
+) -> None:
     """Fill three float32 tensors of one shape with the parts of Box-Muller noise.
 
     n = sqrt(-2 log_radius_u) * (cos_angle + 1j sin_angle) is circular complex Gaussian noise
