@@ -20,7 +20,6 @@ import scipy.fft as sfft
 import torch
 from numpy.typing import NDArray
 from scipy.io import wavfile
-from scipy.signal import resample_poly
 
 from heimdall.errors import InputError, NotFoundError
 from heimdall.sim.kernels import crossfade_envelope
@@ -247,6 +246,9 @@ def _read_wav(path: Path, sample_rate_hz: float) -> Float32Array:
         raise InputError(f"{path}: holds non-finite samples (NaN or inf)")
     ratio = Fraction(sample_rate_hz / rate_hz).limit_denominator(1000)
     if ratio != 1:
+        # Imported here: scipy.signal takes 0.8 s to import, paid by every IQ worker otherwise.
+        from scipy.signal import resample_poly
+
         audio = resample_poly(audio, ratio.numerator, ratio.denominator).astype(np.float32)
     return audio
 
