@@ -83,7 +83,8 @@ def _power_scale(n_fft: int) -> float:
     return 1.0 / (n_fft * float(_hann(n_fft).square().sum()))
 
 
-# STFT bins handled at once (2 MiB of complex64): the CPU kernels then work from the L2 cache.
+# STFT bins per FFT call on the CPU (4 receivers, 2 MiB of complex64): one call per chunk
+# keeps the per-call cost small; chunks of 1, 2 or 8 receivers measured no faster.
 _CHUNK_BINS = 1 << 18
 _NO_BANDS = np.zeros(0, dtype=np.int64)
 _NO_WEIGHTS = np.zeros(0, dtype=np.float32)
