@@ -50,6 +50,9 @@ def train(
     spectrogram_encoder: Annotated[
         str | None, typer.Option("--spectrogram-encoder", help="nano, tiny, small, base or large (iq datasets).")
     ] = None,
+    estimator: Annotated[
+        str, typer.Option(help="auto (radio map for measured datasets, the network otherwise), net or radio-map.")
+    ] = "auto",
     as_json: JsonFlag = False,
     quiet: QuietFlag = False,
 ) -> None:
@@ -72,6 +75,7 @@ def train(
         num_nodes=num_nodes, strategy=strategy, precision=precision,  # type: ignore[arg-type]
         num_workers=num_workers, num_threads=threads, checkpoint=checkpoint, resume_training=resume_training,
         init_from=init_from, seed=seed, spectrogram_encoder=spectrogram_encoder,
+        estimator=estimator,  # type: ignore[arg-type]
     )
     with progress_bars(quiet) as progress:
         result = pipelines.train(ctx, request, progress=progress)

@@ -23,6 +23,25 @@ from heimdall.geo import ReferencePoint, local_to_ground
 __all__ = ["Localizer", "Predictions"]
 
 _CHUNK = 4096
+#: Output of graphs that report each reading's residual (dB) at their answer (radio maps).
+RESIDUAL_OUTPUT = "station_residual_db"
+#: Pseudo-count (readings) shrinking a station's re-estimated offset toward zero: one
+#: transmission moves it by a tenth of its residual, a few hundred by nearly all of it.
+OFFSET_SHRINKAGE = 10.0
+
+
+def station_corrections(rx_id: np.ndarray, heard: np.ndarray, residual_db: np.ndarray, num_stations: int) -> np.ndarray:
+    """Per-station offset drift (dB, [S]) re-estimated from a batch's residuals, shrunk toward 0.
+
+    `residual_db` [N, R]: each heard reading minus what the model expected at its answer.
+    A receiver whose calibration drifted since training reads high (or low) at every
+    transmission; its mean residual over the batch measures that, with no labels needed.
+    """
+    known = heard & (rx_id >= 0) & (rx_id < num_stations) & np.isfinite(residual_db)
+    station = rx_id[known]
+    total = np.bincount(station, residual_db[known].astype(np.float64), num_stations)
+    count = np.bincount(station, minlength=num_stations)
+    return total / (count + OFFSET_SHRINKAGE)
 
 
 @dataclass(frozen=True)
@@ -67,6 +86,9 @@ class Localizer:
             str(self.bundle_dir / onnx_file), options, providers=["CPUExecutionProvider"]
         )
         self.input_names = [i.name for i in self.session.get_inputs()]
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        #: Samples per onnxruntime call (a radio map asks for small batches in its config).
+        self.max_batch = int(self.config.get("max_batch", _CHUNK))
 
     @classmethod
     def from_bundle(cls, path: Path | str, variant: str = "float") -> Localizer:
@@ -111,14 +133,14 @@ class Localizer:
             if samples.spectrogram is None:
                 raise InputError("this model needs spectrograms: localise from IQ recordings (--recordings)")
             feeds_all["spectrogram"] = samples.spectrogram.astype(np.float32)
-        positions, covariances = [], []
-        for start in range(0, len(samples), _CHUNK):
-            feeds = {k: np.ascontiguousarray(v[start : start + _CHUNK]) for k, v in feeds_all.items()}
-            position, covariance = self.session.run(list(OUTPUT_NAMES), {k: feeds[k] for k in self.input_names})
-            positions.append(position)
-            covariances.append(covariance)
-        position_m = np.concatenate(positions).astype(np.float64)
-        covariance_m2 = np.concatenate(covariances).astype(np.float64)
+        position_m, covariance_m2, residual_db = self._run(feeds_all)
+        if residual_db is not None:
+            # Second pass with drifted receivers corrected (see `station_corrections`).
+            correction = station_corrections(samples.rx_id, samples.heard, residual_db, len(self.station_ids))
+            station = np.clip(samples.rx_id, 0, max(len(self.station_ids) - 1, 0))
+            known = (samples.rx_id >= 0) & (samples.rx_id < len(self.station_ids)) & samples.heard
+            feeds_all["rss_dbm"] = (feeds_all["rss_dbm"] - np.where(known, correction[station], 0.0)).astype(np.float32)
+            position_m, covariance_m2, _ = self._run(feeds_all)
         lat, lon = local_to_ground(position_m[:, 0], position_m[:, 1], self.reference_point)
         major, minor, orientation = covariance_to_ellipse(covariance_m2)
         return Predictions(
@@ -131,6 +153,18 @@ class Localizer:
             orientation_deg=orientation,
             n_receivers_heard=samples.heard.sum(axis=1),
         )
+
+    def _run(self, feeds_all: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """The graph over all samples in batches of `max_batch`: position, covariance, residuals."""
+        names = list(OUTPUT_NAMES) + ([RESIDUAL_OUTPUT] if RESIDUAL_OUTPUT in self.output_names else [])
+        outputs: list[list[np.ndarray]] = [[] for _ in names]
+        n = len(feeds_all["rss_dbm"])
+        for start in range(0, n, self.max_batch):
+            feeds = {k: np.ascontiguousarray(feeds_all[k][start : start + self.max_batch]) for k in self.input_names}
+            for store, value in zip(outputs, self.session.run(names, feeds), strict=True):
+                store.append(value)
+        joined = [np.concatenate(parts).astype(np.float64) for parts in outputs]
+        return joined[0], joined[1], joined[2] if len(joined) > 2 else None
 
     def localize_table(self, table: MeasurementTable) -> tuple[list[str], Predictions]:
         """Localise every sample of a measurement table; returns sample ids and predictions."""

@@ -60,7 +60,7 @@ def export_onnx(net: LocalizationNet, path: Path) -> Path:
                 example_inputs(spectrogram_channels=channels),
                 tmp,
                 input_names=list(names),
-                output_names=list(OUTPUT_NAMES),
+                output_names=list(getattr(net, "output_names", OUTPUT_NAMES)),
                 dynamic_shapes=axes,
                 opset_version=OPSET,
                 dynamo=True,
@@ -83,7 +83,7 @@ def onnx_parity(net: LocalizationNet, onnx_path: Path, inputs: dict[str, np.ndar
     feeds = {name: inputs[name] for name in net.input_names}
     ort_position, ort_covariance = session.run(list(OUTPUT_NAMES), feeds)
     with torch.no_grad():
-        position, covariance = net(*(torch.from_numpy(feeds[n]) for n in net.input_names))
+        position, covariance = net(*(torch.from_numpy(feeds[n]) for n in net.input_names))[:2]
     position_diff = float(np.max(np.abs(ort_position - position.numpy())))
     sigma = np.sqrt(np.abs(covariance.numpy()[:, [0, 1], [0, 1]])).max(axis=1)
     cov_diff = np.abs(ort_covariance - covariance.numpy()) / (sigma[:, None, None] ** 2)

@@ -70,6 +70,10 @@ def _bundle_config(meta: dict[str, Any], reader: DatasetReader, name: str, versi
         "mlflow_run_id": meta.get("mlflow_run_id"),
         "job_id": meta.get("job_id"),
         "checkpoint": meta.get("checkpoint_path"),
+        # A radio map scores every grid point: run it in small batches (memory ~ batch x grid x receivers).
+        **({"max_batch": 16, "fitted_on": meta.get("fitted_on"), "hyperparameters": meta.get("hyperparameters"),
+            "outputs": ["position_m", "covariance_m2", "station_residual_db"]}
+           if meta.get("model_kind") == "radio_map" else {}),
     }
 
 
@@ -235,6 +239,30 @@ def _add_int8(draft_dir: Path, config: dict[str, Any], reader: DatasetReader, sp
     return report
 
 
+def _refit_on_all_labels(
+    ctx: Context, draft: Any, meta: dict[str, Any], reader: DatasetReader, parity: Any, config: dict[str, Any]
+) -> Any:
+    """Refit a radio map on every labelled sample (test split included) with the chosen settings.
+
+    The test split has done its job once the held-out evaluation is measured; a map that
+    also knows those places localises better. The bundle keeps the held-out figures and
+    says what the deployed graph was fitted on.
+    """
+    from heimdall.export.publish import stage_bundle
+    from heimdall.pipelines.radio_map_training import labelled_samples
+    from heimdall.training.radio_map_fit import RadioMapHyperparameters, refit_radio_map
+
+    hyper = RadioMapHyperparameters(**meta["hyperparameters"])
+    samples = labelled_samples(reader, ("train", "val", "test"))
+    net = refit_radio_map(samples, len(reader.manifest.station_ids), hyper)
+    refit = stage_bundle(net, parity, ctx.staging_dir)
+    shutil.rmtree(draft.directory, ignore_errors=True)
+    config["fitted_on"] = ["train", "val", "test"]
+    config["evaluated_as"] = "fitted on train and val; the test figures are held-out, measured before the refit"
+    write_bundle_files(refit.directory, config, {}, "")
+    return refit
+
+
 def export(ctx: Context, checkpoint: Path, version: str | None = None, quantize: str | None = None) -> ExportResult:
     """Checkpoint -> calibrated ONNX bundle, evaluated on the test split, published, registered.
 
@@ -261,20 +289,27 @@ def export(ctx: Context, checkpoint: Path, version: str | None = None, quantize:
     number = tracker.next_version(name)
     if ctx.store.exists(f"models/{name}/v{number}/config.yaml"):
         raise ConflictError(f"model {name} v{number} already exists in the artifact store")
-    # Variance calibration on the validation split (never the test split).
-    val = reader.load("val")
-    batch = to_batch(val)
-    with torch.no_grad():
-        position, covariance = net(*(batch[k] for k in net.input_names))
-    delta = (batch["tx_position_m"] - position).double().numpy()
-    scale = fit_covariance_scale(delta, covariance.double().numpy())
-    net.covariance_scale.fill_(scale)
+    radio_map = meta.get("model_kind") == "radio_map"
+    if radio_map:
+        # Calibrated by its own cross-fitting; the validation split is inside its fit.
+        scale = float(net.covariance_scale)
+    else:
+        # Variance calibration on the validation split (never the test split).
+        batch = to_batch(reader.load("val"))
+        with torch.no_grad():
+            position, covariance = net(*(batch[k] for k in net.input_names))
+        delta = (batch["tx_position_m"] - position).double().numpy()
+        scale = fit_covariance_scale(delta, covariance.double().numpy())
+        net.covariance_scale.fill_(scale)
     test_split = "test" if reader.manifest.split_counts.get("test", 0) else "val"
-    draft = stage_bundle(net, reader.load(test_split), ctx.staging_dir)
+    test_samples = reader.load(test_split)
+    draft = stage_bundle(net, test_samples, ctx.staging_dir)
     config = _bundle_config(meta, reader, name=name, version=number)
     config.update(semantic_version=semantic_version, covariance_scale=scale, training=_training_settings(ctx, meta))
     write_bundle_files(draft.directory, config, {}, "")
     evaluation = evaluate_localizer(Localizer(draft.directory, reference=f"{name}/v{number}"), reader, test_split).summary
+    if radio_map and test_split == "test":
+        draft = _refit_on_all_labels(ctx, draft, meta, reader, test_samples, config)
     metrics = {"evaluation": evaluation, "onnx_max_abs_diff": draft.max_abs_diff, "covariance_scale": scale}
     quantization = None
     if quantize is not None:

@@ -64,6 +64,9 @@ class TrainRequest:
     progress_bar: bool = False
     #: Stream the training split shard by shard (None: when it exceeds STREAM_THRESHOLD).
     stream: bool | None = None
+    #: "net" (LocalizationNet), "radio-map" (RadioMapNet) or "auto": the radio map for
+    #: measured datasets (it wins there, docs/REAL_DATA.md), the network otherwise.
+    estimator: Literal["auto", "net", "radio-map"] = "auto"
 
     def validate(self) -> None:
         """One clear error per bad flag."""
@@ -89,6 +92,11 @@ class TrainRequest:
             raise InputError(f"--precision must be 32-true, bf16-mixed or 16-mixed, got {self.precision!r}")
         if self.strategy not in ("auto", "ddp", "ddp_spawn"):
             raise InputError(f"--strategy must be auto, ddp or ddp_spawn, got {self.strategy!r}")
+        if self.estimator not in ("auto", "net", "radio-map"):
+            raise InputError(f"--estimator must be auto, net or radio-map, got {self.estimator!r}")
+        if self.estimator == "radio-map" and (self.init_from or self.spectrogram_encoder or self.resume_training):
+            raise InputError("--estimator radio-map is fitted in one step from measurements: it takes no "
+                             "--init-from, --spectrogram-encoder or --resume-training")
         if self.resume_training and self.checkpoint is None:
             raise InputError("--resume-training needs --checkpoint PATH")
         if self.dataset is None and not self.resume_training:
@@ -143,6 +151,14 @@ def _load_splits(reader: DatasetReader, request: TrainRequest) -> tuple[SampleAr
     if np.any(train.split == SPLIT_CODES["test"]) or np.any(val.split == SPLIT_CODES["test"]):
         raise DataError("test samples must never reach training")
     return train, val
+
+
+def resolve_estimator(request: TrainRequest, kind: str) -> Literal["net", "radio-map"]:
+    """The estimator `request` trains on a dataset of `kind`."""
+    if request.estimator != "auto":
+        return request.estimator
+    plain = request.init_from is None and request.spectrogram_encoder is None and not request.resume_training
+    return "radio-map" if kind == "measured" and plain else "net"
 
 
 def _initial_network(ctx: Context, request: TrainRequest, reader: DatasetReader, train: SampleArrays) -> Any:
@@ -202,11 +218,19 @@ def train(
     from heimdall.training.trainer import build_trainer, check_hardware, is_global_zero
 
     request.validate()
+    if not request.resume_training:
+        reader = DatasetReader(ctx.store, request.dataset)
+        if resolve_estimator(request, reader.manifest.kind) == "radio-map":
+            from heimdall.pipelines.radio_map_training import train_radio_map
+
+            return train_radio_map(ctx, request, reader, job_id=job_id, progress=progress)
     check_hardware(request.accelerator, request.precision, request.devices)
     leader = is_global_zero()
     resume_meta: dict[str, Any] = {}
     if request.resume_training:
         _, resume_meta = load_checkpoint(Path(request.checkpoint))
+        if resume_meta.get("model_kind") == "radio_map":
+            raise InputError(f"{request.checkpoint} is a radio map, fitted in one step: there is nothing to resume")
         request = dataclasses.replace(request, dataset=request.dataset or resume_meta["dataset"])
     reader = DatasetReader(ctx.store, request.dataset)
     L.seed_everything(request.seed, workers=True, verbose=False)

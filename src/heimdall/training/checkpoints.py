@@ -9,12 +9,14 @@ import torch
 
 from heimdall.errors import InputError, NotFoundError
 from heimdall.models.localization_net import LocalizationNet, ModelConfig
+from heimdall.models.radio_map import RADIO_MAP_KIND, RadioMapConfig, RadioMapNet
 
 __all__ = ["load_checkpoint"]
 
 
-def load_checkpoint(path: Path) -> tuple[LocalizationNet, dict[str, Any]]:
-    """The network stored in a training checkpoint and the checkpoint's Heimdall metadata."""
+def load_checkpoint(path: Path) -> tuple[Any, dict[str, Any]]:
+    """The network stored in a training checkpoint (a `LocalizationNet`, or a `RadioMapNet`
+    for a radio map) and the checkpoint's Heimdall metadata."""
     path = Path(path)
     if not path.is_file():
         raise NotFoundError(f"checkpoint {path} not found")
@@ -25,7 +27,11 @@ def load_checkpoint(path: Path) -> tuple[LocalizationNet, dict[str, Any]]:
     meta = checkpoint.get("heimdall") if isinstance(checkpoint, dict) else None
     if not meta or "model_config" not in meta:
         raise InputError(f"{path} is not a Heimdall training checkpoint")
-    net = LocalizationNet(ModelConfig(**meta["model_config"]))
+    config = dict(meta["model_config"])
+    if config.get("model_kind") == RADIO_MAP_KIND:
+        net: Any = RadioMapNet(RadioMapConfig(**config))
+    else:
+        net = LocalizationNet(ModelConfig(**config))
     state = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
     net.load_state_dict(state)
     net.eval()

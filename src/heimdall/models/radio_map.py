@@ -1,0 +1,259 @@
+"""RadioMapNet: a fitted radio map and fingerprint memory, evaluated as a posterior over a grid.
+
+The localiser for measured data. Everything it knows was fitted on labelled measurements
+(`heimdall.training.radio_map_fit`); this module only evaluates it, in torch, so that the
+same code scores candidates while fitting and runs inside the exported ONNX graph.
+
+Per grid point g (east/north metres) and heard receiver j of station s(j), the received
+power is modelled as
+
+    rss_j = a_s - 10 n log10(|g - p_j|) + r_s(g) + c + e_j,
+
+with a_s the station's offset (uncalibrated receivers), n the path-loss exponent, r_s(g)
+a smoothed map of the station's residuals (terrain, buildings: what repeats at a place),
+c the transmission's unknown common offset (transmit power; prior N(0, tau^2)) and e_j a
+heavy-tailed error (Student-t, nu = 4) of variance v_s(g), which grows where the station
+has no training data near g. A receiver that listened and heard nothing adds the
+probability of being below its weakest heard level. The log-likelihood over the grid is
+combined with two more terms:
+
+- a prior: a smoothed density of the training transmitters (where transmitters were);
+- fingerprint memory: the k nearest training fingerprints (RMS dB distance after removing
+  the mean difference, as `evaluation.knn` does) put a kernel density at their positions,
+  weighted by exp(-d^2 / 2h^2) on top of a constant background, so a query unlike every
+  training fingerprint leaves the map alone.
+
+The output is the posterior mean (metres) and a covariance: the posterior spread at a
+wider temperature, plus a floor, times a calibration scale (all fitted on held-out folds).
+Stations with `rx_id` outside [0, num_stations) use the generic row (mean offset, no
+residual map, the largest variance) and take no part in fingerprint matching.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from heimdall.models.localization_net import BASE_INPUTS
+
+__all__ = ["RadioMapConfig", "RadioMapNet", "RADIO_MAP_KIND", "RADIO_MAP_OUTPUTS"]
+
+#: `model_kind` of a radio-map model in checkpoints and bundles.
+RADIO_MAP_KIND = "radio_map"
+#: Graph outputs: the two of every model, and each reading's residual (dB) at the answer,
+#: from which the runtime re-estimates drifted receiver offsets over a batch.
+RADIO_MAP_OUTPUTS = ("position_m", "covariance_m2", "station_residual_db")
+#: Degrees of freedom of the Student-t error: a receiver reading 8 dB off costs little more
+#: than one reading 4 dB off, so one bad receiver cannot pull the estimate far.
+_STUDENT_NU = 4.0
+#: Distances are clamped here so a grid point on top of a receiver has a finite path loss.
+_MIN_DISTANCE_M = 1.0
+#: Fingerprint distance (dB) of a pair sharing too few stations: never a neighbour.
+_NO_MATCH_DB = 1.0e3
+#: Bounds of the standard-normal CDF argument for not-heard receivers (float32-safe).
+_CENSOR_Z = 8.0
+
+
+@dataclass(frozen=True)
+class RadioMapConfig:
+    """Sizes and fitted hyperparameters of a `RadioMapNet` (stored in checkpoints and bundles)."""
+
+    num_stations: int
+    grid_rows: int
+    grid_cols: int
+    num_fingerprints: int
+    #: Neighbours from the fingerprint memory.
+    top_k: int = 32
+    #: Fingerprint pairs sharing fewer heard-or-floored stations are never neighbours.
+    min_common_stations: int = 3
+    #: Not-heard stations enter fingerprints this far (dB) below the sample's weakest heard one.
+    not_heard_margin_db: float = 10.0
+    model_kind: str = RADIO_MAP_KIND
+
+    def to_dict(self) -> dict[str, float | int | str]:
+        return asdict(self)
+
+
+class RadioMapNet(nn.Module):
+    """Fitted radio map + fingerprint memory -> posterior mean [B,2] m and covariance [B,2,2] m^2."""
+
+    #: Samples the ONNX parity check uses (each scores the whole grid).
+    parity_samples = 32
+    output_names = RADIO_MAP_OUTPUTS
+
+    def __init__(self, config: RadioMapConfig) -> None:
+        super().__init__()
+        self.config = config
+        s, g, t = config.num_stations, config.grid_rows * config.grid_cols, config.num_fingerprints
+        # Row s (the last) of every per-station table is the generic station.
+        # The grid is a lattice: point r * cols + c sits at (grid_east_m[c], grid_north_m[r]).
+        self.register_buffer("grid_east_m", torch.zeros(config.grid_cols))
+        self.register_buffer("grid_north_m", torch.zeros(config.grid_rows))
+        self.register_buffer("grid_m", torch.zeros(g, 2))
+        self.register_buffer("grid_step_m", torch.ones(()))
+        self.register_buffer("path_loss_exponent", torch.full((), 3.0))
+        self.register_buffer("station_offset_db", torch.zeros(s + 1))
+        self.register_buffer("residual_db", torch.zeros(s + 1, g))
+        self.register_buffer("variance_db2", torch.full((s + 1, g), 36.0))
+        #: Weakest heard level per station (dB); -inf: never censor (no data).
+        self.register_buffer("heard_threshold_db", torch.full((s + 1,), -math.inf))
+        self.register_buffer("common_offset_sd_db", torch.full((), 3.0))
+        self.register_buffer("log_prior", torch.zeros(g))
+        self.register_buffer("fingerprint_db", torch.zeros(t, s))
+        self.register_buffer("fingerprint_mask", torch.zeros(t, s))
+        self.register_buffer("fingerprint_position_m", torch.zeros(t, 2))
+        self.register_buffer("fingerprint_bandwidth_db", torch.full((), 2.0))
+        self.register_buffer("fingerprint_position_bandwidth_m", torch.ones(()))
+        self.register_buffer("fingerprint_weight", torch.ones(()))
+        self.register_buffer("fingerprint_background", torch.full((), 1.0e-2))
+        self.register_buffer("temperature", torch.ones(()))
+        self.register_buffer("covariance_temperature", torch.ones(()))
+        self.register_buffer("covariance_floor_m2", torch.zeros(()))
+        # Post-hoc variance calibration factor (the same name as LocalizationNet's).
+        self.register_buffer("covariance_scale", torch.ones(()))
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        """Names of the inputs `forward` takes, in order (also the ONNX graph's)."""
+        return BASE_INPUTS
+
+    def _stations(self, rx_id: torch.Tensor) -> torch.Tensor:
+        known = (rx_id >= 0) & (rx_id < self.config.num_stations)
+        return torch.where(known, rx_id, torch.full_like(rx_id, self.config.num_stations))
+
+    def map_log_likelihood(
+        self, rx_position_m: torch.Tensor, station: torch.Tensor, rss_dbm: torch.Tensor, heard: torch.Tensor,
+        present: torch.Tensor,
+    ) -> torch.Tensor:
+        """Log-likelihood of the readings at every grid point, [B, G]."""
+        return self._map_terms(rx_position_m, station, rss_dbm, heard, present)[0]
+
+    def _map_terms(
+        self, rx_position_m: torch.Tensor, station: torch.Tensor, rss_dbm: torch.Tensor, heard: torch.Tensor,
+        present: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log-likelihood [B,G], each heard reading's residual after the common offset [B,G,R] dB)."""
+        b, r = rss_dbm.shape
+        east_sq = (rx_position_m[:, None, :, 0] - self.grid_east_m[None, :, None]) ** 2  # [B,cols,R]
+        north_sq = (rx_position_m[:, None, :, 1] - self.grid_north_m[None, :, None]) ** 2  # [B,rows,R]
+        distance_sq = (north_sq[:, :, None, :] + east_sq[:, None, :, :]).reshape(b, -1, r).clamp_min(_MIN_DISTANCE_M**2)
+        # 10 n log10(d) = 5 n log10(d^2): no square root.
+        mean_db = (
+            self.station_offset_db[station][:, None, :]
+            - 5.0 * self.path_loss_exponent * torch.log10(distance_sq)
+            + self.residual_db[station].transpose(1, 2)
+        )
+        variance = self.variance_db2[station].transpose(1, 2)
+        used = (heard & present).to(mean_db.dtype)[:, None, :]
+        residual = (rss_dbm[:, None, :] - mean_db) * used
+        inverse = used / variance
+        # Posterior mean of the common offset c given the readings (Gaussian prior tau^2).
+        tau_sq = self.common_offset_sd_db**2
+        common = tau_sq * (residual * inverse).sum(-1) / (1.0 + tau_sq * inverse.sum(-1))  # [B,G]
+        z_sq = (residual - common[..., None]) ** 2 * inverse
+        student = -0.5 * (_STUDENT_NU + 1.0) * torch.log1p(z_sq / _STUDENT_NU) * used
+        log_likelihood = (student - 0.5 * torch.log(variance) * used).sum(-1) - 0.5 * common**2 / tau_sq
+        # Listened, heard nothing: probability of reading below the station's weakest heard level.
+        threshold = self.heard_threshold_db[station][:, None, :]
+        silent = (present & ~heard).to(mean_db.dtype)[:, None, :] * torch.isfinite(threshold).to(mean_db.dtype)
+        z = ((torch.where(torch.isfinite(threshold), threshold, mean_db) - mean_db - common[..., None]) / variance.sqrt())
+        z = z.clamp(-_CENSOR_Z, _CENSOR_Z)
+        below = 0.5 * (1.0 + torch.erf(z / math.sqrt(2.0)))
+        log_likelihood = log_likelihood + (torch.log(below.clamp_min(1.0e-30)) * silent).sum(-1)
+        return log_likelihood, (residual - common[..., None]) * used
+
+    def fingerprint_neighbours(
+        self, station: torch.Tensor, rss_dbm: torch.Tensor, heard: torch.Tensor, present: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(distances [B,k] dB, indices [B,k]) of the k nearest training fingerprints.
+
+        The distance is the RMS difference over stations both fingerprints have, after
+        removing its mean (blind to the unknown transmit power); `_NO_MATCH_DB` for pairs
+        sharing fewer than `min_common_stations`. A sample that heard nothing matches nothing.
+        """
+        s = self.config.num_stations
+        one_hot = torch.nn.functional.one_hot(station, s + 1)[..., :s].to(rss_dbm.dtype)  # [B,R,S]
+        listening = present.to(rss_dbm.dtype)
+        heard_here = heard & present
+        weakest = torch.where(heard_here, rss_dbm, torch.full_like(rss_dbm, 1.0e4)).amin(dim=1, keepdim=True)
+        value = torch.where(heard_here, rss_dbm, weakest - self.config.not_heard_margin_db) * listening
+        q_mask = torch.einsum("br,brs->bs", listening, one_hot).clamp(max=1.0)
+        q = torch.einsum("br,brs->bs", value, one_hot) * q_mask
+        t, t_mask = self.fingerprint_db, self.fingerprint_mask
+        common = q_mask @ t_mask.T
+        s1 = q @ t_mask.T - q_mask @ t.T
+        s2 = (q * q) @ t_mask.T + q_mask @ (t * t).T - 2.0 * (q @ t.T)
+        safe = common.clamp_min(1.0)
+        mean_sq = (s2 / safe - (s1 / safe) ** 2).clamp_min(0.0)
+        matches = (common >= self.config.min_common_stations) & heard_here.any(dim=1, keepdim=True)
+        distance = torch.where(matches, mean_sq.sqrt(), torch.full_like(mean_sq, _NO_MATCH_DB))
+        k = min(self.config.top_k, self.config.num_fingerprints)
+        nearest, index = torch.topk(-distance, k, dim=1)
+        return -nearest, index
+
+    def fingerprint_log_density(
+        self, distance_db: torch.Tensor, index: torch.Tensor, bandwidth_db: torch.Tensor, background: torch.Tensor
+    ) -> torch.Tensor:
+        """log(background + sum_k exp(-d_k^2 / 2h^2) K(g, x_k)) over the grid, [B, G]."""
+        weight = torch.exp(-0.5 * (distance_db / bandwidth_db) ** 2)
+        positions = self.fingerprint_position_m[index]  # [B,k,2]
+        # The Gaussian kernel factors over east and north: two small tables and one product.
+        scale = -0.5 / self.fingerprint_position_bandwidth_m**2
+        east = torch.exp(scale * (self.grid_east_m[None, :, None] - positions[:, None, :, 0]) ** 2)  # [B,cols,k]
+        north = torch.exp(scale * (self.grid_north_m[None, :, None] - positions[:, None, :, 1]) ** 2)  # [B,rows,k]
+        density = torch.einsum("brk,bck->brc", north * weight[:, None, :], east)
+        return torch.log(background + density.reshape(density.shape[0], -1))
+
+    def log_terms(
+        self,
+        rx_position_m: torch.Tensor,
+        rx_id: torch.Tensor,
+        rss_dbm: torch.Tensor,
+        heard: torch.Tensor,
+        present: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(map log-likelihood [B,G], fingerprint log-density [B,G], residuals [B,G,R] dB)."""
+        station = self._stations(rx_id)
+        rss = torch.where(heard, rss_dbm, torch.zeros_like(rss_dbm))
+        distance_db, index = self.fingerprint_neighbours(station, rss, heard, present)
+        log_likelihood, residual = self._map_terms(rx_position_m, station, rss, heard, present)
+        density = self.fingerprint_log_density(distance_db, index, self.fingerprint_bandwidth_db, self.fingerprint_background)
+        return log_likelihood, density, residual
+
+    def posterior(
+        self, log_likelihood: torch.Tensor, log_density: torch.Tensor, temperature: torch.Tensor
+    ) -> torch.Tensor:
+        """Posterior weights over the grid, [B, G], at `temperature` (>= 1 widens)."""
+        scaled = (log_likelihood + self.fingerprint_weight * self.temperature * log_density) / temperature
+        return torch.softmax(scaled + self.log_prior, dim=1)
+
+    def summarize(
+        self, log_likelihood: torch.Tensor, log_density: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior mean [B,2] (m) and calibrated covariance [B,2,2] (m^2)."""
+        weights = self.posterior(log_likelihood, log_density, self.temperature)
+        position_m = weights @ self.grid_m
+        wide = self.posterior(log_likelihood, log_density, self.covariance_temperature)
+        spread = self.grid_m[None] - position_m[:, None, :]  # [B,G,2]
+        covariance = torch.einsum("bg,bgi,bgj->bij", wide, spread, spread)
+        floor = self.grid_step_m**2 / 12.0 + self.covariance_floor_m2
+        covariance = covariance + floor * torch.eye(2, dtype=covariance.dtype)
+        return position_m, covariance * self.covariance_scale
+
+    def forward(
+        self,
+        rx_position_m: torch.Tensor,
+        rx_id: torch.Tensor,
+        rss_dbm: torch.Tensor,
+        heard: torch.Tensor,
+        present: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Position east/north [B,2] (m), its covariance [B,2,2] (m^2), and each heard
+        reading's expected residual under the posterior [B,R] (dB; 0 where not heard)."""
+        log_likelihood, density, residual = self.log_terms(rx_position_m, rx_id, rss_dbm, heard, present)
+        position_m, covariance_m2 = self.summarize(log_likelihood, density)
+        weights = self.posterior(log_likelihood, density, self.temperature)
+        return position_m, covariance_m2, torch.einsum("bg,bgr->br", weights, residual)

@@ -1,0 +1,122 @@
+"""The training job for measured datasets: fit a `RadioMapNet`, write its checkpoint, log the run.
+
+A radio map is fitted in closed form with its hyperparameters chosen by cross-fitting, so
+this job has no epochs: one "epoch" row records what the cross-fitting measured. The
+checkpoint has the layout `training.checkpoints.load_checkpoint` reads (a `state_dict` of
+`model.*` tensors and the `heimdall` metadata), so export, evaluate and localize take it
+like any other.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from heimdall import jobs
+from heimdall.data.layout import SampleArrays
+from heimdall.data.shards import DatasetReader
+from heimdall.errors import DataError
+from heimdall.pipelines.context import Context
+from heimdall.progress import ProgressFn
+
+if TYPE_CHECKING:
+    from heimdall.pipelines.training import TrainRequest, TrainResult
+
+__all__ = ["train_radio_map", "write_radio_map_checkpoint", "CHECKPOINT_NAME"]
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_NAME = "radio_map.ckpt"
+
+
+def write_radio_map_checkpoint(path: Path, net: Any, meta: dict[str, Any]) -> Path:
+    """Save `net` with its metadata, atomically (temporary name, then rename)."""
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    checkpoint = {
+        "state_dict": {f"model.{k}": v.detach().cpu() for k, v in net.state_dict().items()},
+        "heimdall": dict(meta, model_config=net.config.to_dict()),
+        "epoch": 1,
+    }
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(checkpoint, tmp)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return path
+
+
+def labelled_samples(reader: DatasetReader, splits: tuple[str, ...]) -> SampleArrays:
+    """The samples of `splits` whose transmitter position is known."""
+    parts = [reader.load(s) for s in splits if reader.manifest.split_counts.get(s, 0)]
+    if not parts:
+        raise DataError(f"dataset {reader.name!r} has no samples in {', '.join(splits)}")
+    samples = SampleArrays.concatenate(parts)
+    return samples.select(np.all(np.isfinite(samples.tx_position_m), axis=1))
+
+
+def train_radio_map(
+    ctx: Context,
+    request: TrainRequest,
+    reader: DatasetReader,
+    job_id: str | None = None,
+    progress: ProgressFn | None = None,
+) -> TrainResult:
+    """Fit a radio map on the train and validation splits (the test split stays unseen)."""
+    from heimdall.pipelines.training import TrainResult
+    from heimdall.training.radio_map_fit import fit_radio_map
+
+    params = {k: str(v) if isinstance(v, Path) else v for k, v in request.__dict__.items()}
+    job_id = job_id or jobs.create_job(ctx.db, "train", request.dataset, params, total_epochs=1)
+    checkpoint_dir = ctx.settings.checkpoints_dir / job_id
+    tracker = ctx.tracker
+    run_id = tracker.start_run(run_name=f"train-{request.dataset}", tags={"heimdall.model_kind": "radio_map"})
+    jobs.start_job(ctx.db, job_id, mlflow_run_id=run_id, checkpoint_dir=str(checkpoint_dir), total_epochs=1)
+    try:
+        samples = labelled_samples(reader, ("train", "val"))
+        tracker.log_params(run_id, {"dataset": request.dataset, "model_kind": "radio_map", "seed": request.seed,
+                                    "train_samples": len(samples)})
+
+        def step(done: int, total: int) -> None:
+            if progress is not None:
+                progress("train", done, total, "cross-fitting the radio map")
+
+        started = time.perf_counter()
+        fit = fit_radio_map(samples, len(reader.manifest.station_ids), seed=request.seed, progress=step)
+        seconds = time.perf_counter() - started
+        metrics = dict(fit.cross_validation, fit_seconds=seconds)
+        tracker.log_params(run_id, {f"radio_map_{k}": v for k, v in fit.hyperparameters.to_dict().items()})
+        tracker.log_metrics(run_id, metrics)
+        validation = np.mean(list(fit.cross_validation.values())) if fit.cross_validation else float("nan")
+        jobs.record_epoch(ctx.db, job_id, 1, {"val_median_error_m": float(validation)})
+        meta = {
+            "dataset": request.dataset,
+            "job_id": job_id,
+            "mlflow_run_id": run_id,
+            "init_from": None,
+            "model_kind": "radio_map",
+            "fitted_on": ["train", "val"],
+            "hyperparameters": fit.hyperparameters.to_dict(),
+            "cross_validation": fit.cross_validation,
+            "seed": request.seed,
+        }
+        path = write_radio_map_checkpoint(checkpoint_dir / CHECKPOINT_NAME, fit.net, meta)
+    except BaseException as exc:
+        jobs.finish_job(ctx.db, job_id, "failed", error=str(exc)[:2000])
+        tracker.set_terminated(run_id)
+        raise
+    jobs.finish_job(ctx.db, job_id, "completed")
+    tracker.set_terminated(run_id)
+    log.info("radio map fitted in %.1f s: %s", seconds, fit.hyperparameters)
+    return TrainResult(
+        checkpoint=str(path), best_checkpoint=str(path), epochs_run=1, mlflow_run_id=run_id, job_id=job_id
+    )

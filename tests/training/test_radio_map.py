@@ -1,0 +1,204 @@
+"""The radio-map localiser: what it recovers, how it fails, and that its ONNX graph matches."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from heimdall.data.layout import SampleArrays
+from heimdall.evaluation.knn import choose_k, fit_knn
+from heimdall.evaluation.metrics import mahalanobis_sq
+from heimdall.export.localizer import Localizer
+from heimdall.export.onnx_export import export_onnx
+from heimdall.training.radio_map_fit import (
+    RadioMapHyperparameters,
+    _fit_physics,
+    apply_hyperparameters,
+    build_radio_map,
+    fit_radio_map,
+)
+
+STATIONS = 8
+EXTENT_M = 2000.0
+OFFSETS_DB = np.array([0.0, -6.0, 4.0, 9.0, -3.0, 2.0, -8.0, 5.0])
+EXPONENT = 3.0
+
+
+def _stations_m() -> np.ndarray:
+    angle = np.linspace(0.0, 2 * np.pi, STATIONS, endpoint=False)
+    return np.stack([1000 + 1100 * np.cos(angle), 1000 + 1100 * np.sin(angle)], axis=1)
+
+
+def _field_db(points_m: np.ndarray) -> np.ndarray:
+    """A smooth, repeatable shadowing field per station, [P, S] dB (what a map can learn)."""
+    s = np.arange(STATIONS)
+    phase = 0.7 * s
+    return 4.0 * np.sin(points_m[:, :1] / 170.0 + phase) * np.cos(points_m[:, 1:] / 230.0 - phase)
+
+
+def _samples(tx_m: np.ndarray, rng: np.random.Generator, noise_db: float = 1.0, field: bool = True) -> SampleArrays:
+    n = len(tx_m)
+    rx = np.broadcast_to(_stations_m()[None], (n, STATIONS, 2))
+    distance = np.maximum(np.linalg.norm(rx - tx_m[:, None, :], axis=2), 1.0)
+    common = rng.normal(0.0, 3.0, size=(n, 1))  # unknown transmit power per transmission
+    rss = OFFSETS_DB - 10 * EXPONENT * np.log10(distance) + common + rng.normal(0.0, noise_db, size=(n, STATIONS))
+    if field:
+        rss = rss + _field_db(tx_m)
+    position = np.concatenate([rx, np.zeros((n, STATIONS, 1))], axis=2).astype(np.float32)
+    return SampleArrays(
+        sample_id=np.arange(n, dtype=np.int64),
+        rx_position_m=position,
+        rx_id=np.broadcast_to(np.arange(STATIONS), (n, STATIONS)).copy(),
+        rss_dbm=rss.astype(np.float32),
+        snr_db=np.full((n, STATIONS), np.nan, dtype=np.float32),
+        heard=np.ones((n, STATIONS), dtype=bool),
+        present=np.ones((n, STATIONS), dtype=bool),
+        tx_position_m=tx_m.astype(np.float32),
+        tx_lat_deg=np.full(n, np.nan),
+        tx_lon_deg=np.full(n, np.nan),
+        tx_power_dbm=np.full(n, np.nan, dtype=np.float32),
+        split=np.zeros(n, dtype=np.int8),
+    )
+
+
+def _predict(net: torch.nn.Module, samples: SampleArrays) -> tuple[np.ndarray, np.ndarray]:
+    with torch.no_grad():
+        outputs = [
+            net(
+                torch.from_numpy(part.rx_position_m),
+                torch.from_numpy(part.rx_id),
+                torch.from_numpy(np.where(part.heard, part.rss_dbm, 0.0).astype(np.float32)),
+                torch.from_numpy(part.heard),
+                torch.from_numpy(part.present),
+            )
+            for part in (samples.select(np.arange(i, min(i + 32, len(samples)))) for i in range(0, len(samples), 32))
+        ]
+    return (torch.cat([o[0] for o in outputs]).double().numpy(), torch.cat([o[1] for o in outputs]).double().numpy())
+
+
+def _localizer(net: torch.nn.Module, directory) -> Localizer:  # noqa: ANN001
+    """The runtime over an exported graph of `net` (what `heimdall localize` runs)."""
+    export_onnx(net, directory / "model.onnx")
+    config = {
+        "name": "test", "version": 1, "reference_point": {"lat_deg": 45.0, "lon_deg": 9.0, "alt_m": 0.0},
+        "station_ids": [f"s{i}" for i in range(STATIONS)], "max_batch": 16,
+    }
+    (directory / "config.yaml").write_text(yaml.safe_dump(config))
+    return Localizer(directory)
+
+
+@pytest.fixture(scope="module")
+def campaign() -> tuple[SampleArrays, SampleArrays]:
+    rng = np.random.default_rng(7)
+    train = _samples(rng.uniform(0.0, EXTENT_M, size=(500, 2)), rng)
+    test = _samples(rng.uniform(100.0, EXTENT_M - 100.0, size=(150, 2)), rng)
+    return train, test
+
+
+@pytest.fixture(scope="module")
+def fitted(campaign: tuple[SampleArrays, SampleArrays]):  # noqa: ANN201
+    return fit_radio_map(campaign[0], STATIONS, seed=0)
+
+
+def test_physics_fit_recovers_exponent_and_offsets() -> None:
+    rng = np.random.default_rng(1)
+    samples = _samples(rng.uniform(0.0, EXTENT_M, size=(300, 2)), rng, noise_db=0.0, field=False)
+    physics = _fit_physics(samples, STATIONS)
+    assert physics.exponent == pytest.approx(EXPONENT, abs=1e-3)
+    # Offsets are identified up to a common constant (absorbed by the unknown transmit power).
+    np.testing.assert_allclose(physics.offset_db - physics.offset_db.mean(), OFFSETS_DB - OFFSETS_DB.mean(), atol=1e-3)
+    assert np.abs(physics.residual_db).max() < 1e-4  # float32 readings
+
+
+def test_beats_knn_and_ellipses_are_calibrated(campaign, fitted) -> None:  # noqa: ANN001
+    train, test = campaign
+    position, covariance = _predict(fitted.net, test)
+    error = np.linalg.norm(position - test.tx_position_m, axis=1)
+    knn = fit_knn(train.select(np.arange(400)), STATIONS)
+    k = choose_k(knn, train.select(np.arange(400, 500)))
+    knn_error = np.linalg.norm(fit_knn(train, STATIONS).predict(test, k) - test.tx_position_m, axis=1)
+    # The map knows the path-loss law and the repeatable field; kNN only interpolates samples.
+    assert np.median(error) < 0.9 * np.median(knn_error)
+    d2 = mahalanobis_sq(test.tx_position_m - position, covariance)
+    assert 0.25 < np.mean(d2 <= 1.0) < 0.55
+    assert 0.75 < np.mean(d2 <= 4.0) < 0.97
+
+
+def test_as_good_as_knn_where_knn_is_exact(campaign, fitted) -> None:  # noqa: ANN001
+    train, _ = campaign
+    # Transmissions at training places with the training readings: kNN (k=1) is exact.
+    repeat = train.select(np.arange(60))
+    position, _ = _predict(fitted.net, repeat)
+    error = np.linalg.norm(position - repeat.tx_position_m, axis=1)
+    step_m = float(fitted.net.grid_step_m)
+    assert np.median(error) < step_m
+
+
+@pytest.mark.slow
+def test_one_receiver_off_by_8_db_barely_moves_the_answer(campaign, fitted, tmp_path) -> None:  # noqa: ANN001
+    _, test = campaign
+    localizer = _localizer(fitted.net, tmp_path)
+    plain = localizer.predict(test)
+    position, covariance = plain.position_m, plain.covariance_m2
+    shifted_rss = test.rss_dbm.copy()
+    shifted_rss[:, 3] += 8.0
+    shifted = SampleArrays(**{**test.__dict__, "rss_dbm": shifted_rss})
+    drifted = localizer.predict(shifted)
+    moved, moved_covariance = drifted.position_m, drifted.covariance_m2
+    error = np.linalg.norm(position - test.tx_position_m, axis=1)
+    moved_error = np.linalg.norm(moved - test.tx_position_m, axis=1)
+    assert np.median(moved_error) < 1.3 * np.median(error) + 10.0
+    # The ellipse does not claim more certainty for the worse input.
+    assert np.median(np.linalg.det(moved_covariance)) >= 0.95 * np.median(np.linalg.det(covariance))
+
+
+def test_receiver_never_seen_in_training_gives_a_valid_answer(campaign, fitted) -> None:  # noqa: ANN001
+    _, test = campaign
+    part = test.select(np.arange(20))
+    extra = SampleArrays(
+        sample_id=part.sample_id,
+        rx_position_m=np.concatenate([part.rx_position_m, np.full((20, 1, 3), 500.0, dtype=np.float32)], axis=1),
+        rx_id=np.concatenate([part.rx_id, np.full((20, 1), -1)], axis=1),
+        rss_dbm=np.concatenate([part.rss_dbm, np.full((20, 1), -90.0, dtype=np.float32)], axis=1),
+        snr_db=np.concatenate([part.snr_db, np.full((20, 1), np.nan, dtype=np.float32)], axis=1),
+        heard=np.concatenate([part.heard, np.ones((20, 1), dtype=bool)], axis=1),
+        present=np.concatenate([part.present, np.ones((20, 1), dtype=bool)], axis=1),
+        tx_position_m=part.tx_position_m, tx_lat_deg=part.tx_lat_deg, tx_lon_deg=part.tx_lon_deg,
+        tx_power_dbm=part.tx_power_dbm, split=part.split,
+    )
+    base, _ = _predict(fitted.net, part)
+    position, covariance = _predict(fitted.net, extra)
+    assert np.all(np.isfinite(position)) and np.all(np.isfinite(covariance))
+    assert np.all(np.linalg.eigvalsh(covariance) > 0)
+    # A stranger's reading informs through the path-loss law only; it must not throw the answer away.
+    assert np.median(np.linalg.norm(position - part.tx_position_m, axis=1)) < 2.0 * np.median(
+        np.linalg.norm(base - part.tx_position_m, axis=1)
+    ) + 50.0
+
+
+def test_separable_kernel_matches_the_direct_sum(campaign) -> None:  # noqa: ANN001
+    train, test = campaign
+    hyper = RadioMapHyperparameters(50.0, 2.0, 1e-2, 1.0, 1.0)
+    net = apply_hyperparameters(build_radio_map(train, STATIONS, 50.0), hyper)
+    part = test.select(np.arange(4))
+    station = net._stations(torch.from_numpy(part.rx_id))
+    rss = torch.from_numpy(part.rss_dbm)
+    distance, index = net.fingerprint_neighbours(station, rss, torch.from_numpy(part.heard), torch.from_numpy(part.present))
+    fast = net.fingerprint_log_density(distance, index, net.fingerprint_bandwidth_db, net.fingerprint_background)
+    weight = torch.exp(-0.5 * (distance / net.fingerprint_bandwidth_db) ** 2)
+    offset = net.grid_m[None, :, None, :] - net.fingerprint_position_m[index][:, None]
+    kernel = torch.exp(-0.5 * (offset**2).sum(-1) / net.fingerprint_position_bandwidth_m**2)
+    direct = torch.log(net.fingerprint_background + (kernel * weight[:, None]).sum(-1))
+    torch.testing.assert_close(fast, direct, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_onnx_graph_matches_torch(campaign, fitted, tmp_path) -> None:  # noqa: ANN001
+    from heimdall.export.onnx_export import export_onnx, onnx_parity
+    from heimdall.export.publish import parity_inputs
+
+    _, test = campaign
+    path = export_onnx(fitted.net, tmp_path / "model.onnx")
+    assert onnx_parity(fitted.net, path, parity_inputs(test, limit=16)) < 0.5
