@@ -1,4 +1,4 @@
-"""benchmarks/real_data.py: its folds, its scoring and the classical-only path on a tiny file."""
+"""benchmarks/real_data.py: the classical-only path on a tiny long-format file."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from heimdall.errors import InputError
 from heimdall.geo import ReferencePoint, local_to_ground
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "real_data.py"
@@ -28,69 +27,6 @@ def bench() -> ModuleType:
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
-
-
-def _positions(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    tx = rng.uniform(0.0, 1500.0, size=(n, 2))
-    times = np.datetime64("2022-04-25T14:00:00") + rng.integers(0, 3600, size=n).astype("timedelta64[s]")
-    times[:10] = times[10]  # a run of equal timestamps must not be split
-    return tx, times
-
-
-@pytest.mark.parametrize("mode", ["random", "grid", "time"])
-def test_every_sample_is_tested_exactly_once_per_seed(bench: ModuleType, mode: str) -> None:
-    tx, times = _positions(400, 0)
-    for seed in (0, 1):
-        fold = bench.make_folds(mode, 5, seed, tx, times)
-        assert fold.shape == (400,) and set(np.unique(fold)) == set(range(5))
-        # One fold index per sample: tested in exactly one fold, trained on in the other four.
-        assert np.bincount(fold).sum() == 400 and np.bincount(fold).min() > 0
-
-
-def test_grid_folds_share_no_cell_and_differ_by_seed(bench: ModuleType) -> None:
-    tx, _ = _positions(600, 1)
-    from heimdall.data.measured import default_cell_size_m
-
-    cell = [tuple(c) for c in np.floor((tx - tx.min(axis=0)) / default_cell_size_m(tx)).astype(int)]
-    folds = {seed: bench.make_folds("grid", 5, seed, tx) for seed in (0, 1)}
-    for fold in folds.values():
-        fold_of_cell: dict[tuple[int, ...], set[int]] = {}
-        for c, f in zip(cell, fold, strict=True):
-            fold_of_cell.setdefault(c, set()).add(int(f))
-        assert all(len(f) == 1 for f in fold_of_cell.values())
-        assert np.bincount(fold).max() < 2 * np.bincount(fold).min()  # dealt to balance samples
-    assert not np.array_equal(folds[0], folds[1])
-
-
-def test_time_folds_are_contiguous_blocks(bench: ModuleType) -> None:
-    tx, times = _positions(300, 2)
-    fold = bench.make_folds("time", 5, 0, tx, times)
-    for f in range(4):
-        assert times[fold == f].max() < times[fold == f + 1].min()
-    np.testing.assert_array_equal(fold, bench.make_folds("time", 5, 7, tx, times))
-    with pytest.raises(InputError, match="timestamp"):
-        bench.make_folds("time", 5, 0, tx, np.full(300, np.datetime64("NaT"), dtype="datetime64[s]"))
-    with pytest.raises(InputError, match="folds"):
-        bench.make_folds("random", 1, 0, tx)
-
-
-def test_score_counts_errors_and_ellipse_coverage(bench: ModuleType) -> None:
-    truth_lat, truth_lon = local_to_ground(np.zeros(4), np.zeros(4), REFERENCE)
-    # Predictions 100 m north of the truth: one ellipse reaches it at 1 sigma, one more at 2 sigma.
-    lat, lon = local_to_ground(np.zeros(4), np.full(4, 100.0), REFERENCE)
-    ellipse = {
-        "sigma_major_m": np.array([150.0, 60.0, 300.0, 40.0]),
-        "sigma_minor_m": np.array([10.0, 10.0, 40.0, 10.0]),
-        "orientation_deg": np.array([0.0, 180.0, 90.0, 0.0]),  # north-south, north-south, east-west, north-south
-    }
-    result = bench.score(np.asarray(truth_lat), np.asarray(truth_lon), np.asarray(lat), np.asarray(lon), ellipse)
-    assert result["median_m"] == pytest.approx(100.0, abs=0.5)
-    assert result["coverage_1sigma"] == pytest.approx(0.25)  # only the 150 m north-south ellipse
-    assert result["coverage_2sigma"] == pytest.approx(0.5)  # and the 60 m one (100 m < 120 m)
-    lat = np.asarray(lat).copy()
-    lat[0] = np.nan
-    assert bench.score(np.asarray(truth_lat), np.asarray(truth_lon), lat, np.asarray(lon))["unplaced"] == 1
 
 
 def _tiny_long_csv(path: Path, n: int) -> None:

@@ -125,3 +125,16 @@ def test_search_grid_covers_the_training_transmitters_with_padding() -> None:
     assert grid.north_min_m < low[1] and grid.north_max_m > high[1]
     assert grid.east_min_m > low[0] - 100.0 and grid.north_max_m < high[1] + 100.0
     assert grid.step_m < 10.0
+
+
+def test_exponent_falls_back_when_every_receiver_is_equally_far() -> None:
+    base = _samples(200, 5)
+    ring_m = 300.0 * np.stack([np.cos(np.arange(7) * 0.9), np.sin(np.arange(7) * 0.9)], axis=1)
+    rx = base.rx_position_m.copy()
+    rx[..., :2] = base.tx_position_m[:, None, :] + ring_m[None]
+    # Same distance to every receiver: only the offsets show in the readings, n cannot.
+    rss = np.broadcast_to(OFFSETS_DB, rx.shape[:2]) + base.tx_power_dbm[:, None]
+    ringed = replace(base, rx_position_m=rx, rss_dbm=np.where(base.heard, rss, np.nan).astype(np.float32))
+    model = fit_ml_offsets(ringed, num_stations=len(STATIONS_M), fallback_exponent=2.7)
+    assert model.path_loss_exponent == pytest.approx(2.7)
+    np.testing.assert_allclose(model.offset_db - model.offset_db.mean(), OFFSETS_DB - OFFSETS_DB.mean(), atol=0.05)

@@ -147,7 +147,8 @@ def fit_ml_offsets(
     normal = design_c.T @ design_c + np.diag(ridge)
     solution = np.linalg.lstsq(normal, design_c.T @ rss_c, rcond=None)[0]
     exponent = float(solution[-1])
-    if not (np.isfinite(exponent) and exponent > 0):
+    distance_spread = float(np.sum(design_c[:, -1] ** 2))
+    if not (np.isfinite(exponent) and exponent > 0 and distance_spread > 1e-6 * len(rows)):
         exponent = fallback_exponent  # distances too alike in every sample to identify n
         solution = np.linalg.lstsq(
             normal[:-1, :-1], design_c[:, :-1].T @ (rss_c - design_c[:, -1] * exponent), rcond=None
