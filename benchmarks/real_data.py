@@ -206,6 +206,7 @@ def run(
     """Every (mode, seed, fold): per-method scores; then the summary per mode and method."""
     truth_lat, truth_lon = campaign.samples.tx_lat_deg, campaign.samples.tx_lon_deg
     folds: list[dict[str, Any]] = []
+    trained: dict[tuple[Any, ...], dict[str, Any]] = {}
     for mode in modes:
         if mode == "time" and not campaign.has_time:
             log.warning("no timestamps: time folds skipped")
@@ -217,7 +218,11 @@ def run(
                 classical = tuple(m for m in methods if m != "model")
                 predictions = classical_fold(campaign, train_index, test_index, classical, seed)
                 if "model" in methods:
-                    predictions["model"] = model_fold(campaign, train_index, test_index)
+                    # Time folds do not change with the seed: the model is trained once per fold.
+                    key = (mode, fold) if mode == "time" else (mode, seed, fold)
+                    if key not in trained:
+                        trained[key] = model_fold(campaign, train_index, test_index)
+                    predictions["model"] = trained[key]
                 row: dict[str, Any] = {"mode": mode, "seed": seed, "fold": fold, "n_train": len(train_index),
                                        "n_test": len(test_index), "methods": {}}
                 for method, p in predictions.items():
@@ -309,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         seeds = tuple(int(s) for s in _csv(args.seeds))
         campaign = load_campaign(args.file, args.file_format)
         result = run(campaign, _csv(args.modes, MODES), args.folds, seeds, _csv(args.methods, METHODS), args.fold_limit)
-    except (HeimdallError, ValueError) as exc:
+    except (HeimdallError, ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     result["config"] = {"file": str(args.file), "format": args.file_format, "folds": args.folds, "seeds": list(seeds),

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -73,3 +74,39 @@ def test_classical_only_run_on_a_tiny_long_file(bench: ModuleType, tmp_path: Pat
     assert "| random | ml_offsets | 6 |" in table
     assert bench.main([str(source), "--methods", "knn,bogus"]) == 2
     assert "error: unknown value(s) bogus" in capsys.readouterr().err
+
+
+def test_model_rows_are_scored_paired_and_trained_once_per_time_fold(
+    bench: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "tiny.csv"
+    _tiny_long_csv(source, 90)
+    campaign = bench.load_campaign(source, "long")
+    test_csv = tmp_path / "test.csv"
+    bench.write_long_csv(campaign, {"s0", "s1"}, test_csv, with_truth=False)
+    written = pd.read_csv(test_csv)
+    assert set(written.sample_id) == {"s0", "s1"} and "tx_lat" not in written and "tx_lon" not in written
+    assert "timestamp" in written
+
+    trained: list[int] = []
+
+    def fake_model_fold(campaign: Any, train_index: np.ndarray, test_index: np.ndarray) -> dict[str, Any]:
+        """Stands in for the CLI: 11 m north of the truth, inside a 20 m north-south 1-sigma ellipse."""
+        trained.append(len(train_index))
+        n = len(test_index)
+        return {"lat": campaign.samples.tx_lat_deg[test_index] + 1e-4, "lon": campaign.samples.tx_lon_deg[test_index],
+                "train_s": 2.0, "ellipse": {"sigma_major_m": np.full(n, 20.0), "sigma_minor_m": np.full(n, 5.0),
+                                            "orientation_deg": np.zeros(n)}}
+
+    monkeypatch.setattr(bench, "model_fold", fake_model_fold)
+    result = bench.run(campaign, ("random", "time"), 3, (0, 1), ("model", "centroid"))
+    assert len(trained) == 3 * 2 + 3  # random: every seed's folds; time: once per fold
+    for mode in ("random", "time"):
+        model = result["summary"][mode]["methods"]["model"]
+        assert model["median_m"]["mean"] == pytest.approx(11.1, abs=0.2)
+        assert model["coverage_1sigma"]["mean"] == 1.0 and model["train_s"]["mean"] == 2.0
+        paired = result["summary"][mode]["paired_difference_m"]
+        centroid = result["summary"][mode]["methods"]["centroid"]["median_m"]["mean"]
+        assert paired["best_classical"] == "centroid"
+        assert paired["mean"] == pytest.approx(model["median_m"]["mean"] - centroid)
+    assert "model - centroid (paired)" in bench.markdown(result)
