@@ -34,7 +34,7 @@ def test_import_train_evaluate_powder(home: Path, tmp_path: Path) -> None:
     exported = _json(["export", "--checkpoint", trained["best_checkpoint"]])
     report = _json(["evaluate", "--model", exported["bundle"], "--dataset", "powder"])
     assert report["n"] == imported["splits"]["test"]
-    assert set(report["baselines"]) == {"weighted_centroid", "mle_grid", "knn"}
+    assert set(report["baselines"]) == {"weighted_centroid", "mle_grid", "knn", "ml_offsets"}
     assert "crlb_rmse_m" not in report  # no CRLB for real data
     # Metres, on a 3 km campus: every method lands within a few km.
     assert all(b["median_error_m"] < 3_000 for b in report["baselines"].values())

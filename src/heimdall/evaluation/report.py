@@ -33,7 +33,8 @@ FIGURES = (
     "training_curves.png",
 )
 _MAP_SAMPLES = 12
-_LABELS = {"model": "model", "weighted_centroid": "RSS-weighted centroid", "mle_grid": "grid ML", "knn": "kNN fingerprint"}
+_LABELS = {"model": "model", "weighted_centroid": "RSS-weighted centroid", "mle_grid": "grid ML", "knn": "kNN fingerprint",
+           "ml_offsets": "ML, per-receiver offsets"}
 
 
 @dataclass(frozen=True)

@@ -136,9 +136,11 @@ def evaluate_localizer(localizer: Localizer, reader: DatasetReader, split: str) 
 def _measured_baselines(
     reader: DatasetReader, localizer: Localizer, samples: Any
 ) -> tuple[PhysicsModel, dict[str, np.ndarray]]:
-    """Real data: path-loss exponent fitted on the training split; kNN with k chosen on val."""
+    """Real data: path-loss exponent fitted on the training split; kNN with k chosen on val;
+    log-distance ML with per-receiver offsets fitted on the training split."""
     from heimdall.evaluation.evaluate import fit_path_loss_exponent
     from heimdall.evaluation.knn import choose_k, fit_knn
+    from heimdall.evaluation.ml_offsets import fit_ml_offsets
 
     def aligned(split: str) -> Any:
         return align_samples(
@@ -149,7 +151,8 @@ def _measured_baselines(
     train, val = aligned("train"), aligned("val")
     physics = PhysicsModel(path_loss_exponent=fit_path_loss_exponent(train), sigma_db=6.0)
     knn = fit_knn(train, num_stations=len(localizer.station_ids))
-    return physics, {"knn": knn.predict(samples, choose_k(knn, val))}
+    ml_offsets = fit_ml_offsets(train, num_stations=len(localizer.station_ids))
+    return physics, {"knn": knn.predict(samples, choose_k(knn, val)), "ml_offsets": ml_offsets.predict(samples)}
 
 
 def _check_split(split: str) -> None:

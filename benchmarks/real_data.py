@@ -1,0 +1,329 @@
+"""Repeated K-fold cross-validation of Heimdall and classical methods on measured data.
+
+The development protocol of real data (docs/REAL_DATA.md, "How to measure"). For each mode
+(random folds; spatially disjoint grid folds; time-ordered folds), each seed and each fold:
+
+- `model`: Heimdall exactly as a user trains it, through the CLI in a fresh temporary
+  HEIMDALL_HOME: the fold's training rows as a long CSV -> `heimdall import-measurements`
+  (default flags) -> `heimdall train --dataset fold --json` (no flags) -> `heimdall export`
+  -> `heimdall localize --measurements TEST.csv --json` on the test rows without truth;
+- `knn`: kNN fingerprinting, k chosen on a random 15% of the training rows, then refitted
+  on all of them;
+- `ml_offsets`: log-distance maximum likelihood with per-receiver offsets, fitted on the
+  training rows;
+- `centroid`: the RSS-weighted centroid (nothing to fit).
+
+Errors are great-circle metres between the prediction and the truth, scored here, outside
+the product. Reported per fold and as mean and standard deviation over folds x seeds:
+median and p90 error, 1- and 2-sigma coverage of the model's ellipses, training wall time,
+and the paired difference "model median - best classical median" (best: the classical
+method with the lowest mean median in that mode).
+
+    PYTHONPATH=src .venv/bin/python benchmarks/real_data.py FILE [--format long|powder-json]
+        [--folds 5] [--seeds 0,1,2] [--modes random,grid,time]
+        [--methods model,knn,ml_offsets,centroid] [--fold-limit N] [--json OUT.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from heimdall.data.importers import ImportedMeasurements, read_measurements_lenient, read_powder_json
+from heimdall.data.layout import SampleArrays
+from heimdall.data.measured import measured_samples, network_from_measurements
+from heimdall.errors import HeimdallError, InputError
+from heimdall.evaluation.baselines import weighted_centroid
+from heimdall.evaluation.crossval import MODES, make_folds, score
+from heimdall.evaluation.knn import choose_k, fit_knn
+from heimdall.evaluation.ml_offsets import fit_ml_offsets
+from heimdall.geo import ReferencePoint, local_to_ground
+
+CLASSICAL = ("knn", "ml_offsets", "centroid")
+METHODS = ("model", *CLASSICAL)
+#: Share of a fold's training rows on which kNN's k is chosen.
+KNN_VALIDATION_SHARE = 0.15
+
+log = logging.getLogger("real_data")
+
+
+# --- the campaign ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Campaign:
+    """An imported measurement file as samples (station indices over the whole file)."""
+
+    imported: ImportedMeasurements
+    samples: SampleArrays
+    names: tuple[str, ...]
+    timestamps: np.ndarray  # [N] datetime64[s], NaT when unknown
+    reference: ReferencePoint
+    num_stations: int
+
+    @property
+    def has_time(self) -> bool:
+        return not np.isnat(self.timestamps).any()
+
+
+def load_campaign(path: Path, file_format: str) -> Campaign:
+    """Read a long CSV/Parquet or POWDER JSON file with the importers of the product."""
+    if file_format == "powder-json":
+        imported = read_powder_json(path)
+    elif file_format == "long":
+        imported = read_measurements_lenient(path)
+    else:
+        raise InputError(f"unknown format {file_format!r}; expected long or powder-json")
+    # The carrier only matters to simulation; the classical methods index stations by id.
+    network = network_from_measurements(imported.table, "campaign", imported.frequency_hz or 1e9)
+    reference = network.reference_point()
+    measured = measured_samples(imported.table, imported.timestamps, network, reference)
+    return Campaign(imported, measured.samples, measured.sample_names, measured.timestamps, reference, len(network.ids))
+
+
+def classical_fold(
+    campaign: Campaign, train_index: np.ndarray, test_index: np.ndarray, methods: tuple[str, ...], seed: int
+) -> dict[str, dict[str, Any]]:
+    """Fit the classical `methods` on the training samples; predictions (lat, lon) and fit time (s,
+    choosing k included; predicting excluded)."""
+    train, test = campaign.samples.select(train_index), campaign.samples.select(test_index)
+    results: dict[str, dict[str, Any]] = {}
+    for method in methods:
+        start = time.perf_counter()
+        extra: dict[str, Any] = {}
+        if method == "centroid":
+            train_s = 0.0  # nothing to fit
+            estimate_m = weighted_centroid(test.rx_position_m, test.rss_dbm, test.heard)
+        elif method == "knn":
+            rng = np.random.default_rng(seed)
+            is_val = np.zeros(len(train), dtype=bool)
+            is_val[rng.permutation(len(train))[: max(1, int(round(KNN_VALIDATION_SHARE * len(train))))]] = True
+            k = choose_k(fit_knn(train.select(~is_val), campaign.num_stations), train.select(is_val))
+            knn = fit_knn(train, campaign.num_stations)
+            train_s = time.perf_counter() - start
+            estimate_m = knn.predict(test, k)
+            extra["k"] = k
+        elif method == "ml_offsets":
+            model = fit_ml_offsets(train, campaign.num_stations)
+            train_s = time.perf_counter() - start
+            estimate_m = model.predict(test)
+            extra["path_loss_exponent"] = round(model.path_loss_exponent, 3)
+        else:
+            raise InputError(f"unknown classical method {method!r}")
+        lat, lon = local_to_ground(estimate_m[:, 0], estimate_m[:, 1], campaign.reference)
+        results[method] = {"lat": np.asarray(lat), "lon": np.asarray(lon), "train_s": train_s, **extra}
+    return results
+
+
+# --- the model, through the CLI ------------------------------------------------------------
+
+
+def write_long_csv(campaign: Campaign, sample_names: set[str], path: Path, with_truth: bool) -> int:
+    """The rows of `sample_names` in the long format (timestamps when known); rows written."""
+    table, imported = campaign.imported.table, campaign.imported
+    rows = np.isin(table.sample_id, list(sample_names))
+    frame = pd.DataFrame({
+        "sample_id": table.sample_id[rows],
+        "receiver_id": table.receiver_id[rows],
+        "rx_lat": table.rx_lat_deg[rows],
+        "rx_lon": table.rx_lon_deg[rows],
+        "rx_alt_m": table.rx_alt_m[rows],
+        "rss_dbm": table.rss_dbm[rows],
+    })
+    times = imported.timestamps[rows]
+    if not np.isnat(times).all():
+        frame.insert(1, "timestamp", pd.Series(times).dt.strftime("%Y-%m-%dT%H:%M:%S").fillna(""))
+    if np.isfinite(table.snr_db[rows]).any():
+        frame["snr_db"] = table.snr_db[rows]
+    if imported.frequency_hz:
+        frame["frequency_hz"] = imported.frequency_hz
+    if with_truth:
+        frame["tx_lat"] = table.tx_lat_deg[rows]
+        frame["tx_lon"] = table.tx_lon_deg[rows]
+    frame.to_csv(path, index=False, na_rep="", float_format="%.9g")
+    return len(frame)
+
+
+def _heimdall(args: list[str], env: dict[str, str], cwd: Path) -> dict[str, Any]:
+    """Run the `heimdall` CLI beside this interpreter; its --json output."""
+    executable = Path(sys.executable).with_name("heimdall")
+    command = [str(executable) if executable.exists() else "heimdall", *args]
+    done = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
+    return json.loads(done.stdout)
+
+
+def model_fold(campaign: Campaign, train_index: np.ndarray, test_index: np.ndarray) -> dict[str, Any]:
+    """Import, train (defaults), export and localize through the CLI in a fresh home."""
+    train_names = {campaign.names[i] for i in train_index}
+    test_names = [campaign.names[i] for i in test_index]
+    with tempfile.TemporaryDirectory(prefix="heimdall-real-") as tmp:
+        work = Path(tmp)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HEIMDALL_")}
+        env["HEIMDALL_HOME"] = str(work / "home")
+        write_long_csv(campaign, train_names, work / "train.csv", with_truth=True)
+        write_long_csv(campaign, set(test_names), work / "test.csv", with_truth=False)
+        _heimdall(["import-measurements", str(work / "train.csv"), "--name", "fold", "--json"], env, work)
+        start = time.perf_counter()
+        trained = _heimdall(["train", "--dataset", "fold", "--json"], env, work)
+        train_s = time.perf_counter() - start
+        exported = _heimdall(["export", "--checkpoint", str(trained["best_checkpoint"]), "--json"], env, work)
+        located = _heimdall(
+            ["localize", "--model", str(exported["bundle"]), "--measurements", str(work / "test.csv"), "--json"], env, work
+        )
+    by_id = {str(p["sample_id"]): p for p in located["predictions"]}
+    records = [by_id.get(name, {}) for name in test_names]
+
+    def column(key: str) -> np.ndarray:
+        return np.array([r.get(key, np.nan) for r in records], dtype=np.float64)
+
+    return {
+        "lat": column("lat"), "lon": column("lon"), "train_s": train_s, "epochs_run": trained.get("epochs_run"),
+        "ellipse": {k: column(k) for k in ("sigma_major_m", "sigma_minor_m", "orientation_deg")},
+    }
+
+
+# --- the protocol ---------------------------------------------------------------------------
+
+
+def run(
+    campaign: Campaign, modes: tuple[str, ...], n_folds: int, seeds: tuple[int, ...], methods: tuple[str, ...],
+    fold_limit: int | None = None,
+) -> dict[str, Any]:
+    """Every (mode, seed, fold): per-method scores; then the summary per mode and method."""
+    truth_lat, truth_lon = campaign.samples.tx_lat_deg, campaign.samples.tx_lon_deg
+    folds: list[dict[str, Any]] = []
+    trained: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for mode in modes:
+        if mode == "time" and not campaign.has_time:
+            log.warning("no timestamps: time folds skipped")
+            continue
+        for seed in seeds:
+            fold_of = make_folds(mode, n_folds, seed, campaign.samples.tx_position_m, campaign.timestamps)
+            for fold in range(n_folds if fold_limit is None else min(fold_limit, n_folds)):
+                test_index, train_index = np.flatnonzero(fold_of == fold), np.flatnonzero(fold_of != fold)
+                classical = tuple(m for m in methods if m != "model")
+                predictions = classical_fold(campaign, train_index, test_index, classical, seed)
+                if "model" in methods:
+                    # Time folds do not change with the seed: the model is trained once per fold.
+                    key = (mode, fold) if mode == "time" else (mode, seed, fold)
+                    if key not in trained:
+                        trained[key] = model_fold(campaign, train_index, test_index)
+                    predictions["model"] = trained[key]
+                row: dict[str, Any] = {"mode": mode, "seed": seed, "fold": fold, "n_train": len(train_index),
+                                       "n_test": len(test_index), "methods": {}}
+                for method, p in predictions.items():
+                    scores = score(truth_lat[test_index], truth_lon[test_index], p["lat"], p["lon"], p.get("ellipse"))
+                    scores["train_s"] = p["train_s"]
+                    scores.update({k: v for k, v in p.items() if k in ("k", "path_loss_exponent", "epochs_run")})
+                    row["methods"][method] = scores
+                folds.append(row)
+                log.info("%s seed %d fold %d: %s", mode, seed, fold,
+                         ", ".join(f"{m} {s['median_m']:.0f} m" for m, s in row["methods"].items()))
+    return {"folds": folds, "summary": summarise(folds)}
+
+
+def _mean_sd(values: list[float]) -> dict[str, float]:
+    array = np.asarray(values, dtype=np.float64)
+    return {"mean": float(array.mean()), "sd": float(array.std(ddof=1)) if len(array) > 1 else 0.0}
+
+
+def summarise(folds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per mode: mean/sd over folds x seeds per method and metric, and the paired difference."""
+    summary: dict[str, Any] = {}
+    for mode in dict.fromkeys(f["mode"] for f in folds):
+        rows = [f for f in folds if f["mode"] == mode]
+        methods = list(dict.fromkeys(m for f in rows for m in f["methods"]))
+        per_method = {}
+        for method in methods:
+            scores = [f["methods"][method] for f in rows]
+            keys = [k for k in ("median_m", "p90_m", "coverage_1sigma", "coverage_2sigma", "train_s") if k in scores[0]]
+            per_method[method] = {"folds": len(scores), **{k: _mean_sd([s[k] for s in scores]) for k in keys}}
+        entry: dict[str, Any] = {"methods": per_method}
+        classical = [m for m in methods if m != "model"]
+        if "model" in methods and classical:
+            best = min(classical, key=lambda m: per_method[m]["median_m"]["mean"])
+            diffs = [f["methods"]["model"]["median_m"] - f["methods"][best]["median_m"] for f in rows]
+            entry["paired_difference_m"] = {"best_classical": best, **_mean_sd(diffs)}
+        summary[mode] = entry
+    return summary
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """Per-fold medians, then mean +- sd per mode and method."""
+    methods = list(dict.fromkeys(m for f in result["folds"] for m in f["methods"]))
+    lines = ["| mode | seed | fold | train | test | " + " | ".join(f"{m} median" for m in methods) + " |",
+             "|---|---|---|---|---|" + "---|" * len(methods)]
+    for f in result["folds"]:
+        cells = [f"{f['methods'][m]['median_m']:.0f} m" if m in f["methods"] else "-" for m in methods]
+        head = f"| {f['mode']} | {f['seed']} | {f['fold']} | {f['n_train']} | {f['n_test']} | "
+        lines.append(head + " | ".join(cells) + " |")
+    lines += ["", "| mode | method | folds | median (m) | p90 (m) | 1-sigma cov. | 2-sigma cov. | train (s) |",
+              "|---|---|---|---|---|---|---|---|"]
+
+    def cell(stats: dict[str, Any], key: str, fmt: str) -> str:
+        return f"{stats[key]['mean']:{fmt}} ± {stats[key]['sd']:{fmt}}" if key in stats else "-"
+
+    for mode, entry in result["summary"].items():
+        for method, stats in entry["methods"].items():
+            cells = [cell(stats, "median_m", ".0f"), cell(stats, "p90_m", ".0f"), cell(stats, "coverage_1sigma", ".3f"),
+                     cell(stats, "coverage_2sigma", ".3f"), cell(stats, "train_s", ".2f")]
+            lines.append(f"| {mode} | {method} | {stats['folds']} | " + " | ".join(cells) + " |")
+        if "paired_difference_m" in entry:
+            d = entry["paired_difference_m"]
+            paired = f"{d['mean']:+.0f} ± {d['sd']:.0f}"
+            lines.append(f"| {mode} | model - {d['best_classical']} (paired) | | {paired} | | | | |")
+    return "\n".join(lines)
+
+
+def _csv(text: str, allowed: tuple[str, ...] | None = None) -> tuple[str, ...]:
+    values = tuple(v.strip() for v in text.split(",") if v.strip())
+    if allowed is not None and (bad := [v for v in values if v not in allowed]):
+        raise InputError(f"unknown value(s) {', '.join(bad)}; expected some of {', '.join(allowed)}")
+    if not values:
+        raise InputError("empty list")
+    return values
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("file", type=Path, help="measurement file: long CSV/Parquet or POWDER JSON")
+    parser.add_argument("--format", dest="file_format", default="long", choices=("long", "powder-json"))
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--fold-limit", type=int, default=None, help="run only the first N folds of each seed")
+    parser.add_argument("--json", dest="json_path", type=Path, default=None, help="write the full result here")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    try:
+        seeds = tuple(int(s) for s in _csv(args.seeds))
+        campaign = load_campaign(args.file, args.file_format)
+        result = run(campaign, _csv(args.modes, MODES), args.folds, seeds, _csv(args.methods, METHODS), args.fold_limit)
+    except (HeimdallError, ValueError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    result["config"] = {"file": str(args.file), "format": args.file_format, "folds": args.folds, "seeds": list(seeds),
+                        "samples": len(campaign.samples)}
+    print(markdown(result))
+    if args.json_path is not None:
+        args.json_path.write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

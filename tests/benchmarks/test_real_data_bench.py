@@ -1,0 +1,112 @@
+"""benchmarks/real_data.py: the classical-only path on a tiny long-format file."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from heimdall.geo import ReferencePoint, local_to_ground
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "real_data.py"
+REFERENCE = ReferencePoint(40.76, -111.84)
+STATIONS_M = np.array([[0, 0], [1500, 0], [0, 1500], [1500, 1500], [750, -300], [-300, 750]], float)
+
+
+@pytest.fixture(scope="module")
+def bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("real_data_bench", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _tiny_long_csv(path: Path, n: int) -> None:
+    """Log-distance RSS with station offsets and a per-transmission power, long format."""
+    rng = np.random.default_rng(3)
+    tx = rng.uniform(0.0, 1500.0, size=(n, 2))
+    offsets_db = rng.normal(0.0, 5.0, len(STATIONS_M))
+    rows = []
+    tx_lat, tx_lon = local_to_ground(tx[:, 0], tx[:, 1], REFERENCE)
+    rx_lat, rx_lon = local_to_ground(STATIONS_M[:, 0], STATIONS_M[:, 1], REFERENCE)
+    for i in range(n):
+        power_db = rng.uniform(-10, 10)
+        for s in range(len(STATIONS_M)):
+            distance_m = max(float(np.linalg.norm(tx[i] - STATIONS_M[s])), 1.0)
+            rss = power_db + offsets_db[s] - 30.0 * np.log10(distance_m) + rng.normal(0.0, 2.0)
+            rows.append({
+                "sample_id": f"s{i}", "timestamp": f"2022-04-25T14:{i // 60:02d}:{i % 60:02d}", "receiver_id": f"rx{s}",
+                "rx_lat": rx_lat[s], "rx_lon": rx_lon[s], "rss_dbm": rss, "tx_lat": tx_lat[i], "tx_lon": tx_lon[i],
+            })
+    pd.DataFrame(rows).to_csv(path, index=False)
+
+
+def test_classical_only_run_on_a_tiny_long_file(bench: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source = tmp_path / "tiny.csv"
+    _tiny_long_csv(source, 150)
+    out = tmp_path / "result.json"
+    code = bench.main([str(source), "--folds", "3", "--seeds", "0,1", "--methods", "knn,ml_offsets,centroid",
+                       "--json", str(out)])
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert len(result["folds"]) == 3 * 3 * 2  # modes x folds x seeds
+    for mode in ("random", "grid", "time"):
+        per_seed = {}
+        for f in (f for f in result["folds"] if f["mode"] == mode):
+            per_seed[f["seed"]] = per_seed.get(f["seed"], 0) + f["n_test"]
+        assert per_seed == {0: 150, 1: 150}
+        methods = result["summary"][mode]["methods"]
+        assert methods["knn"]["folds"] == 6
+        # Data drawn from the offsets model: it beats the centroid, which ignores distance.
+        assert methods["ml_offsets"]["median_m"]["mean"] < methods["centroid"]["median_m"]["mean"]
+        assert methods["ml_offsets"]["median_m"]["mean"] < 150.0
+        assert "paired_difference_m" not in result["summary"][mode]  # no model was run
+    table = capsys.readouterr().out
+    assert "| random | ml_offsets | 6 |" in table
+    assert bench.main([str(source), "--methods", "knn,bogus"]) == 2
+    assert "error: unknown value(s) bogus" in capsys.readouterr().err
+
+
+def test_model_rows_are_scored_paired_and_trained_once_per_time_fold(
+    bench: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "tiny.csv"
+    _tiny_long_csv(source, 90)
+    campaign = bench.load_campaign(source, "long")
+    test_csv = tmp_path / "test.csv"
+    bench.write_long_csv(campaign, {"s0", "s1"}, test_csv, with_truth=False)
+    written = pd.read_csv(test_csv)
+    assert set(written.sample_id) == {"s0", "s1"} and "tx_lat" not in written and "tx_lon" not in written
+    assert "timestamp" in written
+
+    trained: list[int] = []
+
+    def fake_model_fold(campaign: Any, train_index: np.ndarray, test_index: np.ndarray) -> dict[str, Any]:
+        """Stands in for the CLI: 11 m north of the truth, inside a 20 m north-south 1-sigma ellipse."""
+        trained.append(len(train_index))
+        n = len(test_index)
+        return {"lat": campaign.samples.tx_lat_deg[test_index] + 1e-4, "lon": campaign.samples.tx_lon_deg[test_index],
+                "train_s": 2.0, "ellipse": {"sigma_major_m": np.full(n, 20.0), "sigma_minor_m": np.full(n, 5.0),
+                                            "orientation_deg": np.zeros(n)}}
+
+    monkeypatch.setattr(bench, "model_fold", fake_model_fold)
+    result = bench.run(campaign, ("random", "time"), 3, (0, 1), ("model", "centroid"))
+    assert len(trained) == 3 * 2 + 3  # random: every seed's folds; time: once per fold
+    for mode in ("random", "time"):
+        model = result["summary"][mode]["methods"]["model"]
+        assert model["median_m"]["mean"] == pytest.approx(11.1, abs=0.2)
+        assert model["coverage_1sigma"]["mean"] == 1.0 and model["train_s"]["mean"] == 2.0
+        paired = result["summary"][mode]["paired_difference_m"]
+        centroid = result["summary"][mode]["methods"]["centroid"]["median_m"]["mean"]
+        assert paired["best_classical"] == "centroid"
+        assert paired["mean"] == pytest.approx(model["median_m"]["mean"] - centroid)
+    assert "model - centroid (paired)" in bench.markdown(result)

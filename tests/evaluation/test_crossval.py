@@ -1,0 +1,79 @@
+"""Cross-validation folds (disjoint, contiguous, complete) and the scoring of predictions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from heimdall.data.measured import default_cell_size_m
+from heimdall.errors import InputError
+from heimdall.evaluation import crossval
+from heimdall.geo import ReferencePoint, local_to_ground
+
+REFERENCE = ReferencePoint(40.76, -111.84)
+
+
+def _positions(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    tx = rng.uniform(0.0, 1500.0, size=(n, 2))
+    times = np.datetime64("2022-04-25T14:00:00") + rng.integers(0, 3600, size=n).astype("timedelta64[s]")
+    times[:10] = times[10]  # a run of equal timestamps must not be split
+    return tx, times
+
+
+@pytest.mark.parametrize("mode", ["random", "grid", "time"])
+def test_every_sample_is_tested_exactly_once_per_seed(mode: str) -> None:
+    tx, times = _positions(400, 0)
+    for seed in (0, 1):
+        fold = crossval.make_folds(mode, 5, seed, tx, times)
+        assert fold.shape == (400,) and set(np.unique(fold)) == set(range(5))
+        # One fold index per sample: tested in exactly one fold, trained on in the other four.
+        sizes = np.bincount(fold, minlength=5)
+        assert sizes.sum() == 400 and sizes.min() > 0
+        if mode == "random":
+            assert sizes.max() - sizes.min() <= 1
+        if mode == "time":
+            assert sizes.max() - sizes.min() <= 10  # only the tied run of 11 timestamps may shift a block edge
+
+
+def test_grid_folds_share_no_cell_and_differ_by_seed() -> None:
+    tx, _ = _positions(600, 1)
+    cell = [tuple(c) for c in np.floor((tx - tx.min(axis=0)) / default_cell_size_m(tx)).astype(int)]
+    folds = {seed: crossval.make_folds("grid", 5, seed, tx) for seed in (0, 1)}
+    for fold in folds.values():
+        fold_of_cell: dict[tuple[int, ...], set[int]] = {}
+        for c, f in zip(cell, fold, strict=True):
+            fold_of_cell.setdefault(c, set()).add(int(f))
+        assert all(len(f) == 1 for f in fold_of_cell.values())
+        assert np.bincount(fold).max() < 2 * np.bincount(fold).min()  # dealt to balance samples
+    assert not np.array_equal(folds[0], folds[1])
+
+
+def test_time_folds_are_contiguous_blocks() -> None:
+    tx, times = _positions(300, 2)
+    fold = crossval.make_folds("time", 5, 0, tx, times)
+    for f in range(4):
+        assert times[fold == f].max() < times[fold == f + 1].min()
+    np.testing.assert_array_equal(fold, crossval.make_folds("time", 5, 7, tx, times))
+    with pytest.raises(InputError, match="timestamp"):
+        crossval.make_folds("time", 5, 0, tx, np.full(300, np.datetime64("NaT"), dtype="datetime64[s]"))
+    with pytest.raises(InputError, match="folds"):
+        crossval.make_folds("random", 1, 0, tx)
+
+
+def test_score_counts_errors_and_ellipse_coverage() -> None:
+    truth_lat, truth_lon = local_to_ground(np.zeros(4), np.zeros(4), REFERENCE)
+    # Predictions 100 m north of the truth: one ellipse reaches it at 1 sigma, one more at 2 sigma.
+    lat, lon = local_to_ground(np.zeros(4), np.full(4, 100.0), REFERENCE)
+    ellipse = {
+        "sigma_major_m": np.array([150.0, 60.0, 300.0, 40.0]),
+        "sigma_minor_m": np.array([10.0, 10.0, 40.0, 10.0]),
+        "orientation_deg": np.array([0.0, 180.0, 90.0, 0.0]),  # north-south, north-south, east-west, north-south
+    }
+    result = crossval.score(np.asarray(truth_lat), np.asarray(truth_lon), np.asarray(lat), np.asarray(lon), ellipse)
+    assert result["median_m"] == pytest.approx(100.0, abs=0.5)
+    assert result["coverage_1sigma"] == pytest.approx(0.25)  # only the 150 m north-south ellipse
+    assert result["coverage_2sigma"] == pytest.approx(0.5)  # and the 60 m one (100 m < 120 m)
+    lat = np.asarray(lat).copy()
+    lat[0] = np.nan
+    assert crossval.score(np.asarray(truth_lat), np.asarray(truth_lon), lat, np.asarray(lon))["unplaced"] == 1
