@@ -20,6 +20,7 @@ from heimdall.cli.common import (
     summary_table,
 )
 from heimdall.cli.progress import progress_bars
+from heimdall.extras import require
 from heimdall.settings import Settings
 
 
@@ -69,6 +70,7 @@ def serve(
 @handle_errors
 def worker(concurrency: Annotated[int, typer.Option(help="Jobs run at once.")] = 1) -> None:
     """Run a Celery worker taking jobs from HEIMDALL_BROKER_URL."""
+    require("server", "heimdall worker")
     from heimdall.worker import main as run_worker
 
     run_worker(concurrency=concurrency)
