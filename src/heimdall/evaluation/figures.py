@@ -32,6 +32,7 @@ FIGURES = (
 LABELS = {"model": "model", "weighted_centroid": "RSS-weighted centroid", "mle_grid": "grid ML", "knn": "kNN fingerprint"}
 #: Cases per group (worst, median, best) on the static map.
 _MAP_CASES_PER_GROUP = 4
+_LABEL_OFFSETS = ((6, 5, "left"), (6, -12, "left"), (-6, 5, "right"), (-6, -12, "right"))
 
 
 @dataclass(frozen=True)
@@ -101,10 +102,15 @@ def _calibration(fig: Any, evaluation: Evaluation) -> None:
 
 def _receivers_km(ax: Any, context: ReportContext, colour: str = "black") -> None:
     """Receivers as triangles with their names, in east/north km about the reference."""
+    import matplotlib.patheffects as effects
+
     east_m, north_m = ground_to_local(context.receiver_lat_deg, context.receiver_lon_deg, context.reference)
     ax.scatter(_km(east_m), _km(north_m), marker="^", s=80, c=colour, label="receivers", zorder=5)
-    for name, e, n in zip(context.receiver_ids, _km(east_m), _km(north_m), strict=True):
-        ax.annotate(str(name), (e, n), xytext=(5, 5), textcoords="offset points", fontsize=8, zorder=6)
+    halo = [effects.withStroke(linewidth=3, foreground="white")]
+    for i, (name, e, n) in enumerate(zip(context.receiver_ids, _km(east_m), _km(north_m), strict=True)):
+        # Neighbouring stations a few km apart: alternate the label's side so names do not overlap.
+        dx, dy, align = _LABEL_OFFSETS[i % len(_LABEL_OFFSETS)]
+        ax.annotate(str(name), (e, n), xytext=(dx, dy), textcoords="offset points", ha=align, fontsize=8, zorder=6, path_effects=halo)
 
 
 def _map(fig: Any, evaluation: Evaluation, context: ReportContext) -> None:
@@ -112,9 +118,8 @@ def _map(fig: Any, evaluation: Evaluation, context: ReportContext) -> None:
     groups = select_cases(evaluation.errors_m["model"], _MAP_CASES_PER_GROUP)
     for group, colour in CASE_GROUPS.items():
         for index in groups[group]:
-            for k_sigma, style in ((1.0, "-"), (2.0, ":")):
-                ring = _km(ellipse_polygon_enu(evaluation.position_m[index], evaluation.covariance_m2[index], k_sigma=k_sigma))
-                ax.plot(ring[:, 0], ring[:, 1], style, color=colour, lw=0.9)
+            ring = _km(ellipse_polygon_enu(evaluation.position_m[index], evaluation.covariance_m2[index], k_sigma=1.0))
+            ax.plot(ring[:, 0], ring[:, 1], "-", color=colour, lw=0.9, alpha=0.8)
             truth, position = _km(evaluation.truth_m[index]), _km(evaluation.position_m[index])
             ax.plot([truth[0], position[0]], [truth[1], position[1]], color=colour, lw=0.8)
             ax.scatter([truth[0]], [truth[1]], marker="x", color=colour, s=40)
@@ -125,7 +130,6 @@ def _map(fig: Any, evaluation: Evaluation, context: ReportContext) -> None:
     ax.scatter([], [], marker="x", c="gray", label="truth")
     ax.scatter([], [], marker="o", c="gray", label="prediction")
     ax.plot([], [], "-", c="gray", label="1-sigma ellipse")
-    ax.plot([], [], ":", c="gray", label="2-sigma ellipse")
     ax.set_xlabel("east (km)")
     ax.set_ylabel("north (km)")
     shown = sum(len(g) for g in groups.values())

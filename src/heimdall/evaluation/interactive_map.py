@@ -144,7 +144,7 @@ def _scale_bar(projection: _Projection) -> str:
 _STYLE = """
 body{font-family:sans-serif;margin:16px;color:#222}
 #map{border:1px solid #bbb;background:#f7f7f2;width:100%;max-width:960px;height:auto;cursor:grab}
-.ellipse{fill-opacity:.08;stroke-width:1}
+.ellipse{fill-opacity:.05;stroke-width:1}
 .miss{stroke-width:1;stroke-opacity:.7}
 .truth{stroke-width:2;fill:none}
 .receiver polygon{fill:#000}
