@@ -24,7 +24,7 @@ demo: install
 	$(BIN)/heimdall demo
 
 # Unit and slow tests, with the real services the service tests need and headless
-# Chromium for the offline-page tests (scripts/test-tools.sh installs it when missing).
+# Chromium and docker-compose (scripts/test-tools.sh installs them when missing).
 test: install
 	bash scripts/run-tests.sh
 

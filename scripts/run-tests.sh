@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run the whole test suite with coverage of src/ (fails below 85%), with the real services
 # the service tests need (PostgreSQL, Redis, an S3 server) started on 127.0.0.1 and stopped
-# afterwards, whatever the outcome, and headless Chromium for the offline-page tests.
+# afterwards, whatever the outcome, and the Debian tools of scripts/test-tools.sh (headless
+# Chromium, docker-compose).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/test-tools.sh
