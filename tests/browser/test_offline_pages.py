@@ -97,6 +97,15 @@ def test_map_html_renders_offline(tmp_path: Path, dump_dom: Callable[[str], str]
     worst = re.search(r'<g id="cases-worst"[^>]*>(.*?)</g>', dom, flags=re.S)
     assert worst and "sample s099:" in worst.group(1) and "sample s000:" not in worst.group(1)
     assert "all 100 cases" in dom
+    assert re.search(r'<g id="all-cases" data-cases="100" style="display: ?none;?">', dom), "every case is hidden by default"
+
+
+def test_map_html_shows_every_case_on_request(tmp_path: Path, dump_dom: Callable[[str], str]) -> None:
+    page = write_map_html(tmp_path / "map.html", _predictions(100), RECEIVERS, per_group=10)
+    dom = dump_dom(page.as_uri() + "#all")
+    assert '<span id="shown">130 cases drawn</span>' in dom
+    layer = re.search(r'<g id="all-cases" data-cases="100" style="([^"]*)">', dom)
+    assert layer and "none" not in layer.group(1), "every case is shown"
 
 
 def test_map_html_loads_nothing_from_the_network(tmp_path: Path) -> None:

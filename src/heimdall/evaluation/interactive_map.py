@@ -186,6 +186,8 @@ _SCRIPT = """
     box.x-=(e.clientX-drag[0])/r.width*box.width;box.y-=(e.clientY-drag[1])/r.height*box.height;drag=[e.clientX,e.clientY];
   });
   document.getElementById('reset').addEventListener('click',function(){box.x=full[0];box.y=full[1];box.width=full[2];box.height=full[3];});
+  // map.html#all opens with every case shown.
+  if(location.hash==='#all'){document.getElementById('show-all').checked=true;}
   count();
 })();
 """
@@ -264,7 +266,8 @@ def write_map_html(
 <style>{_STYLE}</style></head><body>
 <h1>{html.escape(title)}</h1>
 <p>{shown} of {len(cases)} test cases: the {len(groups["worst"])} worst, {len(groups["median"])} around the median and
-{len(groups["best"])} best by model error. Wheel to zoom, drag to pan, hover for details.
+{len(groups["best"])} best by model error (every case: the switch below, or open map.html#all). Wheel to zoom, drag
+to pan, hover for details.
 Local projection around the receivers' centre ({lat0:.4f}, {lon0:.4f}); both axes in the same kilometres.</p>
 {_legend()}
 <p>{switches}</p>
