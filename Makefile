@@ -6,11 +6,16 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install demo test test-fast services-up services-down clean
 
+# Everything `make test` exercises: the embedded core plus the server (Celery/Redis), s3,
+# postgres and ui (full MLflow) extras and the test tools. A laptop that only runs the
+# demo needs `pip install -e .` alone (README, "Install").
+EXTRAS := server,s3,postgres,ui,test
+
 # Re-install only when the project's dependencies change.
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -18,7 +23,8 @@ install: $(STAMP)
 demo: install
 	$(BIN)/heimdall demo
 
-# Unit and slow tests, with the real services the service tests need.
+# Unit and slow tests, with the real services the service tests need and headless
+# Chromium and docker-compose (scripts/test-tools.sh installs them when missing).
 test: install
 	bash scripts/run-tests.sh
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -25,6 +24,7 @@ import numpy as np
 import yaml
 
 from heimdall.errors import ConfigError, InputError, NotFoundError
+from heimdall.fileio import temp_file_beside
 from heimdall.geo import ReferencePoint, geodetic_to_ecef, geodetic_to_enu, validate_lat_lon
 
 __all__ = [
@@ -243,7 +243,7 @@ class ReceiverNetwork:
             text = yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
         else:
             text = json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"
-        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp_name = temp_file_beside(path)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 handle.write(text)

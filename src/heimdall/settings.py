@@ -87,16 +87,20 @@ class Settings(BaseSettings):
             return f"s3://{self.s3_bucket_prefix}-mlflow"
         return (self.home / "mlruns").as_uri()
 
+    def mlflow_environment(self) -> dict[str, str]:
+        """The S3 settings as the environment variables MLflow reads (empty without S3)."""
+        if not self.s3_endpoint_url:
+            return {}
+        environment = {"MLFLOW_S3_ENDPOINT_URL": self.s3_endpoint_url, "AWS_DEFAULT_REGION": self.s3_region}
+        if self.s3_access_key_id:
+            environment["AWS_ACCESS_KEY_ID"] = self.s3_access_key_id
+        if self.s3_secret_access_key:
+            environment["AWS_SECRET_ACCESS_KEY"] = self.s3_secret_access_key
+        return environment
+
     def apply_mlflow_environment(self) -> None:
         """Hand the S3 settings to MLflow, which reads them only from the environment."""
-        if not self.s3_endpoint_url:
-            return
-        os.environ["MLFLOW_S3_ENDPOINT_URL"] = self.s3_endpoint_url
-        os.environ["AWS_DEFAULT_REGION"] = self.s3_region
-        if self.s3_access_key_id:
-            os.environ["AWS_ACCESS_KEY_ID"] = self.s3_access_key_id
-        if self.s3_secret_access_key:
-            os.environ["AWS_SECRET_ACCESS_KEY"] = self.s3_secret_access_key
+        os.environ.update(self.mlflow_environment())
 
     @property
     def checkpoints_dir(self) -> Path:

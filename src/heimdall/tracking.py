@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from heimdall.errors import ConfigError, NotFoundError
+from heimdall.extras import require_database_driver
 from heimdall.settings import Settings
 
 __all__ = [
@@ -47,6 +48,7 @@ class Tracker:
         self.settings = settings
         settings.apply_mlflow_environment()
         self.tracking_uri = settings.resolved_mlflow_tracking_uri
+        require_database_driver(self.tracking_uri, "HEIMDALL_MLFLOW_TRACKING_URI")
         settings.home.mkdir(parents=True, exist_ok=True)
         if not self.tracking_uri.startswith("sqlite:///"):
             self.client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)

@@ -41,17 +41,12 @@ def test_report_files_and_geojson(trained, tmp_path: Path) -> None:
     assert json.loads((tmp_path / "evaluation.json").read_text())["n"] == summary["n"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".report-")]
     page = (tmp_path / "map.html").read_text()
-    assert "leaflet" in page.lower() and "map.html" in report
-    assert len(re.findall(r"^\s*receiver \S+$", page, flags=re.M)) >= 3, "receivers are drawn"
-    assert page.count("prediction, sample") == min(summary["n"], 200)
-
-
-def test_no_map_without_folium(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from heimdall.evaluation import interactive_map
-
-    monkeypatch.setattr(interactive_map, "folium_available", lambda: False)
-    written = interactive_map.write_map_html(tmp_path / "map.html", {"features": []}, [("a", 45.0, 7.0)])
-    assert written is False and not (tmp_path / "map.html").exists()
+    assert "map.html" in report and 'id="legend"' in page
+    assert len(re.findall(r"<title>receiver \S+</title>", page)) >= 3, "receivers are drawn"
+    # The worst, median and best cases with ellipses, plus every case behind the switch.
+    highlighted = min(summary["n"], 30)
+    assert page.count('class="ellipse"') == highlighted
+    assert page.count("prediction, sample") == highlighted + summary["n"]
 
 
 def test_model_card_states_data_training_and_evaluation(trained) -> None:

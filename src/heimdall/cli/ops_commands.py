@@ -20,6 +20,7 @@ from heimdall.cli.common import (
     summary_table,
 )
 from heimdall.cli.progress import progress_bars
+from heimdall.extras import require
 from heimdall.settings import Settings
 
 
@@ -67,8 +68,26 @@ def serve(
 
 
 @handle_errors
+def ui(
+    host: Annotated[str, typer.Option(help="Interface to bind (loopback by default).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 5000,
+) -> None:
+    """Run the MLflow UI over this HEIMDALL_HOME's runs and model registry (needs the ui extra)."""
+    from heimdall.pipelines.mlflow_ui import mlflow_ui, run_mlflow_ui
+
+    server = mlflow_ui(Settings(), host=host, port=port)
+    # The values users copy on lines of their own (no wrapping inside them).
+    typer.echo("MLflow UI over the runs and registered models of this HEIMDALL_HOME (Ctrl-C stops it):")
+    typer.echo(server.url)
+    typer.echo("tracking URI:")
+    typer.echo(server.tracking_uri)
+    raise typer.Exit(run_mlflow_ui(server))
+
+
+@handle_errors
 def worker(concurrency: Annotated[int, typer.Option(help="Jobs run at once.")] = 1) -> None:
     """Run a Celery worker taking jobs from HEIMDALL_BROKER_URL."""
+    require("server", "heimdall worker")
     from heimdall.worker import main as run_worker
 
     run_worker(concurrency=concurrency)

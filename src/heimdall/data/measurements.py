@@ -8,7 +8,6 @@ nothing; a value that is present but not a finite number is an error.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pandas as pd
 
 from heimdall.data.layout import SPLIT_NAMES, UNKNOWN_STATION, SampleArrays
 from heimdall.errors import InputError, NotFoundError
+from heimdall.fileio import temp_file_beside
 from heimdall.geo import ReferencePoint, enu_to_geodetic, geodetic_to_enu, ground_to_local
 
 __all__ = ["REQUIRED_COLUMNS", "MeasurementTable", "read_measurements", "write_measurements"]
@@ -217,7 +217,7 @@ def write_measurements(
     )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = temp_file_beside(path)
     os.close(fd)
     try:
         if path.suffix.lower() == ".parquet":

@@ -13,7 +13,6 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 import zipfile
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -25,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from heimdall.data.layout import SPLIT_NAMES, SampleArrays
 from heimdall.errors import ConflictError, DataError, HeimdallError, InputError, NotFoundError
+from heimdall.fileio import temp_dir
 from heimdall.geo import ReferencePoint
 from heimdall.network import ReceiverNetwork
 from heimdall.storage.artifacts import ArtifactStore
@@ -181,7 +181,7 @@ class DatasetWriter:
         self.plan = plan
         self._lock: int | None = None
         if plan is None:
-            self.staging = Path(tempfile.mkdtemp(prefix=f"{self.name}.", dir=staging_root))
+            self.staging = temp_dir(f"{self.name}.", staging_root)
             return
         self.staging = staging_root / self.name
         self.staging.mkdir(exist_ok=True)

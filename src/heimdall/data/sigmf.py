@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ import numpy as np
 
 from heimdall.errors import InputError
 from heimdall.features import MAX_IQ_SAMPLES
+from heimdall.fileio import temp_file_beside
 
 __all__ = [
     "META_SUFFIX",
@@ -146,7 +146,7 @@ def _metadata(recording: Recording) -> dict[str, Any]:
 
 def _write_atomic(path: Path, payload: bytes) -> None:
     """Write to a temporary name in the same directory, then rename over `path`."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = temp_file_beside(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)

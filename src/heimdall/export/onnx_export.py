@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from heimdall.fileio import temp_file_beside
 from heimdall.models.localization_net import BASE_INPUTS, LocalizationNet
 
 __all__ = ["INPUT_NAMES", "OUTPUT_NAMES", "export_onnx", "onnx_parity", "example_inputs"]
@@ -47,7 +47,7 @@ def export_onnx(net: LocalizationNet, path: Path) -> Path:
     channels = net.config.spectrogram_channels if "spectrogram" in names else None
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".onnx", dir=path.parent)
+    fd, tmp = temp_file_beside(path, suffix=".onnx")
     os.close(fd)
     # The dynamo exporter reports each pass at INFO/WARNING; nothing a user can act on.
     for name in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript"):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,6 +17,7 @@ import numpy as np
 
 from heimdall.errors import InputError
 from heimdall.export.onnx_export import OUTPUT_NAMES
+from heimdall.fileio import temp_file_beside
 
 __all__ = ["VARIANTS", "Variant", "variant_file", "quantize_int8", "output_difference", "parity_report"]
 
@@ -49,7 +49,7 @@ def quantize_int8(source: Path, target: Path | None = None) -> Path:
 
     source = Path(source)
     target = Path(target) if target is not None else source.with_name(_FILES["int8"])
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=".onnx", dir=target.parent)
+    fd, tmp = temp_file_beside(target, suffix=".onnx")
     os.close(fd)
     model = onnx.load(str(source))
     # The exporter's shape annotations are those of its example batch; the quantiser re-runs

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from heimdall.extras import require
 from heimdall.settings import Settings
 from heimdall.storage.artifacts import ArtifactStore, LocalStore
 from heimdall.storage.database import Database
@@ -52,6 +53,7 @@ def open_store(settings: Settings) -> ArtifactStore:
     """Local directory by default; S3/MinIO when an endpoint is configured."""
     if settings.s3_endpoint_url is None:
         return LocalStore(settings.resolved_artifacts_dir)
+    require("s3", "HEIMDALL_S3_ENDPOINT_URL (S3 artifact store)")
     from heimdall.storage.s3 import S3Store
 
     store = S3Store(

@@ -28,6 +28,7 @@ from sqlalchemy import select
 from heimdall import jobs
 from heimdall.data.shards import MANIFEST, dataset_prefix, staging_in_use
 from heimdall.errors import ConfigError, InputError, NotFoundError
+from heimdall.extras import require
 from heimdall.jobs import ConflictError
 from heimdall.pipelines.context import Context
 from heimdall.pipelines.jobrunner import _RUNNERS, create_export_job, run_job  # noqa: F401 - tests patch _RUNNERS
@@ -137,6 +138,7 @@ class CeleryExecutor:
     mode = "celery"
 
     def __init__(self, broker_url: str) -> None:
+        require("server", "HEIMDALL_BROKER_URL (Celery job queue)")
         from celery import Celery
 
         self.app = Celery("heimdall-client", broker=broker_url, set_as_current=False)

@@ -17,6 +17,7 @@ from heimdall.service.errors import install_error_handlers
 from heimdall.service.metrics import MetricsMiddleware, RouteTemplates, ServiceMetrics
 from heimdall.service.middleware import MAX_BODY_BYTES, GuardMiddleware
 from heimdall.service.routes import datasets, health, jobs, localize, metrics, models, seeds
+from heimdall.service.routes.docs import install_docs
 from heimdall.settings import Settings
 
 __all__ = ["create_app"]
@@ -51,6 +52,9 @@ def create_app(settings: Settings | None = None, max_body_bytes: int = MAX_BODY_
         version=__version__,
         summary="Locate a radio transmitter from what a network of receivers heard of it.",
         lifespan=lifespan,
+        # Served by install_docs from the package's own copies (no CDN).
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.context = context
@@ -66,4 +70,5 @@ def create_app(settings: Settings | None = None, max_body_bytes: int = MAX_BODY_
     for module in (health, datasets, jobs, models, localize, metrics, seeds):
         app.include_router(module.router)
     app.include_router(health.version_router)
+    install_docs(app)
     return app

@@ -16,6 +16,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from heimdall.errors import ConfigError
+from heimdall.extras import require_database_driver
 from heimdall.storage.migrate import engine_options, upgrade
 
 __all__ = ["Database", "retry_disconnects", "RETRY_WINDOW_S"]
@@ -43,6 +44,7 @@ class Database:
     def __init__(self, url: str, retry_window_s: float = RETRY_WINDOW_S) -> None:
         self.url = url
         self.retry_window_s = retry_window_s
+        require_database_driver(url, "HEIMDALL_DATABASE_URL")
         try:
             if url.startswith("sqlite:///"):
                 Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)

@@ -28,7 +28,6 @@ import hashlib
 import logging
 import os
 import shutil
-import tempfile
 from contextlib import AbstractContextManager
 from pathlib import Path
 
@@ -37,6 +36,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from heimdall.errors import ConfigError, InputError, NotFoundError
+from heimdall.fileio import temp_file_beside
 from heimdall.storage.artifacts import _check_key
 from heimdall.storage.s3_errors import MISSING_ERRORS, error_code, translate_errors
 
@@ -236,7 +236,7 @@ class S3Store:
 
     def _download(self, bucket: str, object_key: str, destination: Path) -> None:
         # Into a temporary file first, so an interrupted download never looks complete.
-        fd, tmp = tempfile.mkstemp(prefix=f".{destination.name}.", dir=destination.parent)
+        fd, tmp = temp_file_beside(destination)
         os.close(fd)
         try:
             self.client.download_file(bucket, object_key, tmp)
