@@ -7,6 +7,10 @@ The development protocol of real data (docs/REAL_DATA.md, "How to measure"). For
   HEIMDALL_HOME: the fold's training rows as a long CSV -> `heimdall import-measurements`
   (default flags) -> `heimdall train --dataset fold --json` (no flags) -> `heimdall export`
   -> `heimdall localize --measurements TEST.csv --json` on the test rows without truth;
+- `model_direct`: the default model for measured data without the CLI round trip (fast):
+  `fit_radio_map` on all of the fold's training rows (what `export` deploys after its refit;
+  the CLI path chooses hyperparameters on the import's train+val share first), predicted by
+  the torch module with the runtime's re-estimation of drifted receiver offsets;
 - `knn`: kNN fingerprinting, k chosen on a random 15% of the training rows, then refitted
   on all of them;
 - `ml_offsets`: log-distance maximum likelihood with per-receiver offsets, fitted on the
@@ -52,7 +56,7 @@ from heimdall.evaluation.ml_offsets import fit_ml_offsets
 from heimdall.geo import ReferencePoint, local_to_ground
 
 CLASSICAL = ("knn", "ml_offsets", "centroid")
-METHODS = ("model", *CLASSICAL)
+METHODS = ("model", "model_direct", *CLASSICAL)
 #: Share of a fold's training rows on which kNN's k is chosen.
 KNN_VALIDATION_SHARE = 0.15
 
@@ -196,6 +200,42 @@ def model_fold(campaign: Campaign, train_index: np.ndarray, test_index: np.ndarr
     }
 
 
+def model_direct_fold(campaign: Campaign, train_index: np.ndarray, test_index: np.ndarray) -> dict[str, Any]:
+    """The radio map fitted in-process on the training rows; two passes as `Localizer.predict` runs them."""
+    import torch
+
+    from heimdall.evaluation.metrics import covariance_to_ellipse
+    from heimdall.export.localizer import station_corrections
+    from heimdall.training.radio_map_fit import fit_radio_map
+
+    train, test = campaign.samples.select(train_index), campaign.samples.select(test_index)
+    start = time.perf_counter()
+    net = fit_radio_map(train, campaign.num_stations, seed=0).net
+    train_s = time.perf_counter() - start
+
+    def forward(rss: np.ndarray) -> tuple[np.ndarray, ...]:
+        parts = []
+        with torch.no_grad():
+            for i in range(0, len(test), 16):
+                sl = slice(i, i + 16)
+                parts.append(net(
+                    torch.from_numpy(test.rx_position_m[sl].astype(np.float32)), torch.from_numpy(test.rx_id[sl]),
+                    torch.from_numpy(rss[sl].astype(np.float32)), torch.from_numpy(test.heard[sl]),
+                    torch.from_numpy(test.present[sl]),
+                ))
+        return tuple(torch.cat([p[k] for p in parts]).double().numpy() for k in range(3))
+
+    rss = np.where(test.heard, test.rss_dbm, 0.0)
+    _, _, residual = forward(rss)
+    correction = station_corrections(test.rx_id, test.heard, residual, campaign.num_stations)
+    known = test.heard & (test.rx_id >= 0) & (test.rx_id < campaign.num_stations)
+    position, covariance, _ = forward(rss - np.where(known, correction[np.clip(test.rx_id, 0, None)], 0.0))
+    lat, lon = local_to_ground(position[:, 0], position[:, 1], campaign.reference)
+    major, minor, orientation = covariance_to_ellipse(covariance)
+    return {"lat": np.asarray(lat), "lon": np.asarray(lon), "train_s": train_s,
+            "ellipse": {"sigma_major_m": major, "sigma_minor_m": minor, "orientation_deg": orientation}}
+
+
 # --- the protocol ---------------------------------------------------------------------------
 
 
@@ -215,7 +255,7 @@ def run(
             fold_of = make_folds(mode, n_folds, seed, campaign.samples.tx_position_m, campaign.timestamps)
             for fold in range(n_folds if fold_limit is None else min(fold_limit, n_folds)):
                 test_index, train_index = np.flatnonzero(fold_of == fold), np.flatnonzero(fold_of != fold)
-                classical = tuple(m for m in methods if m != "model")
+                classical = tuple(m for m in methods if m not in ("model", "model_direct"))
                 predictions = classical_fold(campaign, train_index, test_index, classical, seed)
                 if "model" in methods:
                     # Time folds do not change with the seed: the model is trained once per fold.
@@ -223,6 +263,8 @@ def run(
                     if key not in trained:
                         trained[key] = model_fold(campaign, train_index, test_index)
                     predictions["model"] = trained[key]
+                if "model_direct" in methods:
+                    predictions["model_direct"] = model_direct_fold(campaign, train_index, test_index)
                 row: dict[str, Any] = {"mode": mode, "seed": seed, "fold": fold, "n_train": len(train_index),
                                        "n_test": len(test_index), "methods": {}}
                 for method, p in predictions.items():
@@ -253,11 +295,13 @@ def summarise(folds: list[dict[str, Any]]) -> dict[str, Any]:
             keys = [k for k in ("median_m", "p90_m", "coverage_1sigma", "coverage_2sigma", "train_s") if k in scores[0]]
             per_method[method] = {"folds": len(scores), **{k: _mean_sd([s[k] for s in scores]) for k in keys}}
         entry: dict[str, Any] = {"methods": per_method}
-        classical = [m for m in methods if m != "model"]
-        if "model" in methods and classical:
-            best = min(classical, key=lambda m: per_method[m]["median_m"]["mean"])
-            diffs = [f["methods"]["model"]["median_m"] - f["methods"][best]["median_m"] for f in rows]
-            entry["paired_difference_m"] = {"best_classical": best, **_mean_sd(diffs)}
+        classical = [m for m in methods if m not in ("model", "model_direct")]
+        for learned in ("model", "model_direct"):
+            if learned in methods and classical:
+                best = min(classical, key=lambda m: per_method[m]["median_m"]["mean"])
+                diffs = [f["methods"][learned]["median_m"] - f["methods"][best]["median_m"] for f in rows]
+                key = "paired_difference_m" if learned == "model" else f"paired_difference_{learned}_m"
+                entry[key] = {"best_classical": best, **_mean_sd(diffs)}
         summary[mode] = entry
     return summary
 
@@ -282,10 +326,11 @@ def markdown(result: dict[str, Any]) -> str:
             cells = [cell(stats, "median_m", ".0f"), cell(stats, "p90_m", ".0f"), cell(stats, "coverage_1sigma", ".3f"),
                      cell(stats, "coverage_2sigma", ".3f"), cell(stats, "train_s", ".2f")]
             lines.append(f"| {mode} | {method} | {stats['folds']} | " + " | ".join(cells) + " |")
-        if "paired_difference_m" in entry:
-            d = entry["paired_difference_m"]
-            paired = f"{d['mean']:+.0f} ± {d['sd']:.0f}"
-            lines.append(f"| {mode} | model - {d['best_classical']} (paired) | | {paired} | | | | |")
+        for key, learned in (("paired_difference_m", "model"), ("paired_difference_model_direct_m", "model_direct")):
+            if key in entry:
+                d = entry[key]
+                paired = f"{d['mean']:+.0f} ± {d['sd']:.0f}"
+                lines.append(f"| {mode} | {learned} - {d['best_classical']} (paired) | | {paired} | | | | |")
     return "\n".join(lines)
 
 

@@ -202,3 +202,35 @@ def test_onnx_graph_matches_torch(campaign, fitted, tmp_path) -> None:  # noqa: 
     _, test = campaign
     path = export_onnx(fitted.net, tmp_path / "model.onnx")
     assert onnx_parity(fitted.net, path, parity_inputs(test, limit=16)) < 0.5
+
+
+def _with_extra_stations(samples: SampleArrays, rng: np.random.Generator) -> SampleArrays:
+    """Station 8 listens to everything and never hears; station 9 hears 3 transmissions only."""
+    n = len(samples)
+    position = np.concatenate([samples.rx_position_m, np.tile(np.array([[[300.0, 1700.0, 0.0], [1700.0, 300.0, 0.0]]],
+                                                                      dtype=np.float32), (n, 1, 1))], axis=1)
+    rss9 = np.full(n, np.nan, dtype=np.float32)
+    rss9[:3] = rng.normal(-70.0, 5.0, size=3)
+    present9 = np.zeros(n, dtype=bool)
+    present9[:3] = True
+    return SampleArrays(
+        sample_id=samples.sample_id,
+        rx_position_m=position,
+        rx_id=np.concatenate([samples.rx_id, np.tile(np.array([[8, 9]]), (n, 1))], axis=1),
+        rss_dbm=np.concatenate([samples.rss_dbm, np.full((n, 1), np.nan, dtype=np.float32), rss9[:, None]], axis=1),
+        snr_db=np.concatenate([samples.snr_db, np.full((n, 2), np.nan, dtype=np.float32)], axis=1),
+        heard=np.concatenate([samples.heard, np.zeros((n, 1), dtype=bool), present9[:, None]], axis=1),
+        present=np.concatenate([samples.present, np.ones((n, 1), dtype=bool), present9[:, None]], axis=1),
+        tx_position_m=samples.tx_position_m, tx_lat_deg=samples.tx_lat_deg, tx_lon_deg=samples.tx_lon_deg,
+        tx_power_dbm=samples.tx_power_dbm, split=samples.split,
+    )
+
+
+@pytest.mark.slow
+def test_silent_and_rare_receivers_do_not_hurt(campaign, fitted) -> None:  # noqa: ANN001
+    train, test = campaign
+    rng = np.random.default_rng(3)
+    noisy = fit_radio_map(_with_extra_stations(train, rng), STATIONS + 2, seed=0)
+    base_error = np.linalg.norm(_predict(fitted.net, test)[0] - test.tx_position_m, axis=1)
+    error = np.linalg.norm(_predict(noisy.net, _with_extra_stations(test, rng))[0] - test.tx_position_m, axis=1)
+    assert np.median(error) < 1.15 * np.median(base_error) + 5.0

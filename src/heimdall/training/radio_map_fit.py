@@ -55,8 +55,8 @@ GRID_MARGIN = 0.1
 LENGTH_SCALE_SHARES = (1 / 120, 1 / 60, 1 / 30)
 FINGERPRINT_BANDWIDTHS_DB = (1.0, 2.0, 4.0)
 FINGERPRINT_BACKGROUNDS = (1.0e-3, 1.0e-2)
-FINGERPRINT_WEIGHTS = (0.5, 1.0, 2.0)
-TEMPERATURES = (0.5, 1.0, 2.0)
+FINGERPRINT_WEIGHTS = (0.5, 1.0, 2.0, 4.0)
+TEMPERATURES = (0.25, 0.5, 1.0, 2.0)
 #: Folds of each cross-fitting scheme, and the held-out samples scored per scheme at most.
 CROSS_FOLDS = 3
 CROSS_SAMPLES = 1500
@@ -149,6 +149,10 @@ def _fit_physics(samples: SampleArrays, num_stations: int, iterations: int = 25)
         denominator = 10.0 * float(centred @ centred)
         if denominator > 0:
             exponent = float(np.clip(-((z - z.mean()) @ centred) / denominator, 1.0, 6.0))
+    heard_stations = np.bincount(station, minlength=num_stations) > 0
+    # A station never heard in training reads like the average station until the runtime
+    # re-estimates its offset from what it reports.
+    offset[~heard_stations] = offset[heard_stations].mean()
     residual = rss - offset[station] + 10 * exponent * log_d - common[rows]
     observed = np.bincount(rows, minlength=n_samples) > 0
     return _Physics(offset, exponent, float(np.std(common[observed])) + 0.5, rows, station, rss, residual)
@@ -233,8 +237,7 @@ def build_radio_map(
         net.grid_north_m.copy_(torch.from_numpy(points[::cols, 1]))
         net.grid_step_m.fill_(step)
         net.path_loss_exponent.fill_(physics.exponent)
-        net.station_offset_db.copy_(torch.from_numpy(np.append(physics.offset_db, physics.offset_db[counts > 0].mean()
-                                                               if (counts > 0).any() else 0.0)))
+        net.station_offset_db.copy_(torch.from_numpy(np.append(physics.offset_db, physics.offset_db[counts > 0].mean())))
         net.residual_db.copy_(torch.from_numpy(np.concatenate([residual_map.T, np.zeros((1, len(points)))])))
         generic = np.full((1, len(points)), max(float(plain.max()), overall) * 2.0)
         net.variance_db2.copy_(torch.from_numpy(np.concatenate([variance.T, generic])))
