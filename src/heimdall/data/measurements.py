@@ -19,12 +19,70 @@ from heimdall.data.layout import SPLIT_NAMES, UNKNOWN_STATION, SampleArrays
 from heimdall.errors import InputError, NotFoundError
 from heimdall.geo import ReferencePoint, enu_to_geodetic, geodetic_to_enu, ground_to_local
 
-__all__ = ["REQUIRED_COLUMNS", "MeasurementTable", "read_measurements", "write_measurements"]
+__all__ = [
+    "REQUIRED_COLUMNS",
+    "RSS_RANGE_DBM",
+    "SNR_RANGE_DB",
+    "RX_ALT_RANGE_M",
+    "out_of_range",
+    "MeasurementTable", "read_long_frame", "read_measurements", "write_measurements"]
 
 REQUIRED_COLUMNS = ("sample_id", "receiver_id", "rx_lat", "rx_lon", "rss_dbm")
 NUMERIC_COLUMNS = ("rx_lat", "rx_lon", "rx_alt_m", "rss_dbm", "snr_db", "frequency_hz", "tx_lat", "tx_lon")
 #: A request or file larger than this many rows is refused rather than half-processed.
 MAX_ROWS = 5_000_000
+#: Plausible ranges (inclusive) of the per-row readings; the API's request schema uses the
+#: same ones, so a file and a request are held to the same rules. |rss_dbm| beyond 400 is no
+#: power reading; an antenna more than 500 m below sea level or 100 km up is a typo.
+RSS_RANGE_DBM = (-400.0, 400.0)
+SNR_RANGE_DB = (-400.0, 400.0)
+RX_ALT_RANGE_M = (-500.0, 100_000.0)
+
+
+def out_of_range(values: np.ndarray, bounds: tuple[float, float]) -> np.ndarray:
+    """Mask of finite `values` outside the inclusive `bounds` (NaN = absent, never out of range)."""
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(values) & ((values < bounds[0]) | (values > bounds[1]))
+
+
+def _cell_text(column: pd.Series) -> pd.Series:
+    """A column of any dtype as stripped Python strings, "" for every kind of missing value.
+
+    Null (Parquet), None, NaN, NaT and pandas' NA all become "", exactly what an empty CSV
+    cell reads as; numbers keep their shortest round-trip form (`repr`), so a value written
+    to CSV and to Parquet reads back as the same text.
+    """
+    missing = column.isna().to_numpy()
+    values = column.to_numpy(dtype=object)
+    text = [
+        "" if gone else (repr(float(v)) if isinstance(v, (float, np.floating)) else str(v)).strip()
+        for v, gone in zip(values, missing)
+    ]
+    return pd.Series(text, index=column.index, dtype=object)
+
+
+def read_long_frame(path: Path) -> pd.DataFrame:
+    """The one reader of long-format files (CSV or Parquet): every cell as a stripped string.
+
+    A missing value is "" whatever the file type: an empty CSV cell, and a Parquet null,
+    NaN or NaT. Callers decide what "" means per column (an empty `rss_dbm` = listened,
+    heard nothing; an empty `snr_db` = not measured). At most `MAX_ROWS` rows.
+    """
+    try:
+        if path.suffix.lower() == ".parquet":
+            raw = pd.read_parquet(path)
+            if len(raw) > MAX_ROWS:
+                raise InputError(f"{path.name}: more than {MAX_ROWS} rows; split the file")
+            frame = pd.DataFrame({str(name): _cell_text(raw[name]) for name in raw.columns})
+        else:
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False, nrows=MAX_ROWS + 1)
+            frame = frame.apply(lambda column: column.astype(object).str.strip()) if len(frame.columns) else frame
+    except (ValueError, OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path.name}: not a readable CSV/Parquet measurement file ({exc})") from exc
+    if len(frame) > MAX_ROWS:
+        raise InputError(f"{path.name}: more than {MAX_ROWS} rows; split the file")
+    frame.columns = [str(c).strip() for c in frame.columns]
+    return frame
 
 
 def _parse_numeric(column: pd.Series, name: str, allow_empty: bool) -> np.ndarray:
@@ -119,16 +177,7 @@ def read_measurements(path: Path, require_truth: bool = False) -> MeasurementTab
     path = Path(path)
     if not path.is_file():
         raise NotFoundError(f"measurement file {path} not found")
-    try:
-        if path.suffix.lower() == ".parquet":
-            frame = pd.read_parquet(path).astype(str).replace({"nan": "", "None": "", "<NA>": ""})
-        else:
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False, nrows=MAX_ROWS + 1)
-    except (ValueError, OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path.name}: not a readable CSV/Parquet measurement file ({exc})") from exc
-    if len(frame) > MAX_ROWS:
-        raise InputError(f"{path.name}: more than {MAX_ROWS} rows; split the file")
-    frame.columns = [str(c).strip() for c in frame.columns]
+    frame = read_long_frame(path)
     required = REQUIRED_COLUMNS + (("tx_lat", "tx_lon") if require_truth else ())
     missing = [c for c in required if c not in frame.columns]
     if missing:
@@ -153,16 +202,25 @@ def read_measurements(path: Path, require_truth: bool = False) -> MeasurementTab
     known = np.isfinite(tx_lat) & np.isfinite(tx_lon)
     _check_range(tx_lat[known], tx_lon[known], "transmitter", path.name)
     rss = column("rss_dbm", allow_empty=True)
-    if np.any(np.abs(rss[np.isfinite(rss)]) > 400):
+    if np.any(out_of_range(rss, RSS_RANGE_DBM)):
         raise InputError(f"{path.name}: rss_dbm outside +-400 dBm is not a power reading")
+    rx_alt = column("rx_alt_m", allow_empty=True)
+    snr = column("snr_db", allow_empty=True)
+    for name, values, bounds in (("rx_alt_m", rx_alt, RX_ALT_RANGE_M), ("snr_db", snr, SNR_RANGE_DB)):
+        bad = out_of_range(values, bounds)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise InputError(
+                f"{path.name}: {name} {values[row]:g} in row {row + 2} is outside [{bounds[0]:g}, {bounds[1]:g}]"
+            )
     table = MeasurementTable(
         sample_id=frame["sample_id"].str.strip().to_numpy(),
         receiver_id=frame["receiver_id"].str.strip().to_numpy(),
         rx_lat_deg=rx_lat,
         rx_lon_deg=rx_lon,
-        rx_alt_m=np.nan_to_num(column("rx_alt_m", allow_empty=True), nan=0.0),
+        rx_alt_m=np.nan_to_num(rx_alt, nan=0.0),
         rss_dbm=rss,
-        snr_db=column("snr_db", allow_empty=True),
+        snr_db=snr,
         tx_lat_deg=tx_lat,
         tx_lon_deg=tx_lon,
     )
