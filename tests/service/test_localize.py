@@ -12,6 +12,7 @@ from heimdall.export.localizer import Localizer
 from heimdall.pipelines.serving import MeasurementRow, measurement_table
 from heimdall.service import create_app
 from heimdall.settings import Settings
+from heimdall.service.browser import SCRIPT_HEADERS
 
 pytestmark = pytest.mark.slow
 
@@ -21,7 +22,7 @@ def trained_client(trained, monkeypatch: pytest.MonkeyPatch):
     for name in ("HEIMDALL_BROKER_URL", "HEIMDALL_API_TOKEN", "HEIMDALL_DATABASE_URL", "HEIMDALL_MLFLOW_TRACKING_URI", "HEIMDALL_ARTIFACTS_DIR"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HEIMDALL_HOME", str(trained.home))
-    with TestClient(create_app(Settings())) as client:
+    with TestClient(create_app(Settings()), headers=SCRIPT_HEADERS) as client:
         yield client
 
 

@@ -21,6 +21,7 @@ from heimdall.pipelines.rollout import request_share
 from heimdall.pipelines.serving import MeasurementRow, measurement_table, promote_model
 from heimdall.service import create_app
 from heimdall.settings import Settings
+from heimdall.service.browser import SCRIPT_HEADERS
 
 pytestmark = pytest.mark.slow
 
@@ -52,7 +53,7 @@ def serve(two_models, monkeypatch: pytest.MonkeyPatch):
     clients: list[TestClient] = []
 
     def start(**fields) -> TestClient:
-        client = TestClient(create_app(Settings(**fields)))
+        client = TestClient(create_app(Settings(**fields)), headers=SCRIPT_HEADERS)
         clients.append(client.__enter__())
         return client
 

@@ -282,7 +282,10 @@ def write_measured_dataset(
     """
     frequency_hz = imported.frequency_hz if frequency_hz is None else frequency_hz
     if frequency_hz is None:
-        raise InputError(f"dataset {name!r}: frequency_hz is not in the file; give it explicitly")
+        raise InputError(
+            f"dataset {name!r}: the file has no frequency_hz column; add one, or give the carrier "
+            "with `heimdall import-measurements --frequency-hz HZ`"
+        )
     network = network_from_measurements(imported.table, name, frequency_hz)
     reference = network.reference_point()
     measured = measured_samples(imported.table, imported.timestamps, network, reference)

@@ -13,6 +13,7 @@ from heimdall.pipelines.context import open_context
 from heimdall.pipelines.jobqueue import JobQueue
 from heimdall.pipelines.rollout import Rollout
 from heimdall.pipelines.serving import LocalizerCache, job_counts
+from heimdall.service.browser import BrowserGuardMiddleware
 from heimdall.service.errors import install_error_handlers
 from heimdall.service.metrics import MetricsMiddleware, RouteTemplates, ServiceMetrics
 from heimdall.service.middleware import MAX_BODY_BYTES, GuardMiddleware
@@ -51,6 +52,8 @@ def create_app(settings: Settings | None = None, max_body_bytes: int = MAX_BODY_
         version=__version__,
         summary="Locate a radio transmitter from what a network of receivers heard of it.",
         lifespan=lifespan,
+        # A slash redirect would build its Location from the request's Host header.
+        redirect_slashes=False,
     )
     app.state.settings = settings
     app.state.context = context
@@ -60,6 +63,8 @@ def create_app(settings: Settings | None = None, max_body_bytes: int = MAX_BODY_
     app.state.metrics = ServiceMetrics(lambda: job_counts(context))
     install_error_handlers(app, settings)
     app.add_middleware(GuardMiddleware, token=settings.api_token, max_body_bytes=max_body_bytes)
+    # Outside the token check: a rebinding page is refused before anything else is looked at.
+    app.add_middleware(BrowserGuardMiddleware, trusted_hosts=settings.trusted_hosts)
     # Added last, so outermost: refused (401/413) and failed (500) requests are counted too.
     templates = RouteTemplates(lambda: [*app.openapi()["paths"], *(r.path for r in app.routes if hasattr(r, "path"))])
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics, templates=templates)
