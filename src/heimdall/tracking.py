@@ -46,6 +46,9 @@ class Tracker:
         # MLflow logs its schema migrations at INFO on every new SQLite store.
         logging.getLogger("mlflow").setLevel(logging.WARNING)
         logging.getLogger("alembic").setLevel(logging.WARNING)
+        # urllib3 logs each retry against an unreachable tracking server; the error that
+        # follows says it once.
+        logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
         self._mlflow = mlflow
         self.settings = settings
         settings.apply_mlflow_environment()

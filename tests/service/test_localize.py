@@ -37,7 +37,9 @@ def test_localize_matches_the_bundle_it_serves(trained_client: TestClient, train
     response = trained_client.post("/v1/localize", json={"model": "models:/heimdall-localizer/1", "measurements": rows})
     assert response.status_code == 200, response.text
     body = response.json()
-    assert set(body) == {"lat", "lon", "sigma_major_m", "sigma_minor_m", "orientation_deg", "n_receivers_heard", "model", "geojson"}
+    assert set(body) == {"lat", "lon", "sigma_major_m", "sigma_minor_m", "orientation_deg", "n_receivers_heard", "model", "geojson",
+                         "out_of_area", "warnings"}
+    assert body["out_of_area"] is False and body["warnings"] == []
     assert body["model"] == "models:/heimdall-localizer/1"
     assert body["n_receivers_heard"] == 5
     lat, lon, major = _direct(trained.bundle, rows)

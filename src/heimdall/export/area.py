@@ -95,8 +95,8 @@ class TrainingArea:
 
         `position_m` [N, 2], `covariance_m2` [N, 2, 2], `rx_position_m` [N, R, 3] and `heard`
         [N, R] as fed to the model. Outside the area (a heard receiver, or the prediction)
-        the covariance gets `d^2 I` added, `d` the distance from the prediction to the
-        farthest heard receiver: the answer is then known no better than "somewhere among
+        the covariance gets `d^2 I` added, `d` the straight-line distance from the prediction
+        to the farthest heard receiver: the answer is then known no better than "somewhere among
         the receivers that heard it". With one heard receiver the same widening applies
         (one power reading fixes a range, not a bearing).
         """
@@ -107,9 +107,15 @@ class TrainingArea:
             _POSITION_TOLERANCE_FRACTION * self.size_m
         )
         one_receiver = heard.sum(axis=1) == 1
+        # Straight-line (3-D) distance: for receivers across the globe the east/north
+        # projection alone shrinks towards the Earth's radius; the chord does not.
         reach_m = np.where(
             heard,
-            np.hypot(rx_east - position_m[:, None, 0], rx_north - position_m[:, None, 1]),
+            np.sqrt(
+                (rx_east - position_m[:, None, 0]) ** 2
+                + (rx_north - position_m[:, None, 1]) ** 2
+                + rx_position_m[..., 2] ** 2
+            ),
             0.0,
         ).max(axis=1)
         out_of_area = receivers_outside | position_outside
