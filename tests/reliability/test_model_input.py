@@ -147,6 +147,8 @@ def test_receivers_on_another_continent_are_flagged_with_a_wide_ellipse(trained,
     assert body["out_of_area"] is True and WARN_RECEIVERS_OUTSIDE in body["warnings"]
     assert body["sigma_major_m"] > 5_000_000
     assert body["geojson"]["features"][0]["properties"]["out_of_area"] is True
+    # The server fetched the model from the registry without progress bars in its log.
+    assert "Downloading artifacts" not in server.log() and "%|" not in server.log()
     cli = _cli(home, "localize", "--model", str(trained.bundle), "--json",
                "--measurements", str(_measurement_file(tmp_path / "far.csv", _rows(place=(-60.0, -170.0)))))
     assert cli.returncode == 0, cli.stderr

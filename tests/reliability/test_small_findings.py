@@ -1,0 +1,76 @@
+"""Smaller findings of issue 20: range-checked integers, messages that name a real option."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from heimdall.cli import app as cli_app
+from heimdall.pipelines import generate, open_context
+from heimdall.service import create_app
+from heimdall.service.browser import SCRIPT_HEADERS
+from heimdall.settings import Settings
+
+
+def test_huge_offsets_are_422_not_500(home: Path) -> None:
+    generate(open_context(Settings(home=home)), "tiny", 200, seed=1)
+    with TestClient(create_app(Settings(home=home)), headers=SCRIPT_HEADERS) as client:
+        for path in ("/v1/training/synthetic/datasets/tiny/samples", "/v1/training/jobs"):
+            response = client.get(path, params={"offset": "99999999999999999999"})
+            assert response.status_code == 422, (path, response.text)
+            assert "offset" in response.json()["detail"]
+        page = client.get("/v1/training/synthetic/datasets/tiny/samples", params={"offset": 10**15, "limit": 5})
+        assert page.status_code == 200 and page.json()["samples"] == []
+
+
+def test_recordings_given_a_file_says_it_is_not_a_directory(home: Path, tmp_path: Path) -> None:
+    not_a_directory = tmp_path / "recording.sigmf-meta"
+    not_a_directory.write_text("{}")
+    result = CliRunner().invoke(cli_app, ["localize", "--model", str(tmp_path), "--recordings", str(not_a_directory)])
+    assert result.exit_code == 1
+    assert "is a file, not a directory" in result.output and "not found" not in result.output
+
+
+def test_missing_frequency_names_the_option_that_gives_it(home: Path, tmp_path: Path) -> None:
+    rows = [
+        {"sample_id": s, "receiver_id": f"rx{r}", "rx_lat": 45.0 + 0.01 * r, "rx_lon": 7.5 + 0.01 * r,
+         "rss_dbm": -80.0 - r, "tx_lat": 45.01, "tx_lon": 7.51}
+        for s in range(6) for r in range(4)
+    ]
+    path = tmp_path / "campaign.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    runner = CliRunner()
+    refused = runner.invoke(cli_app, ["import-measurements", str(path), "--name", "camp", "--split-mode", "random"])
+    assert refused.exit_code == 1
+    assert "--frequency-hz" in refused.output and "frequency_hz column" in refused.output
+    accepted = runner.invoke(cli_app, ["import-measurements", str(path), "--name", "camp", "--split-mode", "random",
+                                       "--frequency-hz", "433.92e6", "--json"])
+    assert accepted.exit_code == 0, accepted.output
+    shown = runner.invoke(cli_app, ["datasets", "show", "camp", "--json"])
+    assert '"frequency_hz": 433920000.0' in shown.output
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "nan"])
+def test_frequency_option_is_checked(home: Path, tmp_path: Path, value: str) -> None:
+    path = tmp_path / "c.csv"
+    pd.DataFrame([{"sample_id": 1, "receiver_id": "a", "rx_lat": 45.0, "rx_lon": 7.0, "rss_dbm": -80.0,
+                   "tx_lat": 45.0, "tx_lon": 7.1}]).to_csv(path, index=False)
+    result = CliRunner().invoke(cli_app, ["import-measurements", str(path), "--name", "c", f"--frequency-hz={value}"])
+    assert result.exit_code == 1 and "--frequency-hz must be a positive number" in result.output
+
+
+def test_mlflow_download_bars_are_off(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from heimdall.tracking import Tracker
+
+    for name in ("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "MLFLOW_HTTP_REQUEST_MAX_RETRIES"):
+        monkeypatch.setenv(name, "unset")
+        monkeypatch.delenv(name)
+    Tracker(Settings(home=home))
+    assert os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] == "false"
+    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "3"
