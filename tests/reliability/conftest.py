@@ -148,6 +148,37 @@ def local_server(tmp_path: Path) -> Iterator[Callable[..., LocalServer]]:
             server.stop()
 
 
+def copy_home(source: Path, destination: Path) -> Path:
+    """A copy of a HEIMDALL_HOME whose MLflow registry points at the copy's own artifacts
+    (MLflow stores absolute artifact URIs), so the copy can be changed freely."""
+    import shutil
+    import sqlite3
+
+    shutil.copytree(source, destination)
+    with sqlite3.connect(destination / "mlflow.db") as db:
+        for table, column in (("model_versions", "source"), ("model_versions", "storage_location"),
+                              ("runs", "artifact_uri"), ("experiments", "artifact_location")):
+            try:
+                db.execute(f"UPDATE {table} SET {column} = replace({column}, ?, ?)", (str(source), str(destination)))
+            except sqlite3.OperationalError:
+                continue  # a column this MLflow version does not have
+    shutil.rmtree(destination / "cache", ignore_errors=True)
+    return destination
+
+
+@pytest.fixture
+def home_copy(trained, tmp_path: Path) -> Callable[[], Path]:  # noqa: ANN001 - the session's trained model
+    """`home_copy()`: a private copy of the trained model's home (one per call)."""
+    count = 0
+
+    def make() -> Path:
+        nonlocal count
+        count += 1
+        return copy_home(trained.home, tmp_path / f"home-copy-{count}")
+
+    return make
+
+
 @pytest.fixture
 def tools() -> object:
     """The helpers above, for test modules (conftest modules are not importable by name)."""

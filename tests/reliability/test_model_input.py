@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -68,20 +67,6 @@ def _one_error_line(result: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
-def _home_copy(trained, destination: Path) -> Path:  # noqa: ANN001
-    """A copy of the trained home whose registry points at the copy's own artifacts."""
-    shutil.copytree(trained.home, destination)
-    with sqlite3.connect(destination / "mlflow.db") as db:
-        for table, column in (("model_versions", "source"), ("model_versions", "storage_location"),
-                              ("runs", "artifact_uri"), ("experiments", "artifact_location")):
-            try:
-                db.execute(f"UPDATE {table} SET {column} = replace({column}, ?, ?)", (str(trained.home), str(destination)))
-            except sqlite3.OperationalError:
-                continue  # a column this MLflow version does not have
-    shutil.rmtree(destination / "cache", ignore_errors=True)
-    return destination
-
-
 @pytest.mark.parametrize("damage", ["truncated", "random", "empty"])
 def test_broken_model_file_is_one_line_in_the_cli(trained, tmp_path: Path, damage: str) -> None:  # noqa: ANN001
     bundle = tmp_path / "bundle"
@@ -96,8 +81,8 @@ def test_broken_model_file_is_one_line_in_the_cli(trained, tmp_path: Path, damag
     assert "model.onnx: not a loadable ONNX model" in line and "export the model again" in line
 
 
-def test_broken_registered_model_is_503_and_a_cut_cache_is_fetched_again(trained, tmp_path: Path, local_server) -> None:  # noqa: ANN001
-    home = _home_copy(trained, tmp_path / "home")
+def test_broken_registered_model_is_503_and_a_cut_cache_is_fetched_again(home_copy, tmp_path: Path, local_server) -> None:  # noqa: ANN001
+    home = home_copy()
     measurements = _measurement_file(tmp_path / "m.csv", _rows())
     first = _cli(home, "localize", "--model", "models:/heimdall-localizer/1", "--measurements", str(measurements), "--json")
     assert first.returncode == 0, first.stderr
@@ -126,7 +111,9 @@ def test_unreachable_registry_is_one_line_naming_service_and_setting(tmp_path: P
     assert "MLflow tracking server at http://127.0.0.1:9" in line and "HEIMDALL_MLFLOW_TRACKING_URI" in line
 
 
-def test_receivers_on_another_continent_are_flagged_with_a_wide_ellipse(trained, tmp_path: Path, local_server) -> None:  # noqa: ANN001
+def test_receivers_on_another_continent_are_flagged_with_a_wide_ellipse(
+    trained, home_copy, tmp_path: Path, local_server  # noqa: ANN001
+) -> None:
     localizer = Localizer.from_bundle(trained.bundle)
     assert localizer.area is not None
     far = measurement_table([MeasurementRow(**row) for row in _rows(place=(-60.0, -170.0))])
@@ -139,7 +126,7 @@ def test_receivers_on_another_continent_are_flagged_with_a_wide_ellipse(trained,
     _ids, usual = localizer.localize_table(home_rows)
     assert not usual.out_of_area[0] and usual.warnings[0] == ()
     # The same through the API and the CLI (--json).
-    home = _home_copy(trained, tmp_path / "home")
+    home = home_copy()
     server = local_server(home)
     response = httpx.post(f"{server.base_url}/v1/localize", json={"measurements": _rows(place=(-60.0, -170.0))}, timeout=60)
     assert response.status_code == 200, response.text
