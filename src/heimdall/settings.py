@@ -63,6 +63,9 @@ class Settings(BaseSettings):
         default=["localhost", "127.0.0.1", "::1"],
         description="Host names the API answers to (comma-separated; '*' = any): refuses DNS rebinding",
     )
+    max_queued_localize: int = Field(
+        default=256, ge=1, description="Localisation requests one server holds at once (running or waiting); more get 503"
+    )
     max_job_samples: int = Field(
         default=1_000_000, ge=1, description="Most samples one generate job submitted through the API may ask for"
     )

@@ -74,3 +74,47 @@ def test_mlflow_download_bars_are_off(home: Path, monkeypatch: pytest.MonkeyPatc
     Tracker(Settings(home=home))
     assert os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] == "false"
     assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "3"
+
+
+def test_localize_queue_is_bounded(home: Path) -> None:
+    """Beyond `max_queued_localize` requests at once: 503 with Retry-After, not an endless line."""
+    import anyio
+
+    from heimdall.service.middleware import QueueLimitMiddleware
+
+    release = anyio.Event()
+    seen: list[int] = []
+
+    async def slow_app(scope, receive, send) -> None:  # noqa: ANN001
+        await release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    limited = QueueLimitMiddleware(slow_app, max_in_flight=2, paths=frozenset({"/v1/localize"}))
+
+    async def call(path: str) -> None:
+        messages: list[dict] = []
+
+        async def send(message: dict) -> None:
+            messages.append(message)
+
+        async def receive() -> dict:
+            return {"type": "http.request", "body": b""}
+
+        await limited({"type": "http", "path": path, "method": "POST", "headers": []}, receive, send)
+        seen.append(messages[0]["status"])
+        if messages[0]["status"] == 503:
+            assert (b"retry-after", b"1") in messages[0]["headers"]
+
+    async def main() -> None:
+        async with anyio.create_task_group() as group:
+            for _ in range(3):
+                group.start_soon(call, "/v1/localize")
+            await anyio.sleep(0.05)
+            assert seen == [503] and limited.in_flight == 2
+            release.set()
+        assert limited.in_flight == 0
+
+    anyio.run(main)
+    assert sorted(seen) == [200, 200, 503]
+    assert Settings(home=home).max_queued_localize == 256

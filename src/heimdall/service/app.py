@@ -16,13 +16,16 @@ from heimdall.pipelines.serving import LocalizerCache, job_counts
 from heimdall.service.browser import BrowserGuardMiddleware
 from heimdall.service.errors import install_error_handlers
 from heimdall.service.metrics import MetricsMiddleware, RouteTemplates, ServiceMetrics
-from heimdall.service.middleware import MAX_BODY_BYTES, GuardMiddleware
+from heimdall.service.middleware import MAX_BODY_BYTES, GuardMiddleware, QueueLimitMiddleware
 from heimdall.service.routes import datasets, health, jobs, localize, metrics, models, seeds
 from heimdall.settings import Settings
 
 __all__ = ["create_app"]
 
 log = logging.getLogger("heimdall.service")
+
+#: Paths whose requests the queue limit bounds.
+LOCALIZE_PATHS = frozenset({"/v1/localize"})
 
 
 def create_app(settings: Settings | None = None, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
@@ -62,6 +65,7 @@ def create_app(settings: Settings | None = None, max_body_bytes: int = MAX_BODY_
     app.state.rollout = Rollout(app.state.localizers, settings)
     app.state.metrics = ServiceMetrics(lambda: job_counts(context))
     install_error_handlers(app, settings)
+    app.add_middleware(QueueLimitMiddleware, max_in_flight=settings.max_queued_localize, paths=LOCALIZE_PATHS)
     app.add_middleware(GuardMiddleware, token=settings.api_token, max_body_bytes=max_body_bytes)
     # Outside the token check: a rebinding page is refused before anything else is looked at.
     app.add_middleware(BrowserGuardMiddleware, trusted_hosts=settings.trusted_hosts)

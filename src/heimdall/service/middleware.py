@@ -13,7 +13,7 @@ import logging
 from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["MAX_BODY_BYTES", "GuardMiddleware", "reply"]
+__all__ = ["MAX_BODY_BYTES", "GuardMiddleware", "QueueLimitMiddleware", "reply"]
 
 log = logging.getLogger("heimdall.service")
 
@@ -94,3 +94,33 @@ class GuardMiddleware:
             if not started:
                 await reply(send, 500, "internal error")
 
+
+
+class QueueLimitMiddleware:
+    """At most `max_in_flight` requests to `paths` at once; beyond, 503 with Retry-After.
+
+    Requests past the worker threads wait in the event loop; without a bound a burst
+    queues without end and every answer comes late. Refused at once, a client can back
+    off and retry (the response says when).
+    """
+
+    def __init__(self, app: ASGIApp, max_in_flight: int, paths: frozenset[str]) -> None:
+        self.app = app
+        self.max_in_flight = max_in_flight
+        self.paths = paths
+        self.in_flight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] not in self.paths:
+            await self.app(scope, receive, send)
+            return
+        # One event loop: the check and the increment run without a switch between them.
+        if self.in_flight >= self.max_in_flight:
+            await reply(send, 503, f"server busy: {self.in_flight} requests in progress; retry shortly",
+                        [(b"retry-after", b"1")])
+            return
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
