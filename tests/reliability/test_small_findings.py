@@ -118,3 +118,22 @@ def test_localize_queue_is_bounded(home: Path) -> None:
     anyio.run(main)
     assert sorted(seen) == [200, 200, 503]
     assert Settings(home=home).max_queued_localize == 256
+
+
+def test_serve_on_all_interfaces_warns_about_token_and_hosts(
+    home: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import uvicorn
+
+    from heimdall import logging_setup
+    from heimdall.service import server
+
+    calls: list[dict] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: calls.append(options))
+    monkeypatch.setattr(logging_setup, "configure_logging", lambda level: None)
+    server.serve(host="0.0.0.0", port=8999, settings=Settings(home=home, trusted_hosts=["localhost"]))
+    assert calls and calls[0]["host"] == "0.0.0.0"
+    assert "without HEIMDALL_API_TOKEN" in caplog.text and "HEIMDALL_TRUSTED_HOSTS names only loopback" in caplog.text
+    caplog.clear()
+    server.serve(host="127.0.0.1", port=8999, settings=Settings(home=home))
+    assert caplog.text == ""
