@@ -113,7 +113,8 @@ def test_arrow_nulls_in_every_optional_column(tmp_path: Path) -> None:
     assert int(np.isfinite(imported.table.rss_dbm).sum()) == 9
     assert np.all(imported.table.rx_alt_m == 0.0)
     assert np.isnat(imported.timestamps).all()
-    assert read_long_frame(tmp_path / "m.parquet").loc[3, "rss_dbm"] == ""
+    assert np.isnan(read_long_frame(tmp_path / "m.parquet").loc[3, "rss_dbm"])
+    assert read_long_frame(tmp_path / "m.parquet").loc[3, "timestamp"] == ""
 
 
 def test_present_but_non_finite_rss_is_dropped_in_both_formats(tmp_path: Path) -> None:

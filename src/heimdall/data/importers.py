@@ -37,6 +37,7 @@ from heimdall.data.measurements import (
     RX_ALT_RANGE_M,
     SNR_RANGE_DB,
     MeasurementTable,
+    number_cells,
     out_of_range,
     read_long_frame,
 )
@@ -333,10 +334,8 @@ def read_measurements_lenient(path: Path) -> ImportedMeasurements:
         """(values with NaN for empty/invalid, mask of present-but-invalid cells)."""
         if name not in frame.columns:
             return np.full(m, np.nan), np.zeros(m, dtype=bool)
-        text = frame[name].astype(str).str.strip()
-        empty = (text == "").to_numpy()
-        values = pd.to_numeric(text.where(~empty, "nan"), errors="coerce").to_numpy(dtype=np.float64)
-        return np.where(empty, np.nan, values), ~empty & ~np.isfinite(values)
+        values, _missing, invalid = number_cells(frame[name])
+        return values, invalid
 
     columns: dict[str, np.ndarray] = {
         "sample_id": frame["sample_id"].astype(str).str.strip().to_numpy(),

@@ -25,7 +25,12 @@ __all__ = [
     "SNR_RANGE_DB",
     "RX_ALT_RANGE_M",
     "out_of_range",
-    "MeasurementTable", "read_long_frame", "read_measurements", "write_measurements"]
+    "MeasurementTable",
+    "read_long_frame",
+    "number_cells",
+    "read_measurements",
+    "write_measurements",
+]
 
 REQUIRED_COLUMNS = ("sample_id", "receiver_id", "rx_lat", "rx_lon", "rss_dbm")
 NUMERIC_COLUMNS = ("rx_lat", "rx_lon", "rx_alt_m", "rss_dbm", "snr_db", "frequency_hz", "tx_lat", "tx_lon")
@@ -46,34 +51,44 @@ def out_of_range(values: np.ndarray, bounds: tuple[float, float]) -> np.ndarray:
 
 
 def _cell_text(column: pd.Series) -> pd.Series:
-    """A column of any dtype as stripped Python strings, "" for every kind of missing value.
-
-    Null (Parquet), None, NaN, NaT and pandas' NA all become "", exactly what an empty CSV
-    cell reads as; numbers keep their shortest round-trip form (`repr`), so a value written
-    to CSV and to Parquet reads back as the same text.
-    """
+    """A column of any dtype as stripped Python strings, "" for every kind of missing value
+    (null, None, NaN, NaT, NA): exactly what an empty CSV cell reads as."""
     missing = column.isna().to_numpy()
-    values = column.to_numpy(dtype=object)
-    text = [
-        "" if gone else (repr(float(v)) if isinstance(v, (float, np.floating)) else str(v)).strip()
-        for v, gone in zip(values, missing)
-    ]
+    text = np.array([str(v).strip() for v in column.to_numpy(dtype=object)], dtype=object)
+    text[missing] = ""
     return pd.Series(text, index=column.index, dtype=object)
 
 
-def read_long_frame(path: Path) -> pd.DataFrame:
-    """The one reader of long-format files (CSV or Parquet): every cell as a stripped string.
+def _is_number_dtype(dtype: object) -> bool:
+    return pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
 
-    A missing value is "" whatever the file type: an empty CSV cell, and a Parquet null,
-    NaN or NaT. Callers decide what "" means per column (an empty `rss_dbm` = listened,
-    heard nothing; an empty `snr_db` = not measured). At most `MAX_ROWS` rows.
+
+def read_long_frame(path: Path) -> pd.DataFrame:
+    """The one reader of long-format files (CSV or Parquet), with one meaning of "missing".
+
+    Every cell is a stripped string, "" where the value is missing (an empty CSV cell; a
+    Parquet null, NaN or NaT), except the numeric columns (`NUMERIC_COLUMNS`) a Parquet file
+    stores as numbers: those stay float64 with NaN where missing (formatting millions of
+    floats as text only to parse them again cost seconds). `number_cells` reads either form
+    the same way; callers decide what a missing value means per column (an empty `rss_dbm`
+    = listened, heard nothing; an empty `snr_db` = not measured). At most `MAX_ROWS` rows.
     """
     try:
         if path.suffix.lower() == ".parquet":
             raw = pd.read_parquet(path)
             if len(raw) > MAX_ROWS:
                 raise InputError(f"{path.name}: more than {MAX_ROWS} rows; split the file")
-            frame = pd.DataFrame({str(name): _cell_text(raw[name]) for name in raw.columns})
+            frame = pd.DataFrame(
+                {
+                    str(name).strip(): (
+                        raw[name].to_numpy(dtype=np.float64, na_value=np.nan)
+                        if str(name).strip() in NUMERIC_COLUMNS and _is_number_dtype(raw[name].dtype)
+                        else _cell_text(raw[name])
+                    )
+                    for name in raw.columns
+                },
+                index=raw.index,
+            )
         else:
             frame = pd.read_csv(path, dtype=str, keep_default_na=False, nrows=MAX_ROWS + 1)
             frame = frame.apply(lambda column: column.astype(object).str.strip()) if len(frame.columns) else frame
@@ -85,17 +100,34 @@ def read_long_frame(path: Path) -> pd.DataFrame:
     return frame
 
 
+def number_cells(column: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A column of `read_long_frame` as numbers: (float64 values, NaN where missing or
+    invalid; mask of missing cells; mask of cells present but not a finite number).
+
+    Text cells: "" is missing; "nan", "inf", "abc" are present and invalid. Numeric cells
+    (Parquet): NaN is missing (Parquet writers store a null float as NaN), +-inf invalid.
+    """
+    if _is_number_dtype(column.dtype):
+        values = column.to_numpy(dtype=np.float64, na_value=np.nan)
+        missing = np.isnan(values)
+        return values, missing, ~missing & ~np.isfinite(values)
+    text = column.astype(object)
+    missing = (text == "").to_numpy() | text.isna().to_numpy()
+    values = pd.to_numeric(text.where(~missing, "nan"), errors="coerce").to_numpy(dtype=np.float64)
+    invalid = ~missing & ~np.isfinite(values)
+    return np.where(missing, np.nan, values), missing, invalid
+
+
 def _parse_numeric(column: pd.Series, name: str, allow_empty: bool) -> np.ndarray:
-    """Strings -> float64; empty cells -> NaN when allowed; anything non-finite is an error."""
-    text = column.astype(str).str.strip()
-    empty = (text == "") | column.isna()
-    if empty.any() and not allow_empty:
-        raise InputError(f"column {name!r} is empty in row {int(np.flatnonzero(empty.to_numpy())[0]) + 2}")
-    values = pd.to_numeric(text.where(~empty, "nan"), errors="coerce").to_numpy(dtype=np.float64)
-    bad = ~empty.to_numpy() & ~np.isfinite(values)
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raise InputError(f"column {name!r} has a non-finite or non-numeric value {text.iloc[row]!r} in row {row + 2}")
+    """A column -> float64; missing cells -> NaN when allowed; anything non-finite is an error."""
+    values, missing, invalid = number_cells(column)
+    if missing.any() and not allow_empty:
+        raise InputError(f"column {name!r} is empty in row {int(np.flatnonzero(missing)[0]) + 2}")
+    if invalid.any():
+        row = int(np.flatnonzero(invalid)[0])
+        raise InputError(
+            f"column {name!r} has a non-finite or non-numeric value {str(column.iloc[row])!r} in row {row + 2}"
+        )
     return values
 
 
