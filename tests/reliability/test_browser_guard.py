@@ -40,6 +40,7 @@ def test_browser_shaped_requests_are_refused_by_a_real_server(server) -> None:  
         rebound = client.delete(DATASET, headers={"Host": "attacker.example", **SCRIPT_HEADERS})
         assert rebound.status_code == 400 and "attacker.example" not in rebound.text
         assert client.get(DATASET, headers={"Host": "attacker.example:8002"}).status_code == 400
+        assert client.get("/health", headers={"Host": "10.1.2.3:8002"}).status_code == 200  # probes by address
         # A form post: simple content type, no custom header, no Origin (old browsers).
         form = client.delete(DATASET, headers={"Content-Type": "application/x-www-form-urlencoded"})
         assert form.status_code == 415

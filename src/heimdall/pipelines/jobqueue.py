@@ -265,7 +265,8 @@ class JobQueue:
         self._dispatch("train", job_id)
 
     def cancel(self, job_id: str) -> None:
-        """Cancel a job (a running training job stops after its current batch)."""
+        """Cancel a job (a running training job stops after its current batch, a running
+        generation after its current block of samples)."""
         jobs.request_cancel(self.ctx.db, job_id)
 
     def _abandoned(self, job: TrainingJob) -> bool:

@@ -4,7 +4,8 @@ A plain ASGI middleware, outermost but for metrics, so it covers every route, th
 pages and unknown paths:
 
 - **Trusted hosts.** The `Host` header must name one of `Settings.trusted_hosts` (default:
-  the loopback names). A page on `attacker.example` whose DNS record is switched to
+  the loopback names); only `GET /health` answers any host (load balancers probe it by
+  address). A page on `attacker.example` whose DNS record is switched to
   127.0.0.1 (DNS rebinding) reaches the API as same-origin, but its requests still say
   `Host: attacker.example`, and are refused with 400.
 - **State-changing requests** (POST, PUT, PATCH, DELETE) are refused with 403 when they carry
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from heimdall.service.middleware import reply
+from heimdall.service.middleware import OPEN_PATHS, reply
 
 __all__ = ["BrowserGuardMiddleware", "STATE_CHANGING", "CUSTOM_HEADER", "SCRIPT_HEADERS", "host_name"]
 
@@ -62,7 +63,8 @@ class BrowserGuardMiddleware:
         for name, value in scope.get("headers", []):
             headers.setdefault(name.lower(), value)
         host = headers.get(b"host", b"").decode("latin-1")
-        if not self.any_host and host_name(host) not in self.trusted_hosts:
+        # /health stays open to any Host (a load balancer probes by address); it reads nothing.
+        if not self.any_host and host_name(host) not in self.trusted_hosts and scope["path"] not in OPEN_PATHS:
             # The Host is not echoed: it is the attacker's text.
             await reply(send, 400, "untrusted Host header (set HEIMDALL_TRUSTED_HOSTS to serve other names)")
             return
