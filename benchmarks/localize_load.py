@@ -6,8 +6,15 @@ httpx client with `--concurrency` requests in flight, and stops after `--request
 or `--duration-s` seconds, whichever comes first. Without a registered model in
 HEIMDALL_HOME it first makes a small one (3000 samples, 3 epochs, hidden_dim 32).
 
+`--switch-after-s S` switches the default model under load: version 1 is promoted to
+`production` before the server starts, and S seconds into the run version 2 (exported from
+the same checkpoint when missing) is promoted, either through the API
+(`--switch-via api`, which loads it before moving the alias) or straight in the registry as
+another process would (`--switch-via registry`; the server sees it within its 10 s alias
+TTL and loads it in the background). The report counts the answers of each version.
+
     .venv/bin/python benchmarks/localize_load.py [--home DIR] [--requests 3000]
-        [--concurrency 8] [--duration-s 30] [--json]
+        [--concurrency 8] [--duration-s 30] [--switch-after-s 5 --switch-via registry] [--json]
 """
 
 from __future__ import annotations
@@ -38,18 +45,50 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def prepare_model(home: Path) -> str:
-    """Register a small model in `home` unless one is there; return its reference."""
+def prepare_model(home: Path, versions: int = 1) -> str:
+    """Register a small model in `home` unless one is there (and, for a switch, a second
+    version exported from the same checkpoint); return the reference of version 1 or the
+    newest."""
+    from heimdall.jobs import get_job
     from heimdall.pipelines import TrainRequest, export, generate, open_context, train
+    from heimdall.pipelines.jobspecs import best_checkpoint
     from heimdall.settings import Settings
+    from heimdall.storage.tables import ModelRecord
 
     ctx = open_context(Settings(home=home))
     name = ctx.settings.registered_model_name
-    if ctx.tracker.latest_version(name) > 0:
-        return f"models:/{name}/{ctx.tracker.latest_version(name)}"
-    generate(ctx, "bench-load", 3000, seed=11)
-    result = train(ctx, TrainRequest(dataset="bench-load", epochs=3, batch_size=128, hidden_dim=32, num_layers=1))
-    return export(ctx, Path(result.best_checkpoint)).registered
+    checkpoint = None
+    if ctx.tracker.latest_version(name) == 0:
+        generate(ctx, "bench-load", 3000, seed=11)
+        result = train(ctx, TrainRequest(dataset="bench-load", epochs=3, batch_size=128, hidden_dim=32, num_layers=1))
+        checkpoint = Path(result.best_checkpoint)
+        export(ctx, checkpoint)
+    while ctx.tracker.latest_version(name) < versions:
+        if checkpoint is None:
+            with ctx.db.session() as session:
+                record = session.query(ModelRecord).filter_by(name=name, version=1).one()
+            checkpoint = best_checkpoint(get_job(ctx.db, record.job_id))
+        export(ctx, checkpoint)
+    if versions > 1:
+        ctx.tracker.set_alias(name, 1, "production")
+        return f"models:/{name}@production"
+    return f"models:/{name}/{ctx.tracker.latest_version(name)}"
+
+
+def switch(base_url: str, home: Path, via: str) -> dict:
+    """Point `production` at version 2: through the API, or in the registry directly."""
+    from heimdall.pipelines import open_context
+    from heimdall.settings import Settings
+
+    started = time.perf_counter()
+    if via == "api":
+        response = httpx.post(f"{base_url}/v1/models/heimdall-localizer/2/promote", json={"alias": "production"}, timeout=120)
+        status = response.status_code
+    else:
+        ctx = open_context(Settings(home=home))
+        ctx.tracker.set_alias(ctx.settings.registered_model_name, 2, "production")
+        status = 200
+    return {"via": via, "status": status, "seconds": round(time.perf_counter() - started, 2)}
 
 
 def bodies(count: int, seed: int = 0) -> list[dict]:
@@ -77,10 +116,15 @@ def bodies(count: int, seed: int = 0) -> list[dict]:
     return out
 
 
-async def load(base_url: str, requests: int, concurrency: int, duration_s: float) -> dict:
+async def load(
+    base_url: str, requests: int, concurrency: int, duration_s: float,
+    switch_after_s: float | None = None, switch_via: str = "api", home: Path | None = None,
+) -> dict:
     payloads = bodies(256)
     latencies: list[float] = []
     errors: dict[str, int] = {}
+    models: dict[str, int] = {}
+    switched: dict = {}
     issued = 0
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=base_url, timeout=30, limits=limits) as client:
@@ -97,6 +141,8 @@ async def load(base_url: str, requests: int, concurrency: int, duration_s: float
                     response = await client.post("/v1/localize", json=body)
                     if response.status_code == 200:
                         latencies.append(time.perf_counter() - start)
+                        model = response.json()["model"]
+                        models[model] = models.get(model, 0) + 1
                     else:
                         errors[str(response.status_code)] = errors.get(str(response.status_code), 0) + 1
                 except httpx.HTTPError as exc:
@@ -105,7 +151,13 @@ async def load(base_url: str, requests: int, concurrency: int, duration_s: float
         # The window starts after the warm-up (model load), so the load lasts `duration_s`.
         started = time.perf_counter()
         deadline = started + duration_s
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        async def switcher() -> None:
+            if switch_after_s is None:
+                return
+            await asyncio.sleep(switch_after_s)
+            switched.update(await asyncio.to_thread(switch, base_url, home, switch_via))
+
+        await asyncio.gather(switcher(), *(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
     ms = np.array(latencies) * 1000.0
     return {
@@ -113,6 +165,8 @@ async def load(base_url: str, requests: int, concurrency: int, duration_s: float
         "errors": errors,
         "seconds": round(elapsed, 2),
         "requests_per_s": round(len(latencies) / elapsed, 1),
+        "models": models,
+        **({"switch": switched} if switched else {}),
         "latency_ms": {
             "p50": round(float(np.percentile(ms, 50)), 2),
             "p95": round(float(np.percentile(ms, 95)), 2),
@@ -128,11 +182,13 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--duration-s", type=float, default=30.0)
+    parser.add_argument("--switch-after-s", type=float, default=None, help="promote version 2 this far into the run")
+    parser.add_argument("--switch-via", choices=("api", "registry"), default="api")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
 
     home = (args.home or Path(tempfile.mkdtemp(prefix="heimdall-load-")) / "home").resolve()
-    model = prepare_model(home)
+    model = prepare_model(home, versions=2 if args.switch_after_s is not None else 1)
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEIMDALL_")}
     env["HEIMDALL_HOME"] = str(home)
@@ -151,7 +207,9 @@ def main() -> None:
                 time.sleep(0.1)
         else:
             raise SystemExit("the API did not start within 30 s")
-        result = asyncio.run(load(base, args.requests, args.concurrency, args.duration_s))
+        result = asyncio.run(
+            load(base, args.requests, args.concurrency, args.duration_s, args.switch_after_s, args.switch_via, home)
+        )
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -14,6 +14,16 @@ from heimdall.settings import Settings
 SHARED_TESTDATA = Path(__file__).resolve().parents[1].parent / "shared" / "testdata"
 
 
+@pytest.fixture(autouse=True)
+def _trust_the_test_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Starlette's TestClient sends `Host: testserver`; trust it beside the loopback names.
+
+    Servers started as subprocesses (uvicorn on 127.0.0.1) get a clean environment and keep
+    the default list; tests of the host check pass `trusted_hosts` explicitly.
+    """
+    monkeypatch.setenv("HEIMDALL_TRUSTED_HOSTS", "localhost,127.0.0.1,::1,testserver")
+
+
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh HEIMDALL_HOME for one test (also what the CLI will read)."""

@@ -22,7 +22,7 @@ from typing import Any, Literal, get_args
 
 from sqlalchemy import func, select, update
 
-from heimdall.errors import ConflictError, InputError, NotFoundError
+from heimdall.errors import ConflictError, HeimdallError, InputError, NotFoundError
 from heimdall.storage.database import Database, retry_disconnects
 from heimdall.storage.tables import TrainingJob, TrainingMetric, utc_now
 
@@ -47,12 +47,16 @@ __all__ = [
     "request_pause",
     "request_resume",
     "request_cancel",
+    "CANCELLABLE_WHILE_RUNNING",
+    "JobCancelled",
     "control_request",
 ]
 
 JobStatus = Literal["queued", "running", "paused", "completed", "failed", "cancelled"]
 JobKind = Literal["generate", "train", "export", "evaluate"]
 ControlRequest = Literal["pause", "cancel"]
+#: Kinds whose running process polls for a cancel request (exports and evaluations are short).
+CANCELLABLE_WHILE_RUNNING: frozenset[str] = frozenset({"train", "generate"})
 
 #: States in which a job still holds (or waits for) a worker.
 ACTIVE: frozenset[str] = frozenset({"queued", "running"})
@@ -60,6 +64,10 @@ ACTIVE: frozenset[str] = frozenset({"queued", "running"})
 TERMINAL: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
 
 
+
+
+class JobCancelled(HeimdallError):
+    """Raised inside a running job when its cancel request is seen; the job ends cancelled."""
 
 
 def create_job(db: Database, kind: str, dataset_name: str | None, params: dict[str, Any], total_epochs: int = 0) -> str:
@@ -259,7 +267,8 @@ def request_resume(db: Database, job_id: str) -> TrainingJob:
 
 @retry_disconnects
 def request_cancel(db: Database, job_id: str) -> TrainingJob:
-    """Cancel a queued or paused job at once; ask a running training job to stop after its batch."""
+    """Cancel a queued or paused job at once; ask a running training job to stop after its
+    batch, a running generation after its block of samples."""
     with db.session() as session:
         job = _job(session, job_id)
         if job.status in TERMINAL:
@@ -268,7 +277,7 @@ def request_cancel(db: Database, job_id: str) -> TrainingJob:
             job.status = "cancelled"
             job.finished_at = utc_now()
             job.pause_requested = False
-        elif job.kind == "train":
+        elif job.kind in CANCELLABLE_WHILE_RUNNING:
             job.cancel_requested = True
         else:
             raise ConflictError(f"a running {job.kind} job cannot be interrupted; wait for it to finish")

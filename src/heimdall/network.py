@@ -125,15 +125,24 @@ class ReceiverNetwork:
             [r.lon_deg for r in self.receivers],
             [r.alt_m for r in self.receivers],
         )
+        from scipy.spatial import cKDTree
+
         xyz = np.stack([x, y, z], axis=1)
-        distance_m = np.linalg.norm(xyz[:, None, :] - xyz[None, :, :], axis=-1)
-        # Only pairs i < j; the diagonal is each receiver against itself.
-        i, j = np.nonzero(np.triu(distance_m < MIN_RECEIVER_SEPARATION_M, k=1))
-        if i.size:
-            a, b = self.receivers[i[0]], self.receivers[j[0]]
+        # A k-d tree finds the close pairs in O(n log n); the all-pairs matrix this replaces
+        # took seconds and gigabytes for a few thousand receivers.
+        pairs = cKDTree(xyz).query_pairs(MIN_RECEIVER_SEPARATION_M, output_type="ndarray")
+        if len(pairs):
+            distance_m = np.linalg.norm(xyz[pairs[:, 0]] - xyz[pairs[:, 1]], axis=1)
+            close = pairs[distance_m < MIN_RECEIVER_SEPARATION_M]
+        else:
+            close = pairs
+        if len(close):
+            # The first pair in (i, j) order, as a scan of the receivers in order would name.
+            i, j = sorted((int(a), int(b)) for a, b in close)[0]
+            a, b = self.receivers[i], self.receivers[j]
             raise InputError(
                 f"{what}: duplicate position: receivers {a.receiver_id!r} and "
-                f"{b.receiver_id!r} are {distance_m[i[0], j[0]]:.3f} m apart "
+                f"{b.receiver_id!r} are {float(np.linalg.norm(xyz[i] - xyz[j])):.3f} m apart "
                 f"(minimum {MIN_RECEIVER_SEPARATION_M:g} m)"
             )
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["Settings"]
 
@@ -59,6 +59,24 @@ class Settings(BaseSettings):
         default=0.0, ge=0.0, le=1.0, description="Share of default-model requests the canary answers, in [0, 1]"
     )
 
+    trusted_hosts: Annotated[list[str], NoDecode] = Field(
+        default=["localhost", "127.0.0.1", "::1"],
+        description="Host names the API answers to (comma-separated; '*' = any): refuses DNS rebinding",
+    )
+    max_queued_localize: int = Field(
+        default=256, ge=1, description="Localisation requests one server holds at once (running or waiting); more get 503"
+    )
+    max_job_samples: int = Field(
+        default=1_000_000, ge=1, description="Most samples one generate job submitted through the API may ask for"
+    )
+
+    @field_validator("trusted_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
     @field_validator("home", mode="after")
     @classmethod
     def _absolute_home(cls, value: Path) -> Path:
@@ -99,7 +117,16 @@ class Settings(BaseSettings):
         return environment
 
     def apply_mlflow_environment(self) -> None:
-        """Hand the S3 settings to MLflow, which reads them only from the environment."""
+        """Hand the S3 settings to MLflow, which reads them only from the environment.
+
+        Also, unless set already: no MLflow download progress bars (they would fill a
+        server's log), and a tracking server that does not answer is given up on after 3
+        retries about 7 s in all (MLflow's default, 7 retries with doubling waits, keeps a
+        command silent for minutes).
+        """
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
         os.environ.update(self.mlflow_environment())
 
     @property

@@ -19,6 +19,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+#: MLflow error codes of a name, version or alias that does not exist (anything else:
+#: the server did not answer properly).
+_MISSING_CODES = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"})
 _REF_ALIAS = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[A-Za-z0-9_-]+)$")
 _REF_VERSION = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+|latest)$")
 
@@ -44,6 +47,9 @@ class Tracker:
         # MLflow logs its schema migrations at INFO on every new SQLite store.
         logging.getLogger("mlflow").setLevel(logging.WARNING)
         logging.getLogger("alembic").setLevel(logging.WARNING)
+        # urllib3 logs each retry against an unreachable tracking server; the error that
+        # follows says it once.
+        logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
         self._mlflow = mlflow
         self.settings = settings
         settings.apply_mlflow_environment()
@@ -173,8 +179,21 @@ class Tracker:
                     raise NotFoundError(f"model {name!r} has no registered versions")
                 mv = self.client.get_model_version(name, str(number))
         except MlflowException as exc:
-            raise NotFoundError(f"model reference {reference!r} not found in the registry") from exc
+            if exc.error_code in _MISSING_CODES:
+                raise NotFoundError(f"model reference {reference!r} not found in the registry") from exc
+            raise self.unreachable(exc) from exc
+        except OSError as exc:
+            raise self.unreachable(exc) from exc
         return name, int(mv.version), mv.source
+
+    def unreachable(self, exc: BaseException) -> ConfigError:
+        """The one-line error of a registry that does not answer (the URI without credentials)."""
+        uri = re.sub(r"//[^/@]*@", "//***@", self.tracking_uri)
+        return ConfigError(
+            f"the MLflow tracking server at {uri} (HEIMDALL_MLFLOW_TRACKING_URI) did not answer "
+            f"({type(exc).__name__})",
+            hint="start the MLflow server, or point HEIMDALL_MLFLOW_TRACKING_URI at one that runs",
+        )
 
     def set_alias(self, name: str, version: int, alias: str) -> None:
         """Point `alias` of `name` at `version`."""
@@ -182,8 +201,13 @@ class Tracker:
 
     def download(self, source_uri: str, destination: Path) -> Path:
         """Fetch a registered bundle's files to `destination`."""
+        from mlflow.exceptions import MlflowException
+
         destination.mkdir(parents=True, exist_ok=True)
-        return Path(self._mlflow.artifacts.download_artifacts(artifact_uri=source_uri, dst_path=str(destination)))
+        try:
+            return Path(self._mlflow.artifacts.download_artifacts(artifact_uri=source_uri, dst_path=str(destination)))
+        except MlflowException as exc:
+            raise self.unreachable(exc) from exc
 
     # Hyperparameter search: one parent run per study, each trial's run nested under it.
 

@@ -80,7 +80,8 @@ def test_localize_json_and_geojson_agree_with_evaluation(trained, monkeypatch, t
     predictions = result["predictions"]
     assert len(predictions) == exported["samples"]
     first = predictions[0]
-    assert set(first) == {"sample_id", "lat", "lon", "sigma_major_m", "sigma_minor_m", "orientation_deg", "n_receivers_heard"}
+    assert set(first) == {"sample_id", "lat", "lon", "sigma_major_m", "sigma_minor_m", "orientation_deg", "n_receivers_heard",
+                          "out_of_area", "warnings"}
     assert all(p["sigma_major_m"] >= p["sigma_minor_m"] > 0 and 0 <= p["orientation_deg"] < 180 for p in predictions)
     # Errors computed from the CSV's truth reproduce the evaluation's median.
     import pandas as pd

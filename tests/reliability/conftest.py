@@ -9,8 +9,9 @@ from __future__ import annotations
 import importlib.util
 import os
 import subprocess
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -85,6 +86,97 @@ def clean_env(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HEIMDALL_", "MLFLOW_"))}
     env.update(HEIMDALL_HOME=str(home), PYTHONPATH=str(REPO / "src"))
     return env
+
+
+class LocalServer:
+    """`uvicorn heimdall.service.app:create_app` on 127.0.0.1 over one HEIMDALL_HOME, no broker."""
+
+    def __init__(self, home: Path, log_path: Path, env: dict[str, str] | None = None, workers: int = 1) -> None:
+        self.port = services._free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        full_env = clean_env(home) | (env or {})
+        handle = log_path.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--factory", "heimdall.service.app:create_app", "--host", "127.0.0.1",
+             "--port", str(self.port), "--log-level", "warning", "--no-access-log", "--workers", str(workers)],
+            cwd=REPO, env=full_env, stdout=handle, stderr=subprocess.STDOUT,
+        )
+        handle.close()
+
+    def wait_ready(self, timeout_s: float = 120) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"server exited {self.process.returncode}:\n{self.log()}")
+            try:
+                if httpx.get(f"{self.base_url}/health", timeout=5).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.3)
+        pytest.fail(f"server not ready after {timeout_s} s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-5000:] if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def local_server(tmp_path: Path) -> Iterator[Callable[..., LocalServer]]:
+    """Start real API servers (`start(home, env=...)`), each stopped when the test ends."""
+    started: list[LocalServer] = []
+
+    def start(home: Path, env: dict[str, str] | None = None) -> LocalServer:
+        server = LocalServer(home, tmp_path / f"server-{len(started)}.log", env)
+        started.append(server)
+        server.wait_ready()
+        return server
+
+    try:
+        yield start
+    finally:
+        for server in started:
+            server.stop()
+
+
+def copy_home(source: Path, destination: Path) -> Path:
+    """A copy of a HEIMDALL_HOME whose MLflow registry points at the copy's own artifacts
+    (MLflow stores absolute artifact URIs), so the copy can be changed freely."""
+    import shutil
+    import sqlite3
+
+    shutil.copytree(source, destination)
+    with sqlite3.connect(destination / "mlflow.db") as db:
+        for table, column in (("model_versions", "source"), ("model_versions", "storage_location"),
+                              ("runs", "artifact_uri"), ("experiments", "artifact_location")):
+            try:
+                db.execute(f"UPDATE {table} SET {column} = replace({column}, ?, ?)", (str(source), str(destination)))
+            except sqlite3.OperationalError:
+                continue  # a column this MLflow version does not have
+    shutil.rmtree(destination / "cache", ignore_errors=True)
+    return destination
+
+
+@pytest.fixture
+def home_copy(trained, tmp_path: Path) -> Callable[[], Path]:  # noqa: ANN001 - the session's trained model
+    """`home_copy()`: a private copy of the trained model's home (one per call)."""
+    count = 0
+
+    def make() -> Path:
+        nonlocal count
+        count += 1
+        return copy_home(trained.home, tmp_path / f"home-copy-{count}")
+
+    return make
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 from heimdall.cli import app as cli_app
 from heimdall.service import create_app
 from heimdall.settings import Settings
+from heimdall.service.browser import SCRIPT_HEADERS
 
 TOKEN = "sec-token-" + uuid.uuid4().hex
 #: Routes that answer without a token (load balancers probe them).
@@ -39,7 +40,7 @@ def secured_app(home: Path, monkeypatch: pytest.MonkeyPatch) -> FastAPI:
 
 @pytest.fixture
 def client(secured_app: FastAPI) -> Iterator[TestClient]:
-    with TestClient(secured_app) as test_client:
+    with TestClient(secured_app, headers=SCRIPT_HEADERS) as test_client:
         yield test_client
 
 
@@ -166,7 +167,7 @@ def test_service_secrets_never_logged_nor_returned(
     texts: list[str] = []
     name = f"sec-{uuid.uuid4().hex[:8]}"
     app = create_app(settings)
-    with TestClient(app) as client:
+    with TestClient(app, headers=SCRIPT_HEADERS) as client:
         job = client.post("/v1/training/synthetic/generate", headers=auth, json={"name": name, "num_samples": 1000})
         assert job.status_code == 202, job.text
         status: dict = {}

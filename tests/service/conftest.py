@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from heimdall.network import default_network
 from heimdall.service import create_app
 from heimdall.settings import Settings
+from heimdall.service.browser import SCRIPT_HEADERS
 
 TERMINAL = {"completed", "failed", "cancelled"}
 
@@ -33,7 +34,7 @@ def app(embedded_env: Path) -> FastAPI:
 
 @pytest.fixture
 def client(app: FastAPI) -> Iterator[TestClient]:
-    with TestClient(app) as test_client:
+    with TestClient(app, headers=SCRIPT_HEADERS) as test_client:
         yield test_client
 
 
@@ -103,5 +104,5 @@ def recording_client(app: FastAPI) -> Iterator[tuple[TestClient, RecordingExecut
     executor = RecordingExecutor()
     app.state.queue.executor.close()
     app.state.queue.executor = executor
-    with TestClient(app) as test_client:
+    with TestClient(app, headers=SCRIPT_HEADERS) as test_client:
         yield test_client, executor

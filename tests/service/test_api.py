@@ -14,6 +14,7 @@ from heimdall import jobs
 from heimdall.pipelines import generate, open_context
 from heimdall.service import create_app
 from heimdall.settings import Settings
+from heimdall.service.browser import SCRIPT_HEADERS
 
 
 def _one_line_detail(response) -> str:
@@ -41,7 +42,7 @@ def test_version(client: TestClient) -> None:
 
 def test_token_is_required_everywhere_but_health(embedded_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HEIMDALL_API_TOKEN", "s3cret-token-value")
-    with TestClient(create_app(Settings())) as client:
+    with TestClient(create_app(Settings()), headers=SCRIPT_HEADERS) as client:
         assert client.get("/health").status_code == 200
         for path in ("/v1/version", "/v1/models", "/v1/training/jobs", "/openapi.json", "/no/such/path"):
             response = client.get(path)
@@ -56,7 +57,7 @@ def test_token_is_required_everywhere_but_health(embedded_env: Path, monkeypatch
 
 
 def test_huge_body_is_refused_with_413(app) -> None:
-    with TestClient(app) as client:
+    with TestClient(app, headers=SCRIPT_HEADERS) as client:
         blob = b'{"name": "x", "description": "' + b"a" * (2 * 1024 * 1024) + b'"}'
         response = client.post("/v1/training/synthetic/generate", content=blob, headers={"content-type": "application/json"})
         assert response.status_code == 413
@@ -346,7 +347,7 @@ def test_configured_secrets_never_reach_a_response(embedded_env: Path, monkeypat
         raise InputError("cannot reach s3 with key s3-very-secret (token tok-abcdef)")
 
     monkeypatch.setattr(datasets.pipelines, "datasets_list", leak)
-    with TestClient(create_app(Settings())) as client:
+    with TestClient(create_app(Settings()), headers=SCRIPT_HEADERS) as client:
         response = client.get("/v1/training/synthetic/datasets", headers={"Authorization": "Bearer tok-abcdef"})
     assert response.status_code == 400
     assert "s3-very-secret" not in response.text and "tok-abcdef" not in response.text
@@ -361,7 +362,7 @@ def test_embedded_restart_settles_jobs_left_behind(embedded_env: Path) -> None:
     cli_job = jobs.create_job(ctx.db, "train", "y", {"dataset": "y"})
     jobs.start_job(ctx.db, cli_job)
     queued = jobs.create_job(ctx.db, "generate", "z", {"spec": {"name": "z", "num_samples": 300, "seed": 4}, "executor": "embedded"})
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), headers=SCRIPT_HEADERS) as client:
         assert jobs.get_job(ctx.db, running).status == "failed"
         assert "interrupted" in jobs.get_job(ctx.db, running).error
         assert jobs.get_job(ctx.db, cli_job).status == "running"  # a CLI run is not ours to settle

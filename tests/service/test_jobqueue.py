@@ -25,6 +25,7 @@ from heimdall.pipelines.jobqueue import (
 )
 from heimdall.service import create_app
 from heimdall.settings import Settings
+from heimdall.service.browser import SCRIPT_HEADERS
 
 
 def test_state_machine_transitions(ctx: Context) -> None:
@@ -66,13 +67,17 @@ def test_state_machine_transitions(ctx: Context) -> None:
         jobs.control_request(db, "no-such-job")
 
 
-def test_only_training_jobs_pause_and_running_generation_is_not_interrupted(ctx: Context) -> None:
+def test_only_training_jobs_pause_and_running_export_is_not_interrupted(ctx: Context) -> None:
     job_id = jobs.create_job(ctx.db, "generate", "d", {})
     jobs.claim_job(ctx.db, job_id)
     with pytest.raises(ConflictError, match="only training jobs"):
         jobs.request_pause(ctx.db, job_id)
+    # A running generation stops at its next shard (issue 20); an export runs to its end.
+    assert jobs.request_cancel(ctx.db, job_id).cancel_requested
+    export_id = jobs.create_job(ctx.db, "export", "d", {})
+    jobs.claim_job(ctx.db, export_id)
     with pytest.raises(ConflictError, match="cannot be interrupted"):
-        jobs.request_cancel(ctx.db, job_id)
+        jobs.request_cancel(ctx.db, export_id)
     queued = jobs.create_job(ctx.db, "generate", "d", {})
     assert jobs.request_cancel(ctx.db, queued).status == "cancelled"
 
@@ -168,7 +173,7 @@ def test_an_unreachable_broker_is_a_503_and_a_failed_job(ctx: Context) -> None:
 
 def test_api_answers_503_when_the_broker_is_down(embedded_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HEIMDALL_BROKER_URL", "redis://127.0.0.1:1/0")
-    with TestClient(create_app(Settings())) as client:
+    with TestClient(create_app(Settings()), headers=SCRIPT_HEADERS) as client:
         health = client.get("/health").json()
         assert health["status"] == "degraded" and health["mode"] == "celery"
         assert health["broker"]["status"] == "unavailable"

@@ -12,6 +12,7 @@ from heimdall.export.localizer import Localizer
 from heimdall.pipelines.serving import MeasurementRow, measurement_table
 from heimdall.service import create_app
 from heimdall.settings import Settings
+from heimdall.service.browser import SCRIPT_HEADERS
 
 pytestmark = pytest.mark.slow
 
@@ -21,7 +22,7 @@ def trained_client(trained, monkeypatch: pytest.MonkeyPatch):
     for name in ("HEIMDALL_BROKER_URL", "HEIMDALL_API_TOKEN", "HEIMDALL_DATABASE_URL", "HEIMDALL_MLFLOW_TRACKING_URI", "HEIMDALL_ARTIFACTS_DIR"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HEIMDALL_HOME", str(trained.home))
-    with TestClient(create_app(Settings())) as client:
+    with TestClient(create_app(Settings()), headers=SCRIPT_HEADERS) as client:
         yield client
 
 
@@ -36,7 +37,9 @@ def test_localize_matches_the_bundle_it_serves(trained_client: TestClient, train
     response = trained_client.post("/v1/localize", json={"model": "models:/heimdall-localizer/1", "measurements": rows})
     assert response.status_code == 200, response.text
     body = response.json()
-    assert set(body) == {"lat", "lon", "sigma_major_m", "sigma_minor_m", "orientation_deg", "n_receivers_heard", "model", "geojson"}
+    assert set(body) == {"lat", "lon", "sigma_major_m", "sigma_minor_m", "orientation_deg", "n_receivers_heard", "model", "geojson",
+                         "out_of_area", "warnings"}
+    assert body["out_of_area"] is False and body["warnings"] == []
     assert body["model"] == "models:/heimdall-localizer/1"
     assert body["n_receivers_heard"] == 5
     lat, lon, major = _direct(trained.bundle, rows)

@@ -10,6 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from heimdall.service import create_app
 from heimdall.settings import Settings
+from heimdall.service.browser import SCRIPT_HEADERS
 
 
 def scrape(client: TestClient, headers: dict | None = None) -> dict[tuple[str, tuple], float]:
@@ -64,14 +65,14 @@ def test_job_counts_and_queue_depth_are_read_at_scrape_time(recording_client) ->
 
 def test_each_app_has_its_own_registry(client: TestClient, embedded_env: Path) -> None:
     client.get("/health")
-    with TestClient(create_app(Settings())) as other:
+    with TestClient(create_app(Settings()), headers=SCRIPT_HEADERS) as other:
         assert value(scrape(other), "heimdall_http_requests_total", route="/health") == 0
     assert value(scrape(client), "heimdall_http_requests_total", route="/health") == 1
 
 
 def test_metrics_sit_behind_the_token_when_one_is_set(embedded_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HEIMDALL_API_TOKEN", "s3cret-token")
-    with TestClient(create_app(Settings())) as client:
+    with TestClient(create_app(Settings()), headers=SCRIPT_HEADERS) as client:
         refused = client.get("/metrics")
         assert refused.status_code == 401
         samples = scrape(client, headers={"Authorization": "Bearer s3cret-token"})

@@ -21,6 +21,7 @@ from heimdall.pipelines.rollout import request_share
 from heimdall.pipelines.serving import MeasurementRow, measurement_table, promote_model
 from heimdall.service import create_app
 from heimdall.settings import Settings
+from heimdall.service.browser import SCRIPT_HEADERS
 
 pytestmark = pytest.mark.slow
 
@@ -52,7 +53,7 @@ def serve(two_models, monkeypatch: pytest.MonkeyPatch):
     clients: list[TestClient] = []
 
     def start(**fields) -> TestClient:
-        client = TestClient(create_app(Settings(**fields)))
+        client = TestClient(create_app(Settings(**fields)), headers=SCRIPT_HEADERS)
         clients.append(client.__enter__())
         return client
 
@@ -89,7 +90,8 @@ def test_the_shadow_answer_is_logged_and_counted_never_returned(serve, two_model
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["model"] == V1, "production answers"
-    assert set(body) == {"lat", "lon", "sigma_major_m", "sigma_minor_m", "orientation_deg", "n_receivers_heard", "model", "geojson"}
+    assert set(body) == {"lat", "lon", "sigma_major_m", "sigma_minor_m", "orientation_deg", "n_receivers_heard", "model", "geojson",
+                         "out_of_area", "warnings"}
     assert "heimdall-localizer/2" not in response.text and "shadow" not in response.text
     # The answer is v1's own, untouched by the shadow.
     table = measurement_table([MeasurementRow(**row) for row in rows])

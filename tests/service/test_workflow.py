@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from heimdall.service import create_app
 from heimdall.settings import Settings
+from heimdall.service.browser import SCRIPT_HEADERS
 
 pytestmark = pytest.mark.slow
 
@@ -105,7 +106,7 @@ def test_generate_train_pause_resume_promote_localize(embedded_env: Path, monkey
 
 
 def test_cancel_a_running_training_job(embedded_env: Path, wait_job) -> None:
-    with TestClient(create_app(Settings())) as client:
+    with TestClient(create_app(Settings()), headers=SCRIPT_HEADERS) as client:
         client.post("/v1/training/synthetic/generate", json={"name": "stop", "num_samples": 1500, "seed": 2})
         body = {"dataset": "stop", "epochs": 50, "batch_size": 64, "hidden_dim": 32, "num_layers": 1}
         job_id = client.post("/v1/training/jobs", json=body).json()["job_id"]

@@ -80,6 +80,10 @@ def import_measurements(
     file_format: Annotated[str, typer.Option("--format", help="long or powder-json.")] = "long",
     split_mode: Annotated[str, typer.Option("--split-mode", "--split_mode", help="random, grid or time.")] = "grid",
     seed: Annotated[int, typer.Option(help="Seed of the split.")] = 0,
+    frequency_hz: Annotated[
+        float | None,
+        typer.Option("--frequency-hz", "--frequency_hz", help="Carrier (Hz) when the file has no frequency_hz column."),
+    ] = None,
     as_json: JsonFlag = False,
     quiet: QuietFlag = False,
 ) -> None:
@@ -90,7 +94,9 @@ def import_measurements(
         fail(f"--split-mode must be random, grid or time, got {split_mode!r}")
     ctx = context()
     with progress_bars(quiet) as progress, step(progress, "import", f"reading {file.name}"):
-        result = pipelines.import_measurements(ctx, file, name, file_format, split_mode, seed)  # type: ignore[arg-type]
+        result = pipelines.import_measurements(
+            ctx, file, name, file_format, split_mode, seed, frequency_hz  # type: ignore[arg-type]
+        )
     payload = {"dataset": result.dataset, "samples": result.samples, "rows_read": result.rows_read,
                "rows_dropped": result.rows_dropped, "splits": result.splits}
     emit(payload, as_json, lambda: Console().print(

@@ -177,10 +177,11 @@ def localize(
     result = pipelines.localize(context(), model, measurements, geojson=geojson, recordings=recordings)
 
     def render() -> None:
-        table = Table("sample", "lat", "lon", "sigma major", "sigma minor", "orient.", "heard")
+        table = Table("sample", "lat", "lon", "sigma major", "sigma minor", "orient.", "heard", "warnings")
         for p in result["predictions"]:
             table.add_row(str(p["sample_id"]), f"{p['lat']:.5f}", f"{p['lon']:.5f}", fmt_m(p["sigma_major_m"]),
-                          fmt_m(p["sigma_minor_m"]), f"{p['orientation_deg']:.0f}", str(p["n_receivers_heard"]))
+                          fmt_m(p["sigma_minor_m"]), f"{p['orientation_deg']:.0f}", str(p["n_receivers_heard"]),
+                          ", ".join(p.get("warnings", [])) or "-")
         Console().print(table)
 
     emit(result, as_json or geojson, render)

@@ -12,7 +12,7 @@ report. Measured datasets are for training and evaluation, so rows without a tra
 position are dropped.
 
 Drop reasons, checked in this order (a row is counted once, under its first reason):
-`DROP_ZERO_POSITION`, `DROP_OUT_OF_RANGE`, `DROP_NON_FINITE_RSS`, `DROP_MISSING_TX`,
+`DROP_ZERO_POSITION`, `DROP_OUT_OF_RANGE`, `DROP_IMPLAUSIBLE` (long format only), `DROP_NON_FINITE_RSS`, `DROP_MISSING_TX`,
 `DROP_INVALID` (non-finite receiver position; in CSV also an empty id, an unparseable number
 or timestamp),
 `DROP_DUPLICATE`, then `DROP_NO_HEARD` for the rows of a sample left with no heard receiver.
@@ -31,13 +31,23 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from heimdall.data.measurements import MAX_ROWS, REQUIRED_COLUMNS, MeasurementTable
+from heimdall.data.measurements import (
+    REQUIRED_COLUMNS,
+    RSS_RANGE_DBM,
+    RX_ALT_RANGE_M,
+    SNR_RANGE_DB,
+    MeasurementTable,
+    number_cells,
+    out_of_range,
+    read_long_frame,
+)
 from heimdall.errors import DataError, InputError, NotFoundError
 
 __all__ = [
     "POWDER_FREQUENCY_HZ",
     "DROP_ZERO_POSITION",
     "DROP_OUT_OF_RANGE",
+    "DROP_IMPLAUSIBLE",
     "DROP_NON_FINITE_RSS",
     "DROP_MISSING_TX",
     "DROP_INVALID",
@@ -56,6 +66,8 @@ POWDER_FREQUENCY_HZ = 462.7e6
 
 DROP_ZERO_POSITION = "receiver at (0, 0)"
 DROP_OUT_OF_RANGE = "coordinates out of range"
+#: An altitude or SNR outside the ranges the API accepts (`RX_ALT_RANGE_M`, `SNR_RANGE_DB`).
+DROP_IMPLAUSIBLE = "altitude or snr out of range"
 #: A present RSS reading that is -Infinity, NaN, null, non-numeric or beyond +-400 dB.
 DROP_NON_FINITE_RSS = "non-finite rss"
 DROP_MISSING_TX = "missing transmitter position"
@@ -296,20 +308,6 @@ def _parse_timestamps(text: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return values, (~empty & parsed.isna()).to_numpy()
 
 
-def _read_frame(path: Path) -> pd.DataFrame:
-    try:
-        if path.suffix.lower() == ".parquet":
-            frame = pd.read_parquet(path).astype(str).replace({"nan": "", "None": "", "<NA>": "", "NaT": ""})
-        else:
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False, nrows=MAX_ROWS + 1)
-    except (ValueError, OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path.name}: not a readable CSV/Parquet measurement file ({exc})") from exc
-    if len(frame) > MAX_ROWS:
-        raise InputError(f"{path.name}: more than {MAX_ROWS} rows; split the file")
-    frame.columns = [str(c).strip() for c in frame.columns]
-    return frame
-
-
 def read_measurements_lenient(path: Path) -> ImportedMeasurements:
     """Read the long format (CSV or Parquet), dropping and counting invalid rows.
 
@@ -321,7 +319,7 @@ def read_measurements_lenient(path: Path) -> ImportedMeasurements:
     path = Path(path)
     if not path.is_file():
         raise NotFoundError(f"measurement file {path} not found")
-    frame = _read_frame(path)
+    frame = read_long_frame(path)
     missing = [c for c in (*REQUIRED_COLUMNS, "tx_lat", "tx_lon") if c not in frame.columns]
     if missing:
         raise InputError(f"{path.name}: missing required column(s): {', '.join(missing)}")
@@ -336,10 +334,8 @@ def read_measurements_lenient(path: Path) -> ImportedMeasurements:
         """(values with NaN for empty/invalid, mask of present-but-invalid cells)."""
         if name not in frame.columns:
             return np.full(m, np.nan), np.zeros(m, dtype=bool)
-        text = frame[name].astype(str).str.strip()
-        empty = (text == "").to_numpy()
-        values = pd.to_numeric(text.where(~empty, "nan"), errors="coerce").to_numpy(dtype=np.float64)
-        return np.where(empty, np.nan, values), ~empty & ~np.isfinite(values)
+        values, _missing, invalid = number_cells(frame[name])
+        return values, invalid
 
     columns: dict[str, np.ndarray] = {
         "sample_id": frame["sample_id"].astype(str).str.strip().to_numpy(),
@@ -354,6 +350,8 @@ def read_measurements_lenient(path: Path) -> ImportedMeasurements:
     columns["tx_lat"], _ = numeric("tx_lat")
     columns["tx_lon"], _ = numeric("tx_lon")
     columns["rss_dbm"], rss_bad = numeric("rss_dbm")
+    # Readings the API would refuse (an altitude of -1e9 m, an SNR of 1e300 dB) drop the row.
+    implausible = out_of_range(columns["rx_alt_m"], RX_ALT_RANGE_M) | out_of_range(columns["snr_db"], SNR_RANGE_DB)
     columns["rx_alt_m"] = np.nan_to_num(columns["rx_alt_m"], nan=0.0)
     timestamps, bad_time = (
         _parse_timestamps(frame["timestamp"].to_numpy()) if "timestamp" in frame.columns
@@ -364,7 +362,8 @@ def read_measurements_lenient(path: Path) -> ImportedMeasurements:
 
     with np.errstate(invalid="ignore"):
         _position_checks(columns, drop, reasons)
-        _flag(reasons, drop, rss_bad | (np.abs(columns["rss_dbm"]) > _MAX_ABS_RSS_DB), DROP_NON_FINITE_RSS)
+        _flag(reasons, drop, implausible, DROP_IMPLAUSIBLE)
+        _flag(reasons, drop, rss_bad | out_of_range(columns["rss_dbm"], RSS_RANGE_DBM), DROP_NON_FINITE_RSS)
     _flag(reasons, drop, ~(np.isfinite(columns["tx_lat"]) & np.isfinite(columns["tx_lon"])), DROP_MISSING_TX)
     _flag(reasons, drop, invalid, DROP_INVALID)
     freqs = np.unique(columns["frequency_hz"][~drop & np.isfinite(columns["frequency_hz"])])

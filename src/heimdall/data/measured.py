@@ -50,6 +50,8 @@ MeasuredSplitMode = Literal["random", "grid", "time"]
 MOBILE_SPREAD_M = 25.0
 #: Step (metres, eastward) by which a receiver colliding with another is moved in the network.
 COLLISION_NUDGE_M = 2.0 * MIN_RECEIVER_SEPARATION_M
+#: Collision warnings logged one by one; beyond this, one line with the count.
+_NUDGE_WARNINGS = 10
 #: Samples per shard file.
 _SHARD_SAMPLES = 16_384
 
@@ -76,6 +78,32 @@ class MeasuredSamples:
         """A copy whose `samples.split` is set by `assign_measured_splits`."""
         codes = assign_measured_splits(self.samples, mode, seed, fractions, cell_size_m, self.timestamps)
         return replace(self, samples=replace(self.samples, split=codes))
+
+
+class _PlacedPositions:
+    """Points (ENU metres) in a hash grid of cells `radius_m` wide: a collision test looks at
+    the 27 cells around a point, so placing n receivers costs O(n), not O(n^2)."""
+
+    def __init__(self, radius_m: float) -> None:
+        self.radius_m = radius_m
+        self._cells: dict[tuple[int, int, int], list[np.ndarray]] = {}
+
+    def _cell(self, position: np.ndarray) -> tuple[int, int, int]:
+        return tuple(int(v) for v in np.floor(position / self.radius_m))  # type: ignore[return-value]
+
+    def collides(self, position: np.ndarray) -> bool:
+        """Whether a placed point lies closer than `radius_m` to `position`."""
+        cx, cy, cz = self._cell(position)
+        for dx in (-1, 0, 1):
+            for dy in (-1, 0, 1):
+                for dz in (-1, 0, 1):
+                    for other in self._cells.get((cx + dx, cy + dy, cz + dz), ()):
+                        if np.linalg.norm(position - other) < self.radius_m:
+                            return True
+        return False
+
+    def add(self, position: np.ndarray) -> None:
+        self._cells.setdefault(self._cell(position), []).append(position.copy())
 
 
 def network_from_measurements(
@@ -106,21 +134,29 @@ def network_from_measurements(
     )
     reference = ReferencePoint(float(median.lat.mean()), float(median.lon.mean()), 0.0)
     east, north, up = geodetic_to_enu(median.lat.to_numpy(), median.lon.to_numpy(), median.alt.to_numpy(), reference)
-    placed: list[np.ndarray] = []
+    placed = _PlacedPositions(MIN_RECEIVER_SEPARATION_M)
+    # Where the last receiver nudged away from each measured position ended up: the next one
+    # at that position starts there, since every step before it is already taken.
+    last_at: dict[tuple[float, float, float], np.ndarray] = {}
     receivers: list[Receiver] = []
+    moved = 0
     for i, receiver_id in enumerate(median.index):
-        position = np.array([east[i], north[i], up[i]])
-        original = position.copy()
-        while any(np.linalg.norm(position - other) < MIN_RECEIVER_SEPARATION_M for other in placed):
+        original = np.array([east[i], north[i], up[i]])
+        key = (float(east[i]), float(north[i]), float(up[i]))
+        position = last_at.get(key, original).copy()
+        while placed.collides(position):
             position[0] += COLLISION_NUDGE_M
-        placed.append(position)
+        placed.add(position)
+        last_at[key] = position
         lat, lon, alt = float(median.lat.iloc[i]), float(median.lon.iloc[i]), float(median.alt.iloc[i])
         if position[0] != original[0]:
             lat, lon, alt = (float(v) for v in enu_to_geodetic(*position, reference))
-            log.warning(
-                "receiver %r collides with another station; moved %.1f m east in network %r",
-                receiver_id, position[0] - original[0], name,
-            )
+            moved += 1
+            if moved <= _NUDGE_WARNINGS:
+                log.warning(
+                    "receiver %r collides with another station; moved %.1f m east in network %r",
+                    receiver_id, position[0] - original[0], name,
+                )
         mobile = bool(spread_m[receiver_id] > MOBILE_SPREAD_M)
         receivers.append(
             Receiver(
@@ -131,6 +167,8 @@ def network_from_measurements(
                 alt_m=alt,
             )
         )
+    if moved > _NUDGE_WARNINGS:
+        log.warning("%d receivers in all moved east to clear another station in network %r", moved, name)
     return ReceiverNetwork(name=name, receivers=tuple(receivers), frequency_hz=frequency_hz, bandwidth_hz=bandwidth_hz)
 
 
@@ -244,7 +282,10 @@ def write_measured_dataset(
     """
     frequency_hz = imported.frequency_hz if frequency_hz is None else frequency_hz
     if frequency_hz is None:
-        raise InputError(f"dataset {name!r}: frequency_hz is not in the file; give it explicitly")
+        raise InputError(
+            f"dataset {name!r}: the file has no frequency_hz column; add one, or give the carrier "
+            "with `heimdall import-measurements --frequency-hz HZ`"
+        )
     network = network_from_measurements(imported.table, name, frequency_hz)
     reference = network.reference_point()
     measured = measured_samples(imported.table, imported.timestamps, network, reference)

@@ -19,25 +19,115 @@ from heimdall.errors import InputError, NotFoundError
 from heimdall.fileio import temp_file_beside
 from heimdall.geo import ReferencePoint, enu_to_geodetic, geodetic_to_enu, ground_to_local
 
-__all__ = ["REQUIRED_COLUMNS", "MeasurementTable", "read_measurements", "write_measurements"]
+__all__ = [
+    "REQUIRED_COLUMNS",
+    "RSS_RANGE_DBM",
+    "SNR_RANGE_DB",
+    "RX_ALT_RANGE_M",
+    "out_of_range",
+    "MeasurementTable",
+    "read_long_frame",
+    "number_cells",
+    "read_measurements",
+    "write_measurements",
+]
 
 REQUIRED_COLUMNS = ("sample_id", "receiver_id", "rx_lat", "rx_lon", "rss_dbm")
 NUMERIC_COLUMNS = ("rx_lat", "rx_lon", "rx_alt_m", "rss_dbm", "snr_db", "frequency_hz", "tx_lat", "tx_lon")
 #: A request or file larger than this many rows is refused rather than half-processed.
 MAX_ROWS = 5_000_000
+#: Plausible ranges (inclusive) of the per-row readings; the API's request schema uses the
+#: same ones, so a file and a request are held to the same rules. |rss_dbm| beyond 400 is no
+#: power reading; an antenna more than 500 m below sea level or 100 km up is a typo.
+RSS_RANGE_DBM = (-400.0, 400.0)
+SNR_RANGE_DB = (-400.0, 400.0)
+RX_ALT_RANGE_M = (-500.0, 100_000.0)
+
+
+def out_of_range(values: np.ndarray, bounds: tuple[float, float]) -> np.ndarray:
+    """Mask of finite `values` outside the inclusive `bounds` (NaN = absent, never out of range)."""
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(values) & ((values < bounds[0]) | (values > bounds[1]))
+
+
+def _cell_text(column: pd.Series) -> pd.Series:
+    """A column of any dtype as stripped Python strings, "" for every kind of missing value
+    (null, None, NaN, NaT, NA): exactly what an empty CSV cell reads as."""
+    missing = column.isna().to_numpy()
+    text = np.array([str(v).strip() for v in column.to_numpy(dtype=object)], dtype=object)
+    text[missing] = ""
+    return pd.Series(text, index=column.index, dtype=object)
+
+
+def _is_number_dtype(dtype: object) -> bool:
+    return pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
+
+
+def read_long_frame(path: Path) -> pd.DataFrame:
+    """The one reader of long-format files (CSV or Parquet), with one meaning of "missing".
+
+    Every cell is a stripped string, "" where the value is missing (an empty CSV cell; a
+    Parquet null, NaN or NaT), except the numeric columns (`NUMERIC_COLUMNS`) a Parquet file
+    stores as numbers: those stay float64 with NaN where missing (formatting millions of
+    floats as text only to parse them again cost seconds). `number_cells` reads either form
+    the same way; callers decide what a missing value means per column (an empty `rss_dbm`
+    = listened, heard nothing; an empty `snr_db` = not measured). At most `MAX_ROWS` rows.
+    """
+    try:
+        if path.suffix.lower() == ".parquet":
+            raw = pd.read_parquet(path)
+            if len(raw) > MAX_ROWS:
+                raise InputError(f"{path.name}: more than {MAX_ROWS} rows; split the file")
+            frame = pd.DataFrame(
+                {
+                    str(name).strip(): (
+                        raw[name].to_numpy(dtype=np.float64, na_value=np.nan)
+                        if str(name).strip() in NUMERIC_COLUMNS and _is_number_dtype(raw[name].dtype)
+                        else _cell_text(raw[name])
+                    )
+                    for name in raw.columns
+                },
+                index=raw.index,
+            )
+        else:
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False, nrows=MAX_ROWS + 1)
+            frame = frame.apply(lambda column: column.astype(object).str.strip()) if len(frame.columns) else frame
+    except (ValueError, OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path.name}: not a readable CSV/Parquet measurement file ({exc})") from exc
+    if len(frame) > MAX_ROWS:
+        raise InputError(f"{path.name}: more than {MAX_ROWS} rows; split the file")
+    frame.columns = [str(c).strip() for c in frame.columns]
+    return frame
+
+
+def number_cells(column: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A column of `read_long_frame` as numbers: (float64 values, NaN where missing or
+    invalid; mask of missing cells; mask of cells present but not a finite number).
+
+    Text cells: "" is missing; "nan", "inf", "abc" are present and invalid. Numeric cells
+    (Parquet): NaN is missing (Parquet writers store a null float as NaN), +-inf invalid.
+    """
+    if _is_number_dtype(column.dtype):
+        values = column.to_numpy(dtype=np.float64, na_value=np.nan)
+        missing = np.isnan(values)
+        return values, missing, ~missing & ~np.isfinite(values)
+    text = column.astype(object)
+    missing = (text == "").to_numpy() | text.isna().to_numpy()
+    values = pd.to_numeric(text.where(~missing, "nan"), errors="coerce").to_numpy(dtype=np.float64)
+    invalid = ~missing & ~np.isfinite(values)
+    return np.where(missing, np.nan, values), missing, invalid
 
 
 def _parse_numeric(column: pd.Series, name: str, allow_empty: bool) -> np.ndarray:
-    """Strings -> float64; empty cells -> NaN when allowed; anything non-finite is an error."""
-    text = column.astype(str).str.strip()
-    empty = (text == "") | column.isna()
-    if empty.any() and not allow_empty:
-        raise InputError(f"column {name!r} is empty in row {int(np.flatnonzero(empty.to_numpy())[0]) + 2}")
-    values = pd.to_numeric(text.where(~empty, "nan"), errors="coerce").to_numpy(dtype=np.float64)
-    bad = ~empty.to_numpy() & ~np.isfinite(values)
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raise InputError(f"column {name!r} has a non-finite or non-numeric value {text.iloc[row]!r} in row {row + 2}")
+    """A column -> float64; missing cells -> NaN when allowed; anything non-finite is an error."""
+    values, missing, invalid = number_cells(column)
+    if missing.any() and not allow_empty:
+        raise InputError(f"column {name!r} is empty in row {int(np.flatnonzero(missing)[0]) + 2}")
+    if invalid.any():
+        row = int(np.flatnonzero(invalid)[0])
+        raise InputError(
+            f"column {name!r} has a non-finite or non-numeric value {str(column.iloc[row])!r} in row {row + 2}"
+        )
     return values
 
 
@@ -119,16 +209,7 @@ def read_measurements(path: Path, require_truth: bool = False) -> MeasurementTab
     path = Path(path)
     if not path.is_file():
         raise NotFoundError(f"measurement file {path} not found")
-    try:
-        if path.suffix.lower() == ".parquet":
-            frame = pd.read_parquet(path).astype(str).replace({"nan": "", "None": "", "<NA>": ""})
-        else:
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False, nrows=MAX_ROWS + 1)
-    except (ValueError, OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path.name}: not a readable CSV/Parquet measurement file ({exc})") from exc
-    if len(frame) > MAX_ROWS:
-        raise InputError(f"{path.name}: more than {MAX_ROWS} rows; split the file")
-    frame.columns = [str(c).strip() for c in frame.columns]
+    frame = read_long_frame(path)
     required = REQUIRED_COLUMNS + (("tx_lat", "tx_lon") if require_truth else ())
     missing = [c for c in required if c not in frame.columns]
     if missing:
@@ -153,16 +234,25 @@ def read_measurements(path: Path, require_truth: bool = False) -> MeasurementTab
     known = np.isfinite(tx_lat) & np.isfinite(tx_lon)
     _check_range(tx_lat[known], tx_lon[known], "transmitter", path.name)
     rss = column("rss_dbm", allow_empty=True)
-    if np.any(np.abs(rss[np.isfinite(rss)]) > 400):
+    if np.any(out_of_range(rss, RSS_RANGE_DBM)):
         raise InputError(f"{path.name}: rss_dbm outside +-400 dBm is not a power reading")
+    rx_alt = column("rx_alt_m", allow_empty=True)
+    snr = column("snr_db", allow_empty=True)
+    for name, values, bounds in (("rx_alt_m", rx_alt, RX_ALT_RANGE_M), ("snr_db", snr, SNR_RANGE_DB)):
+        bad = out_of_range(values, bounds)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise InputError(
+                f"{path.name}: {name} {values[row]:g} in row {row + 2} is outside [{bounds[0]:g}, {bounds[1]:g}]"
+            )
     table = MeasurementTable(
         sample_id=frame["sample_id"].str.strip().to_numpy(),
         receiver_id=frame["receiver_id"].str.strip().to_numpy(),
         rx_lat_deg=rx_lat,
         rx_lon_deg=rx_lon,
-        rx_alt_m=np.nan_to_num(column("rx_alt_m", allow_empty=True), nan=0.0),
+        rx_alt_m=np.nan_to_num(rx_alt, nan=0.0),
         rss_dbm=rss,
-        snr_db=column("snr_db", allow_empty=True),
+        snr_db=snr,
         tx_lat_deg=tx_lat,
         tx_lon_deg=tx_lon,
     )

@@ -81,6 +81,11 @@ def export_sigmf(reader: DatasetReader, directory: Path, split: str, limit: int)
 def recording_sets(directory: Path) -> list[tuple[str, list[Recording]]]:
     """(sample id, recordings) per transmission found under `directory`."""
     directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise InputError(
+            f"{directory} is a file, not a directory: --recordings takes a directory of "
+            "<receiver_id>.sigmf-meta/.sigmf-data pairs (or one sub-directory per transmission)"
+        )
     if not directory.is_dir():
         raise NotFoundError(f"recordings directory {directory} not found")
     if any(directory.glob("*.sigmf-meta")):

@@ -324,6 +324,8 @@ def read_recording_set(directory: str | Path, min_samples: int = 1) -> list[Reco
     ids must be unique, and sample ids / truth positions, where given, must agree.
     Raises InputError naming the directory or the two conflicting files."""
     directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise InputError(f"{directory} is a file, not a directory of SigMF recordings")
     if not directory.is_dir():
         raise InputError(f"{directory}: recordings directory not found")
     paths = sorted(directory.glob(f"*{META_SUFFIX}"))

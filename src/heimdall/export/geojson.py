@@ -22,6 +22,8 @@ def prediction_records(sample_ids: list[str], predictions: Predictions) -> list[
             "sigma_minor_m": round(float(predictions.sigma_minor_m[i]), 2),
             "orientation_deg": round(float(predictions.orientation_deg[i]), 2),
             "n_receivers_heard": int(predictions.n_receivers_heard[i]),
+            "out_of_area": bool(predictions.out_of_area[i]) if predictions.out_of_area is not None else False,
+            "warnings": list(predictions.warnings[i]) if predictions.warnings else [],
         }
         for i, sample_id in enumerate(sample_ids)
     ]

@@ -13,14 +13,15 @@ import numpy as np
 
 from heimdall.data.layout import SampleArrays
 from heimdall.data.measurements import MeasurementTable
-from heimdall.errors import InputError
+from heimdall.errors import HeimdallError, InputError
 from heimdall.evaluation.metrics import covariance_to_ellipse
+from heimdall.export.area import TrainingArea
 from heimdall.export.bundle import read_bundle_config
 from heimdall.export.onnx_export import OUTPUT_NAMES
 from heimdall.export.quantize import variant_file
 from heimdall.geo import ReferencePoint, local_to_ground
 
-__all__ = ["Localizer", "Predictions"]
+__all__ = ["Localizer", "ModelFileError", "Predictions"]
 
 _CHUNK = 4096
 #: Output of graphs that report each reading's residual (dB) at their answer (radio maps).
@@ -44,9 +45,20 @@ def station_corrections(rx_id: np.ndarray, heard: np.ndarray, residual_db: np.nd
     return total / (count + OFFSET_SHRINKAGE)
 
 
+class ModelFileError(InputError):
+    """A bundle's ONNX graph cannot be loaded (empty, truncated, not ONNX at all)."""
+
+    hint = "export the model again, or delete the damaged copy so it is fetched again"
+
+
 @dataclass(frozen=True)
 class Predictions:
-    """Model outputs for N samples."""
+    """Model outputs for N samples.
+
+    `covariance_m2` and the ellipse are widened where the input lies outside what the model
+    was trained on (`heimdall.export.area`); `warnings` names why per sample and
+    `out_of_area` says whether the receivers or the answer are outside the training area.
+    """
 
     position_m: np.ndarray  # [N, 2] east/north about the bundle's reference
     covariance_m2: np.ndarray  # [N, 2, 2]
@@ -56,6 +68,8 @@ class Predictions:
     sigma_minor_m: np.ndarray
     orientation_deg: np.ndarray  # major axis, clockwise from north
     n_receivers_heard: np.ndarray
+    warnings: tuple[tuple[str, ...], ...] = ()
+    out_of_area: np.ndarray | None = None
 
 
 class Localizer:
@@ -82,13 +96,20 @@ class Localizer:
         # costs more than it saves (measured 2.5 ms -> 1.3 ms per request), and a server runs
         # many requests side by side anyway.
         options.intra_op_num_threads = 1
-        self.session = ort.InferenceSession(
-            str(self.bundle_dir / onnx_file), options, providers=["CPUExecutionProvider"]
-        )
+        model_path = self.bundle_dir / onnx_file
+        try:
+            self.session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own pybind types
+            reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+            raise ModelFileError(f"{model_path}: not a loadable ONNX model ({reason})") from exc
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
         #: Samples per onnxruntime call (a radio map asks for small batches in its config).
         self.max_batch = int(self.config.get("max_batch", _CHUNK))
+        try:
+            self.area = TrainingArea.from_config(self.config, self.reference_point)
+        except HeimdallError as exc:
+            raise InputError(f"{self.bundle_dir / 'config.yaml'}: invalid network ({exc})") from exc
 
     @classmethod
     def from_bundle(cls, path: Path | str, variant: str = "float") -> Localizer:
@@ -105,19 +126,29 @@ class Localizer:
         tracker = Tracker(settings)
         name, version, source = tracker.resolve(reference)
         target = settings.model_cache_dir / name / f"v{version}"
-        if not (target / "config.yaml").is_file():
-            # Download beside the cache entry, then rename: a reader never sees half a bundle.
-            staging = target.parent / f".v{version}-{uuid.uuid4().hex[:8]}"
+        if (target / "config.yaml").is_file():
             try:
-                downloaded = tracker.download(source, staging)
+                return cls(target, reference=reference, variant=variant)
+            except ModelFileError:
+                # A damaged cached copy (a disk filled up, a file cut short): fetch it again.
                 shutil.rmtree(target, ignore_errors=True)
-                os.replace(downloaded, target)
-            finally:
-                shutil.rmtree(staging, ignore_errors=True)
+        # Download beside the cache entry, then rename: a reader never sees half a bundle.
+        staging = target.parent / f".v{version}-{uuid.uuid4().hex[:8]}"
+        try:
+            downloaded = tracker.download(source, staging)
+            shutil.rmtree(target, ignore_errors=True)
+            os.replace(downloaded, target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
         return cls(target, reference=reference, variant=variant)
 
-    def predict(self, samples: SampleArrays) -> Predictions:
-        """Positions and ellipses of every sample."""
+    def predict(self, samples: SampleArrays, check_area: bool = True) -> Predictions:
+        """Positions and ellipses of every sample.
+
+        With `check_area` (the default: what users see) inputs outside the training area
+        and single-receiver samples are flagged and their ellipses widened
+        (`TrainingArea.check`); evaluation turns it off to score the model's own output.
+        """
         if len(samples) == 0:
             raise InputError("no samples to localise")
         if not np.any(samples.heard, axis=1).all():
@@ -141,6 +172,11 @@ class Localizer:
             known = (samples.rx_id >= 0) & (samples.rx_id < len(self.station_ids)) & samples.heard
             feeds_all["rss_dbm"] = (feeds_all["rss_dbm"] - np.where(known, correction[station], 0.0)).astype(np.float32)
             position_m, covariance_m2, _ = self._run(feeds_all)
+        warnings: tuple[tuple[str, ...], ...] = ((),) * len(samples)
+        out_of_area = np.zeros(len(samples), dtype=bool)
+        if check_area and self.area is not None:
+            checked = self.area.check(position_m, covariance_m2, samples.rx_position_m.astype(np.float64), samples.heard)
+            warnings, out_of_area, covariance_m2 = checked.warnings, checked.out_of_area, checked.covariance_m2
         lat, lon = local_to_ground(position_m[:, 0], position_m[:, 1], self.reference_point)
         major, minor, orientation = covariance_to_ellipse(covariance_m2)
         return Predictions(
@@ -152,6 +188,8 @@ class Localizer:
             sigma_minor_m=minor,
             orientation_deg=orientation,
             n_receivers_heard=samples.heard.sum(axis=1),
+            warnings=warnings,
+            out_of_area=out_of_area,
         )
 
     def _run(self, feeds_all: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:

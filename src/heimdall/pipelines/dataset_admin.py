@@ -14,16 +14,19 @@ from heimdall.jobs import ConflictError
 from heimdall.pipelines.context import Context
 from heimdall.storage.tables import SyntheticDataset, SyntheticTrainingSample
 
-__all__ = ["MAX_PAGE", "dataset_samples", "delete_dataset"]
+__all__ = ["MAX_PAGE", "MAX_OFFSET", "dataset_samples", "delete_dataset"]
 
 #: Most sample rows one page returns.
 MAX_PAGE = 1000
+#: Largest row offset a page may start at: far beyond any dataset, well inside the 64-bit
+#: integers SQLite and PostgreSQL take (a larger one overflowed into a 500).
+MAX_OFFSET = 10**15
 
 
 def dataset_samples(ctx: Context, name: str, offset: int = 0, limit: int = 100) -> dict[str, Any]:
     """Rows of `synthetic_training_samples` for dataset `name`, in sample order."""
-    if offset < 0:
-        raise InputError(f"offset must be >= 0, got {offset}")
+    if not 0 <= offset <= MAX_OFFSET:
+        raise InputError(f"offset must be in [0, {MAX_OFFSET}], got {offset}")
     if not 1 <= limit <= MAX_PAGE:
         raise InputError(f"limit must be in [1, {MAX_PAGE}], got {limit}")
     dataset_id = dataset_row(ctx.db, name).id

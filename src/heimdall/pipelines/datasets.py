@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -168,12 +169,16 @@ def import_measurements(
     file_format: Literal["long", "powder-json"] = "long",
     split_mode: Literal["random", "grid", "time"] = "grid",
     seed: int = 0,
+    frequency_hz: float | None = None,
 ) -> ImportResult:
     """Import real measurements (long CSV/Parquet or POWDER JSON) as a `measured` dataset.
 
     Invalid rows are dropped and counted (logged as one warning); missing columns, an
-    unreadable file or nothing left are errors.
+    unreadable file or nothing left are errors. `frequency_hz` (Hz) is the carrier when the
+    file has no `frequency_hz` column (it overrides the file's when given).
     """
+    if frequency_hz is not None and not (math.isfinite(frequency_hz) and frequency_hz > 0):
+        raise InputError(f"--frequency-hz must be a positive number of Hz, got {frequency_hz}")
     from heimdall.data.importers import read_measurements_lenient, read_powder_json
     from heimdall.data.measured import write_measured_dataset
 
@@ -182,7 +187,7 @@ def import_measurements(
     imported = read_powder_json(Path(path)) if file_format == "powder-json" else read_measurements_lenient(Path(path))
     # The importer has already logged one warning with the drop counts.
     dropped = {k: v for k, v in imported.report.rows_dropped.items() if v}
-    manifest = write_measured_dataset(ctx.store, ctx.staging_dir, name, imported, split_mode, seed)
+    manifest = write_measured_dataset(ctx.store, ctx.staging_dir, name, imported, split_mode, seed, frequency_hz)
     register_dataset(ctx.db, DatasetReader(ctx.store, name), ctx.store.uri(dataset_prefix(name)))
     return ImportResult(
         dataset=name,

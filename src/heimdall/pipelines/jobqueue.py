@@ -199,7 +199,17 @@ class JobQueue:
         return job_id
 
     def submit_generate(self, spec: GenerateSpec) -> str:
-        """Queue a dataset generation; returns the job id."""
+        """Queue a dataset generation; returns the job id.
+
+        At most `Settings.max_job_samples` samples: a queued job is work anyone who can
+        reach the API can ask for, so it is bounded (the CLI's `generate` is not).
+        """
+        limit = self.ctx.settings.max_job_samples
+        if spec.num_samples > limit:
+            raise InputError(
+                f"num_samples {spec.num_samples} is over this server's limit of {limit} per job "
+                "(HEIMDALL_MAX_JOB_SAMPLES); generate larger datasets with the CLI"
+            )
         spec.build()
         if self.ctx.store.exists(f"{dataset_prefix(spec.name)}/{MANIFEST}"):
             raise ConflictError(f"dataset {spec.name!r} already exists; delete it first or pick another name")
@@ -257,7 +267,8 @@ class JobQueue:
         self._dispatch("train", job_id)
 
     def cancel(self, job_id: str) -> None:
-        """Cancel a job (a running training job stops after its current batch)."""
+        """Cancel a job (a running training job stops after its current batch, a running
+        generation after its current block of samples)."""
         jobs.request_cancel(self.ctx.db, job_id)
 
     def _abandoned(self, job: TrainingJob) -> bool:

@@ -10,6 +10,7 @@ import dataclasses
 import json
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,9 @@ from heimdall.storage.tables import TrainingJob
 __all__ = ["run_job", "create_export_job"]
 
 log = logging.getLogger(__name__)
+
+#: Seconds between a running generation's progress updates and cancel checks.
+_POLL_S = 0.5
 
 
 def _jsonable(value: Any) -> Any:
@@ -46,6 +50,19 @@ def _run_generate(ctx: Context, job: TrainingJob, stop: threading.Event | None) 
         network_path.parent.mkdir(parents=True, exist_ok=True)
         network.save(network_path)
     jobs.set_progress(ctx.db, job.id, 0, spec.num_samples, f"generating {spec.num_samples} samples")
+    last_poll_s = time.monotonic()
+
+    def progress(_stage: str, done: int, total: int | None, _note: str | None) -> None:
+        # Between blocks of samples: record progress and look for a cancel request, at most
+        # every _POLL_S (a block is ~1,000 samples, a fraction of a second).
+        nonlocal last_poll_s
+        if time.monotonic() - last_poll_s < _POLL_S:
+            return
+        last_poll_s = time.monotonic()
+        jobs.set_progress(ctx.db, job.id, done, total or spec.num_samples, f"generated {done} of {total} samples")
+        if jobs.control_request(ctx.db, job.id) == "cancel":
+            raise jobs.JobCancelled(f"cancelled after {done} of {total} samples")
+
     result = generate(
         ctx,
         spec.name,
@@ -57,6 +74,7 @@ def _run_generate(ctx: Context, job: TrainingJob, stop: threading.Event | None) 
         scenario=scenario,
         description=spec.description,
         resume=spec.resume,
+        progress=progress,
     )
     jobs.set_result(ctx.db, job.id, _jsonable(dataclasses.asdict(result)))
     jobs.set_progress(ctx.db, job.id, result.samples, result.samples, f"generated {result.samples} samples")
@@ -164,6 +182,9 @@ def run_job(ctx: Context, job_id: str, stop: threading.Event | None = None, recl
     job = jobs.get_job(ctx.db, job_id)
     try:
         runner(ctx, job, stop)
+    except jobs.JobCancelled as exc:
+        log.info("job %s (%s) %s", job_id, job.kind, exc)
+        jobs.finish_job(ctx.db, job_id, "cancelled", error=None)
     except HeimdallError as exc:
         message = redact(str(exc), ctx.settings)
         log.warning("job %s (%s) failed: %s", job_id, job.kind, message)

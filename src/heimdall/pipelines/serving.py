@@ -6,6 +6,7 @@ request costs one forward pass, not a bundle load.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -17,9 +18,9 @@ import numpy as np
 from sqlalchemy import func, select
 
 from heimdall.data.measurements import MeasurementTable, _check_range
-from heimdall.errors import ConfigError, InputError, NotFoundError
+from heimdall.errors import ConfigError, HeimdallError, InputError, NotFoundError
 from heimdall.export.geojson import prediction_records, predictions_geojson
-from heimdall.export.localizer import Localizer
+from heimdall.export.localizer import Localizer, ModelFileError
 from heimdall.export.versions import SEMVER_TAG
 from heimdall.jobs import JobStatus
 from heimdall.pipelines.context import Context
@@ -38,6 +39,8 @@ __all__ = [
     "localize_one",
     "job_counts",
 ]
+
+log = logging.getLogger(__name__)
 
 #: The alias the API serves when a request names no model.
 DEFAULT_ALIAS = "production"
@@ -198,6 +201,13 @@ class LocalizerCache:
     Aliases (`@production`) are looked up in the registry at most every `ALIAS_TTL_S`
     seconds, so a promotion takes effect without a restart. Every model is loaded as
     `settings.serving_variant` ("float" or "int8").
+
+    Under load a switch never stalls requests: an alias whose lookup has expired keeps its
+    last answer while one thread looks it up again; when an alias (or the default) moves to
+    a version not loaded yet, the version served so far keeps answering while one
+    background thread loads the new one, which takes over once it is ready. `preload` loads
+    a version before a promotion points at it. A model that fails to load is a
+    `ConfigError` (the API's 503): the server's model, not the client's request, is broken.
     """
 
     def __init__(self, settings: Settings, max_models: int = 4, alias_ttl_s: float = ALIAS_TTL_S) -> None:
@@ -208,6 +218,9 @@ class LocalizerCache:
         self._tracker: Tracker | None = None
         self._models: OrderedDict[tuple[str, int], Localizer] = OrderedDict()
         self._aliases: dict[str, tuple[float, tuple[str, int]]] = {}
+        self._refreshing: set[str] = set()
+        self._serving: dict[str, tuple[str, int]] = {}
+        self._loading: set[tuple[str, int]] = set()
         self._lock = threading.Lock()
         self._load_lock = threading.Lock()
 
@@ -224,59 +237,120 @@ class LocalizerCache:
         """`models:/NAME@ALIAS` or `models:/NAME/VERSION` -> (name, version).
 
         No reference: the `production` alias of the configured model, or its newest
-        version while nothing has been promoted.
+        version while nothing has been promoted. An expired lookup is repeated by one
+        thread; the others keep the last answer meanwhile.
         """
         key = reference or ""
         now = time.monotonic()
         with self._lock:
             cached = self._aliases.get(key)
-        if cached is not None and now - cached[0] < self.alias_ttl_s:
-            return cached[1]
-        if reference is None:
-            try:
-                resolved = self.resolve(self.default_reference())
-            except NotFoundError:
-                resolved = self.resolve(f"models:/{self.settings.registered_model_name}/latest")
-        else:
-            name, _alias, version = parse_model_reference(reference)
-            if version is not None and version != "latest":
-                return name, int(version)
-            resolved_name, resolved_version, _source = self.tracker.resolve(reference)
-            resolved = (resolved_name, resolved_version)
+            if cached is not None:
+                if now - cached[0] < self.alias_ttl_s or key in self._refreshing:
+                    return cached[1]
+                self._refreshing.add(key)
+        try:
+            resolved = self._lookup(reference)
+        finally:
+            with self._lock:
+                self._refreshing.discard(key)
         with self._lock:
             self._aliases[key] = (now, resolved)
         return resolved
+
+    def _lookup(self, reference: str | None) -> tuple[str, int]:
+        if reference is None:
+            try:
+                return self._lookup(self.default_reference())
+            except NotFoundError:
+                return self._lookup(f"models:/{self.settings.registered_model_name}/latest")
+        name, _alias, version = parse_model_reference(reference)
+        if version is not None and version != "latest":
+            return name, int(version)
+        try:
+            resolved_name, resolved_version, _source = self.tracker.resolve(reference)
+        except HeimdallError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - MLflow's client raises many transport types
+            raise ConfigError(
+                f"model registry unreachable at HEIMDALL_MLFLOW_TRACKING_URI ({type(exc).__name__})"
+            ) from exc
+        return resolved_name, resolved_version
 
     def get(self, reference: str | None) -> tuple[Localizer, str]:
         """The loaded model for `reference` and its exact reference (`models:/NAME/VERSION`,
         with `+int8` when serving the quantised variant)."""
         key = self.resolve(reference)
-        exact = f"models:/{key[0]}/{key[1]}"
+        ref_key = reference or ""
         with self._lock:
             localizer = self._models.get(key)
             if localizer is not None:
                 self._models.move_to_end(key)
+                self._serving[ref_key] = key
                 return localizer, localizer.name
+            previous = self._serving.get(ref_key)
+            standing_in = self._models.get(previous) if previous is not None else None
+            if standing_in is not None:
+                start_loading = key not in self._loading
+                self._loading.add(key)
+        if standing_in is not None:
+            # The reference moved to a version not loaded yet: the one served so far answers
+            # until the new one is ready, so no request waits for a download.
+            if start_loading:
+                threading.Thread(target=self._load_in_background, args=(key,), daemon=True).start()
+            return standing_in, standing_in.name
+        localizer = self._ensure_loaded(key)
+        with self._lock:
+            self._serving[ref_key] = key
+        return localizer, localizer.name
+
+    def preload(self, name: str, version: int) -> Localizer:
+        """Load version `version` of `name` now (before an alias points at it)."""
+        return self._ensure_loaded((name, version))
+
+    def _ensure_loaded(self, key: tuple[str, int]) -> Localizer:
         with self._load_lock:
             with self._lock:
                 localizer = self._models.get(key)
             if localizer is None:
-                localizer = self._load(exact)
+                localizer = self._load(f"models:/{key[0]}/{key[1]}")
             with self._lock:
                 self._models[key] = localizer
                 self._models.move_to_end(key)
                 while len(self._models) > self.max_models:
                     self._models.popitem(last=False)
-        return localizer, localizer.name
+        return localizer
+
+    def _load_in_background(self, key: tuple[str, int]) -> None:
+        try:
+            self._ensure_loaded(key)
+            log.info("loaded models:/%s/%d; it now answers", *key)
+        except Exception as exc:  # noqa: BLE001 - logged; the standing model keeps answering
+            log.error("cannot load models:/%s/%d, still serving the previous version: %s", key[0], key[1], exc)
+            with self._lock:
+                # Look the alias up again only after the TTL, not on every request.
+                for ref_key, (_t, resolved) in list(self._aliases.items()):
+                    if resolved == key:
+                        self._aliases[ref_key] = (time.monotonic(), self._serving.get(ref_key, key))
+        finally:
+            with self._lock:
+                self._loading.discard(key)
 
     def _load(self, exact: str) -> Localizer:
         try:
             return Localizer.from_registry(exact, self.settings, variant=self.variant)
+        except NotFoundError:
+            raise
+        except ModelFileError as exc:
+            raise ConfigError(f"model {exact} cannot be loaded: {exc}") from exc
         except InputError as exc:
             if self.variant == "float":
                 raise
             # The server's configuration asks for a graph this model lacks: not the client's fault.
             raise ConfigError(f"HEIMDALL_SERVING_VARIANT={self.variant}: {exc}") from exc
+        except HeimdallError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - MLflow's download raises many transport types
+            raise ConfigError(f"model {exact} cannot be fetched from the registry ({type(exc).__name__})") from exc
 
     def forget_aliases(self) -> None:
         """Drop cached alias lookups (after a promotion in this process)."""

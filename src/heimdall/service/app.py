@@ -13,9 +13,10 @@ from heimdall.pipelines.context import open_context
 from heimdall.pipelines.jobqueue import JobQueue
 from heimdall.pipelines.rollout import Rollout
 from heimdall.pipelines.serving import LocalizerCache, job_counts
+from heimdall.service.browser import BrowserGuardMiddleware
 from heimdall.service.errors import install_error_handlers
 from heimdall.service.metrics import MetricsMiddleware, RouteTemplates, ServiceMetrics
-from heimdall.service.middleware import MAX_BODY_BYTES, GuardMiddleware
+from heimdall.service.middleware import MAX_BODY_BYTES, GuardMiddleware, QueueLimitMiddleware
 from heimdall.service.routes import datasets, health, jobs, localize, metrics, models, seeds
 from heimdall.service.routes.docs import install_docs
 from heimdall.settings import Settings
@@ -23,6 +24,9 @@ from heimdall.settings import Settings
 __all__ = ["create_app"]
 
 log = logging.getLogger("heimdall.service")
+
+#: Paths whose requests the queue limit bounds.
+LOCALIZE_PATHS = frozenset({"/v1/localize"})
 
 
 def create_app(settings: Settings | None = None, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
@@ -55,6 +59,8 @@ def create_app(settings: Settings | None = None, max_body_bytes: int = MAX_BODY_
         # Served by install_docs from the package's own copies (no CDN).
         docs_url=None,
         redoc_url=None,
+        # A slash redirect would build its Location from the request's Host header.
+        redirect_slashes=False,
     )
     app.state.settings = settings
     app.state.context = context
@@ -63,7 +69,10 @@ def create_app(settings: Settings | None = None, max_body_bytes: int = MAX_BODY_
     app.state.rollout = Rollout(app.state.localizers, settings)
     app.state.metrics = ServiceMetrics(lambda: job_counts(context))
     install_error_handlers(app, settings)
+    app.add_middleware(QueueLimitMiddleware, max_in_flight=settings.max_queued_localize, paths=LOCALIZE_PATHS)
     app.add_middleware(GuardMiddleware, token=settings.api_token, max_body_bytes=max_body_bytes)
+    # Outside the token check: a rebinding page is refused before anything else is looked at.
+    app.add_middleware(BrowserGuardMiddleware, trusted_hosts=settings.trusted_hosts)
     # Added last, so outermost: refused (401/413) and failed (500) requests are counted too.
     templates = RouteTemplates(lambda: [*app.openapi()["paths"], *(r.path for r in app.routes if hasattr(r, "path"))])
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics, templates=templates)

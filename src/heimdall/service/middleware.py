@@ -13,7 +13,7 @@ import logging
 from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["MAX_BODY_BYTES", "GuardMiddleware"]
+__all__ = ["MAX_BODY_BYTES", "GuardMiddleware", "QueueLimitMiddleware", "reply"]
 
 log = logging.getLogger("heimdall.service")
 
@@ -23,7 +23,7 @@ MAX_BODY_BYTES = 1024 * 1024
 OPEN_PATHS = frozenset({"/health"})
 
 
-async def _reply(send: Send, status: int, detail: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+async def reply(send: Send, status: int, detail: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
     body = json.dumps({"detail": detail}).encode()
     await send(
         {
@@ -57,16 +57,16 @@ class GuardMiddleware:
             await self.app(scope, receive, send)
             return
         if not self._authorized(scope):
-            await _reply(send, 401, "missing or invalid bearer token", [(b"www-authenticate", b"Bearer")])
+            await reply(send, 401, "missing or invalid bearer token", [(b"www-authenticate", b"Bearer")])
             return
         headers = dict(scope.get("headers", []))
         declared = headers.get(b"content-length")
         if declared is not None:
             if not declared.isdigit():
-                await _reply(send, 400, "invalid Content-Length header")
+                await reply(send, 400, "invalid Content-Length header")
                 return
             if int(declared) > self.max_body_bytes:
-                await _reply(send, 413, f"request body over {self.max_body_bytes} bytes")
+                await reply(send, 413, f"request body over {self.max_body_bytes} bytes")
                 return
         received = 0
         started = False
@@ -92,5 +92,35 @@ class GuardMiddleware:
         except Exception as exc:  # noqa: BLE001 - the last resort: one log line, a bare 500
             log.error("%s %s failed: internal error (%s)", scope.get("method"), scope.get("path"), type(exc).__name__)
             if not started:
-                await _reply(send, 500, "internal error")
+                await reply(send, 500, "internal error")
 
+
+
+class QueueLimitMiddleware:
+    """At most `max_in_flight` requests to `paths` at once; beyond, 503 with Retry-After.
+
+    Requests past the worker threads wait in the event loop; without a bound a burst
+    queues without end and every answer comes late. Refused at once, a client can back
+    off and retry (the response says when).
+    """
+
+    def __init__(self, app: ASGIApp, max_in_flight: int, paths: frozenset[str]) -> None:
+        self.app = app
+        self.max_in_flight = max_in_flight
+        self.paths = paths
+        self.in_flight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] not in self.paths:
+            await self.app(scope, receive, send)
+            return
+        # One event loop: the check and the increment run without a switch between them.
+        if self.in_flight >= self.max_in_flight:
+            await reply(send, 503, f"server busy: {self.in_flight} requests in progress; retry shortly",
+                        [(b"retry-after", b"1")])
+            return
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1

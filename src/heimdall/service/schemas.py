@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
+from heimdall.data.measurements import RSS_RANGE_DBM, RX_ALT_RANGE_M, SNR_RANGE_DB
+
 __all__ = [
     "NAME_PATTERN",
     "Name",
@@ -41,7 +43,7 @@ Alias = Annotated[str, StringConstraints(pattern=ALIAS_PATTERN)]
 ReceiverId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128, pattern=_TEXT)]
 Latitude = Annotated[float, Field(ge=-90.0, le=90.0, description="WGS84 latitude, degrees")]
 Longitude = Annotated[float, Field(ge=-180.0, le=180.0, description="WGS84 longitude, degrees")]
-PowerDbm = Annotated[float, Field(ge=-400.0, le=400.0)]
+PowerDbm = Annotated[float, Field(ge=RSS_RANGE_DBM[0], le=RSS_RANGE_DBM[1])]
 
 
 class _Body(BaseModel):
@@ -175,9 +177,9 @@ class MeasurementIn(_Body):
     receiver_id: ReceiverId
     rx_lat: Latitude
     rx_lon: Longitude
-    rx_alt_m: Annotated[float, Field(ge=-500.0, le=100_000.0)] | None = None
+    rx_alt_m: Annotated[float, Field(ge=RX_ALT_RANGE_M[0], le=RX_ALT_RANGE_M[1])] | None = None
     rss_dbm: PowerDbm | None = None
-    snr_db: Annotated[float, Field(ge=-400.0, le=400.0)] | None = None
+    snr_db: Annotated[float, Field(ge=SNR_RANGE_DB[0], le=SNR_RANGE_DB[1])] | None = None
 
 
 class LocalizeIn(_Body):
@@ -209,6 +211,14 @@ class LocalizeOut(BaseModel):
     sigma_minor_m: float
     orientation_deg: float = Field(description="Major axis, degrees clockwise from north")
     n_receivers_heard: int
+    out_of_area: bool = Field(
+        False, description="The receivers or the answer lie outside the area the model was trained on"
+    )
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="receivers_outside_training_area, position_outside_training_area, one_receiver_heard; "
+        "the ellipse is widened for each",
+    )
     model: str
     geojson: dict[str, Any]
 

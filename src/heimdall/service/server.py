@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
 from heimdall.settings import Settings
 
-__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "serve"]
+__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "LOOPBACK_HOSTS", "serve"]
+
+log = logging.getLogger("heimdall.service")
+
+#: Addresses and names that only this machine reaches.
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8002
@@ -19,6 +26,13 @@ def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, settings: Settings
 
     settings = settings or Settings()
     configure_logging(settings.log_level)
+    if host not in LOOPBACK_HOSTS and not settings.api_token:
+        log.warning("serving on %s without HEIMDALL_API_TOKEN: anyone who can reach it can change models and data", host)
+    if host not in LOOPBACK_HOSTS and set(settings.trusted_hosts) <= set(LOOPBACK_HOSTS):
+        log.warning(
+            "serving on %s but HEIMDALL_TRUSTED_HOSTS names only loopback: requests by this machine's name or "
+            "address get 400 until HEIMDALL_TRUSTED_HOSTS lists them", host,
+        )
     app = create_app(settings)
     uvicorn.run(
         app,

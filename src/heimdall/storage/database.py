@@ -19,7 +19,7 @@ from heimdall.errors import ConfigError
 from heimdall.extras import require_database_driver
 from heimdall.storage.migrate import engine_options, upgrade
 
-__all__ = ["Database", "retry_disconnects", "RETRY_WINDOW_S"]
+__all__ = ["Database", "retry_disconnects", "RETRY_WINDOW_S", "SQLITE_BUSY_TIMEOUT_MS"]
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +32,18 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-def _enable_sqlite_foreign_keys(dbapi_connection, _record) -> None:  # noqa: ANN001
+#: How long a SQLite statement waits for another connection's write lock (ms).
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def _configure_sqlite(dbapi_connection, _record) -> None:  # noqa: ANN001
+    """Foreign keys on; write-ahead logging, so readers never wait for a writer (nor a
+    writer for readers) and a long import does not lock the API's status pages out; a busy
+    timeout for the writers, which still take turns."""
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.close()
 
 
@@ -49,8 +58,8 @@ class Database:
             if url.startswith("sqlite:///"):
                 Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
                 # A busy timeout lets the CLI and a worker share the file.
-                self.engine: Engine = create_engine(url, connect_args={"timeout": 30})
-                event.listen(self.engine, "connect", _enable_sqlite_foreign_keys)
+                self.engine: Engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+                event.listen(self.engine, "connect", _configure_sqlite)
             else:
                 self.engine = create_engine(url, pool_pre_ping=True, **engine_options(url))
         except (SQLAlchemyError, ValueError) as exc:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from heimdall import pipelines
-from heimdall.pipelines.dataset_admin import MAX_PAGE, dataset_samples, delete_dataset
+from heimdall.pipelines.dataset_admin import MAX_OFFSET, MAX_PAGE, dataset_samples, delete_dataset
 from heimdall.pipelines.jobqueue import GenerateSpec
 from heimdall.service.dependencies import ContextDep, DatasetName, QueueDep
 from heimdall.service.routes.jobs import accepted
@@ -68,7 +68,7 @@ def show_dataset(name: DatasetName, ctx: ContextDep) -> dict[str, Any]:
 def list_samples(
     name: DatasetName,
     ctx: ContextDep,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
 ) -> dict[str, Any]:
     """Per-sample rows (`synthetic_training_samples`): split, true position, power, receivers heard."""

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from heimdall import jobs
+from heimdall.pipelines.dataset_admin import MAX_OFFSET
 from heimdall.pipelines.jobqueue import TrainSpec, describe_job
 from heimdall.service.dependencies import ContextDep, JobId, QueueDep
 from heimdall.service.schemas import JobAccepted, JobList, JobOut, TrainIn
@@ -59,7 +60,7 @@ def list_jobs(
     kind: Annotated[str | None, Query(pattern="^(generate|train|export|evaluate)$")] = None,
     status: Annotated[str | None, Query(pattern="^(queued|running|paused|completed|failed|cancelled)$")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> JobList:
     """Jobs, newest first."""
     rows = jobs.list_jobs(ctx.db, kind=kind, status=status, limit=limit, offset=offset)

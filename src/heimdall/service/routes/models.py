@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from heimdall.pipelines.serving import list_models, model_show, promote_model
+from heimdall.pipelines.serving import DEFAULT_ALIAS, list_models, model_show, promote_model
 from heimdall.service.dependencies import ContextDep, LocalizersDep, ModelName, ModelVersion, QueueDep
 from heimdall.service.routes.jobs import accepted
 from heimdall.service.schemas import EvaluateIn, JobAccepted, PromoteIn
@@ -34,7 +34,12 @@ def promote(
     name: ModelName, version: ModelVersion, ctx: ContextDep, localizers: LocalizersDep, body: PromoteIn | None = None
 ) -> dict[str, Any]:
     """Point an alias (default `production`, the model `POST /v1/localize` serves) at this version."""
-    result = promote_model(ctx, name, version, (body or PromoteIn()).alias)
+    alias = (body or PromoteIn()).alias
+    if alias == DEFAULT_ALIAS:
+        # Loaded before the alias moves: the first request after the switch finds it ready,
+        # and a model that cannot load is refused here (503) instead of failing requests.
+        localizers.preload(name, version)
+    result = promote_model(ctx, name, version, alias)
     localizers.forget_aliases()
     return result
 

@@ -1,0 +1,189 @@
+"""One reader for measurement files: CSV and Parquet of the same frame give the same dataset.
+
+Issue 20, finding 1: a null `snr_db` in a Parquet file made every row invalid and a null
+`rss_dbm` ("listened, heard nothing") dropped the row, while the same data as CSV imported.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from heimdall.data.importers import (
+    DROP_IMPLAUSIBLE,
+    ImportedMeasurements,
+    read_measurements_lenient,
+)
+from heimdall.data.measurements import MeasurementTable, read_long_frame, read_measurements
+from heimdall.errors import HeimdallError, InputError
+
+FIELDS = ("sample_id", "receiver_id", "rx_lat_deg", "rx_lon_deg", "rx_alt_m", "rss_dbm", "snr_db", "tx_lat_deg", "tx_lon_deg")
+
+
+def _campaign(rows_per_sample: int = 4, samples: int = 3) -> pd.DataFrame:
+    records = []
+    for s in range(samples):
+        for r in range(rows_per_sample):
+            records.append(
+                {
+                    "sample_id": f"s{s}",
+                    "receiver_id": f"rx{r}",
+                    "rx_lat": 40.76 + 0.01 * r,
+                    "rx_lon": -111.84 - 0.01 * r,
+                    "rx_alt_m": 1400.0 + r,
+                    "rss_dbm": -70.0 - 5 * r - s,
+                    "snr_db": 20.0 - r,
+                    "tx_lat": 40.765,
+                    "tx_lon": -111.845,
+                }
+            )
+    return pd.DataFrame(records)
+
+
+def _write_both(frame: pd.DataFrame, directory: Path) -> tuple[Path, Path]:
+    csv, parquet = directory / "m.csv", directory / "m.parquet"
+    frame.to_csv(csv, index=False, na_rep="")
+    frame.to_parquet(parquet, index=False)
+    return csv, parquet
+
+
+def _same_table(a: MeasurementTable, b: MeasurementTable) -> None:
+    for name in FIELDS:
+        left, right = getattr(a, name), getattr(b, name)
+        if left.dtype.kind == "f":
+            np.testing.assert_array_equal(left, right, err_msg=name)
+        else:
+            assert [str(x) for x in left] == [str(x) for x in right], name
+
+
+def _same_import(a: ImportedMeasurements, b: ImportedMeasurements) -> None:
+    _same_table(a.table, b.table)
+    assert a.report == b.report
+    np.testing.assert_array_equal(a.timestamps, b.timestamps)
+    assert a.frequency_hz == b.frequency_hz
+
+
+def test_parquet_nulls_read_as_empty_cells_like_csv(tmp_path: Path) -> None:
+    """The reported case: null snr_db everywhere, null rss_dbm on some rows (heard nothing)."""
+    frame = _campaign()
+    frame["snr_db"] = None
+    frame.loc[frame.receiver_id == "rx3", "rss_dbm"] = None
+    csv, parquet = _write_both(frame, tmp_path)
+    from_csv, from_parquet = read_measurements_lenient(csv), read_measurements_lenient(parquet)
+    _same_import(from_csv, from_parquet)
+    assert from_parquet.report.samples == 3
+    assert from_parquet.report.rows_dropped == {}
+    assert len(from_parquet.table.sample_id) == 12  # the unheard rows stay, as not heard
+    assert np.isnan(from_parquet.table.rss_dbm[from_parquet.table.receiver_id == "rx3"]).all()
+    assert np.isnan(from_parquet.table.snr_db).all()
+    _same_table(read_measurements(csv), read_measurements(parquet))
+
+
+def test_arrow_nulls_in_every_optional_column(tmp_path: Path) -> None:
+    """Real Arrow nulls (not NaN) in float and string columns, written with pyarrow directly."""
+    frame = _campaign()
+    table = pa.table(
+        {
+            "sample_id": pa.array(frame.sample_id.tolist()),
+            "receiver_id": pa.array(frame.receiver_id.tolist()),
+            "timestamp": pa.array([None] * len(frame), type=pa.timestamp("s", tz="UTC")),
+            "rx_lat": pa.array(frame.rx_lat.tolist()),
+            "rx_lon": pa.array(frame.rx_lon.tolist()),
+            "rx_alt_m": pa.array([None] * len(frame), type=pa.float64()),
+            "rss_dbm": pa.array([None if i % 4 == 3 else v for i, v in enumerate(frame.rss_dbm)], type=pa.float64()),
+            "snr_db": pa.array([None] * len(frame), type=pa.float64()),
+            "frequency_hz": pa.array([None] * len(frame), type=pa.float64()),
+            "tx_lat": pa.array(frame.tx_lat.tolist()),
+            "tx_lon": pa.array(frame.tx_lon.tolist()),
+        }
+    )
+    pq.write_table(table, tmp_path / "m.parquet")
+    imported = read_measurements_lenient(tmp_path / "m.parquet")
+    assert imported.report.rows_dropped == {}
+    assert imported.report.samples == 3
+    assert int(np.isfinite(imported.table.rss_dbm).sum()) == 9
+    assert np.all(imported.table.rx_alt_m == 0.0)
+    assert np.isnat(imported.timestamps).all()
+    assert np.isnan(read_long_frame(tmp_path / "m.parquet").loc[3, "rss_dbm"])
+    assert read_long_frame(tmp_path / "m.parquet").loc[3, "timestamp"] == ""
+
+
+def test_present_but_non_finite_rss_is_dropped_in_both_formats(tmp_path: Path) -> None:
+    frame = _campaign()
+    frame["rss_dbm"] = frame["rss_dbm"].astype(object)
+    frame.loc[0, "rss_dbm"] = "-inf"
+    frame.to_csv(tmp_path / "m.csv", index=False)
+    numeric = _campaign()
+    numeric.loc[0, "rss_dbm"] = -math.inf
+    numeric.to_parquet(tmp_path / "m.parquet", index=False)
+    a, b = read_measurements_lenient(tmp_path / "m.csv"), read_measurements_lenient(tmp_path / "m.parquet")
+    _same_import(a, b)
+    assert a.report.rows_dropped == {"non-finite rss": 1}
+
+
+def test_absurd_altitude_and_snr_are_dropped_and_refused(tmp_path: Path) -> None:
+    """Finding 6: rx_alt_m = -1e9 and snr_db = 1e300 pass no more (the API's ranges)."""
+    frame = _campaign()
+    frame.loc[0, "rx_alt_m"] = -1e9
+    frame.loc[5, "snr_db"] = 1e300
+    csv, parquet = _write_both(frame, tmp_path)
+    for path in (csv, parquet):
+        imported = read_measurements_lenient(path)
+        assert imported.report.rows_dropped == {DROP_IMPLAUSIBLE: 2}
+        assert imported.table.rx_alt_m.min() > -500
+        with pytest.raises(InputError, match=r"rx_alt_m -1e\+09 in row 2 is outside \[-500, 100000\]"):
+            read_measurements(path)
+
+
+_number = st.one_of(
+    st.none(),
+    st.floats(min_value=-200, max_value=200, allow_nan=False, width=64),
+    st.just(math.nan),
+    st.just(math.inf),
+)
+_row = st.fixed_dictionaries(
+    {
+        "sample_id": st.sampled_from(["a", "b", "c"]),
+        "receiver_id": st.sampled_from(["r1", "r2", "r3", "r4"]),
+        "rx_lat": st.one_of(st.floats(min_value=-89, max_value=89, allow_nan=False), st.none()),
+        "rx_lon": st.floats(min_value=-179, max_value=179, allow_nan=False),
+        "rx_alt_m": _number,
+        "rss_dbm": _number,
+        "snr_db": _number,
+        "tx_lat": st.one_of(st.just(45.0), st.none()),
+        "tx_lon": st.just(7.5),
+    }
+)
+
+
+def _outcome(reader, path: Path):  # noqa: ANN001, ANN202 - a test helper over two readers
+    try:
+        return reader(path)
+    except HeimdallError as exc:
+        return f"{type(exc).__name__}: {str(exc).replace(path.name, 'FILE')}"
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=st.lists(_row, min_size=1, max_size=12))
+def test_any_frame_reads_the_same_from_csv_and_parquet(rows: list[dict]) -> None:
+    """Property: whatever the nulls, NaNs and infinities, both files give one result."""
+    frame = pd.DataFrame(rows)
+    with tempfile.TemporaryDirectory() as directory:
+        csv, parquet = _write_both(frame, Path(directory))
+        for reader in (read_measurements_lenient, read_measurements):
+            a, b = _outcome(reader, csv), _outcome(reader, parquet)
+            if isinstance(a, str) or isinstance(b, str):
+                assert a == b
+            elif reader is read_measurements:
+                _same_table(a, b)
+            else:
+                _same_import(a, b)
