@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-import yaml
 
 from heimdall.data.layout import SampleArrays
 from heimdall.evaluation.knn import choose_k, fit_knn
 from heimdall.evaluation.metrics import mahalanobis_sq
+from heimdall.export.bundle import write_bundle_files
 from heimdall.export.localizer import Localizer
 from heimdall.export.onnx_export import export_onnx
 from heimdall.training.radio_map_fit import (
@@ -85,7 +85,7 @@ def _localizer(net: torch.nn.Module, directory) -> Localizer:  # noqa: ANN001
         "name": "test", "version": 1, "reference_point": {"lat_deg": 45.0, "lon_deg": 9.0, "alt_m": 0.0},
         "station_ids": [f"s{i}" for i in range(STATIONS)], "max_batch": 16,
     }
-    (directory / "config.yaml").write_text(yaml.safe_dump(config))
+    write_bundle_files(directory, config, {}, "test bundle")
     return Localizer(directory)
 
 

@@ -135,35 +135,44 @@ class RadioMapNet(nn.Module):
         self, rx_position_m: torch.Tensor, station: torch.Tensor, rss_dbm: torch.Tensor, heard: torch.Tensor,
         present: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(log-likelihood [B,G], each heard reading's residual after the common offset [B,G,R] dB)."""
+        """(log-likelihood [B,G], each heard reading's residual after the common offset [B,R,G] dB).
+
+        Laid out receiver-major ([B,R,G]) so the per-station tables gather without copies.
+        """
         b, r = rss_dbm.shape
-        east_sq = (rx_position_m[:, None, :, 0] - self.grid_east_m[None, :, None]) ** 2  # [B,cols,R]
-        north_sq = (rx_position_m[:, None, :, 1] - self.grid_north_m[None, :, None]) ** 2  # [B,rows,R]
-        distance_sq = (north_sq[:, :, None, :] + east_sq[:, None, :, :]).reshape(b, -1, r).clamp_min(_MIN_DISTANCE_M**2)
+        east_sq = (rx_position_m[:, :, 0, None] - self.grid_east_m) ** 2  # [B,R,cols]
+        north_sq = (rx_position_m[:, :, 1, None] - self.grid_north_m) ** 2  # [B,R,rows]
+        distance_sq = (north_sq[..., :, None] + east_sq[..., None, :]).reshape(b, r, -1).clamp_min(_MIN_DISTANCE_M**2)
         # 10 n log10(d) = 5 n log10(d^2): no square root.
         mean_db = (
-            self.station_offset_db[station][:, None, :]
+            self.residual_db[station]
+            + self.station_offset_db[station][..., None]
             - 5.0 * self.path_loss_exponent * torch.log10(distance_sq)
-            + self.residual_db[station].transpose(1, 2)
         )
-        variance = self.variance_db2[station].transpose(1, 2)
-        used = (heard & present).to(mean_db.dtype)[:, None, :]
-        residual = (rss_dbm[:, None, :] - mean_db) * used
-        inverse = used / variance
+        used_r = (heard & present).to(mean_db.dtype)  # [B,R]
+        used = used_r[..., None]
+        residual = (rss_dbm[..., None] - mean_db) * used
+        inverse_table = 1.0 / self.variance_db2  # [S+1,G]
+        inverse = inverse_table[station] * used
         # Posterior mean of the common offset c given the readings (Gaussian prior tau^2).
         tau_sq = self.common_offset_sd_db**2
-        common = tau_sq * (residual * inverse).sum(-1) / (1.0 + tau_sq * inverse.sum(-1))  # [B,G]
-        z_sq = (residual - common[..., None]) ** 2 * inverse
-        student = -0.5 * (_STUDENT_NU + 1.0) * torch.log1p(z_sq / _STUDENT_NU) * used
-        log_likelihood = (student - 0.5 * torch.log(variance) * used).sum(-1) - 0.5 * common**2 / tau_sq
+        common = tau_sq * (residual * inverse).sum(1) / (1.0 + tau_sq * inverse.sum(1))  # [B,G]
+        centred = residual - common[:, None, :] * used
+        # Unused readings have inverse 0, so their Student-t term is log1p(0) = 0.
+        student = torch.log1p(centred * centred * inverse / _STUDENT_NU).sum(1)
+        # sum over used readings of log(variance), as (readings per station) @ (log-variance table).
+        per_station = torch.einsum("br,brs->bs", used_r, torch.nn.functional.one_hot(station, self.config.num_stations + 1).to(mean_db.dtype))
+        log_variance = per_station @ torch.log(self.variance_db2)
+        log_likelihood = -0.5 * (_STUDENT_NU + 1.0) * student - 0.5 * log_variance - 0.5 * common**2 / tau_sq
         # Listened, heard nothing: probability of reading below the station's weakest heard level.
-        threshold = self.heard_threshold_db[station][:, None, :]
-        silent = (present & ~heard).to(mean_db.dtype)[:, None, :] * torch.isfinite(threshold).to(mean_db.dtype)
-        z = ((torch.where(torch.isfinite(threshold), threshold, mean_db) - mean_db - common[..., None]) / variance.sqrt())
-        z = z.clamp(-_CENSOR_Z, _CENSOR_Z)
-        below = 0.5 * (1.0 + torch.erf(z / math.sqrt(2.0)))
-        log_likelihood = log_likelihood + (torch.log(below.clamp_min(1.0e-30)) * silent).sum(-1)
-        return log_likelihood, (residual - common[..., None]) * used
+        threshold = self.heard_threshold_db[station]  # [B,R]
+        finite = torch.isfinite(threshold)
+        silent = ((present & ~heard) & finite).to(mean_db.dtype)[..., None]
+        level = torch.where(finite, threshold, torch.zeros_like(threshold))[..., None]
+        z = (level - mean_db - common[:, None, :]) * torch.sqrt(inverse_table[station])
+        below = 0.5 * (1.0 + torch.erf(z.clamp(-_CENSOR_Z, _CENSOR_Z) / math.sqrt(2.0)))
+        log_likelihood = log_likelihood + (torch.log(below.clamp_min(1.0e-30)) * silent).sum(1)
+        return log_likelihood, centred
 
     def fingerprint_neighbours(
         self, station: torch.Tensor, rss_dbm: torch.Tensor, heard: torch.Tensor, present: torch.Tensor
@@ -215,7 +224,7 @@ class RadioMapNet(nn.Module):
         heard: torch.Tensor,
         present: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(map log-likelihood [B,G], fingerprint log-density [B,G], residuals [B,G,R] dB)."""
+        """(map log-likelihood [B,G], fingerprint log-density [B,G], residuals [B,R,G] dB)."""
         station = self._stations(rx_id)
         rss = torch.where(heard, rss_dbm, torch.zeros_like(rss_dbm))
         distance_db, index = self.fingerprint_neighbours(station, rss, heard, present)
@@ -256,4 +265,4 @@ class RadioMapNet(nn.Module):
         log_likelihood, density, residual = self.log_terms(rx_position_m, rx_id, rss_dbm, heard, present)
         position_m, covariance_m2 = self.summarize(log_likelihood, density)
         weights = self.posterior(log_likelihood, density, self.temperature)
-        return position_m, covariance_m2, torch.einsum("bg,bgr->br", weights, residual)
+        return position_m, covariance_m2, torch.einsum("bg,brg->br", weights, residual)

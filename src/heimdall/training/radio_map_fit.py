@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 MOBILE_SPREAD_M = 25.0
 #: Grid cells along the transmitters' larger extent.
 GRID_CELLS = 90
+#: Percentiles of the training transmitters' positions that bound the grid (before the margin).
+TX_BOX_PERCENTILES = (0.5, 99.5)
 #: Grid margin around the training transmitters, as a share of their larger extent.
 GRID_MARGIN = 0.1
 #: Kernel length scales of the residual maps tried, as shares of the transmitters' extent.
@@ -57,6 +59,8 @@ FINGERPRINT_BANDWIDTHS_DB = (1.0, 2.0, 4.0)
 FINGERPRINT_BACKGROUNDS = (1.0e-3, 1.0e-2)
 FINGERPRINT_WEIGHTS = (0.5, 1.0, 2.0, 4.0)
 TEMPERATURES = (0.25, 0.5, 1.0, 2.0)
+#: Rounds of coordinate descent over the settings above.
+SEARCH_ROUNDS = 2
 #: Folds of each cross-fitting scheme, and the held-out samples scored per scheme at most.
 CROSS_FOLDS = 3
 CROSS_SAMPLES = 1500
@@ -159,8 +163,14 @@ def _fit_physics(samples: SampleArrays, num_stations: int, iterations: int = 25)
 
 
 def _grid(tx_position_m: np.ndarray) -> tuple[np.ndarray, float, int, int]:
-    """Grid points [G,2] (east fastest) over the transmitters' box plus a margin, step (m), rows, cols."""
-    low, high = tx_position_m.min(axis=0), tx_position_m.max(axis=0)
+    """Grid points [G,2] (east fastest) over the transmitters' box plus a margin, step (m), rows, cols.
+
+    The box spans the 0.5th to 99.5th percentiles, so a handful of stray transmissions far
+    away cannot coarsen the grid where nearly all of them are.
+    """
+    low, high = np.percentile(tx_position_m, TX_BOX_PERCENTILES[0], axis=0), np.percentile(
+        tx_position_m, TX_BOX_PERCENTILES[1], axis=0
+    )
     extent = max(float(np.max(high - low)), 1.0)
     low, high = low - GRID_MARGIN * extent, high + GRID_MARGIN * extent
     step = float(np.max(high - low)) / GRID_CELLS
@@ -392,22 +402,31 @@ def fit_radio_map(
                 done += 1
                 if progress is not None:
                     progress(done, total + 1)
-    best: tuple[float, tuple] | None = None
     keys = list(itertools.product(FINGERPRINT_BANDWIDTHS_DB, FINGERPRINT_BACKGROUNDS))
-    for li, key, weight, temperature in itertools.product(range(len(lengths)), keys, FINGERPRINT_WEIGHTS, TEMPERATURES):
-        medians = []
-        for scheme in schemes:
-            errors = [
-                np.linalg.norm(_posterior_mean(h, key, weight, temperature) - h.truth_m, axis=1)
-                for h in held[scheme][li]
-            ]
-            if errors:
-                medians.append(float(np.median(np.concatenate(errors))))
-        score = float(np.mean(medians)) if medians else np.inf
-        if best is None or score < best[0]:
-            best = (score, (li, key, weight, temperature), medians)
-    assert best is not None
-    _, (li, key, weight, temperature), medians = best
+    scores: dict[tuple, tuple[float, list[float]]] = {}
+
+    def score(choice: tuple) -> float:
+        """Mean over schemes of the out-of-fold median error (m) for (length index, key, weight, T)."""
+        if choice not in scores:
+            li, key, weight, temperature = choice
+            medians = []
+            for scheme in schemes:
+                errors = [np.linalg.norm(_posterior_mean(h, key, weight, temperature) - h.truth_m, axis=1)
+                          for h in held[scheme][li]]
+                if errors:
+                    medians.append(float(np.median(np.concatenate(errors))))
+            scores[choice] = (float(np.mean(medians)) if medians else np.inf, medians)
+        return scores[choice][0]
+
+    # Coordinate descent over the four settings (a full product is 30x the softmaxes for the
+    # same choice on the data tried): each in turn takes its best value, the others held.
+    options = (range(len(lengths)), keys, FINGERPRINT_WEIGHTS, TEMPERATURES)
+    choice = (len(lengths) // 2, (2.0, 1.0e-2), 1.0, 0.5)
+    for _ in range(SEARCH_ROUNDS):
+        for axis, values in enumerate(options):
+            choice = min((choice[:axis] + (v,) + choice[axis + 1 :] for v in values), key=score)
+    li, key, weight, temperature = choice
+    medians = scores[choice][1]
     # Covariance temperature, floor and scale on the same out-of-fold predictions.
     step = float(_grid(tx)[1])
     calibration: tuple[float, float, float, float] | None = None
