@@ -53,6 +53,8 @@ _STUDENT_NU = 4.0
 _MIN_DISTANCE_M = 1.0
 #: Fingerprint distance (dB) of a pair sharing too few stations: never a neighbour.
 _NO_MATCH_DB = 1.0e3
+#: Cap (dB) on the fingerprint distance that widens the ellipse (training uses the same).
+_NOVELTY_CAP_DB = 20.0
 #: Bounds of the standard-normal CDF argument for not-heard receivers (float32-safe).
 _CENSOR_Z = 8.0
 
@@ -112,6 +114,9 @@ class RadioMapNet(nn.Module):
         self.register_buffer("temperature", torch.ones(()))
         self.register_buffer("covariance_temperature", torch.ones(()))
         self.register_buffer("covariance_floor_m2", torch.zeros(()))
+        #: d0 (dB) of the widening 1 + (d / d0)^2 by the distance d to the nearest training
+        #: fingerprint (capped at 20 dB); 0 = no widening.
+        self.register_buffer("novelty_db", torch.zeros(()))
         # Post-hoc variance calibration factor (the same name as LocalizationNet's).
         self.register_buffer("covariance_scale", torch.ones(()))
 
@@ -223,14 +228,15 @@ class RadioMapNet(nn.Module):
         rss_dbm: torch.Tensor,
         heard: torch.Tensor,
         present: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(map log-likelihood [B,G], fingerprint log-density [B,G], residuals [B,R,G] dB)."""
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(map log-likelihood [B,G], fingerprint log-density [B,G], residuals [B,R,G] dB,
+        distance to the nearest training fingerprint [B] dB)."""
         station = self._stations(rx_id)
         rss = torch.where(heard, rss_dbm, torch.zeros_like(rss_dbm))
         distance_db, index = self.fingerprint_neighbours(station, rss, heard, present)
         log_likelihood, residual = self._map_terms(rx_position_m, station, rss, heard, present)
         density = self.fingerprint_log_density(distance_db, index, self.fingerprint_bandwidth_db, self.fingerprint_background)
-        return log_likelihood, density, residual
+        return log_likelihood, density, residual, distance_db[:, 0]
 
     def posterior(
         self, log_likelihood: torch.Tensor, log_density: torch.Tensor, temperature: torch.Tensor
@@ -240,9 +246,10 @@ class RadioMapNet(nn.Module):
         return torch.softmax(scaled + self.log_prior, dim=1)
 
     def summarize(
-        self, log_likelihood: torch.Tensor, log_density: torch.Tensor
+        self, log_likelihood: torch.Tensor, log_density: torch.Tensor, nearest_db: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Posterior mean [B,2] (m) and calibrated covariance [B,2,2] (m^2)."""
+        """Posterior mean [B,2] (m) and calibrated covariance [B,2,2] (m^2), widened for
+        queries far (`nearest_db`) from every training fingerprint."""
         weights = self.posterior(log_likelihood, log_density, self.temperature)
         position_m = weights @ self.grid_m
         wide = self.posterior(log_likelihood, log_density, self.covariance_temperature)
@@ -250,7 +257,9 @@ class RadioMapNet(nn.Module):
         covariance = torch.einsum("bg,bgi,bgj->bij", wide, spread, spread)
         floor = self.grid_step_m**2 / 12.0 + self.covariance_floor_m2
         covariance = covariance + floor * torch.eye(2, dtype=covariance.dtype)
-        return position_m, covariance * self.covariance_scale
+        ratio = nearest_db.clamp(max=_NOVELTY_CAP_DB) / self.novelty_db.clamp_min(1.0e-6)
+        widening = torch.where(self.novelty_db > 0, 1.0 + ratio * ratio, torch.ones_like(ratio))
+        return position_m, covariance * (self.covariance_scale * widening)[:, None, None]
 
     def forward(
         self,
@@ -262,7 +271,7 @@ class RadioMapNet(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Position east/north [B,2] (m), its covariance [B,2,2] (m^2), and each heard
         reading's expected residual under the posterior [B,R] (dB; 0 where not heard)."""
-        log_likelihood, density, residual = self.log_terms(rx_position_m, rx_id, rss_dbm, heard, present)
-        position_m, covariance_m2 = self.summarize(log_likelihood, density)
+        log_likelihood, density, residual, nearest_db = self.log_terms(rx_position_m, rx_id, rss_dbm, heard, present)
+        position_m, covariance_m2 = self.summarize(log_likelihood, density, nearest_db)
         weights = self.posterior(log_likelihood, density, self.temperature)
         return position_m, covariance_m2, torch.einsum("bg,brg->br", weights, residual)

@@ -59,6 +59,9 @@ FINGERPRINT_BANDWIDTHS_DB = (1.0, 2.0, 4.0)
 FINGERPRINT_BACKGROUNDS = (1.0e-3, 1.0e-2)
 FINGERPRINT_WEIGHTS = (0.5, 1.0, 2.0, 4.0)
 TEMPERATURES = (0.25, 0.5, 1.0, 2.0)
+#: Widening scales d0 (dB) tried for `novelty_factor` (0: none), and the cap on d (dB).
+NOVELTY_SCALES_DB = (0.0, 1.0, 2.0, 4.0, 8.0)
+NOVELTY_CAP_DB = 20.0
 #: Rounds of coordinate descent over the settings above.
 SEARCH_ROUNDS = 2
 #: Folds of each cross-fitting scheme, and the held-out samples scored per scheme at most.
@@ -86,6 +89,8 @@ class RadioMapHyperparameters:
     covariance_temperature: float = 1.0
     covariance_floor_m: float = 0.0
     covariance_scale: float = 1.0
+    #: d0 of `novelty_factor` (dB); 0: ellipses do not widen with fingerprint novelty.
+    novelty_db: float = 0.0
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -280,11 +285,10 @@ class _HeldOut:
     log_prior: torch.Tensor
     log_likelihood: torch.Tensor  # [N,G]
     log_density: dict[tuple[float, float], torch.Tensor]  # (bandwidth, background) -> [N,G]
+    nearest_db: np.ndarray  # [N] distance to the nearest training fingerprint
 
 
-def _held_out_terms(
-    net: RadioMapNet, samples: SampleArrays, density: dict[tuple[float, float], torch.Tensor] | None = None
-) -> _HeldOut:
+def _held_out_terms(net: RadioMapNet, samples: SampleArrays, shared: _HeldOut | None = None) -> _HeldOut:
     """Log terms of `samples` under `net`; `density` reuses the fingerprint terms of a map
     with the same fingerprints and grid (they do not depend on the residual length scale)."""
     lls, distances, indices = [], [], []
@@ -294,12 +298,13 @@ def _held_out_terms(
             rx, rx_id, rss, heard, present = _inputs(part)
             station = net._stations(rx_id)
             lls.append(net.map_log_likelihood(rx, station, rss, heard, present))
-            if density is None:
+            if shared is None:
                 d, i = net.fingerprint_neighbours(station, rss, heard, present)
                 distances.append(d)
                 indices.append(i)
-        if density is not None:
-            return _HeldOut(samples.tx_position_m.astype(np.float64), net.grid_m, net.log_prior, torch.cat(lls), density)
+        truth = samples.tx_position_m.astype(np.float64)
+        if shared is not None:
+            return _HeldOut(truth, net.grid_m, net.log_prior, torch.cat(lls), shared.log_density, shared.nearest_db)
         distance, index = torch.cat(distances), torch.cat(indices)
         density = {}
         for bandwidth, background in itertools.product(FINGERPRINT_BANDWIDTHS_DB, FINGERPRINT_BACKGROUNDS):
@@ -309,7 +314,7 @@ def _held_out_terms(
                 for s in range(0, len(samples), _CHUNK)
             ]
             density[(bandwidth, background)] = torch.cat(parts)
-    return _HeldOut(samples.tx_position_m.astype(np.float64), net.grid_m, net.log_prior, torch.cat(lls), density)
+    return _HeldOut(truth, net.grid_m, net.log_prior, torch.cat(lls), density, distance[:, 0].double().numpy())
 
 
 def _posterior_mean(held: _HeldOut, key: tuple[float, float], weight: float, temperature: float) -> np.ndarray:
@@ -341,17 +346,35 @@ def _folds(samples: SampleArrays, scheme: str, rng: np.random.Generator) -> np.n
     return rng.permutation(int(block.max()) + 1)[block] % CROSS_FOLDS
 
 
+def novelty_factor(nearest_db: np.ndarray, novelty_db: float) -> np.ndarray:
+    """Covariance multiplier 1 + (d / d0)^2 for a query d dB from its nearest training fingerprint.
+
+    d is capped at `NOVELTY_CAP_DB`; d0 = 0 turns the widening off. The same formula runs
+    in `RadioMapNet.summarize`.
+    """
+    if novelty_db <= 0:
+        return np.ones_like(nearest_db)
+    return 1.0 + (np.minimum(nearest_db, NOVELTY_CAP_DB) / novelty_db) ** 2
+
+
 def _calibrate(
-    delta_m: np.ndarray, covariance_m2: np.ndarray, step_m: float
+    delta_m: np.ndarray, covariance_m2: np.ndarray, step_m: float, groups: np.ndarray
 ) -> tuple[float, float, float]:
-    """(misfit, scale, floor_m): scale * (covariance + floor^2 I) best matching 1/2-sigma coverage."""
-    floors = np.concatenate([[0.0], step_m * np.exp(np.linspace(np.log(0.25), np.log(40.0), 40))])
-    scales = np.exp(np.linspace(np.log(0.05), np.log(50.0), 400))
+    """(misfit, scale, floor_m): scale * (covariance + floor^2 I) best matching 1/2-sigma coverage.
+
+    The misfit adds each group's (cross-fitting scheme's) squared coverage errors, so one
+    setting must hold for interpolation and extrapolation alike.
+    """
+    floors = np.concatenate([[0.0], step_m * np.exp(np.linspace(np.log(0.25), np.log(40.0), 24))])
+    scales = np.exp(np.linspace(np.log(0.05), np.log(50.0), 300))
     best = (np.inf, 1.0, 0.0)
     eye = np.eye(2)
     for floor in floors:
         d2 = mahalanobis_sq(delta_m, covariance_m2 + (floor * floor + step_m * step_m / 12.0) * eye)
-        misfit = sum(((d2[None, :] <= k * k * scales[:, None]).mean(axis=1) - target) ** 2 for k, target in _TARGETS)
+        misfit = np.zeros(len(scales))
+        for group in np.unique(groups):
+            part = d2[groups == group]
+            misfit += sum(((part[None, :] <= k * k * scales[:, None]).mean(axis=1) - target) ** 2 for k, target in _TARGETS)
         i = int(np.argmin(misfit))
         if misfit[i] < best[0] - 1e-12:
             best = (float(misfit[i]), float(scales[i]), float(floor))
@@ -397,7 +420,7 @@ def fit_radio_map(
             for li, length in enumerate(lengths):
                 net = build_radio_map(train, num_stations, length, grid=grid, mobile=mobile)
                 terms = _held_out_terms(net, samples.select(test_index), shared)
-                shared = terms.log_density
+                shared = terms
                 held[scheme][li].append(terms)
                 done += 1
                 if progress is not None:
@@ -429,18 +452,23 @@ def fit_radio_map(
     medians = scores[choice][1]
     # Covariance temperature, floor and scale on the same out-of-fold predictions.
     step = float(_grid(tx)[1])
-    calibration: tuple[float, float, float, float] | None = None
-    means = [(h, *_posterior_moments(h, key, weight, temperature, temperature)) for s in schemes for h in held[s][li]]
-    deltas = np.concatenate([h.truth_m - mean for h, mean, _ in means])
+    calibration: tuple[float, ...] | None = None
+    held_best = [(si, h) for si, s in enumerate(schemes) for h in held[s][li]]
+    means = [_posterior_moments(h, key, weight, temperature, temperature)[0] for _, h in held_best]
+    deltas = np.concatenate([h.truth_m - mean for (_, h), mean in zip(held_best, means, strict=True)])
+    groups = np.concatenate([np.full(len(h.truth_m), si) for si, h in held_best])
+    nearest = np.concatenate([h.nearest_db for _, h in held_best])
     for factor in (1.0, 2.0, 4.0, 8.0):
         covariances = np.concatenate(
-            [_posterior_moments(h, key, weight, temperature, temperature * factor)[1] for h, _, _ in means]
+            [_posterior_moments(h, key, weight, temperature, temperature * factor)[1] for _, h in held_best]
         )
-        misfit, scale, floor = _calibrate(deltas, covariances, step)
-        if calibration is None or misfit < calibration[0]:
-            calibration = (misfit, factor, scale, floor)
+        for novelty_db in NOVELTY_SCALES_DB:
+            widened = covariances * novelty_factor(nearest, novelty_db)[:, None, None]
+            misfit, scale, floor = _calibrate(deltas, widened, step, groups)
+            if calibration is None or misfit < calibration[0]:
+                calibration = (misfit, factor, scale, floor, novelty_db)
     assert calibration is not None
-    _, factor, scale, floor = calibration
+    _, factor, scale, floor, novelty_db = calibration
     hyper = RadioMapHyperparameters(
         length_scale_m=lengths[li],
         fingerprint_bandwidth_db=key[0],
@@ -450,6 +478,7 @@ def fit_radio_map(
         covariance_temperature=temperature * factor,
         covariance_floor_m=floor,
         covariance_scale=scale,
+        novelty_db=novelty_db,
     )
     net = apply_hyperparameters(build_radio_map(samples, num_stations, hyper.length_scale_m, mobile=mobile), hyper)
     if progress is not None:
@@ -469,6 +498,7 @@ def apply_hyperparameters(net: RadioMapNet, hyper: RadioMapHyperparameters) -> R
         net.covariance_temperature.fill_(hyper.covariance_temperature)
         net.covariance_floor_m2.fill_(hyper.covariance_floor_m**2)
         net.covariance_scale.fill_(hyper.covariance_scale)
+        net.novelty_db.fill_(hyper.novelty_db)
     return net
 
 
