@@ -14,7 +14,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -24,9 +24,6 @@ from heimdall.data.shards import DatasetReader
 from heimdall.errors import DataError
 from heimdall.pipelines.context import Context
 from heimdall.progress import ProgressFn
-
-if TYPE_CHECKING:
-    from heimdall.pipelines.training import TrainRequest, TrainResult
 
 __all__ = ["train_radio_map", "write_radio_map_checkpoint", "CHECKPOINT_NAME"]
 
@@ -66,13 +63,16 @@ def labelled_samples(reader: DatasetReader, splits: tuple[str, ...]) -> SampleAr
 
 def train_radio_map(
     ctx: Context,
-    request: TrainRequest,
+    request: Any,
     reader: DatasetReader,
     job_id: str | None = None,
     progress: ProgressFn | None = None,
-) -> TrainResult:
-    """Fit a radio map on the train and validation splits (the test split stays unseen)."""
-    from heimdall.pipelines.training import TrainResult
+) -> tuple[Path, str, str]:
+    """Fit a radio map on the train and validation splits (the test split stays unseen).
+
+    `request` is the `TrainRequest` (its dataset and seed are used). Returns the
+    checkpoint path, the MLflow run id and the job id.
+    """
     from heimdall.training.radio_map_fit import fit_radio_map
 
     params = {k: str(v) if isinstance(v, Path) else v for k, v in request.__dict__.items()}
@@ -117,6 +117,4 @@ def train_radio_map(
     jobs.finish_job(ctx.db, job_id, "completed")
     tracker.set_terminated(run_id)
     log.info("radio map fitted in %.1f s: %s", seconds, fit.hyperparameters)
-    return TrainResult(
-        checkpoint=str(path), best_checkpoint=str(path), epochs_run=1, mlflow_run_id=run_id, job_id=job_id
-    )
+    return path, run_id, job_id

@@ -223,7 +223,9 @@ def train(
         if resolve_estimator(request, reader.manifest.kind) == "radio-map":
             from heimdall.pipelines.radio_map_training import train_radio_map
 
-            return train_radio_map(ctx, request, reader, job_id=job_id, progress=progress)
+            path, run_id, job_id = train_radio_map(ctx, request, reader, job_id=job_id, progress=progress)
+            return TrainResult(checkpoint=str(path), best_checkpoint=str(path), epochs_run=1, mlflow_run_id=run_id,
+                               job_id=job_id)
     check_hardware(request.accelerator, request.precision, request.devices)
     leader = is_global_zero()
     resume_meta: dict[str, Any] = {}
