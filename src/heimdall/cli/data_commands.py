@@ -72,6 +72,8 @@ def generate(
     ))
 
 
+generate.resume_flag = "--resume"  # type: ignore[attr-defined]
+
 
 @handle_errors
 def import_measurements(

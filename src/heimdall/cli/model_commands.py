@@ -16,6 +16,7 @@ from heimdall.cli.common import (
     emit,
     fail,
     fmt_m,
+    given_options,
     handle_errors,
     summary_table,
 )
@@ -24,6 +25,7 @@ from heimdall.cli.progress import progress_bars, step
 
 @handle_errors
 def train(
+    cli: typer.Context,
     dataset: Annotated[str | None, typer.Option(help="Dataset name.")] = None,
     epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 40,
     batch_size: Annotated[int, typer.Option("--batch-size", "--batch_size", help="Samples per optimiser step.")] = 256,
@@ -71,7 +73,7 @@ def train(
         validation_split=validation_split, accelerator=accelerator, devices=devices,  # type: ignore[arg-type]
         num_nodes=num_nodes, strategy=strategy, precision=precision,  # type: ignore[arg-type]
         num_workers=num_workers, num_threads=threads, checkpoint=checkpoint, resume_training=resume_training,
-        init_from=init_from, seed=seed, spectrogram_encoder=spectrogram_encoder,
+        init_from=init_from, seed=seed, spectrogram_encoder=spectrogram_encoder, given=given_options(cli, {"threads": "num_threads"}),
     )
     with progress_bars(quiet) as progress:
         result = pipelines.train(ctx, request, progress=progress)

@@ -11,7 +11,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import shutil
 import tempfile
 import zipfile
@@ -26,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from heimdall.data.layout import SPLIT_NAMES, SampleArrays
 from heimdall.errors import ConflictError, DataError, HeimdallError, InputError, NotFoundError
 from heimdall.geo import ReferencePoint
+from heimdall.names import is_slug, to_slug
 from heimdall.network import ReceiverNetwork
 from heimdall.storage.artifacts import ArtifactStore
 
@@ -47,16 +47,11 @@ PROGRESS_FILE = "progress.json"
 FORMAT_VERSION = 1
 
 log = logging.getLogger(__name__)
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 def validate_dataset_name(name: str) -> str:
-    """A dataset name: letters, digits, '.', '_' or '-', 1-128 characters."""
-    if not _NAME_RE.match(name or ""):
-        raise InputError(
-            f"invalid dataset name {name!r}: use 1-128 letters, digits, '.', '_' or '-'"
-        )
-    return name
+    """The stored name (slug) of dataset `name`; a display name becomes its slug (`heimdall.names`)."""
+    return to_slug(name, "dataset")
 
 
 def dataset_prefix(name: str) -> str:
@@ -95,6 +90,8 @@ class DatasetManifest(BaseModel):
     acceptance_rate: float | None = None
     effective_sigma_db: float | None = None
     description: str | None = None
+    #: The name as the user wrote it, when it was not already a slug ("Test Dataset 1k").
+    display_name: str | None = None
     created_at: str
 
     @property
@@ -170,6 +167,7 @@ class DatasetWriter:
     ) -> None:
         self.store = store
         self.name = validate_dataset_name(name)
+        self.display_name = None if is_slug(name) else name.strip()
         self.prefix = dataset_prefix(name)
         if store.exists(f"{self.prefix}/{MANIFEST}"):
             raise InputError(f"dataset {name!r} already exists")
@@ -291,6 +289,7 @@ class DatasetWriter:
             split_counts=counts,
             shards=self.shards,
             created_at=datetime.now(timezone.utc).isoformat(),
+            display_name=self.display_name,
             **extra,
         )
         network.save(self.staging / NETWORK_FILE)

@@ -98,7 +98,7 @@ def generate(
     elapsed = time.perf_counter() - start
     register_dataset(ctx.db, DatasetReader(ctx.store, name), ctx.store.uri(dataset_prefix(name)))
     return GenerateResult(
-        dataset=name,
+        dataset=manifest.name,
         samples=manifest.num_samples,
         samples_per_s=manifest.num_samples / max(elapsed, 1e-9),
         acceptance_rate=float(manifest.acceptance_rate or 1.0),
@@ -185,7 +185,7 @@ def import_measurements(
     manifest = write_measured_dataset(ctx.store, ctx.staging_dir, name, imported, split_mode, seed)
     register_dataset(ctx.db, DatasetReader(ctx.store, name), ctx.store.uri(dataset_prefix(name)))
     return ImportResult(
-        dataset=name,
+        dataset=manifest.name,
         samples=manifest.num_samples,
         rows_read=imported.report.rows_read,
         rows_dropped=dropped,

@@ -40,7 +40,7 @@ def import_recordings(
     register_dataset(ctx.db, DatasetReader(ctx.store, name), ctx.store.uri(dataset_prefix(name)))
     iq = (manifest.scenario or {})["iq"]
     return RecordingsImportResult(
-        dataset=name,
+        dataset=manifest.name,
         samples=manifest.num_samples,
         recordings=int(iq["recordings"]),
         receivers=len(manifest.station_ids),
