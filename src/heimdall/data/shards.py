@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import zipfile
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -27,7 +26,9 @@ from heimdall.errors import ConflictError, DataError, HeimdallError, InputError,
 from heimdall.geo import ReferencePoint
 from heimdall.names import is_slug, to_slug
 from heimdall.network import ReceiverNetwork
+from heimdall.pausepoints import pause_point
 from heimdall.storage.artifacts import ArtifactStore
+from heimdall.storage.staging import owned_dir
 
 __all__ = [
     "DatasetManifest",
@@ -179,7 +180,8 @@ class DatasetWriter:
         self.plan = plan
         self._lock: int | None = None
         if plan is None:
-            self.staging = Path(tempfile.mkdtemp(prefix=f"{self.name}.", dir=staging_root))
+            # Private and owned: a killed import's directory is found and removed later.
+            self.staging = owned_dir(staging_root, self.name)
             return
         self.staging = staging_root / self.name
         self.staging.mkdir(exist_ok=True)
@@ -297,6 +299,7 @@ class DatasetWriter:
         # Bookkeeping of a resumable run is not part of the dataset.
         for private in (PROGRESS_FILE, ".lock"):
             (self.staging / private).unlink(missing_ok=True)
+        pause_point("dataset:staged")
         self.store.publish_dir(self.prefix, self.staging, MANIFEST)
         return manifest
 
