@@ -109,3 +109,41 @@ def bench(
         Console().print(f"conditions: {json.dumps(result['conditions'])}")
 
     emit(result, as_json, render)
+
+
+@handle_errors
+def doctor(
+    fix: Annotated[bool, typer.Option("--fix", help="Remove stale work and repair half-published models.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Find what killed commands left behind (staging, half-published model versions)."""
+    import dataclasses
+
+    from heimdall.pipelines.publishing import doctor as run_doctor
+
+    report = run_doctor(context(), fix=fix)
+    payload = dataclasses.asdict(report) | {"clean": report.clean}
+
+    def render() -> None:
+        out = Console()
+        if report.clean:
+            out.print("nothing left behind by killed commands")
+            return
+        if report.stale:
+            verb = "removed" if report.fixed else "stale (owner gone; `heimdall doctor --fix` removes them)"
+            out.print(f"{len(report.stale)} working director(ies) of killed commands, {verb}:")
+            for path in report.stale:
+                out.print(f"  {path}", soft_wrap=True)
+        for name in report.resumable:
+            out.print(f"interrupted generation of dataset {name}; finish it with the same command and --resume:")
+            out.print(f"  heimdall generate --name {name} ... --resume", soft_wrap=True)
+        for model in report.models:
+            if model.unregistered:
+                verb = "removed" if report.fixed else "will be removed by the next export or `heimdall doctor --fix`"
+                out.print(f"model {model.name}: versions {model.unregistered} published but never registered; {verb}")
+            if model.unrecorded:
+                verb = "recorded" if report.fixed else "will be recorded by the next export or `heimdall doctor --fix`"
+                out.print(f"model {model.name}: registered versions {model.unrecorded} missing from the models table; {verb}")
+
+    emit(payload, as_json, render)
+

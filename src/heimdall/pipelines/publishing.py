@@ -34,7 +34,9 @@ from heimdall.storage.artifacts import LocalStore
 from heimdall.storage.staging import remove_stale, stale_dirs
 from heimdall.storage.tables import ModelRecord
 
-__all__ = ["publish_lock", "ModelRepair", "model_repairs", "repair_models", "clean_stale_work", "stale_work"]
+__all__ = [
+    "publish_lock", "ModelRepair", "model_repairs", "repair_models", "clean_stale_work", "stale_work", "DoctorReport", "doctor",
+]
 
 log = logging.getLogger(__name__)
 _VERSION_DIR = re.compile(r"^models/(?P<name>[^/]+)/v(?P<version>\d+)/config\.yaml$")
@@ -135,3 +137,56 @@ def clean_stale_work(ctx: Context) -> list[Path]:
     if removed:
         log.warning("removed %d working director(ies) of killed commands: %s", len(removed), ", ".join(map(str, removed)))
     return removed
+
+
+@dataclass(frozen=True)
+class DoctorReport:
+    """Leftovers of killed commands in this installation (and what `fix` did about them)."""
+
+    #: Working directories whose owner died (removable).
+    stale: list[str]
+    #: Interrupted generations kept for `heimdall generate ... --resume` (dataset names).
+    resumable: list[str]
+    #: Model versions a killed export left half-published or unrecorded.
+    models: list[ModelRepair]
+    fixed: bool = False
+
+    @property
+    def clean(self) -> bool:
+        return not self.stale and not self.resumable and all(m.empty for m in self.models)
+
+
+def _model_names(ctx: Context) -> set[str]:
+    names = {ctx.settings.registered_model_name}
+    names.update(key.split("/")[1] for key in ctx.store.list("models") if key.count("/") >= 2)
+    return names
+
+
+def _resumable(ctx: Context) -> list[str]:
+    from heimdall.data.shards import PROGRESS_FILE, staging_in_use
+
+    root = ctx.staging_dir
+    if not root.is_dir():
+        return []
+    return sorted(
+        path.name for path in root.iterdir()
+        if path.is_dir() and (path / PROGRESS_FILE).is_file() and not staging_in_use(root, path.name)
+    )
+
+
+def doctor(ctx: Context, fix: bool = False) -> DoctorReport:
+    """What killed commands left behind; with `fix`, remove stale work and repair models.
+
+    Interrupted generations are reported, never removed: `generate --resume` finishes them.
+    """
+    names = sorted(_model_names(ctx))
+    if not fix:
+        return DoctorReport(
+            stale=[str(p) for p in stale_work(ctx)], resumable=_resumable(ctx), models=[model_repairs(ctx, n) for n in names]
+        )
+    stale = [str(p) for p in clean_stale_work(ctx)]
+    repairs = []
+    for name in names:
+        with publish_lock(ctx, name):
+            repairs.append(repair_models(ctx, name))
+    return DoctorReport(stale=stale, resumable=_resumable(ctx), models=repairs, fixed=True)
