@@ -19,12 +19,13 @@ from pathlib import Path
 import pytest
 
 from heimdall.pausepoints import marker_name
-from heimdall.pipelines import TrainRequest, dataset_export, generate, open_context, train
+from heimdall.pipelines import TrainRequest, generate, open_context, train
 from heimdall.pipelines.publishing import doctor
 from heimdall.settings import Settings
 
 pytestmark = pytest.mark.slow
 CLI = "from heimdall.cli import app; app()"
+POWDER = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "powder-frs-april" / "april.json"
 
 
 def _tree_digest(directory: Path) -> str:
@@ -120,16 +121,15 @@ def test_export_killed_at_each_step_never_wedges_later_exports(trained_home, too
     assert not list((home / "staging").glob("bundle.*"))
 
 
-def test_import_and_generation_killed_before_publishing_rerun_cleanly(trained_home, tools, tmp_path: Path) -> None:
+def test_import_and_generation_killed_before_publishing_rerun_cleanly(trained_home, tools) -> None:
+    if not POWDER.is_file():
+        pytest.fail(f"POWDER data not found at {POWDER} (shared/ must sit beside the repo)")
     home, _ = trained_home
-    ctx = open_context(Settings(home=home))
-    csv = tmp_path / "m.csv"
-    dataset_export(ctx, "base", "all", csv, "long", 0)
     base = home / "artifacts" / "datasets" / "base"
     base_digest = _tree_digest(base)
     cases = [
-        (["import-measurements", str(csv), "--name", "imp"], "dataset:staged"),
-        (["import-measurements", str(csv), "--name", "imp2"], "publish:copied"),
+        (["import-measurements", str(POWDER), "--format", "powder-json", "--name", "imp"], "dataset:staged"),
+        (["import-measurements", str(POWDER), "--format", "powder-json", "--name", "imp2"], "publish:copied"),
         (["generate", "--name", "gen", "--samples", "1200", "--seed", "1"], "dataset:staged"),
         (["generate", "--name", "gen2", "--samples", "1200", "--seed", "1"], "publish:copied"),
     ]
@@ -149,12 +149,9 @@ def test_import_and_generation_killed_before_publishing_rerun_cleanly(trained_ho
     assert not leftovers
 
 
-def test_doctor_fix_removes_what_a_killed_import_left(trained_home, tools, tmp_path: Path) -> None:
+def test_doctor_fix_removes_what_a_killed_import_left(trained_home, tools) -> None:
     home, _ = trained_home
-    ctx = open_context(Settings(home=home))
-    csv = tmp_path / "m.csv"
-    dataset_export(ctx, "base", "test", csv, "long", 0)
-    _kill_at(home, tools, "dataset:staged", ["import-measurements", str(csv), "--name", "fixme"])
+    _kill_at(home, tools, "dataset:staged", ["import-measurements", str(POWDER), "--format", "powder-json", "--name", "fixme"])
     report = _doctor(home)
     assert len(report["stale"]) == 1 and not report["fixed"]
     text = _cli(home, tools, ["doctor"])

@@ -130,20 +130,23 @@ def doctor(
             out.print("nothing left behind by killed commands")
             return
         if report.stale:
-            verb = "removed" if report.fixed else "stale (owner gone; `heimdall doctor --fix` removes them)"
-            out.print(f"{len(report.stale)} working director(ies) of killed commands, {verb}:")
+            verb = "removed" if report.fixed else "left by killed commands"
+            out.print(f"{len(report.stale)} working director(ies) {verb}:")
             for path in report.stale:
                 out.print(f"  {path}", soft_wrap=True)
+            if not report.fixed:
+                out.print("remove them with: heimdall doctor --fix")
         for name in report.resumable:
-            out.print(f"interrupted generation of dataset {name}; finish it with the same command and --resume:")
+            out.print(f"interrupted generation of dataset {name}; finish it with:")
             out.print(f"  heimdall generate --name {name} ... --resume", soft_wrap=True)
         for model in report.models:
+            then = "" if report.fixed else " (the next export, or heimdall doctor --fix, repairs it)"
             if model.unregistered:
-                verb = "removed" if report.fixed else "will be removed by the next export or `heimdall doctor --fix`"
-                out.print(f"model {model.name}: versions {model.unregistered} published but never registered; {verb}")
+                verb = "removed" if report.fixed else "in the store but never registered"
+                out.print(f"model {model.name} versions {model.unregistered}: {verb}{then}")
             if model.unrecorded:
-                verb = "recorded" if report.fixed else "will be recorded by the next export or `heimdall doctor --fix`"
-                out.print(f"model {model.name}: registered versions {model.unrecorded} missing from the models table; {verb}")
+                verb = "recorded" if report.fixed else "registered but not in the models table"
+                out.print(f"model {model.name} versions {model.unrecorded}: {verb}{then}")
 
     emit(payload, as_json, render)
 
