@@ -303,7 +303,11 @@ def export(ctx: Context, checkpoint: Path, version: str | None = None, quantize:
             raise ConflictError(f"model {name} v{number} already exists in the artifact store")
         draft, config, evaluation, metrics, quantization = _stage_export(ctx, net, meta, reader, name, number, quantize)
         config.update(semantic_version=semantic_version)
-        pause_point("export:staged")
+        try:
+            pause_point("export:staged")
+        except BaseException:
+            shutil.rmtree(draft.directory, ignore_errors=True)  # interrupted: nothing was published
+            raise
         prefix = finish_bundle(draft, ctx.store, name, number, config, metrics)
         pause_point("export:published")
         bundle_dir = ctx.store.local_dir(prefix)
