@@ -31,7 +31,7 @@ def to_slug(name: str, what: str = "dataset") -> str:
     if _SLUG.match(text):
         return text
     slug = re.sub(r"[ .]+", "-", text.lower())
-    slug = re.sub(r"-{2,}", "-", slug).strip("-")[:64].rstrip("-_")
+    slug = re.sub(r"-{2,}", "-", slug).strip("-")
     if not _DISPLAY.match(text) or not _SLUG.match(slug):
         raise InputError(
             f"invalid {what} name {name!r}: use 1-64 lowercase letters, digits, '_' or '-' "

@@ -123,7 +123,7 @@ def _print_export(result: Any) -> None:
 def export(
     checkpoint: Annotated[Path, typer.Option(help="Training checkpoint (.ckpt).")],
     version: Annotated[
-        str | None, typer.Option(help="Semantic version vMAJOR.MINOR.PATCH (default: next minor).")
+        str | None, typer.Option(help="SemVer, e.g. v1.2.0, 1.0.0-test or 1.0.0+build.1 (default: next minor).")
     ] = None,
     quantize: Annotated[str | None, typer.Option(help="Also write a quantised graph: int8.")] = None,
     as_json: JsonFlag = False,
