@@ -101,6 +101,19 @@ def given_options(ctx: typer.Context, renamed: dict[str, str] | None = None) -> 
     return frozenset(given)
 
 
+def print_value(label: str, value: Any, out: Console | None = None) -> None:
+    """`label:` then the value on its own, indented line, never wrapped or cut (paths and
+    models:/ references are what users copy)."""
+    out = out or Console()
+    out.print(f"{label}:", highlight=False)
+    out.print(f"  {value}", soft_wrap=True, highlight=False)
+
+
+def fmt_splits(counts: dict[str, int]) -> str:
+    """Sample counts per split: `splits: train 700, val 150, test 150 samples`."""
+    return "splits: " + ", ".join(f"{name} {counts.get(name, 0)}" for name in ("train", "val", "test")) + " samples"
+
+
 def fmt_m(value: Any) -> str:
     """A distance in metres, as km above 10 km."""
     return f"{value / 1000:,.1f} km" if value >= 10_000 else f"{value:,.0f} m"

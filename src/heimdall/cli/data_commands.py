@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -16,7 +15,9 @@ from heimdall.cli.common import (
     context,
     emit,
     fail,
+    fmt_splits,
     handle_errors,
+    print_value,
 )
 from heimdall.cli.progress import progress_bars, step
 
@@ -67,8 +68,8 @@ def generate(
         "splits": result.splits,
     }
     emit(payload, as_json, lambda: Console().print(
-        f"dataset {result.dataset}: {result.samples} samples ({result.samples_per_s:,.0f}/s), "
-        f"acceptance {result.acceptance_rate:.3f}, splits {result.splits}"
+        f"dataset {result.dataset}: {result.samples} samples ({result.samples_per_s:,.0f} samples/s), "
+        f"acceptance {result.acceptance_rate:.1%}\n  {fmt_splits(result.splits)}", highlight=False
     ))
 
 
@@ -95,9 +96,10 @@ def import_measurements(
         result = pipelines.import_measurements(ctx, file, name, file_format, split_mode, seed)  # type: ignore[arg-type]
     payload = {"dataset": result.dataset, "samples": result.samples, "rows_read": result.rows_read,
                "rows_dropped": result.rows_dropped, "splits": result.splits}
+    dropped = ", ".join(f"{count} {why}" for why, count in result.rows_dropped.items()) or "none"
     emit(payload, as_json, lambda: Console().print(
-        f"dataset {result.dataset}: {result.samples} samples from {result.rows_read} rows "
-        f"(dropped {sum(result.rows_dropped.values())}: {result.rows_dropped or 'none'}), splits {result.splits}"
+        f"dataset {result.dataset}: {result.samples} samples from {result.rows_read} rows\n"
+        f"  rows dropped: {dropped}\n  {fmt_splits(result.splits)}", highlight=False
     ))
 
 
@@ -124,9 +126,10 @@ def datasets_list(as_json: JsonFlag = False) -> None:
     rows = run_list(context())
 
     def render() -> None:
-        table = Table("name", "kind", "samples", "network", "splits", "created")
+        table = Table("name", "kind", "samples", "network", "train/val/test", "created (UTC)")
         for row in rows:
-            table.add_row(row["name"], row["kind"], str(row["samples"]), row["network"], json.dumps(row["splits"]), row["created_at"][:19])
+            splits = "/".join(str(row["splits"].get(s, 0)) for s in ("train", "val", "test"))
+            table.add_row(row["name"], row["kind"], str(row["samples"]), row["network"], splits, row["created_at"][:16])
         Console().print(table)
 
     emit({"datasets": rows}, as_json, render)
@@ -138,7 +141,24 @@ def datasets_show(name: Annotated[str, typer.Argument(help="Dataset name.")], as
     """Show one dataset's manifest."""
     from heimdall.pipelines import dataset_show
 
-    emit(dataset_show(context(), name), as_json)
+    info = dataset_show(context(), name)
+
+    def render() -> None:
+        out = Console()
+        shown = info.get("display_name")
+        out.print(f"dataset {info['name']}" + (f" ({shown})" if shown else "") + f", kind {info['kind']}", highlight=False)
+        out.print(f"{info['num_samples']} samples, {info['num_receivers']} receivers, "
+                  f"{info['frequency_hz'] / 1e6:g} MHz", highlight=False)
+        out.print(f"  {fmt_splits(info['split_counts'])}", highlight=False)
+        ref = info["reference_point"]
+        out.print(f"reference point {ref['lat_deg']:.5f} deg, {ref['lon_deg']:.5f} deg; seed {info.get('seed')}; "
+                  f"split mode {info['split_mode']}", highlight=False)
+        if info.get("description"):
+            out.print(f"description: {info['description']}", highlight=False)
+        print_value("stored at", info["storage_uri"], out)
+        out.print("(--json prints the whole manifest)", highlight=False)
+
+    emit(info, as_json, render)
 
 
 
@@ -179,5 +199,5 @@ def import_recordings(
                "receivers": result.receivers, "sample_rate_hz": result.sample_rate_hz, "splits": result.splits}
     emit(payload, as_json, lambda: Console().print(
         f"dataset {result.dataset}: {result.samples} transmissions from {result.recordings} recordings "
-        f"({result.receivers} receivers, {result.sample_rate_hz:g} Hz), splits {result.splits}"
+        f"({result.receivers} receivers, {result.sample_rate_hz:g} Hz)\n  {fmt_splits(result.splits)}", highlight=False
     ))

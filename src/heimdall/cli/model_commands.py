@@ -18,6 +18,7 @@ from heimdall.cli.common import (
     fmt_m,
     given_options,
     handle_errors,
+    print_value,
     summary_table,
 )
 from heimdall.cli.progress import progress_bars, step
@@ -64,8 +65,9 @@ def train(
     if export_only:
         if checkpoint is None:
             fail("--export-only needs --checkpoint PATH")
-        result = pipelines.export(ctx, checkpoint)
-        emit(_export_payload(result), as_json)
+        with progress_bars(quiet) as progress, step(progress, "export", "ONNX, parity, calibration, registry"):
+            result = pipelines.export(ctx, checkpoint)
+        emit(_export_payload(result), as_json, lambda: _print_export(result))
         return
     request = pipelines.TrainRequest(
         dataset=dataset, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
@@ -86,9 +88,13 @@ def train(
         "mlflow_run_id": result.mlflow_run_id,
         "job_id": result.job_id,
     }
-    emit(payload, as_json, lambda: Console().print(
-        f"trained {result.epochs_run} epochs; best {result.best_checkpoint}; MLflow run {result.mlflow_run_id}"
-    ))
+    def render() -> None:
+        out = Console()
+        out.print(f"trained {result.epochs_run} epoch(s) ({result.status}); MLflow run {result.mlflow_run_id}", highlight=False)
+        print_value("best checkpoint (export it with heimdall export --checkpoint)", result.best_checkpoint, out)
+        print_value("last checkpoint (continue with --checkpoint ... --resume-training)", result.checkpoint, out)
+
+    emit(payload, as_json, render)
 
 
 
@@ -105,17 +111,25 @@ def _export_payload(result: Any) -> dict[str, Any]:
 
 
 def _print_export(result: Any) -> None:
-    console = Console()
-    console.print(
-        f"bundle {result.bundle} {result.semantic_version} (ONNX max abs diff {result.max_abs_diff:.2e}), "
-        f"registered {result.registered}"
+    out = Console()
+    out.print(
+        f"exported {result.semantic_version} (registry version {result.version}); ONNX parity: max difference "
+        f"{result.max_abs_diff:.2e} (positions in m, covariances relative to their scale)",
+        highlight=False,
     )
+    print_value("bundle", result.bundle, out)
+    print_value("registered as", result.registered, out)
     q = result.quantization
     if q:
-        console.print(
-            f"int8: {q['int8_size_bytes']:,} bytes (float {q['float_size_bytes']:,}); max position diff "
-            f"{fmt_m(q['max_abs_position_diff_m'])}; {q['split']} median {fmt_m(q['float_median_error_m'])} -> "
-            f"{fmt_m(q['int8_median_error_m'])}, p90 {fmt_m(q['float_p90_error_m'])} -> {fmt_m(q['int8_p90_error_m'])}"
+        out.print(
+            f"int8 graph: {q['int8_size_bytes']:,} bytes (float {q['float_size_bytes']:,} bytes); "
+            f"max position difference {fmt_m(q['max_abs_position_diff_m'])}",
+            highlight=False,
+        )
+        out.print(
+            f"{q['split']} split, float -> int8: median {fmt_m(q['float_median_error_m'])} -> "
+            f"{fmt_m(q['int8_median_error_m'])}, p90 {fmt_m(q['float_p90_error_m'])} -> {fmt_m(q['int8_p90_error_m'])}",
+            highlight=False,
         )
 
 
@@ -175,7 +189,7 @@ def localize(
     result = pipelines.localize(context(), model, measurements, geojson=geojson, recordings=recordings)
 
     def render() -> None:
-        table = Table("sample", "lat", "lon", "sigma major", "sigma minor", "orient.", "heard")
+        table = Table("sample", "lat (deg)", "lon (deg)", "sigma major", "sigma minor", "orient. (deg)", "heard (rx)")
         for p in result["predictions"]:
             table.add_row(str(p["sample_id"]), f"{p['lat']:.5f}", f"{p['lon']:.5f}", fmt_m(p["sigma_major_m"]),
                           fmt_m(p["sigma_minor_m"]), f"{p['orientation_deg']:.0f}", str(p["n_receivers_heard"]))
@@ -193,13 +207,17 @@ def models_list(as_json: JsonFlag = False) -> None:
     rows = list_models(context())
 
     def render() -> None:
-        table = Table("reference", "version", "aliases", "dataset", "test median error", "created")
+        table = Table("version", "aliases", "dataset", "test median error", "created (UTC)")
+        # References are printed whole, on their own lines: a table column would cut them at 80 columns.
         for row in rows:
             median = row["metrics"].get("median_error_m")
             aliases = row["aliases"] + (["latest"] if row["latest"] else [])
-            table.add_row(row["reference"], row["semantic_version"] or "-", ", ".join(aliases), str(row["dataset"]),
-                          fmt_m(median) if isinstance(median, (int, float)) else "-", str(row["created_at"])[:19])
-        Console().print(table)
+            table.add_row(row["semantic_version"] or "-", ", ".join(aliases), str(row["dataset"]),
+                          fmt_m(median) if isinstance(median, (int, float)) else "-", str(row["created_at"])[:16])
+        out = Console()
+        out.print(table)
+        for row in rows:
+            out.print(f"{row['semantic_version'] or '-'}: {row['reference']}", soft_wrap=True, highlight=False)
 
     emit({"models": rows}, as_json, render)
 

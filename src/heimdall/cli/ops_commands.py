@@ -17,6 +17,7 @@ from heimdall.cli.common import (
     context,
     emit,
     handle_errors,
+    print_value,
     summary_table,
 )
 from heimdall.cli.progress import progress_bars
@@ -38,18 +39,20 @@ def demo(
     with progress_bars(quiet) as progress:
         result = run_demo(
             ctx, samples=samples, epochs=epochs, out=out, progress=progress,
-            step=(lambda _m: None) if quiet else console.print,
+            step=(lambda _m: None) if quiet else (lambda m: console.print(m, soft_wrap=True, highlight=False)),
         )
 
     def render() -> None:
         out_console = Console()
         out_console.print(summary_table(result.evaluation, f"Test split of {result.dataset}"))
         out_console.print(summary_table(result.fresh_evaluation, "Fresh dataset, another seed"))
-        out_console.print(f"model bundle:  {result.model}")
-        out_console.print(f"MLflow store:  {result.mlflow_store} (run {result.mlflow_run_id})")
-        out_console.print(f"report:        {result.report_dir}")
+        print_value("model bundle", result.model, out_console)
+        print_value(f"MLflow store (run {result.mlflow_run_id})", result.mlflow_store, out_console)
+        print_value("report", result.report_dir, out_console)
         out_console.print(f"took {result.seconds:.0f} s")
 
+    for warning in result.warnings:  # on stderr, also with --json and --quiet
+        typer.echo(f"warning: {warning}", err=True)
     emit(result.to_json(), as_json, render)
 
 
@@ -62,6 +65,10 @@ def serve(
     """Run the REST API (without a broker it also runs the jobs, in a background thread)."""
     from heimdall.service.server import serve as run_server
 
+    shown = f"[{host}]" if ":" in host else host
+    out = Console()
+    out.print(f"Heimdall API on http://{shown}:{port} (Ctrl-C stops it); interactive docs:", highlight=False)
+    out.print(f"  http://{shown}:{port}/docs", soft_wrap=True, highlight=False)
     run_server(host=host, port=port, settings=Settings())
 
 
