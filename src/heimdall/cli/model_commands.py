@@ -112,10 +112,9 @@ def _export_payload(result: Any) -> dict[str, Any]:
 
 def _print_export(result: Any) -> None:
     out = Console()
+    out.print(f"exported {result.semantic_version} (registry version {result.version})", highlight=False)
     out.print(
-        f"exported {result.semantic_version} (registry version {result.version}); ONNX parity: max difference "
-        f"{result.max_abs_diff:.2e} (positions in m, covariances relative to their scale)",
-        highlight=False,
+        f"ONNX parity: max difference {result.max_abs_diff:.2e} (positions in m, covariances relative)", highlight=False
     )
     print_value("bundle", result.bundle, out)
     print_value("registered as", result.registered, out)
