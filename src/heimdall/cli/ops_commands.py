@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -113,7 +112,9 @@ def bench(
             if key != "conditions":
                 table.add_row(key, f"{value:,.3f}" if isinstance(value, float) else str(value))
         Console().print(table)
-        Console().print(f"conditions: {json.dumps(result['conditions'])}")
+        conditions = result["conditions"]
+        shown = ", ".join(f"{k} {v}" for k, v in conditions.items()) if isinstance(conditions, dict) else str(conditions)
+        Console().print(f"conditions: {shown}", highlight=False)
 
     emit(result, as_json, render)
 
