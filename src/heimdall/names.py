@@ -27,7 +27,7 @@ def is_slug(name: str) -> bool:
 
 def to_slug(name: str, what: str = "dataset") -> str:
     """The stored form of `name` ("Test Dataset 1k" -> "test-dataset-1k"); InputError if it has none."""
-    text = (name or "").strip()
+    text = name or ""
     if _SLUG.match(text):
         return text
     slug = re.sub(r"[ .]+", "-", text.lower())
