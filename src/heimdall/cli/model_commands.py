@@ -46,7 +46,7 @@ def train(
     num_workers: Annotated[int, typer.Option("--num-workers", "--num_workers", help="DataLoader worker processes.")] = 0,
     threads: Annotated[int | None, typer.Option(help="torch threads per process (default: one per core).")] = None,
     checkpoint: Annotated[Path | None, typer.Option(help="Checkpoint to resume or export.")] = None,
-    resume_training: Annotated[bool, typer.Option("--resume-training", "--resume_training", help="Continue --checkpoint's run.")] = False,
+    resume_training: Annotated[bool, typer.Option("--resume-training", "--resume_training", help="Continue --checkpoint's run with its settings (only --epochs may change).")] = False,
     export_only: Annotated[bool, typer.Option("--export-only", "--export_only", help="Only export --checkpoint.")] = False,
     init_from: Annotated[str | None, typer.Option("--init-from", "--init_from", help="Checkpoint to fine-tune.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
