@@ -67,6 +67,7 @@ def test_every_command_that_reads_a_checkpoint_refuses_it(crafted, home: Path) -
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_export_in_a_real_process_does_not_run_it(crafted, tmp_path: Path) -> None:
     path, marker = crafted
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HEIMDALL_", "MLFLOW_"))}

@@ -11,9 +11,11 @@ from typer.testing import CliRunner
 
 from heimdall import jobs
 from heimdall.cli import app
+from heimdall.errors import InputError
 from heimdall.pipelines import Context, TrainRequest, generate, train
 from heimdall.pipelines.resume import restore_request
 
+pytestmark = pytest.mark.slow  # each test trains a small model first (about 15 s on 2 cores)
 BATCH = 64
 PEAK_LR = 1e-3
 
@@ -100,5 +102,5 @@ def test_restore_request_without_given_keeps_non_default_values(first_run) -> No
     restored = restore_request(ctx, TrainRequest(checkpoint=last, resume_training=True, epochs=3), meta, hyper, 2)
     assert (restored.batch_size, restored.learning_rate, restored.epochs, restored.dataset) == (BATCH, PEAK_LR, 3, "rs")
     assert (restored.hidden_dim, restored.num_layers, restored.warmup_epochs) == (32, 1, 1)
-    with pytest.raises(Exception, match="--batch-size 16"):
+    with pytest.raises(InputError, match="--batch-size 16"):
         restore_request(ctx, TrainRequest(checkpoint=last, resume_training=True, batch_size=16, epochs=3), meta, hyper, 2)
