@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from heimdall.cli.common import (
     JsonFlag,
@@ -126,10 +126,13 @@ def datasets_list(as_json: JsonFlag = False) -> None:
     rows = run_list(context())
 
     def render() -> None:
-        table = Table("name", "kind", "samples", "network", "train/val/test", "created (UTC)")
+        # The network is in --json; at 80 columns the table keeps what tells datasets apart.
+        table = Table("kind", "samples", "train/val/test", "created (UTC)")
+        # Names are what users copy: a column of their own width, never cut.
+        table.columns.insert(0, Column("name", no_wrap=True, min_width=max((len(r["name"]) for r in rows), default=4)))
         for row in rows:
             splits = "/".join(str(row["splits"].get(s, 0)) for s in ("train", "val", "test"))
-            table.add_row(row["name"], row["kind"], str(row["samples"]), row["network"], splits, row["created_at"][:16])
+            table.add_row(row["name"], row["kind"], str(row["samples"]), splits, row["created_at"][:16].replace("T", " "))
         Console().print(table)
 
     emit({"datasets": rows}, as_json, render)

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from heimdall.cli.common import (
     JsonFlag,
@@ -206,7 +206,9 @@ def models_list(as_json: JsonFlag = False) -> None:
     rows = list_models(context())
 
     def render() -> None:
-        table = Table("version", "aliases", "dataset", "test median error", "created (UTC)")
+        longest = max((len(str(row["dataset"])) for row in rows), default=7)
+        table = Table("version", "aliases", Column("dataset", no_wrap=True, min_width=longest), "test median error",
+                      "created (UTC)")
         # References are printed whole, on their own lines: a table column would cut them at 80 columns.
         for row in rows:
             median = row["metrics"].get("median_error_m")
