@@ -33,9 +33,18 @@ def _fits_80_columns(text: str, values: list[str]) -> None:
         assert len(line) <= 80 or line.strip() in values, line
 
 
-def test_train_and_export_print_values_whole_on_their_own_lines(trained) -> None:
-    env = {"HEIMDALL_HOME": str(trained.home), "COLUMNS": "80"}
-    result = runner.invoke(app, ["train", "--export-only", "--checkpoint", str(trained.checkpoint), "-q"], env=env)
+@pytest.mark.slow
+def test_train_and_export_print_values_whole_on_their_own_lines(home: Path) -> None:
+    # Its own home: exporting registers a version, which the shared `trained` home must not get.
+    env = {"HEIMDALL_HOME": str(home), "COLUMNS": "80"}
+    assert runner.invoke(app, ["generate", "--name", "out", "--samples", "1200", "-q"], env=env).exit_code == 0
+    trained = runner.invoke(app, ["train", "--dataset", "out", "--epochs", "1", "--hidden-dim", "16", "-q"], env=env)
+    assert trained.exit_code == 0, trained.output
+    best = re.search(r"^best checkpoint.*:\n  (/\S+)$", trained.stdout, re.M)[1]
+    last = re.search(r"^last checkpoint.*:\n  (/\S+)$", trained.stdout, re.M)[1]
+    assert Path(best).is_file() and Path(last).is_file()
+    _fits_80_columns(trained.stdout, [best, last])
+    result = runner.invoke(app, ["train", "--export-only", "--checkpoint", best, "-q"], env=env)
     assert result.exit_code == 0, result.output
     assert not result.stdout.lstrip().startswith("{")  # a sentence, not a raw dict
     bundle = re.search(r"^  (/\S+)$", result.stdout, re.M)[1]
