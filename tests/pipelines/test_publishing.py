@@ -13,12 +13,12 @@ from heimdall.pipelines.publishing import doctor, model_repairs, publish_lock, r
 from heimdall.storage.tables import ModelRecord
 
 
-def _publish_fake_bundle(ctx: Context, tmp_path: Path, name: str, version: int) -> None:
-    source = tmp_path / f"b{version}"
+def _publish_fake_bundle(ctx: Context, tmp_path: Path, name: str, version: int, **extra: str) -> None:
+    source = tmp_path / f"b{name}{version}"
     source.mkdir()
     (source / "model.onnx").write_bytes(b"onnx")
     (source / "metrics.json").write_text(json.dumps({"evaluation": {"median_error_m": 1234.0, "baselines": {}}}))
-    config = {"dataset": "d", "job_id": None, "mlflow_run_id": None, "training": {"init_from": "models:/p/1"}}
+    config = {"dataset": "d", "job_id": None, "mlflow_run_id": None, "training": {"init_from": "models:/p/1"}, **extra}
     (source / "config.yaml").write_text(yaml.safe_dump(config))
     ctx.store.publish_dir(f"models/{name}/v{version}", source, "config.yaml")
 
@@ -49,3 +49,18 @@ def test_doctor_fix_repairs_every_model(ctx: Context, tmp_path: Path) -> None:
     fixed = doctor(ctx, fix=True)
     assert fixed.fixed and [m.unregistered for m in fixed.models if m.name == "other"] == [[1]]
     assert doctor(ctx).clean
+
+
+def test_a_version_whose_export_still_runs_is_left_alone(ctx: Context, tmp_path: Path) -> None:
+    from datetime import datetime, timezone
+
+    from heimdall.storage.staging import owner_token
+
+    now = datetime.now(timezone.utc).isoformat()
+    _publish_fake_bundle(ctx, tmp_path, "live", 1, published_by=owner_token(), created_at=now)  # this process
+    _publish_fake_bundle(ctx, tmp_path, "far", 1, published_by="ffffff-1-1", created_at=now)  # another machine
+    for name in ("live", "far"):
+        with publish_lock(ctx, name):
+            assert repair_models(ctx, name).unregistered == []
+        assert ctx.store.exists(f"models/{name}/v1/config.yaml")
+

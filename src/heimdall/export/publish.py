@@ -16,7 +16,7 @@ from heimdall.export.bundle import model_card, write_bundle_files
 from heimdall.export.onnx_export import INPUT_NAMES, OUTPUT_NAMES, export_onnx, onnx_parity
 from heimdall.models.localization_net import LocalizationNet
 from heimdall.storage.artifacts import ArtifactStore
-from heimdall.storage.staging import owned_dir
+from heimdall.storage.staging import owned_dir, owner_token
 
 __all__ = ["BundleDraft", "stage_bundle", "finish_bundle", "bundle_prefix", "parity_inputs", "PARITY_TOLERANCE"]
 
@@ -79,6 +79,9 @@ def finish_bundle(
         name=name,
         version=version,
         created_at=datetime.now(timezone.utc).isoformat(),
+        # Who published it: a version that never got registered is removed only once its
+        # publisher is gone (pipelines.publishing), never while that export still runs.
+        published_by=owner_token(),
         onnx={"inputs": list(config.get("inputs", INPUT_NAMES)), "outputs": list(OUTPUT_NAMES)},
     )
     try:

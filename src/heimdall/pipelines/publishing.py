@@ -23,6 +23,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from sqlalchemy import select
 
 from heimdall.pipelines.context import Context
 from heimdall.storage.artifacts import LocalStore
-from heimdall.storage.staging import remove_stale, stale_dirs
+from heimdall.storage.staging import owner_alive, remove_stale, stale_dirs
 from heimdall.storage.tables import ModelRecord
 
 __all__ = [
@@ -39,6 +40,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+#: Age after which a half-published version of another machine's export counts as abandoned.
+FOREIGN_GRACE_S = 3600.0
 _VERSION_DIR = re.compile(r"^models/(?P<name>[^/]+)/v(?P<version>\d+)/config\.yaml$")
 
 
@@ -107,18 +110,42 @@ def _record_from_bundle(ctx: Context, name: str, version: int) -> ModelRecord:
     )
 
 
+def _publisher_gone(ctx: Context, name: str, version: int) -> bool:
+    """Whether the export that published `name` vVERSION is certainly dead: its process on
+    this machine has exited, or (another machine's, or unrecorded) it is over an hour old."""
+    directory = ctx.store.local_dir(f"models/{name}/v{version}")
+    config: dict[str, Any] = yaml.safe_load((directory / "config.yaml").read_text()) or {}
+    alive = owner_alive(f".{config.get('published_by', '')}")
+    if alive is not None:
+        return not alive
+    try:
+        created = datetime.fromisoformat(str(config.get("created_at")))
+    except ValueError:
+        return True
+    return (datetime.now(timezone.utc) - created).total_seconds() > FOREIGN_GRACE_S
+
+
 def repair_models(ctx: Context, name: str) -> ModelRepair:
     """Undo half-published versions of `name` and complete registered ones; call under
-    `publish_lock` (another export of `name` on this machine may be between its steps)."""
+    `publish_lock` (another export of `name` on this machine may be between its steps).
+
+    A half-published version whose export may still be running on another machine (the
+    lock is per machine) is left alone until FOREIGN_GRACE_S has passed.
+    """
     found = model_repairs(ctx, name)
+    removed = []
     for version in found.unregistered:
+        if not _publisher_gone(ctx, name, version):
+            log.warning("%s v%d is published but not registered yet; its export still runs", name, version)
+            continue
         ctx.store.delete_prefix(f"models/{name}/v{version}")
+        removed.append(version)
         log.warning("removed %s v%d: published by an export that died before registering it", name, version)
     for version in found.unrecorded:
         with ctx.db.session() as session:
             session.add(_record_from_bundle(ctx, name, version))
         log.warning("recorded %s v%d: registered by an export that died before recording it", name, version)
-    return found
+    return ModelRepair(name, unregistered=removed, unrecorded=found.unrecorded)
 
 
 def stale_work(ctx: Context) -> list[Path]:
