@@ -18,9 +18,14 @@ from heimdall.settings import Settings
 def test_unknown_options_and_non_integer_versions_are_refused(home: Path, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="n_mels"):
         TrainingPipeline(n_mels=128)
-    with pytest.raises(InputError, match="1.0.0-test"):
-        export_and_register_model(tmp_path / "x.ckpt", "m", "1.0.0-test", tmp_path / "m.onnx")
+    with pytest.raises(InputError, match="1.0.0-"):
+        export_and_register_model(tmp_path / "x.ckpt", "m", "1.0.0-", tmp_path / "m.onnx")
     assert not (tmp_path / "m.onnx").exists()
+    # The seeds' data_dir: refused with what to use instead, not a bare TypeError.
+    with pytest.raises(InputError, match=r"data_dir=.*not supported.*heimdall generate --name NAME.*run\(dataset=NAME\)"):
+        TrainingPipeline(devices=1, settings=Settings(home=home)).run(data_dir="/tmp/heimdall_training_data")
+    with pytest.raises(InputError, match="invalid model name"):
+        export_and_register_model(tmp_path / "x.ckpt", "../m", "1.0.0")
     with pytest.raises(InputError, match="export_only needs checkpoint"):
         TrainingPipeline(settings=Settings(home=home)).run(export_only=True)
     with pytest.raises(InputError, match="--epochs"):
@@ -59,6 +64,14 @@ def test_training_pipeline_returns_checkpoint_onnx_run_and_metrics(ctx, home: Pa
     assert registered.config["name"] == "seed-model" and registered.config["semantic_version"] == "v3.0.0"
     with pytest.raises(InputError, match="already exists"):
         export_and_register_model(result.checkpoint_path, "seed-model", 3, settings=settings)
+    # The seed's own call: a SemVer pre-release, and a display name turned into its slug.
+    seeded = export_and_register_model(
+        result.checkpoint_path, "Localization Net Test", "1.0.0-test", tmp_path / "localization-net-test-1.0.0-test.onnx",
+        settings=settings,
+    )
+    assert seeded.semantic_version == "v1.0.0-test" and seeded.registered == "models:/localization-net-test/1"
+    build = export_and_register_model(result.checkpoint_path, "localization-net-test", "1.0.0+build.1", settings=settings)
+    assert build.semantic_version == "v1.0.0+build.1" and build.registered == "models:/localization-net-test/2"
 
     exported_only = TrainingPipeline(settings=settings).run(export_only=True, checkpoint=result.checkpoint_path)
     assert exported_only.mlflow_run_id == result.mlflow_run_id and exported_only.model == "models:/heimdall-localizer/2"

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from heimdall.errors import InputError
+from heimdall.names import to_slug
 from heimdall.pipelines import Context, ExportResult, TrainRequest, export, open_context, train
 from heimdall.settings import Settings
 
@@ -71,7 +72,7 @@ class TrainingPipeline:
     """
 
     def __init__(self, *, settings: Settings | None = None, **options: Any) -> None:
-        names = {f.name for f in dataclasses.fields(TrainRequest)} - {"dataset", "checkpoint", "resume_training"}
+        names = {f.name for f in dataclasses.fields(TrainRequest)} - {"dataset", "checkpoint", "resume_training", "given"}
         unknown = sorted(set(options) - names)
         if unknown:
             raise InputError(f"unknown TrainingPipeline option(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
@@ -84,9 +85,20 @@ class TrainingPipeline:
         export_only: bool = False,
         checkpoint: str | Path | None = None,
         resume_training: bool = False,
+        data_dir: str | Path | None = None,
     ) -> TrainingPipelineResult:
         """Train on the named dataset (or resume from `checkpoint`), then export the best
-        checkpoint as an ONNX bundle and register it; `export_only` only exports `checkpoint`."""
+        checkpoint as an ONNX bundle and register it; `export_only` only exports `checkpoint`.
+
+        `data_dir` (the seeds' argument) is refused with what to use instead: Heimdall
+        trains on named, catalogued datasets, not on directories.
+        """
+        if data_dir is not None:
+            raise InputError(
+                f"data_dir={str(data_dir)!r} is not supported: Heimdall trains on named datasets; "
+                "create one with `heimdall generate --name NAME` (or import-measurements / import-recordings), "
+                "then call run(dataset=NAME) (see `heimdall datasets list`)"
+            )
         if export_only and checkpoint is None:
             raise InputError("export_only needs checkpoint=PATH")
         ctx = _open(self.settings)
@@ -97,6 +109,7 @@ class TrainingPipeline:
                 dataset=dataset,
                 checkpoint=Path(checkpoint) if checkpoint is not None else None,
                 resume_training=resume_training,
+                given=frozenset(self.options) | ({"dataset"} if dataset is not None else set()),
                 **self.options,
             )
             result = train(ctx, request)
@@ -135,7 +148,7 @@ def _exported(ctx: Context, checkpoint: Path, job_id: str | None, epoch_metrics:
 
 
 def _semantic_version(version: int | str | None) -> str | None:
-    """The seeds' version (3, "3", "1.2.0" or "v1.2.0") as the bundle's `v{major}.{minor}.{patch}`."""
+    """The seeds' version (3, "3", "1.2.0", "v1.2.0", "1.0.0-test") as the bundle's `v{major}.{minor}.{patch}[-pre][+build]`."""
     if version is None:
         return None
     text = str(version).strip()
@@ -156,14 +169,15 @@ def export_and_register_model(
 
     The bundle is calibrated on the validation split, evaluated on the test split, stored
     in the artifact store and registered in MLflow as `models:/{model_name}/N`. `version` is
-    the bundle's semantic version: `"1.2.0"`, `"v1.2.0"`, or an integer 3 meaning `v3.0.0`
-    (None: the next minor version); anything else is an InputError. With `onnx_filename`,
+    the bundle's semantic version: `"1.2.0"`, `"v1.2.0"`, a SemVer pre-release or build
+    (`"1.0.0-test"`, `"1.0.0+build.1"`), or an integer 3 meaning `v3.0.0` (None: the next
+    minor version); anything else is an InputError. `model_name` follows the naming rule of
+    datasets (`heimdall.names`): a display name becomes its slug. With `onnx_filename`,
     a copy of the bundle's `model.onnx` is also written to that path (the returned `onnx`
     names it).
     """
     semantic = _semantic_version(version)
-    if not model_name.strip():
-        raise InputError("model_name must not be empty")
+    model_name = to_slug(model_name, "model")
     base = settings if settings is not None else Settings()
     ctx = _open(base.model_copy(update={"registered_model_name": model_name}))
     try:

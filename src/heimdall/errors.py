@@ -13,6 +13,7 @@ __all__ = [
     "NotFoundError",
     "DataError",
     "ConflictError",
+    "Interrupted",
 ]
 
 
@@ -59,3 +60,11 @@ class ConflictError(InputError):
     """The request conflicts with the current state (e.g. pausing a finished job)."""
 
     hint = "pick another name, or check the current state first"
+
+
+class Interrupted(KeyboardInterrupt):
+    """A Ctrl-C that stopped a command, with the command that continues its work (if known)."""
+
+    def __init__(self, resume: str | None = None) -> None:
+        super().__init__()
+        self.resume = resume

@@ -55,6 +55,11 @@ class Settings(BaseSettings):
         default=None, description="Registry reference run beside the served model; logged and counted, never returned"
     )
     canary_model: str | None = Field(default=None, description="Registry reference that answers a share of requests")
+    pause_at: str | None = Field(
+        default=None,
+        description="Crash tests only: a named step (heimdall.pausepoints) where a command writes "
+        "HOME/paused-at-STEP and waits to be killed",
+    )
     canary_fraction: float = Field(
         default=0.0, ge=0.0, le=1.0, description="Share of default-model requests the canary answers, in [0, 1]"
     )

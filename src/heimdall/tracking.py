@@ -153,8 +153,11 @@ class Tracker:
 
     def latest_version(self, name: str) -> int:
         """Highest registered version of `name` (0 when none)."""
-        versions = self.client.search_model_versions(f"name='{name}'")
-        return max((int(v.version) for v in versions), default=0)
+        return max(self.version_numbers(name), default=0)
+
+    def version_numbers(self, name: str) -> set[int]:
+        """Every registered version number of `name`."""
+        return {int(v.version) for v in self.client.search_model_versions(f"name='{name}'")}
 
     def version_tags(self, name: str, key: str) -> dict[int, str]:
         """version -> value of tag `key`, for the versions of `name` that carry it."""

@@ -239,7 +239,7 @@ def test_ctrl_c_marks_the_trials_in_flight_failed_and_exits(ctx, home: Path) -> 
     os.killpg(process.pid, signal.SIGINT)
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130
-    assert err.strip().splitlines()[-1] == "error: interrupted", err
+    assert err.strip().splitlines()[-1].startswith("error: interrupted; resume with: heimdall tune "), err
     assert "Traceback" not in err, err  # neither from this process nor from its workers
     trials = optuna.load_study(study_name="tune-intr", storage=storage).get_trials()
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.FAIL]

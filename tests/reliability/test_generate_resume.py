@@ -221,4 +221,5 @@ def test_ctrl_c_with_workers_prints_one_line_and_no_traceback(tmp_path: Path, to
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130, err
     assert "Traceback" not in err, err
-    assert err.strip().splitlines()[-1] == "error: interrupted", err
+    assert err.strip().splitlines()[-1].startswith("error: interrupted; resume with: heimdall generate --name iq"), err
+    assert err.strip().splitlines()[-1].endswith(" --resume"), err

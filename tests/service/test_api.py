@@ -95,13 +95,36 @@ def test_path_traversal_and_bad_names_are_rejected(client: TestClient, path: str
     assert not any(p.name == "etc" for p in client.app.state.settings.home.rglob("etc"))
 
 
-@pytest.mark.parametrize("name", ["../evil", "a/b", "Evil", "", "-x", "x" * 65, "a b", "a\x00b"])
+@pytest.mark.parametrize("name", ["../evil", "a/b", "", "-x", "x" * 65, "a\x00b", ".hidden", "a\\b"])
 def test_dataset_names_in_bodies_are_validated(recording_client, name: str) -> None:
     client, executor = recording_client
     response = client.post("/v1/training/synthetic/generate", json={"name": name, "num_samples": 100})
     assert response.status_code == 422
     assert "body.name" in _one_line_detail(response)
     assert executor.dispatched == []
+
+
+@pytest.mark.parametrize(("name", "slug"), [("Test Dataset 1k", "test-dataset-1k"), ("Evil", "evil"), ("a b", "a-b")])
+def test_display_names_in_bodies_become_slugs(recording_client, name: str, slug: str) -> None:
+    # The seed's curl body; the CLI applies the same rule (heimdall.names).
+    client, executor = recording_client
+    body = {"name": name, "num_samples": 1000, "description": "Small dataset for pipeline testing",
+            "frequency_mhz": 145.0, "tx_power_dbm": 37.0, "min_snr_db": 3.0}
+    response = client.post("/v1/training/synthetic/generate", json=body)
+    assert response.status_code == 202, response.text
+    job = client.get(f"/v1/training/jobs/{response.json()['job_id']}").json()
+    assert job["dataset"] == slug
+
+
+def test_seed_train_body_with_devices(recording_client) -> None:
+    client, executor = recording_client
+    generate(open_context(client.app.state.settings), "d", 1000)
+    accepted = client.post("/train", json={"dataset": "d", "epochs": 5, "batch_size": 16, "devices": 1})
+    assert accepted.status_code == 202, accepted.text
+    refused = client.post("/train", json={"dataset": "d", "devices": 2})
+    assert refused.status_code == 422
+    detail = _one_line_detail(refused)
+    assert "body.devices" in detail and "heimdall train --devices N" in detail
 
 
 def test_validation_errors_name_the_field(recording_client) -> None:

@@ -64,6 +64,7 @@ _add_group(db_app, "db")
 _register(db_app, "upgrade", ops_commands.db_upgrade)
 _register(app, "bench", ops_commands.bench)
 _register(app, "tune", tune_commands.tune)
+_register(app, "doctor", ops_commands.doctor)
 
 
 def main() -> None:

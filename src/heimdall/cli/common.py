@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import shlex
 import sys
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
@@ -41,6 +42,19 @@ def _hint(exc: HeimdallError, command_path: str) -> str:
     return str(exc.hint).replace("{command}", command_path)
 
 
+def _resume_command(exc: BaseException, command: Any) -> str:
+    """The command that continues an interrupted one: the exception's own, else this
+    command line again (with the command's `resume_flag`, e.g. `--resume`, added)."""
+    resume = getattr(exc, "resume", None)
+    if resume:
+        return str(resume)
+    args = sys.argv[1:]
+    flag = getattr(command, "resume_flag", None)
+    if flag and flag not in args:
+        args = [*args, flag]
+    return "heimdall " + shlex.join(args)
+
+
 def handle_errors(func: F) -> F:
     """Turn Heimdall's errors (and validation errors) into one line and exit code 1."""
 
@@ -56,8 +70,11 @@ def handle_errors(func: F) -> F:
         except ValidationError as exc:
             first = exc.errors()[0]
             fail(f"invalid value for {'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
-        except KeyboardInterrupt:
-            fail("interrupted", code=130)
+        except (KeyboardInterrupt, SystemExit) as exc:
+            # A library may turn Ctrl-C into SystemExit (Lightning does); that is still Ctrl-C.
+            if isinstance(exc, SystemExit) and not isinstance(exc.__context__, KeyboardInterrupt):
+                raise
+            fail(f"interrupted; resume with: {_resume_command(exc, wrapper)}", code=130)
 
     return wrapper  # type: ignore[return-value]
 
@@ -70,6 +87,31 @@ def emit(payload: Any, as_json: bool, render: Callable[[], None] | None = None) 
         render()
     else:
         Console().print_json(json.dumps(payload, default=str))
+
+
+def given_options(ctx: typer.Context, renamed: dict[str, str] | None = None) -> frozenset[str]:
+    """Names of the command's options given on the command line (not left at their
+    defaults), with `renamed` mapping a CLI parameter to the pipeline field it fills."""
+    renamed = renamed or {}
+    given = set()
+    for name in ctx.params:
+        source = ctx.get_parameter_source(name)
+        if source is not None and source.name == "COMMANDLINE":
+            given.add(renamed.get(name, name))
+    return frozenset(given)
+
+
+def print_value(label: str, value: Any, out: Console | None = None) -> None:
+    """`label:` then the value on its own, indented line, never wrapped or cut (paths and
+    models:/ references are what users copy)."""
+    out = out or Console()
+    out.print(f"{label}:", highlight=False)
+    out.print(f"  {value}", soft_wrap=True, highlight=False)
+
+
+def fmt_splits(counts: dict[str, int]) -> str:
+    """Sample counts per split: `splits: train 700, val 150, test 150 samples`."""
+    return "splits: " + ", ".join(f"{name} {counts.get(name, 0)}" for name in ("train", "val", "test")) + " samples"
 
 
 def fmt_m(value: Any) -> str:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from heimdall.cli.common import (
     JsonFlag,
@@ -16,7 +15,9 @@ from heimdall.cli.common import (
     context,
     emit,
     fail,
+    fmt_splits,
     handle_errors,
+    print_value,
 )
 from heimdall.cli.progress import progress_bars, step
 
@@ -67,10 +68,12 @@ def generate(
         "splits": result.splits,
     }
     emit(payload, as_json, lambda: Console().print(
-        f"dataset {result.dataset}: {result.samples} samples ({result.samples_per_s:,.0f}/s), "
-        f"acceptance {result.acceptance_rate:.3f}, splits {result.splits}"
+        f"dataset {result.dataset}: {result.samples} samples ({result.samples_per_s:,.0f} samples/s), "
+        f"acceptance {result.acceptance_rate:.1%}\n  {fmt_splits(result.splits)}", highlight=False
     ))
 
+
+generate.resume_flag = "--resume"  # type: ignore[attr-defined]
 
 
 @handle_errors
@@ -99,9 +102,10 @@ def import_measurements(
         )
     payload = {"dataset": result.dataset, "samples": result.samples, "rows_read": result.rows_read,
                "rows_dropped": result.rows_dropped, "splits": result.splits}
+    dropped = ", ".join(f"{count} {why}" for why, count in result.rows_dropped.items()) or "none"
     emit(payload, as_json, lambda: Console().print(
-        f"dataset {result.dataset}: {result.samples} samples from {result.rows_read} rows "
-        f"(dropped {sum(result.rows_dropped.values())}: {result.rows_dropped or 'none'}), splits {result.splits}"
+        f"dataset {result.dataset}: {result.samples} samples from {result.rows_read} rows\n"
+        f"  rows dropped: {dropped}\n  {fmt_splits(result.splits)}", highlight=False
     ))
 
 
@@ -128,9 +132,13 @@ def datasets_list(as_json: JsonFlag = False) -> None:
     rows = run_list(context())
 
     def render() -> None:
-        table = Table("name", "kind", "samples", "network", "splits", "created")
+        # The network is in --json; at 80 columns the table keeps what tells datasets apart.
+        table = Table("kind", "samples", "train/val/test", "created (UTC)")
+        # Names are what users copy: a column of their own width, never cut.
+        table.columns.insert(0, Column("name", no_wrap=True, min_width=max((len(r["name"]) for r in rows), default=4)))
         for row in rows:
-            table.add_row(row["name"], row["kind"], str(row["samples"]), row["network"], json.dumps(row["splits"]), row["created_at"][:19])
+            splits = "/".join(str(row["splits"].get(s, 0)) for s in ("train", "val", "test"))
+            table.add_row(row["name"], row["kind"], str(row["samples"]), splits, row["created_at"][:16].replace("T", " "))
         Console().print(table)
 
     emit({"datasets": rows}, as_json, render)
@@ -142,7 +150,24 @@ def datasets_show(name: Annotated[str, typer.Argument(help="Dataset name.")], as
     """Show one dataset's manifest."""
     from heimdall.pipelines import dataset_show
 
-    emit(dataset_show(context(), name), as_json)
+    info = dataset_show(context(), name)
+
+    def render() -> None:
+        out = Console()
+        shown = info.get("display_name")
+        out.print(f"dataset {info['name']}" + (f" ({shown})" if shown else "") + f", kind {info['kind']}", highlight=False)
+        out.print(f"{info['num_samples']} samples, {info['num_receivers']} receivers, "
+                  f"{info['frequency_hz'] / 1e6:g} MHz", highlight=False)
+        out.print(f"  {fmt_splits(info['split_counts'])}", highlight=False)
+        ref = info["reference_point"]
+        out.print(f"reference point {ref['lat_deg']:.5f} deg, {ref['lon_deg']:.5f} deg; seed {info.get('seed')}; "
+                  f"split mode {info['split_mode']}", highlight=False)
+        if info.get("description"):
+            out.print(f"description: {info['description']}", highlight=False)
+        print_value("stored at", info["storage_uri"], out)
+        out.print("(--json prints the whole manifest)", highlight=False)
+
+    emit(info, as_json, render)
 
 
 
@@ -183,5 +208,5 @@ def import_recordings(
                "receivers": result.receivers, "sample_rate_hz": result.sample_rate_hz, "splits": result.splits}
     emit(payload, as_json, lambda: Console().print(
         f"dataset {result.dataset}: {result.samples} transmissions from {result.recordings} recordings "
-        f"({result.receivers} receivers, {result.sample_rate_hz:g} Hz), splits {result.splits}"
+        f"({result.receivers} receivers, {result.sample_rate_hz:g} Hz)\n  {fmt_splits(result.splits)}", highlight=False
     ))

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from heimdall.cli.common import (
     JsonFlag,
@@ -16,7 +16,9 @@ from heimdall.cli.common import (
     emit,
     fail,
     fmt_m,
+    given_options,
     handle_errors,
+    print_value,
     summary_table,
 )
 from heimdall.cli.progress import progress_bars, step
@@ -24,6 +26,7 @@ from heimdall.cli.progress import progress_bars, step
 
 @handle_errors
 def train(
+    cli: typer.Context,
     dataset: Annotated[str | None, typer.Option(help="Dataset name.")] = None,
     epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 40,
     batch_size: Annotated[int, typer.Option("--batch-size", "--batch_size", help="Samples per optimiser step.")] = 256,
@@ -43,7 +46,7 @@ def train(
     num_workers: Annotated[int, typer.Option("--num-workers", "--num_workers", help="DataLoader worker processes.")] = 0,
     threads: Annotated[int | None, typer.Option(help="torch threads per process (default: one per core).")] = None,
     checkpoint: Annotated[Path | None, typer.Option(help="Checkpoint to resume or export.")] = None,
-    resume_training: Annotated[bool, typer.Option("--resume-training", "--resume_training", help="Continue --checkpoint's run.")] = False,
+    resume_training: Annotated[bool, typer.Option("--resume-training", "--resume_training", help="Continue --checkpoint's run with its settings (only --epochs may change).")] = False,
     export_only: Annotated[bool, typer.Option("--export-only", "--export_only", help="Only export --checkpoint.")] = False,
     init_from: Annotated[str | None, typer.Option("--init-from", "--init_from", help="Checkpoint to fine-tune.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
@@ -65,8 +68,9 @@ def train(
     if export_only:
         if checkpoint is None:
             fail("--export-only needs --checkpoint PATH")
-        result = pipelines.export(ctx, checkpoint)
-        emit(_export_payload(result), as_json)
+        with progress_bars(quiet) as progress, step(progress, "export", "ONNX, parity, calibration, registry"):
+            result = pipelines.export(ctx, checkpoint)
+        emit(_export_payload(result), as_json, lambda: _print_export(result))
         return
     request = pipelines.TrainRequest(
         dataset=dataset, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
@@ -74,8 +78,8 @@ def train(
         validation_split=validation_split, accelerator=accelerator, devices=devices,  # type: ignore[arg-type]
         num_nodes=num_nodes, strategy=strategy, precision=precision,  # type: ignore[arg-type]
         num_workers=num_workers, num_threads=threads, checkpoint=checkpoint, resume_training=resume_training,
-        init_from=init_from, seed=seed, spectrogram_encoder=spectrogram_encoder,
-        estimator=estimator,  # type: ignore[arg-type]
+        init_from=init_from, seed=seed, spectrogram_encoder=spectrogram_encoder, estimator=estimator,  # type: ignore[arg-type]
+        given=given_options(cli, {"threads": "num_threads"}),
     )
     with progress_bars(quiet) as progress:
         result = pipelines.train(ctx, request, progress=progress)
@@ -88,9 +92,13 @@ def train(
         "mlflow_run_id": result.mlflow_run_id,
         "job_id": result.job_id,
     }
-    emit(payload, as_json, lambda: Console().print(
-        f"trained {result.epochs_run} epochs; best {result.best_checkpoint}; MLflow run {result.mlflow_run_id}"
-    ))
+    def render() -> None:
+        out = Console()
+        out.print(f"trained {result.epochs_run} epoch(s) ({result.status}); MLflow run {result.mlflow_run_id}", highlight=False)
+        print_value("best checkpoint (export it with heimdall export --checkpoint)", result.best_checkpoint, out)
+        print_value("last checkpoint (continue with --checkpoint ... --resume-training)", result.checkpoint, out)
+
+    emit(payload, as_json, render)
 
 
 
@@ -107,17 +115,24 @@ def _export_payload(result: Any) -> dict[str, Any]:
 
 
 def _print_export(result: Any) -> None:
-    console = Console()
-    console.print(
-        f"bundle {result.bundle} {result.semantic_version} (ONNX max abs diff {result.max_abs_diff:.2e}), "
-        f"registered {result.registered}"
+    out = Console()
+    out.print(f"exported {result.semantic_version} (registry version {result.version})", highlight=False)
+    out.print(
+        f"ONNX parity: max difference {result.max_abs_diff:.2e} (positions in m, covariances relative)", highlight=False
     )
+    print_value("bundle", result.bundle, out)
+    print_value("registered as", result.registered, out)
     q = result.quantization
     if q:
-        console.print(
-            f"int8: {q['int8_size_bytes']:,} bytes (float {q['float_size_bytes']:,}); max position diff "
-            f"{fmt_m(q['max_abs_position_diff_m'])}; {q['split']} median {fmt_m(q['float_median_error_m'])} -> "
-            f"{fmt_m(q['int8_median_error_m'])}, p90 {fmt_m(q['float_p90_error_m'])} -> {fmt_m(q['int8_p90_error_m'])}"
+        out.print(
+            f"int8 graph: {q['int8_size_bytes']:,} bytes (float {q['float_size_bytes']:,} bytes); "
+            f"max position difference {fmt_m(q['max_abs_position_diff_m'])}",
+            highlight=False,
+        )
+        out.print(
+            f"{q['split']} split, float -> int8: median {fmt_m(q['float_median_error_m'])} -> "
+            f"{fmt_m(q['int8_median_error_m'])}, p90 {fmt_m(q['float_p90_error_m'])} -> {fmt_m(q['int8_p90_error_m'])}",
+            highlight=False,
         )
 
 
@@ -125,7 +140,7 @@ def _print_export(result: Any) -> None:
 def export(
     checkpoint: Annotated[Path, typer.Option(help="Training checkpoint (.ckpt).")],
     version: Annotated[
-        str | None, typer.Option(help="Semantic version vMAJOR.MINOR.PATCH (default: next minor).")
+        str | None, typer.Option(help="SemVer, e.g. v1.2.0, 1.0.0-test or 1.0.0+build.1 (default: next minor).")
     ] = None,
     quantize: Annotated[str | None, typer.Option(help="Also write a quantised graph: int8.")] = None,
     as_json: JsonFlag = False,
@@ -177,7 +192,7 @@ def localize(
     result = pipelines.localize(context(), model, measurements, geojson=geojson, recordings=recordings)
 
     def render() -> None:
-        table = Table("sample", "lat", "lon", "sigma major", "sigma minor", "orient.", "heard", "warnings")
+        table = Table("sample", "lat (deg)", "lon (deg)", "sigma major", "sigma minor", "orient. (deg)", "heard (rx)", "warnings")
         for p in result["predictions"]:
             table.add_row(str(p["sample_id"]), f"{p['lat']:.5f}", f"{p['lon']:.5f}", fmt_m(p["sigma_major_m"]),
                           fmt_m(p["sigma_minor_m"]), f"{p['orientation_deg']:.0f}", str(p["n_receivers_heard"]),
@@ -196,13 +211,19 @@ def models_list(as_json: JsonFlag = False) -> None:
     rows = list_models(context())
 
     def render() -> None:
-        table = Table("reference", "version", "aliases", "dataset", "test median error", "created")
+        longest = max((len(str(row["dataset"])) for row in rows), default=7)
+        table = Table("version", "aliases", Column("dataset", no_wrap=True, min_width=longest), "test median error",
+                      "created (UTC)")
+        # References are printed whole, on their own lines: a table column would cut them at 80 columns.
         for row in rows:
             median = row["metrics"].get("median_error_m")
             aliases = row["aliases"] + (["latest"] if row["latest"] else [])
-            table.add_row(row["reference"], row["semantic_version"] or "-", ", ".join(aliases), str(row["dataset"]),
-                          fmt_m(median) if isinstance(median, (int, float)) else "-", str(row["created_at"])[:19])
-        Console().print(table)
+            table.add_row(row["semantic_version"] or "-", ", ".join(aliases), str(row["dataset"]),
+                          fmt_m(median) if isinstance(median, (int, float)) else "-", str(row["created_at"])[:16])
+        out = Console()
+        out.print(table)
+        for row in rows:
+            out.print(f"{row['semantic_version'] or '-'}: {row['reference']}", soft_wrap=True, highlight=False)
 
     emit({"models": rows}, as_json, render)
 

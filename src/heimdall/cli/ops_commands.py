@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -17,6 +16,7 @@ from heimdall.cli.common import (
     context,
     emit,
     handle_errors,
+    print_value,
     summary_table,
 )
 from heimdall.cli.progress import progress_bars
@@ -39,18 +39,20 @@ def demo(
     with progress_bars(quiet) as progress:
         result = run_demo(
             ctx, samples=samples, epochs=epochs, out=out, progress=progress,
-            step=(lambda _m: None) if quiet else console.print,
+            step=(lambda _m: None) if quiet else (lambda m: console.print(m, soft_wrap=True, highlight=False)),
         )
 
     def render() -> None:
         out_console = Console()
         out_console.print(summary_table(result.evaluation, f"Test split of {result.dataset}"))
         out_console.print(summary_table(result.fresh_evaluation, "Fresh dataset, another seed"))
-        out_console.print(f"model bundle:  {result.model}")
-        out_console.print(f"MLflow store:  {result.mlflow_store} (run {result.mlflow_run_id})")
-        out_console.print(f"report:        {result.report_dir}")
+        print_value("model bundle", result.model, out_console)
+        print_value(f"MLflow store (run {result.mlflow_run_id})", result.mlflow_store, out_console)
+        print_value("report", result.report_dir, out_console)
         out_console.print(f"took {result.seconds:.0f} s")
 
+    for warning in result.warnings:  # on stderr, also with --json and --quiet
+        typer.echo(f"warning: {warning}", err=True)
     emit(result.to_json(), as_json, render)
 
 
@@ -63,6 +65,10 @@ def serve(
     """Run the REST API (without a broker it also runs the jobs, in a background thread)."""
     from heimdall.service.server import serve as run_server
 
+    shown = f"[{host}]" if ":" in host else host
+    out = Console()
+    out.print(f"Heimdall API on http://{shown}:{port} (Ctrl-C stops it); interactive docs:", highlight=False)
+    out.print(f"  http://{shown}:{port}/docs", soft_wrap=True, highlight=False)
     run_server(host=host, port=port, settings=Settings())
 
 
@@ -125,6 +131,49 @@ def bench(
             if key != "conditions":
                 table.add_row(key, f"{value:,.3f}" if isinstance(value, float) else str(value))
         Console().print(table)
-        Console().print(f"conditions: {json.dumps(result['conditions'])}")
+        conditions = result["conditions"]
+        shown = ", ".join(f"{k} {v}" for k, v in conditions.items()) if isinstance(conditions, dict) else str(conditions)
+        Console().print(f"conditions: {shown}", highlight=False)
 
     emit(result, as_json, render)
+
+
+@handle_errors
+def doctor(
+    fix: Annotated[bool, typer.Option("--fix", help="Remove stale work and repair half-published models.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Find what killed commands left behind (staging, half-published model versions)."""
+    import dataclasses
+
+    from heimdall.pipelines.publishing import doctor as run_doctor
+
+    report = run_doctor(context(), fix=fix)
+    payload = dataclasses.asdict(report) | {"clean": report.clean}
+
+    def render() -> None:
+        out = Console()
+        if report.clean:
+            out.print("nothing left behind by killed commands")
+            return
+        if report.stale:
+            verb = "removed" if report.fixed else "left by killed commands"
+            out.print(f"{len(report.stale)} working director(ies) {verb}:")
+            for path in report.stale:
+                out.print(f"  {path}", soft_wrap=True)
+            if not report.fixed:
+                out.print("remove them with: heimdall doctor --fix")
+        for name in report.resumable:
+            out.print(f"interrupted generation of dataset {name}; finish it with:")
+            out.print(f"  heimdall generate --name {name} ... --resume", soft_wrap=True)
+        for model in report.models:
+            then = "" if report.fixed else " (the next export, or heimdall doctor --fix, repairs it)"
+            if model.unregistered:
+                verb = "removed" if report.fixed else "in the store but never registered"
+                out.print(f"model {model.name} versions {model.unregistered}: {verb}{then}")
+            if model.unrecorded:
+                verb = "recorded" if report.fixed else "registered but not in the models table"
+                out.print(f"model {model.name} versions {model.unrecorded}: {verb}{then}")
+
+    emit(payload, as_json, render)
+

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -19,7 +22,7 @@ from rich.progress import (
 from heimdall.cli.common import console
 from heimdall.progress import ProgressFn
 
-__all__ = ["progress_bars", "step"]
+__all__ = ["progress_bars", "quiet_libraries", "step"]
 
 
 @contextmanager
@@ -30,7 +33,8 @@ def progress_bars(quiet: bool = False) -> Iterator[ProgressFn | None]:
     that is not interactive rich prints each bar once, when it finishes.
     """
     if quiet:
-        yield None
+        with quiet_libraries():
+            yield None
         return
     columns = (
         SpinnerColumn(),
@@ -51,7 +55,10 @@ def progress_bars(quiet: bool = False) -> Iterator[ProgressFn | None]:
             bars.start()
         # total 0: the length is unknown, so the bar pulses and shows elapsed time only.
         size = total if total > 0 else None
-        if stage not in tasks:
+        task = bars.tasks[tasks[stage]] if stage in tasks else None
+        # A stage that finished and starts again (the demo's second dataset) gets a new bar,
+        # with its own elapsed time.
+        if task is None or (task.finished and done < task.completed):
             tasks[stage] = bars.add_task(stage, total=size, stage=stage, note=note)
         bars.update(tasks[stage], completed=done, total=size, note=note)
 
@@ -72,6 +79,34 @@ def progress_bars(quiet: bool = False) -> Iterator[ProgressFn | None]:
     finally:
         if tasks:
             bars.stop()
+
+@contextmanager
+def quiet_libraries() -> Iterator[None]:
+    """Inside the block, libraries print nothing but errors: no Lightning or MLflow
+    warnings, no tqdm bars (MLflow's downloads); everything is restored after."""
+    names = ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning", "mlflow", "alembic", "optuna")
+    levels = {name: logging.getLogger(name).level for name in names}
+    environment = {name: os.environ.get(name) for name in _QUIET_ENV}
+    os.environ.update(_QUIET_ENV)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for name in names:
+                logging.getLogger(name).setLevel(logging.ERROR)
+            yield
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+        for name, value in environment.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+#: tqdm (>= 4.66) and MLflow's artifact transfers read these.
+_QUIET_ENV = {"TQDM_DISABLE": "1", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+
 
 @contextmanager
 def step(progress: ProgressFn | None, stage: str, note: str) -> Iterator[None]:

@@ -11,7 +11,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import shutil
 import zipfile
 from collections.abc import Iterator
@@ -26,8 +25,11 @@ from heimdall.data.layout import SPLIT_NAMES, SampleArrays
 from heimdall.errors import ConflictError, DataError, HeimdallError, InputError, NotFoundError
 from heimdall.fileio import temp_dir
 from heimdall.geo import ReferencePoint
+from heimdall.names import is_slug, to_slug
 from heimdall.network import ReceiverNetwork
+from heimdall.pausepoints import pause_point
 from heimdall.storage.artifacts import ArtifactStore
+from heimdall.storage.staging import owned_dir
 
 __all__ = [
     "DatasetManifest",
@@ -47,16 +49,11 @@ PROGRESS_FILE = "progress.json"
 FORMAT_VERSION = 1
 
 log = logging.getLogger(__name__)
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 def validate_dataset_name(name: str) -> str:
-    """A dataset name: letters, digits, '.', '_' or '-', 1-128 characters."""
-    if not _NAME_RE.match(name or ""):
-        raise InputError(
-            f"invalid dataset name {name!r}: use 1-128 letters, digits, '.', '_' or '-'"
-        )
-    return name
+    """The stored name (slug) of dataset `name`; a display name becomes its slug (`heimdall.names`)."""
+    return to_slug(name, "dataset")
 
 
 def dataset_prefix(name: str) -> str:
@@ -95,6 +92,8 @@ class DatasetManifest(BaseModel):
     acceptance_rate: float | None = None
     effective_sigma_db: float | None = None
     description: str | None = None
+    #: The name as the user wrote it, when it was not already a slug ("Test Dataset 1k").
+    display_name: str | None = None
     created_at: str
 
     @property
@@ -170,6 +169,7 @@ class DatasetWriter:
     ) -> None:
         self.store = store
         self.name = validate_dataset_name(name)
+        self.display_name = None if is_slug(name) else name.strip()
         self.prefix = dataset_prefix(name)
         if store.exists(f"{self.prefix}/{MANIFEST}"):
             raise InputError(f"dataset {name!r} already exists")
@@ -181,7 +181,8 @@ class DatasetWriter:
         self.plan = plan
         self._lock: int | None = None
         if plan is None:
-            self.staging = temp_dir(f"{self.name}.", staging_root)
+            # Private and owned: a killed import's directory is found and removed later.
+            self.staging = owned_dir(staging_root, self.name)
             return
         self.staging = staging_root / self.name
         self.staging.mkdir(exist_ok=True)
@@ -291,6 +292,7 @@ class DatasetWriter:
             split_counts=counts,
             shards=self.shards,
             created_at=datetime.now(timezone.utc).isoformat(),
+            display_name=self.display_name,
             **extra,
         )
         network.save(self.staging / NETWORK_FILE)
@@ -298,6 +300,7 @@ class DatasetWriter:
         # Bookkeeping of a resumable run is not part of the dataset.
         for private in (PROGRESS_FILE, ".lock"):
             (self.staging / private).unlink(missing_ok=True)
+        pause_point("dataset:staged")
         self.store.publish_dir(self.prefix, self.staging, MANIFEST)
         return manifest
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,6 +16,7 @@ from heimdall.export.bundle import model_card, write_bundle_files
 from heimdall.export.onnx_export import INPUT_NAMES, OUTPUT_NAMES, export_onnx, onnx_parity
 from heimdall.models.localization_net import LocalizationNet
 from heimdall.storage.artifacts import ArtifactStore
+from heimdall.storage.staging import owned_dir, owner_token
 
 __all__ = ["BundleDraft", "stage_bundle", "finish_bundle", "bundle_prefix", "parity_inputs", "PARITY_TOLERANCE"]
 
@@ -52,8 +52,7 @@ def parity_inputs(samples: SampleArrays, limit: int = 512) -> dict[str, np.ndarr
 
 def stage_bundle(net: LocalizationNet, parity_samples: SampleArrays, staging_root: Path) -> BundleDraft:
     """Export ONNX into a fresh staging directory and check parity on real samples."""
-    staging_root.mkdir(parents=True, exist_ok=True)
-    directory = Path(tempfile.mkdtemp(prefix="bundle.", dir=staging_root))
+    directory = owned_dir(staging_root, "bundle")
     try:
         onnx_path = export_onnx(net, directory / "model.onnx")
         # A radio map scores a whole grid per sample: a few dozen samples prove parity.
@@ -81,6 +80,9 @@ def finish_bundle(
         name=name,
         version=version,
         created_at=datetime.now(timezone.utc).isoformat(),
+        # Who published it: a version that never got registered is removed only once its
+        # publisher is gone (pipelines.publishing), never while that export still runs.
+        published_by=owner_token(),
         onnx={"inputs": list(config.get("inputs", INPUT_NAMES)), "outputs": list(config.get("outputs", OUTPUT_NAMES))},
     )
     try:

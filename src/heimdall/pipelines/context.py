@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from heimdall.extras import require
+from heimdall.pausepoints import configure as configure_pause
 from heimdall.settings import Settings
 from heimdall.storage.artifacts import ArtifactStore, LocalStore
 from heimdall.storage.database import Database
@@ -44,6 +45,7 @@ class Context:
 def open_context(settings: Settings) -> Context:
     """Create the home directory and database schema if needed."""
     settings.home.mkdir(parents=True, exist_ok=True)
+    configure_pause(settings.pause_at, settings.home)
     db = Database(settings.resolved_database_url)
     db.create_schema()
     return Context(settings=settings, db=db, store=open_store(settings))

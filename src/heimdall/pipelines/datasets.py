@@ -16,6 +16,7 @@ from heimdall.data.synthetic import generate_dataset
 from heimdall.errors import InputError, NotFoundError
 from heimdall.network import ReceiverNetwork, default_network
 from heimdall.pipelines.context import Context
+from heimdall.pipelines.publishing import clean_stale_work
 from heimdall.progress import ProgressFn
 from heimdall.sim.scenario import ScenarioConfig
 
@@ -71,6 +72,7 @@ def generate(
     if num_samples <= 0:
         raise InputError(f"--samples must be positive, got {num_samples}")
     network = ReceiverNetwork.load(network_path) if network_path else default_network()
+    clean_stale_work(ctx)
     start = time.perf_counter()
     make = generate_dataset
     options: dict[str, Any] = {}
@@ -99,7 +101,7 @@ def generate(
     elapsed = time.perf_counter() - start
     register_dataset(ctx.db, DatasetReader(ctx.store, name), ctx.store.uri(dataset_prefix(name)))
     return GenerateResult(
-        dataset=name,
+        dataset=manifest.name,
         samples=manifest.num_samples,
         samples_per_s=manifest.num_samples / max(elapsed, 1e-9),
         acceptance_rate=float(manifest.acceptance_rate or 1.0),
@@ -187,10 +189,11 @@ def import_measurements(
     imported = read_powder_json(Path(path)) if file_format == "powder-json" else read_measurements_lenient(Path(path))
     # The importer has already logged one warning with the drop counts.
     dropped = {k: v for k, v in imported.report.rows_dropped.items() if v}
+    clean_stale_work(ctx)
     manifest = write_measured_dataset(ctx.store, ctx.staging_dir, name, imported, split_mode, seed, frequency_hz)
     register_dataset(ctx.db, DatasetReader(ctx.store, name), ctx.store.uri(dataset_prefix(name)))
     return ImportResult(
-        dataset=name,
+        dataset=manifest.name,
         samples=manifest.num_samples,
         rows_read=imported.report.rows_read,
         rows_dropped=dropped,

@@ -34,6 +34,8 @@ class DemoResult:
     report_dir: str
     mlflow_store: str
     seconds: float
+    #: Why the trained model should not be trusted (e.g. worse than a baseline); empty if none.
+    warnings: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """The `demo --json` object."""
@@ -46,7 +48,21 @@ class DemoResult:
             "report_dir": self.report_dir,
             "mlflow_store": self.mlflow_store,
             "seconds": round(self.seconds, 1),
+            "warnings": list(self.warnings),
         }
+
+
+def model_warnings(evaluation: dict[str, Any]) -> tuple[str, ...]:
+    """One line per baseline whose median error beats the model's (metres compared)."""
+    model_m = evaluation.get("median_error_m")
+    if not isinstance(model_m, (int, float)):
+        return ()
+    return tuple(
+        f"the model's median error ({model_m / 1000:,.1f} km) is worse than the {name} baseline's "
+        f"({summary['median_error_m'] / 1000:,.1f} km); train on more samples or for more epochs"
+        for name, summary in (evaluation.get("baselines") or {}).items()
+        if isinstance(summary.get("median_error_m"), (int, float)) and summary["median_error_m"] < model_m
+    )
 
 
 def demo(
@@ -70,13 +86,16 @@ def demo(
     report_dir = Path(out) if out else ctx.settings.reports_dir / name
     step(f"generating {samples} samples -> dataset {name}")
     generated = generate(ctx, name, samples, seed=seed, progress=progress)
-    step(f"  {generated.samples_per_s:,.0f} samples/s, acceptance {generated.acceptance_rate:.2f}, splits {generated.splits}")
+    splits = ", ".join(f"{k} {v:,}" for k, v in generated.splits.items())
+    step(f"  {generated.samples_per_s:,.0f} samples/s, acceptance {generated.acceptance_rate:.1%}; {splits}")
     step(f"training for up to {epochs} epochs")
     trained = train(ctx, TrainRequest(dataset=name, epochs=epochs, seed=seed), progress=progress)
-    step(f"  {trained.epochs_run} epochs, best checkpoint {trained.best_checkpoint}")
+    step(f"  {trained.epochs_run} epochs; best checkpoint:")
+    step(f"    {trained.best_checkpoint}")
     step("exporting to ONNX, calibrating, evaluating on the test split, registering")
     exported = export(ctx, Path(trained.best_checkpoint))
-    step(f"  ONNX/PyTorch max abs difference {exported.max_abs_diff:.2e}; registered {exported.registered}")
+    step(f"  ONNX parity: max difference {exported.max_abs_diff:.2e} (positions in m); registered as:")
+    step(f"    {exported.registered}")
     fresh_name = f"{name}-fresh"
     step(f"checking generalisation on a fresh dataset (seed {seed + 1}, {FRESH_SAMPLES} samples)")
     generate(ctx, fresh_name, FRESH_SAMPLES, seed=seed + 1, progress=progress)
@@ -85,7 +104,7 @@ def demo(
     measurements = report_dir / "test-measurements.csv"
     dataset_export(ctx, name, "test", measurements)
     localized = localize(ctx, exported.bundle, measurements)
-    step(f"writing the evaluation report to {report_dir}")
+    step("writing the evaluation report")
     evaluate(ctx, exported.bundle, name, split="test", report_dir=report_dir)
     (report_dir / "fresh-seed-evaluation.json").write_text(json.dumps(fresh, indent=2))
     (report_dir / "localize.json").write_text(json.dumps(localized, indent=2))
@@ -99,4 +118,5 @@ def demo(
         report_dir=str(report_dir),
         mlflow_store=ctx.settings.resolved_mlflow_tracking_uri,
         seconds=time.perf_counter() - start,
+        warnings=model_warnings(exported.evaluation),
     )

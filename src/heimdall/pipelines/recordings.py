@@ -10,6 +10,7 @@ from heimdall.data.measured import MeasuredSplitMode
 from heimdall.data.shards import DatasetReader, dataset_prefix
 from heimdall.errors import InputError
 from heimdall.pipelines.context import Context
+from heimdall.pipelines.publishing import clean_stale_work
 
 __all__ = ["RecordingsImportResult", "import_recordings"]
 
@@ -36,11 +37,12 @@ def import_recordings(
 
     if split_mode not in ("random", "grid"):
         raise InputError(f"--split-mode must be random or grid, got {split_mode!r}")
+    clean_stale_work(ctx)
     manifest = write_recordings_dataset(ctx.store, ctx.staging_dir, name, Path(directory), split_mode, seed)
     register_dataset(ctx.db, DatasetReader(ctx.store, name), ctx.store.uri(dataset_prefix(name)))
     iq = (manifest.scenario or {})["iq"]
     return RecordingsImportResult(
-        dataset=name,
+        dataset=manifest.name,
         samples=manifest.num_samples,
         recordings=int(iq["recordings"]),
         receivers=len(manifest.station_ids),

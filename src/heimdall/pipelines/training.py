@@ -15,8 +15,10 @@ from heimdall import jobs
 from heimdall.data.layout import SPLIT_CODES, SampleArrays
 from heimdall.data.shards import DatasetReader
 from heimdall.data.splits import hash_uniform
-from heimdall.errors import DataError, InputError, NotFoundError
+from heimdall.errors import DataError, InputError, Interrupted, NotFoundError
+from heimdall.names import to_slug
 from heimdall.pipelines.context import Context
+from heimdall.pipelines.resume import finished_epochs, restore_request, settings_of
 from heimdall.progress import ProgressFn
 
 __all__ = ["TrainRequest", "TrainResult", "train"]
@@ -67,6 +69,10 @@ class TrainRequest:
     #: "net" (LocalizationNet), "radio-map" (RadioMapNet) or "auto": the radio map for
     #: measured datasets (it wins there, docs/REAL_DATA.md), the network otherwise.
     estimator: Literal["auto", "net", "radio-map"] = "auto"
+    #: Fields the caller set on purpose (the CLI's flags given on the command line); None:
+    #: those that differ from their defaults. A resumed run refuses a given field that
+    #: contradicts its checkpoint and restores every other (`pipelines.resume`).
+    given: frozenset[str] | None = None
 
     def validate(self) -> None:
         """One clear error per bad flag."""
@@ -212,13 +218,14 @@ def train(
 
     from heimdall.data.datamodule import HeimdallDataModule
     from heimdall.training.callbacks import EpochReporter, JobControl
-    from heimdall.training.checkpoints import load_checkpoint
+    from heimdall.training.checkpoints import read_checkpoint, safe_globals
     from heimdall.training.module import LocalizationLightningModule
     from heimdall.training.progress_callback import BatchProgress
     from heimdall.training.trainer import build_trainer, check_hardware, is_global_zero
 
     request.validate()
     if not request.resume_training:
+        request = dataclasses.replace(request, dataset=to_slug(str(request.dataset), "dataset"))
         reader = DatasetReader(ctx.store, request.dataset)
         if resolve_estimator(request, reader.manifest.kind) == "radio-map":
             from heimdall.pipelines.radio_map_training import train_radio_map
@@ -226,14 +233,15 @@ def train(
             path, run_id, job_id = train_radio_map(ctx, request, reader, job_id=job_id, progress=progress)
             return TrainResult(checkpoint=str(path), best_checkpoint=str(path), epochs_run=1, mlflow_run_id=run_id,
                                job_id=job_id)
-    check_hardware(request.accelerator, request.precision, request.devices)
     leader = is_global_zero()
     resume_meta: dict[str, Any] = {}
+    resumed_from: dict[str, Any] = {}
     if request.resume_training:
-        _, resume_meta = load_checkpoint(Path(request.checkpoint))
-        if resume_meta.get("model_kind") == "radio_map":
+        if read_checkpoint(Path(request.checkpoint))["heimdall"].get("model_kind") == "radio_map":
             raise InputError(f"{request.checkpoint} is a radio map, fitted in one step: there is nothing to resume")
-        request = dataclasses.replace(request, dataset=request.dataset or resume_meta["dataset"])
+        request, resume_meta, resumed_from = _restore(ctx, request)
+    request = dataclasses.replace(request, dataset=to_slug(str(request.dataset), "dataset"))
+    check_hardware(request.accelerator, request.precision, request.devices)
     reader = DatasetReader(ctx.store, request.dataset)
     L.seed_everything(request.seed, workers=True, verbose=False)
     train_split, val_split = _load_splits(reader, request)
@@ -246,7 +254,7 @@ def train(
     else:
         net = _initial_network(ctx, request, reader, train_split)
         if leader:
-            params = {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(request).items()}
+            params = {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(request).items() if k != "given"}
             job_id = job_id or jobs.create_job(ctx.db, "train", request.dataset, params, total_epochs=request.epochs)
         # Other DDP ranks receive rank 0's directory from ModelCheckpoint (a broadcast).
         checkpoint_dir = ctx.settings.checkpoints_dir / (job_id or "rank-nonzero")
@@ -256,6 +264,9 @@ def train(
     run_id = logger.run_id if leader else None
     if leader:
         tracker.log_params(run_id, _run_params(request, net, len(train_split), len(val_split)))
+        if resumed_from:
+            # MLflow parameters are written once; a resumed run that trains further says so.
+            tracker.set_tags(run_id, resumed_from)
         jobs.start_job(ctx.db, job_id, mlflow_run_id=run_id, checkpoint_dir=str(checkpoint_dir), total_epochs=request.epochs)
     module = LocalizationLightningModule(
         net,
@@ -269,6 +280,7 @@ def train(
         "job_id": job_id,
         "mlflow_run_id": run_id,
         "init_from": request.init_from,
+        "train_settings": settings_of(request),
     }
     epochs_done: list[int] = []
 
@@ -316,10 +328,23 @@ def train(
     if request.num_threads is not None:
         torch.set_num_threads(request.num_threads)
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=str(request.checkpoint) if request.resume_training else None)
+        # Lightning loads the resumed checkpoint itself: weights only, as `load_checkpoint` does.
+        with safe_globals():
+            trainer.fit(
+                module, datamodule=datamodule, weights_only=True,
+                ckpt_path=str(request.checkpoint) if request.resume_training else None,
+            )
     except BaseException as exc:
+        # Lightning turns Ctrl-C into SystemExit(1) after its own clean-up.
+        interrupted = isinstance(exc, KeyboardInterrupt) or (
+            isinstance(exc, SystemExit) and isinstance(exc.__context__, KeyboardInterrupt)
+        )
         if leader:
-            jobs.finish_job(ctx.db, job_id, "failed", error=str(exc)[:2000])
+            jobs.finish_job(ctx.db, job_id, "failed", error="interrupted" if interrupted else str(exc)[:2000])
+        if interrupted:
+            last = checkpoint_dir / "last.ckpt"
+            resume = f"heimdall train --checkpoint {last} --resume-training" if last.is_file() else None
+            raise Interrupted(resume) from None
         raise
     finally:
         torch.set_num_threads(threads)  # a worker process trains many jobs
@@ -336,6 +361,20 @@ def train(
         status=status,
         is_global_zero=leader,
     )
+
+
+def _restore(ctx: Context, request: TrainRequest) -> tuple[TrainRequest, dict[str, Any], dict[str, Any]]:
+    """A resumed run's request (settings from its checkpoint), the checkpoint's metadata,
+    and the MLflow tags recording a longer run than first planned (empty if none)."""
+    from heimdall.training.checkpoints import read_checkpoint
+
+    checkpoint = read_checkpoint(Path(request.checkpoint))  # type: ignore[arg-type]
+    meta = checkpoint["heimdall"]
+    done = finished_epochs(checkpoint)
+    planned = int((meta.get("train_settings") or {}).get("epochs", checkpoint.get("hyper_parameters", {}).get("max_epochs", 0)))
+    restored = restore_request(ctx, request, meta, dict(checkpoint.get("hyper_parameters") or {}), done)
+    tags = {"resumed_epochs": f"{planned} -> {restored.epochs} (resumed after epoch {done})"} if restored.epochs != planned else {}
+    return restored, meta, tags
 
 
 def _run_params(request: TrainRequest, net: Any, train_samples: int, val_samples: int) -> dict[str, Any]:

@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from heimdall.data.measurements import RSS_RANGE_DBM, RX_ALT_RANGE_M, SNR_RANGE_DB
+from heimdall.errors import InputError
+from heimdall.names import NAME_PATTERN, to_slug
 
 __all__ = [
     "NAME_PATTERN",
@@ -28,8 +30,8 @@ __all__ = [
     "LocalizeOut",
 ]
 
-#: Names of datasets and models in URLs and bodies: no dots or slashes, so never a path.
-NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+#: Names of datasets and models in URLs and bodies: no dots or slashes, so never a path
+#: (the one rule of `heimdall.names`, shared with the CLI).
 MODEL_REF_PATTERN = r"^models:/[a-z0-9][a-z0-9_-]{0,63}(@[a-z][a-z0-9_-]{0,31}|/([0-9]{1,9}|latest))$"
 ALIAS_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
 _UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
@@ -69,9 +71,13 @@ class NetworkIn(_Body):
 
 
 class GenerateIn(_Body):
-    """`POST /v1/training/synthetic/generate`."""
+    """`POST /v1/training/synthetic/generate`.
 
-    name: Name
+    `name` may be a display name ("Test Dataset 1k"): it is stored as its slug
+    ("test-dataset-1k"), the name the dataset's URLs use.
+    """
+
+    name: Annotated[str, StringConstraints(min_length=1, max_length=128)]
     num_samples: Annotated[int, Field(ge=1, le=5_000_000)]
     description: Annotated[str, StringConstraints(max_length=2000)] | None = None
     frequency_mhz: Annotated[float, Field(gt=0.0, le=100_000.0)] | None = None
@@ -84,6 +90,14 @@ class GenerateIn(_Body):
     kind: Literal["features"] = "features"
     split_mode: Literal["random", "grid"] = "random"
     seed: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
+
+    @field_validator("name")
+    @classmethod
+    def _slug(cls, value: str) -> str:
+        try:
+            return to_slug(value, "dataset")
+        except InputError as exc:
+            raise ValueError(str(exc)) from None
 
     @field_validator("tx_power_dbm")
     @classmethod
@@ -115,7 +129,18 @@ class TrainIn(_Body):
     accelerator: Literal["cpu", "gpu", "auto"] = Field("cpu", description="Where the worker trains")
     precision: Literal["32-true", "bf16-mixed", "16-mixed"] = Field("32-true", description="16-mixed needs a GPU")
     num_threads: Annotated[int, Field(ge=1, le=256)] | None = Field(None, description="torch threads for this job")
+    devices: int = Field(1, description="Accepted for the seeds; a queued job trains on one device, so only 1")
     export: bool = Field(True, description="Export, evaluate and register the model when training completes")
+
+    @field_validator("devices")
+    @classmethod
+    def _one_device(cls, value: int) -> int:
+        if value != 1:
+            raise ValueError(
+                f"devices={value}: a queued training job trains in one process on one device; "
+                "omit devices (or pass 1), or run `heimdall train --devices N` for multi-device DDP"
+            )
+        return value
 
 
 class JobAccepted(BaseModel):

@@ -15,8 +15,13 @@ from pathlib import Path
 from typing import Protocol
 
 from heimdall.errors import InputError, NotFoundError
+from heimdall.pausepoints import pause_point
+from heimdall.storage.staging import StaleDir, owner_token, stale_dirs
 
-__all__ = ["ArtifactStore", "LocalStore"]
+__all__ = ["ArtifactStore", "LocalStore", "PARTIAL"]
+
+#: Marks a directory a local publish is still copying (never listed, never read).
+PARTIAL = ".partial."
 
 
 class ArtifactStore(Protocol):
@@ -83,7 +88,7 @@ class LocalStore:
         return sorted(
             p.relative_to(self.root).as_posix()
             for p in base.rglob("*")
-            if p.is_file() and ".partial-" not in p.relative_to(self.root).as_posix()
+            if p.is_file() and PARTIAL not in p.relative_to(self.root).as_posix()
         )
 
     def get_file(self, key: str, destination: Path) -> Path:
@@ -107,15 +112,29 @@ class LocalStore:
         if not (source_dir / manifest_name).is_file():
             raise InputError(f"{source_dir} has no {manifest_name}")
         target.parent.mkdir(parents=True, exist_ok=True)
-        staging = target.with_name(f"{target.name}.partial-{uuid.uuid4().hex[:8]}")
+        # Named after its owner, so a publish killed half-way is found and removed later.
+        staging = target.with_name(f"{target.name}{PARTIAL}{owner_token()}.{uuid.uuid4().hex[:8]}")
         try:
             shutil.copytree(source_dir, staging, ignore=shutil.ignore_patterns(manifest_name))
             shutil.copyfile(source_dir / manifest_name, staging / manifest_name)
+            pause_point("publish:copied")
             # One rename: the directory appears whole, manifest included, or not at all.
             os.replace(staging, target)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
+
+    def stale_partials(self) -> list[StaleDir]:
+        """Half-copied directories of publishes whose process died (`datasets/X.partial.*`, ...)."""
+        return [s for pattern in (f"*/*{PARTIAL}*", f"*/*/*{PARTIAL}*") for s in stale_dirs(self.root, pattern)]
+
+    def remove_stale_partials(self) -> list[Path]:
+        """Remove `stale_partials`; return their paths."""
+        removed = []
+        for stale in self.stale_partials():
+            shutil.rmtree(stale.path, ignore_errors=True)
+            removed.append(stale.path)
+        return removed
 
     def delete_prefix(self, prefix: str) -> int:
         path = self._path(prefix)

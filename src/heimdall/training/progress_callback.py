@@ -13,20 +13,30 @@ __all__ = ["BatchProgress"]
 class BatchProgress(Callback):
     """Calls `progress("train", batches_done, batches_total, note)` on rank 0.
 
-    The total assumes every epoch runs; early stopping finishes the bar when it stops.
+    Counts the batches this run trains: a resumed run starts at 0 of the epochs it has
+    left, not at the restored epoch. The total assumes every epoch runs; early stopping
+    finishes the bar at the batches actually run.
     """
 
     def __init__(self, progress: ProgressFn, every_n_batches: int = 5) -> None:
         self.progress = progress
         self.every_n_batches = max(1, every_n_batches)
         self.note = ""
+        self.first_epoch = 0
+        self.batches_run = 0
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.first_epoch = trainer.current_epoch
+        self.batches_run = 0
 
     def _counts(self, trainer: L.Trainer, batch_idx: int) -> tuple[int, int]:
         per_epoch = trainer.num_training_batches
         per_epoch = int(per_epoch) if per_epoch != float("inf") else batch_idx + 1
-        return trainer.current_epoch * per_epoch + batch_idx + 1, int(trainer.max_epochs or 1) * per_epoch
+        epochs_left = max(int(trainer.max_epochs or 1) - self.first_epoch, 1)
+        return self.batches_run, epochs_left * per_epoch
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: object, batch: object, batch_idx: int) -> None:
+        self.batches_run += 1
         if trainer.is_global_zero and batch_idx % self.every_n_batches == 0:
             done, total = self._counts(trainer, batch_idx)
             self.progress("train", done, total, self.note or f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}")
@@ -40,6 +50,4 @@ class BatchProgress(Callback):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.is_global_zero:
-            per_epoch = int(trainer.num_training_batches) if trainer.num_training_batches != float("inf") else 1
-            done = trainer.current_epoch * per_epoch
-            self.progress("train", done, done, self.note or "done")
+            self.progress("train", self.batches_run, self.batches_run, self.note or "done")

@@ -1,0 +1,127 @@
+"""Terminal output: 80 columns without cutting the values users copy, units, one human
+format per command (JSON only with --json), `serve` saying where it listens, `--quiet`."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from heimdall.cli import app
+from heimdall.cli.progress import progress_bars
+from heimdall.pipelines.demo import model_warnings
+
+REPO = Path(__file__).resolve().parents[2]
+CLI = "from heimdall.cli import app; app()"
+runner = CliRunner()
+
+
+def _fits_80_columns(text: str, values: list[str]) -> None:
+    """Every line fits 80 columns, except a value printed whole on its own line."""
+    lines = text.splitlines()
+    for value in values:
+        assert f"  {value}" in lines, (value, text)
+    for line in lines:
+        assert len(line) <= 80 or line.strip() in values, line
+
+
+@pytest.mark.slow
+def test_train_and_export_print_values_whole_on_their_own_lines(home: Path) -> None:
+    # Its own home: exporting registers a version, which the shared `trained` home must not get.
+    env = {"HEIMDALL_HOME": str(home), "COLUMNS": "80"}
+    assert runner.invoke(app, ["generate", "--name", "out", "--samples", "1200", "-q"], env=env).exit_code == 0
+    trained = runner.invoke(app, ["train", "--dataset", "out", "--epochs", "1", "--hidden-dim", "16", "-q"], env=env)
+    assert trained.exit_code == 0, trained.output
+    best = re.search(r"^best checkpoint.*:\n  (/\S+)$", trained.stdout, re.M)[1]
+    last = re.search(r"^last checkpoint.*:\n  (/\S+)$", trained.stdout, re.M)[1]
+    assert Path(best).is_file() and Path(last).is_file()
+    _fits_80_columns(trained.stdout, [best, last])
+    result = runner.invoke(app, ["train", "--export-only", "--checkpoint", best, "-q"], env=env)
+    assert result.exit_code == 0, result.output
+    assert not result.stdout.lstrip().startswith("{")  # a sentence, not a raw dict
+    bundle = re.search(r"^  (/\S+)$", result.stdout, re.M)[1]
+    reference = re.search(r"^  (models:/\S+)$", result.stdout, re.M)[1]
+    assert Path(bundle).is_dir() and reference.startswith("models:/heimdall-localizer/")
+    assert re.search(r"max difference \d\.\d\de[-+]\d\d \(positions in m", result.stdout)
+    _fits_80_columns(result.stdout, [bundle, reference])
+
+
+def test_localize_table_gives_units(trained, tmp_path: Path) -> None:
+    env = {"HEIMDALL_HOME": str(trained.home)}
+    csv = tmp_path / "m.csv"
+    assert runner.invoke(app, ["datasets", "export", trained.dataset, "-o", str(csv)], env=env).exit_code == 0
+    shown = runner.invoke(app, ["localize", "--model", str(trained.bundle), "--measurements", str(csv)],
+                          env=env | {"COLUMNS": "120"})
+    assert shown.exit_code == 0, shown.output
+    assert "orient. (deg)" in shown.stdout and "lat (deg)" in shown.stdout
+
+
+def test_datasets_show_is_human_unless_json(trained) -> None:
+    env = {"HEIMDALL_HOME": str(trained.home)}
+    human = runner.invoke(app, ["datasets", "show", trained.dataset], env=env)
+    assert human.exit_code == 0 and not human.stdout.lstrip().startswith("{")
+    assert "samples" in human.stdout and "MHz" in human.stdout and "deg" in human.stdout
+
+
+def test_a_stage_that_starts_again_gets_its_own_bar(capsys: pytest.CaptureFixture[str]) -> None:
+    with progress_bars() as progress:
+        progress("generate", 100, 100, "first")
+        time.sleep(1.2)
+        progress("generate", 10, 100, "second")
+        progress("generate", 100, 100, "second")
+    err = capsys.readouterr().err
+    bars = [line for line in err.splitlines() if line.strip().startswith(("generate", "⠋", "✓")) or "generate" in line]
+    assert len(bars) == 2, err
+    # The second bar counts its own time, not the first one's second.
+    assert "0:00:00" in bars[1], err
+
+
+def test_demo_warns_when_a_baseline_beats_the_model() -> None:
+    evaluation = {"median_error_m": 39_200.0, "baselines": {"weighted_centroid": {"median_error_m": 30_000.0},
+                                                             "max_rss": {"median_error_m": 45_000.0}}}
+    (warning,) = model_warnings(evaluation)
+    assert "39.2 km" in warning and "weighted_centroid" in warning and "30.0 km" in warning
+    assert model_warnings({"median_error_m": 10_000.0, "baselines": evaluation["baselines"]}) == ()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_serve_prints_its_url_and_docs(home: Path) -> None:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HEIMDALL_", "MLFLOW_"))}
+    env.update(HEIMDALL_HOME=str(home), PYTHONPATH=str(REPO / "src"))
+    process = subprocess.Popen([sys.executable, "-c", CLI, "serve", "--port", str(port)], cwd=REPO, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        first = process.stdout.readline() + process.stdout.readline()
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=60)
+    assert f"http://127.0.0.1:{port}" in first and f"  http://127.0.0.1:{port}/docs\n" in first
+
+
+@pytest.mark.slow
+def test_quiet_silences_library_warnings_and_bars(trained, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HEIMDALL_", "MLFLOW_"))}
+    env.update(HEIMDALL_HOME=str(tmp_path / "home"), PYTHONPATH=str(REPO / "src"))
+    run = lambda *args: subprocess.run([sys.executable, "-c", CLI, *args], cwd=REPO, env=env,  # noqa: E731
+                                       capture_output=True, text=True, timeout=600)
+    assert run("generate", "--name", "q", "--samples", "1200", "-q").returncode == 0
+    # A few batches per epoch: Lightning warns about its logging interval unless silenced.
+    loud = run("train", "--dataset", "q", "--epochs", "1", "--batch-size", "256", "--hidden-dim", "16")
+    assert loud.returncode == 0 and "log_every_n_steps" in loud.stderr
+    quiet = run("train", "--dataset", "q", "--epochs", "1", "--batch-size", "256", "--hidden-dim", "16", "-q")
+    assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
