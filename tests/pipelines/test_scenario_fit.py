@@ -1,0 +1,87 @@
+"""`scenario fit` / `scenario validate` / `network from-measurements` on a measured dataset
+whose truth is known: a fitted-scenario simulation exported and re-imported as measurements."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from heimdall.cli import app
+from heimdall.network import Receiver, ReceiverNetwork
+from heimdall.sim.scenario import ScenarioConfig, load_scenario
+
+TRUTH_OFFSETS = {"a": -20.0, "b": -5.0, "c": 4.0, "d": -12.0, "e": 0.0, "f": -30.0}
+
+
+def _json(args: list[str]) -> dict:
+    result = CliRunner().invoke(app, [*args, "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture
+def measured(home: Path, tmp_path: Path) -> str:
+    """A 'measured' dataset of six uncalibrated receivers over ~3 km (known truth)."""
+    spots = [(40.760, -111.850), (40.770, -111.840), (40.755, -111.825), (40.775, -111.830), (40.765, -111.815), (40.750, -111.845)]
+    network = ReceiverNetwork(
+        name="truth", frequency_hz=462.7e6,
+        receivers=tuple(Receiver(receiver_id=k, name=k, lat_deg=lat, lon_deg=lon) for k, (lat, lon) in zip(TRUTH_OFFSETS, spots, strict=True)),
+    )
+    network.save(tmp_path / "truth.yaml")
+    truth = ScenarioConfig(
+        area_margin_m=200.0, tx_power_min_dbm=28.0, tx_power_max_dbm=32.0, path_loss_exponent=3.4,
+        shadowing_sigma_db=4.0, terrain_sigma_db=0.0, calibration_sigma_db=0.0, receiver_offline_probability=0.0,
+        min_receivers=3, rss_scale="relative", rx_offset_db=TRUTH_OFFSETS,
+    )
+    (tmp_path / "truth.scenario.yaml").write_text(yaml.safe_dump(truth.model_dump()))
+    _json(["generate", "--name", "sim", "--samples", "600", "--network", str(tmp_path / "truth.yaml"),
+           "--scenario", str(tmp_path / "truth.scenario.yaml"), "--quiet"])
+    _json(["datasets", "export", "sim", "--split", "all", "-o", str(tmp_path / "rows.csv")])
+    rows = pd.read_csv(tmp_path / "rows.csv").assign(frequency_hz=462.7e6)
+    rows.to_csv(tmp_path / "rows.csv", index=False)
+    _json(["import-measurements", str(tmp_path / "rows.csv"), "--name", "field", "--split-mode", "grid", "--quiet"])
+    return "field"
+
+
+def test_fit_recovers_the_truth_and_beats_plain_log_distance(measured: str, tmp_path: Path) -> None:
+    fitted = _json(["scenario", "fit", measured, "-o", str(tmp_path / "fit.yaml"), "--report", str(tmp_path / "report")])
+    scenario = load_scenario(tmp_path / "fit.yaml")
+    assert scenario.path_loss_exponent == pytest.approx(3.4, abs=0.15)
+    assert scenario.rss_scale == "relative"
+    # Offsets are written for a 30 dBm transmitter, as the truth's were: recovered to ~1 dB.
+    for receiver_id, offset in TRUTH_OFFSETS.items():
+        assert scenario.rx_offset_db[receiver_id] == pytest.approx(offset, abs=1.5), receiver_id
+    assert fitted["residual_rmse_db"] < 6.0
+    report = json.loads((tmp_path / "report" / "fit.json").read_text())
+    assert {r["receiver_id"] for r in report["receivers"]} == set(TRUTH_OFFSETS)
+    assert all((tmp_path / "report" / name).stat().st_size > 5_000 for name in
+               ("residual_by_receiver.png", "residual_vs_distance.png", "variogram.png"))
+    checked = _json(["scenario", "validate", measured, "--scenario", str(tmp_path / "fit.yaml")])
+    assert checked["links"] > 100
+    assert checked["scenario"]["rmse_db"] < checked["plain_log_distance"]["rmse_db"] - 3.0
+    assert abs(checked["scenario"]["bias_db"]) < 1.0
+    assert checked["scenario"]["heard_agreement"] == 1.0
+
+
+def test_network_from_measurements_writes_the_fitted_scenario_beside(measured: str, tmp_path: Path) -> None:
+    out = _json(["network", "from-measurements", measured, "-o", str(tmp_path / "net.yaml")])
+    assert out["scenario"] == str(tmp_path / "net.scenario.yaml")
+    scenario = load_scenario(tmp_path / "net.scenario.yaml")
+    assert set(scenario.rx_offset_db) == set(TRUTH_OFFSETS)
+    # And the pair simulates that network.
+    generated = _json(["generate", "--name", "twin", "--samples", "300", "--network", str(tmp_path / "net.yaml"),
+                       "--scenario", str(tmp_path / "net.scenario.yaml"), "--quiet"])
+    assert generated["samples"] == 300
+
+
+def test_fit_on_a_synthetic_dataset_is_a_one_line_error(home: Path, tmp_path: Path) -> None:
+    _json(["generate", "--name", "syn", "--samples", "200", "--quiet"])
+    result = CliRunner().invoke(app, ["scenario", "fit", "syn", "-o", str(tmp_path / "s.yaml")])
+    assert result.exit_code != 0 and result.stderr.startswith("error: ") and "measured" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "s.yaml").exists()
