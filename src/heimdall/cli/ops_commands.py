@@ -45,6 +45,9 @@ def demo(
         out_console = Console()
         out_console.print(summary_table(result.evaluation, f"Test split of {result.dataset}"))
         out_console.print(summary_table(result.fresh_evaluation, "Fresh dataset, another seed"))
+        ratio = result.to_json()["model_to_oracle_median_ratio"]
+        if ratio is not None:
+            out_console.print(f"model / oracle median error: {ratio:.2f} (the oracle knows the simulated terrain; 1.0 is the physical limit)")
         out_console.print(f"model bundle:  {result.model}")
         out_console.print(f"MLflow store:  {result.mlflow_store} (run {result.mlflow_run_id})")
         out_console.print(f"report:        {result.report_dir}")

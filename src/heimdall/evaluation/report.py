@@ -33,7 +33,7 @@ FIGURES = (
     "training_curves.png",
 )
 _MAP_SAMPLES = 12
-_LABELS = {"model": "model", "weighted_centroid": "RSS-weighted centroid", "mle_grid": "grid ML", "knn": "kNN fingerprint"}
+_LABELS = {"model": "model", "weighted_centroid": "RSS-weighted centroid", "mle_grid": "grid ML", "knn": "kNN fingerprint", "oracle_ml": "oracle ML (knows the terrain)"}
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from heimdall.pipelines.models import evaluate, export, localize
 from heimdall.pipelines.training import TrainRequest, train
 from heimdall.progress import ProgressFn
 
-__all__ = ["DemoResult", "demo"]
+__all__ = ["DemoResult", "demo", "oracle_ratio"]
 
 #: Samples of the fresh dataset (other seed) that checks the model generalises.
 FRESH_SAMPLES = 4000
@@ -46,7 +46,16 @@ class DemoResult:
             "report_dir": self.report_dir,
             "mlflow_store": self.mlflow_store,
             "seconds": round(self.seconds, 1),
+            "model_to_oracle_median_ratio": oracle_ratio(self.evaluation),
         }
+
+
+def oracle_ratio(evaluation: dict[str, Any]) -> float | None:
+    """The model's median error over the oracle's (1.0: as good as knowing the terrain)."""
+    oracle = evaluation.get("baselines", {}).get("oracle_ml")
+    if not oracle or not oracle.get("median_error_m"):
+        return None
+    return round(float(evaluation["median_error_m"]) / float(oracle["median_error_m"]), 3)
 
 
 def demo(

@@ -115,6 +115,8 @@ def evaluate_localizer(localizer: Localizer, reader: DatasetReader, split: str) 
     extra: dict[str, np.ndarray] = {}
     if reader.manifest.kind == "measured":
         physics, extra = _measured_baselines(reader, localizer, samples)
+    elif reader.manifest.scenario is not None:
+        extra["oracle_ml"] = _oracle_estimates(reader, split, localizer.reference_point)
     evaluation = evaluate_predictions(
         samples,
         localizer.reference_point,
@@ -127,6 +129,21 @@ def evaluate_localizer(localizer: Localizer, reader: DatasetReader, split: str) 
     )
     evaluation.summary.update(model=localizer.name, dataset=reader.name, split=split)
     return evaluation
+
+
+def _oracle_estimates(reader: DatasetReader, split: str, reference: Any) -> np.ndarray:
+    """The oracle's estimates of a synthetic split, in the frame about `reference`."""
+    from heimdall.data.synthetic import network_geometry
+    from heimdall.evaluation.oracle import oracle_ml
+    from heimdall.geo import ground_to_local, local_to_ground
+    from heimdall.sim.scenario import ScenarioConfig
+
+    config = ScenarioConfig(**(reader.manifest.scenario or {}))
+    geometry = network_geometry(reader.network, reader.manifest.reference, config)
+    estimate = oracle_ml(reader.load(split), geometry, config)
+    lat, lon = local_to_ground(estimate[:, 0], estimate[:, 1], reader.manifest.reference)
+    east, north = ground_to_local(lat, lon, reference)
+    return np.column_stack([east, north])
 
 
 def _measured_baselines(
