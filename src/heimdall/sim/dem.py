@@ -24,8 +24,9 @@ from heimdall.errors import ConfigError, InputError, NotFoundError
 from heimdall.geo import ReferencePoint, local_to_ground
 from heimdall.sim import propagation
 from heimdall.sim.diffraction import LinkTerrain, deygout_loss
+from heimdall.sim.terrain_kernels import deygout_links
 
-__all__ = ["ElevationGrid", "DemTerrain", "hgt_tile_name", "read_hgt", "load_elevation_grid"]
+__all__ = ["ElevationGrid", "DemTerrain", "hgt_tile_name", "read_hgt", "write_hgt", "load_elevation_grid"]
 
 _HGT_SIZES = {1201 * 1201 * 2: 1201, 3601 * 3601 * 2: 3601}
 _HGT_VOID = -32768
@@ -102,6 +103,17 @@ def read_hgt(path: Path) -> _GeoRaster:
         elevation[void] = float(np.median(elevation[~void]))
     step = 1.0 / (size - 1)
     return _GeoRaster(elevation, lat0 + 1.0, float(lon0), step, step)
+
+
+def write_hgt(directory: Path, lat_deg: int, lon_deg: int, elevation_m: np.ndarray) -> Path:
+    """Write an SRTM tile (1201 or 3601 square, first row north) for the tile whose
+    south-west corner is (`lat_deg`, `lon_deg`); e.g. a synthetic DEM for tests."""
+    size = elevation_m.shape[0]
+    if elevation_m.shape != (size, size) or size not in (1201, 3601):
+        raise InputError(f"an SRTM tile is 1201 or 3601 square, got {elevation_m.shape}")
+    path = Path(directory) / hgt_tile_name(lat_deg + 0.5, lon_deg + 0.5)
+    np.round(elevation_m).astype(">i2").tofile(path)
+    return path
 
 
 def _read_geotiff(path: Path) -> _GeoRaster:
@@ -191,22 +203,32 @@ class DemTerrain:
     def profiles_m(self, tx_m: np.ndarray, rx_m: np.ndarray) -> np.ndarray:
         """Ground elevation [N, R, P] (m) along the straight lines from transmitters
         `tx_m` [N, 2] to receivers `rx_m` [R, 2+] (east/north metres)."""
-        t = np.linspace(0.0, 1.0, self.profile_points, dtype=np.float32)
-        tx = tx_m.astype(np.float32)[:, None, None, :]
-        rx = rx_m[:, :2].astype(np.float32)[None, :, None, :]
+        t = np.linspace(0.0, 1.0, self.profile_points)
+        tx = np.asarray(tx_m, dtype=np.float64)[:, None, None, :]
+        rx = np.asarray(rx_m, dtype=np.float64)[None, :, None, :2]
         points = tx + (rx - tx) * t[None, None, :, None]
         return self.grid.at(points[..., 0], points[..., 1])
 
     def link_features(self, tx_m: np.ndarray, rx_m: np.ndarray, tx_height_m: float) -> LinkTerrain:
-        """Line of sight, obstructions and Deygout loss of every link, [N, R] each."""
-        distance_m = np.linalg.norm(tx_m[:, None, :] - rx_m[None, :, :2], axis=-1)
-        return deygout_loss(self.profiles_m(tx_m, rx_m), distance_m, tx_height_m, self.rx_height_m, self.wavelength_m)
+        """Line of sight, obstructions and Deygout loss of every link, [N, R] each (the
+        compiled kernel; `deygout_loss` over `profiles_m` is its numpy reference)."""
+        n, r = tx_m.shape[0], rx_m.shape[0]
+        loss = np.empty((n, r))
+        los = np.empty((n, r), dtype=np.bool_)
+        obstructions = np.empty((n, r), dtype=np.int16)
+        grid = self.grid
+        deygout_links(
+            np.ascontiguousarray(tx_m, dtype=np.float64), np.ascontiguousarray(rx_m[:, :2], dtype=np.float64),
+            grid.elevation_m, grid.east0_m, grid.north0_m, grid.step_m, float(tx_height_m), self.rx_height_m,
+            self.wavelength_m, np.empty(self.profile_points), loss, los, obstructions,
+        )
+        return LinkTerrain(line_of_sight=los, obstructions=obstructions, diffraction_loss_db=loss)
 
     def pair_features(self, tx_m: np.ndarray, rx_m: np.ndarray, tx_height_m: float) -> LinkTerrain:
         """Terrain features of the links tx_m[i] -> rx_m[i] ([M, 2] and [M, 2+]), [M] each."""
-        t = np.linspace(0.0, 1.0, self.profile_points, dtype=np.float32)
-        tx = tx_m.astype(np.float32)[:, None, :]
-        rx = rx_m[:, :2].astype(np.float32)[:, None, :]
+        t = np.linspace(0.0, 1.0, self.profile_points)
+        tx = np.asarray(tx_m, dtype=np.float64)[:, None, :]
+        rx = np.asarray(rx_m, dtype=np.float64)[:, None, :2]
         points = tx + (rx - tx) * t[None, :, None]
         profile = self.grid.at(points[..., 0], points[..., 1])
         distance_m = np.linalg.norm(tx_m - rx_m[:, :2], axis=-1)
