@@ -11,10 +11,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["knife_edge_loss_db", "fresnel_v", "LinkTerrain", "deygout_loss"]
+__all__ = ["GROUND_TOLERANCE_M", "knife_edge_loss_db", "fresnel_v", "LinkTerrain", "deygout_loss"]
 
 #: Below this v the knife edge leaves the first Fresnel zone clear: no loss (ITU-R P.526).
 _V_MIN = -0.78
+#: Terrain counts as an edge only this far (m) above the ground line: half the 1 m
+#: resolution of SRTM heights, so interpolation noise on a plane is no edge.
+GROUND_TOLERANCE_M = 0.5
 
 
 def knife_edge_loss_db(v: np.ndarray | float) -> np.ndarray:
@@ -86,8 +89,8 @@ def deygout_loss(
     each antenna to the main edge's top. Loss = J(v_main) + J(v_tx side) + J(v_rx side)
     (Deygout 1966, limited to three edges as ITU-R P.526 does).
 
-    Choice: only terrain above the straight ground line between the two ends counts as an
-    edge. The base path-loss model (free space, two-ray, log-distance) already describes
+    Choice: only terrain above the straight ground line between the two ends (by more than
+    `GROUND_TOLERANCE_M`) counts as an edge. The base path-loss model (free space, two-ray, log-distance) already describes
     the ground along a flat or evenly sloped path; counting that same ground again as
     near-grazing knife edges would add a few dB to every link over a plane.
     """
@@ -96,7 +99,7 @@ def deygout_loss(
     t = np.linspace(0.0, 1.0, points)
     ground_tx, ground_rx = z[..., 0], z[..., -1]
     ground_line = ground_tx[..., None] + t * (ground_rx - ground_tx)[..., None]
-    candidate = z > ground_line + 1e-6
+    candidate = z > ground_line + GROUND_TOLERANCE_M
     candidate[..., 0] = candidate[..., -1] = False
     tx_top = ground_tx + tx_height_m
     rx_top = ground_rx + rx_height_m

@@ -13,6 +13,7 @@ import math
 import numpy as np
 
 from heimdall.jit import kernel
+from heimdall.sim.diffraction import GROUND_TOLERANCE_M
 
 __all__ = ["deygout_links"]
 
@@ -89,7 +90,7 @@ def deygout_links(
                 if blocked and not was_blocked:
                     runs += 1
                 was_blocked = blocked
-                if z[k] > g0 + t * (g1 - g0) + 1e-6:
+                if z[k] > g0 + t * (g1 - g0) + GROUND_TOLERANCE_M:
                     v = _edge_v(z, k, t, 0.0, 1.0, a0, a1, distance, wavelength)
                     if v > best_v:
                         best_v = v
@@ -102,13 +103,13 @@ def deygout_links(
                 side = -np.inf
                 for k in range(1, best_k):
                     t = k / last
-                    if z[k] > g0 + t * (g1 - g0) + 1e-6:
+                    if z[k] > g0 + t * (g1 - g0) + GROUND_TOLERANCE_M:
                         side = max(side, _edge_v(z, k, t, 0.0, tm, a0, zm, distance, wavelength))
                 total += _knife_edge_db(side)
                 side = -np.inf
                 for k in range(best_k + 1, last):
                     t = k / last
-                    if z[k] > g0 + t * (g1 - g0) + 1e-6:
+                    if z[k] > g0 + t * (g1 - g0) + GROUND_TOLERANCE_M:
                         side = max(side, _edge_v(z, k, t, tm, 1.0, zm, a1, distance, wavelength))
                 total += _knife_edge_db(side)
             loss[n, r] = total
