@@ -115,7 +115,8 @@ class ReceiverKnobs:
 
 
 def load_scenario(path: Path) -> ScenarioConfig:
-    """A ScenarioConfig from a YAML or JSON file of its fields (unknown fields are errors)."""
+    """A ScenarioConfig from a YAML or JSON file of its fields (unknown fields are errors;
+    a relative `dem_dir` is taken relative to the file's directory)."""
     path = Path(path)
     if not path.is_file():
         raise NotFoundError(f"scenario file {path} not found")
@@ -125,6 +126,10 @@ def load_scenario(path: Path) -> ScenarioConfig:
         raise InputError(f"scenario file {path.name}: malformed YAML/JSON") from exc
     if not isinstance(data, dict):
         raise InputError(f"scenario file {path.name}: expected a mapping of ScenarioConfig fields")
+    dem_dir = data.get("dem_dir")
+    if isinstance(dem_dir, str) and not Path(dem_dir).expanduser().is_absolute():
+        # A relative DEM directory is relative to the scenario file, not to where one runs.
+        data = {**data, "dem_dir": str((path.parent / dem_dir).resolve())}
     try:
         return ScenarioConfig(**data)
     except ValidationError as exc:
