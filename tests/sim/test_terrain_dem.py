@@ -217,3 +217,21 @@ def test_compiled_kernel_matches_the_numpy_reference() -> None:
     assert fast.diffraction_loss_db.max() > 10.0 and (~fast.line_of_sight).any()
     pairs = dem.pair_features(tx[:5], rx, 1.5)
     np.testing.assert_allclose(pairs.diffraction_loss_db, slow.diffraction_loss_db[np.arange(5), np.arange(5)], atol=1e-9)
+
+
+def test_scenario_prediction_includes_the_dem(tile_dir) -> None:
+    from heimdall.data.synthetic import to_samples
+    from heimdall.evaluation.digital_twin import links_of, predict_links_db
+
+    network = _network()
+    reference = network.reference_point()
+    config = _quiet(tile_dir(True), "free-space")
+    geometry = network_geometry(network, reference, config)
+    block = simulate_block(np.random.default_rng(9), 200, geometry, config)
+    samples = to_samples(0, block, geometry, reference, lambda ids, _tx: np.zeros(len(ids), np.int8))
+    links = links_of(samples, config.tx_height_m)
+    predicted = predict_links_db(links, config, network, reference)
+    # Noise-free: the prediction is the simulated RSS but for the transmit power's draw.
+    power_offset = block.tx_power_dbm[links.sample_index] - 0.5 * (config.tx_power_min_dbm + config.tx_power_max_dbm)
+    np.testing.assert_allclose(predicted, links.rss_db - power_offset, atol=1e-3)
+    assert block.diffraction_loss_db.max() > 10.0

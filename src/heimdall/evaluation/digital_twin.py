@@ -15,7 +15,9 @@ from typing import Any
 import numpy as np
 
 from heimdall.data.layout import SampleArrays
+from heimdall.data.synthetic import network_geometry
 from heimdall.errors import DataError
+from heimdall.geo import ReferencePoint
 from heimdall.network import ReceiverNetwork
 from heimdall.sim import propagation
 from heimdall.sim.fitting import (
@@ -28,7 +30,7 @@ from heimdall.sim.fitting import (
 )
 from heimdall.sim.scenario import ScenarioConfig, path_loss_db
 
-__all__ = ["Links", "links_of", "ScenarioFit", "fit_scenario_to_samples", "validate_scenario"]
+__all__ = ["Links", "links_of", "ScenarioFit", "fit_scenario_to_samples", "predict_links_db", "validate_scenario"]
 
 _REFERENCE_DISTANCE_M = 100.0
 
@@ -81,7 +83,7 @@ def _fading_variance_db2(config: ScenarioConfig) -> float:
     return float(np.var(fade))
 
 
-def _margin_m(network: ReceiverNetwork, reference: Any, tx_m: np.ndarray) -> float:
+def _margin_m(network: ReceiverNetwork, reference: ReferencePoint, tx_m: np.ndarray) -> float:
     """How far (m) transmitters went beyond the receivers' bounding box, plus a tenth of it."""
     east_min, east_max, north_min, north_max = network.bounds_enu_m(reference)
     beyond = max(east_min - tx_m[:, 0].min(), tx_m[:, 0].max() - east_max, north_min - tx_m[:, 1].min(), tx_m[:, 1].max() - north_max, 0.0)
@@ -92,7 +94,7 @@ def _margin_m(network: ReceiverNetwork, reference: Any, tx_m: np.ndarray) -> flo
 def fit_scenario_to_samples(
     train: SampleArrays,
     network: ReceiverNetwork,
-    reference: Any,
+    reference: ReferencePoint,
     tx_power_dbm: float = 30.0,
     rss_scale: str = "relative",
     base: ScenarioConfig | None = None,
@@ -226,12 +228,10 @@ def _fit_report(
 
 
 def predict_links_db(
-    links: Links, scenario: ScenarioConfig, network: ReceiverNetwork, reference: Any | None = None
+    links: Links, scenario: ScenarioConfig, network: ReceiverNetwork, reference: ReferencePoint | None = None
 ) -> np.ndarray:
     """The scenario's median RSS (dB, each receiver's reported scale) of every link, for a
     transmitter at the middle of its power range; random shadowing and fading average out."""
-    from heimdall.data.synthetic import network_geometry  # geometry builds the DEM when set
-
     reference = network.reference_point() if reference is None else reference
     geometry = network_geometry(network, reference, scenario)
     loss = path_loss_db(links.distance_m, geometry, scenario)
@@ -243,7 +243,7 @@ def predict_links_db(
 
 
 def validate_scenario(
-    train: SampleArrays, held_out: SampleArrays, scenario: ScenarioConfig, network: ReceiverNetwork, reference: Any
+    train: SampleArrays, held_out: SampleArrays, scenario: ScenarioConfig, network: ReceiverNetwork, reference: ReferencePoint
 ) -> dict[str, Any]:
     """Per-link RSS error (dB) of `scenario` on held-out links, beside plain log-distance.
 
