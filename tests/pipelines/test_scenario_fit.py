@@ -35,7 +35,8 @@ def measured(home: Path, tmp_path: Path) -> str:
     network.save(tmp_path / "truth.yaml")
     truth = ScenarioConfig(
         area_margin_m=200.0, tx_power_min_dbm=28.0, tx_power_max_dbm=32.0, path_loss_exponent=3.4,
-        shadowing_sigma_db=4.0, terrain_sigma_db=0.0, calibration_sigma_db=0.0, receiver_offline_probability=0.0,
+        shadowing_sigma_db=4.0, terrain_sigma_db=6.0, terrain_correlation_m=300.0, calibration_sigma_db=0.0,
+        receiver_offline_probability=0.0,
         min_receivers=3, rss_scale="relative", rx_offset_db=TRUTH_OFFSETS,
     )
     (tmp_path / "truth.scenario.yaml").write_text(yaml.safe_dump(truth.model_dump()))
@@ -51,21 +52,33 @@ def measured(home: Path, tmp_path: Path) -> str:
 def test_fit_recovers_the_truth_and_beats_plain_log_distance(measured: str, tmp_path: Path) -> None:
     fitted = _json(["scenario", "fit", measured, "-o", str(tmp_path / "fit.yaml"), "--report", str(tmp_path / "report")])
     scenario = load_scenario(tmp_path / "fit.yaml")
-    assert scenario.path_loss_exponent == pytest.approx(3.4, abs=0.15)
+    assert scenario.path_loss_exponent == pytest.approx(3.4, abs=0.25)
     assert scenario.rss_scale == "relative"
-    # Offsets are written for a 30 dBm transmitter, as the truth's were: recovered to ~1 dB.
+    # Offsets relative to their mean (the common level trades against the exponent's error):
+    # recovered to within what each station's terrain field averages to over the area (its
+    # random Fourier features include wavelengths of kilometres: a few dB).
+    fitted_mean = sum(scenario.rx_offset_db.values()) / len(TRUTH_OFFSETS)
+    truth_mean = sum(TRUTH_OFFSETS.values()) / len(TRUTH_OFFSETS)
     for receiver_id, offset in TRUTH_OFFSETS.items():
-        assert scenario.rx_offset_db[receiver_id] == pytest.approx(offset, abs=1.5), receiver_id
-    assert fitted["residual_rmse_db"] < 6.0
+        assert scenario.rx_offset_db[receiver_id] - fitted_mean == pytest.approx(offset - truth_mean, abs=2.5), receiver_id
+    assert fitted["residual_rmse_db"] < 8.0  # 4 dB shadowing + 6 dB terrain + fading
     report = json.loads((tmp_path / "report" / "fit.json").read_text())
     assert {r["receiver_id"] for r in report["receivers"]} == set(TRUTH_OFFSETS)
     assert all((tmp_path / "report" / name).stat().st_size > 5_000 for name in
                ("residual_by_receiver.png", "residual_vs_distance.png", "variogram.png"))
+    assert fitted["static_field_file"] == str(tmp_path / "fit.static-field.npz")
+    assert scenario.static_field_file == str(tmp_path / "fit.static-field.npz")  # resolved beside the YAML
+    assert 150.0 < scenario.terrain_correlation_m < 700.0  # truth 300 m (a finite random-feature field)
     checked = _json(["scenario", "validate", measured, "--scenario", str(tmp_path / "fit.yaml")])
     assert checked["links"] > 100
     assert checked["scenario"]["rmse_db"] < checked["plain_log_distance"]["rmse_db"] - 3.0
     assert abs(checked["scenario"]["bias_db"]) < 1.0
     assert checked["scenario"]["heard_agreement"] == 1.0
+    # Without the kriged static field the held-out error is larger: the field is real.
+    _json(["scenario", "fit", measured, "-o", str(tmp_path / "plain.yaml"), "--no-static-field"])
+    assert load_scenario(tmp_path / "plain.yaml").static_field_file is None
+    unkriged = _json(["scenario", "validate", measured, "--scenario", str(tmp_path / "plain.yaml")])
+    assert checked["scenario"]["rmse_db"] < unkriged["scenario"]["rmse_db"] - 0.5
 
 
 def test_network_from_measurements_writes_the_fitted_scenario_beside(measured: str, tmp_path: Path) -> None:

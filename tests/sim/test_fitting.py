@@ -96,3 +96,38 @@ def test_variogram_pairs_stay_within_a_receiver() -> None:
     residual = np.r_[np.full(20, 5.0), np.full(20, -5.0)]
     vario = empirical_variogram(tx, residual, np.r_[np.zeros(20, int), np.ones(20, int)], max_lag_m=150, num_bins=5)
     np.testing.assert_allclose(vario.gamma_db2, 0.0)
+
+
+def test_kriging_recovers_a_smooth_field_near_data_and_reverts_far_away() -> None:
+    from heimdall.sim.fitting import krige_residuals
+
+    rng = np.random.default_rng(6)
+    tx = rng.uniform(0, 1000, (300, 2))
+    field = lambda p: 5.0 * np.sin(p[:, 0] / 200.0) * np.cos(p[:, 1] / 250.0)  # noqa: E731
+    residual = field(tx) + rng.normal(0, 0.3, 300)
+    inside = rng.uniform(100, 900, (50, 2))
+    far = np.array([[20_000.0, 20_000.0]])
+    mean, variance = krige_residuals(tx, residual, np.zeros(300, int), 2, np.vstack([inside, far]), 0.09, 12.0, 300.0)
+    np.testing.assert_allclose(mean[0, :50], field(inside), atol=0.6)
+    assert abs(mean[0, 50]) < 1e-6 and variance[0, 50] == pytest.approx(12.0)
+    assert variance[0, :50].mean() < 0.15 * 12.0 and variance[0, :50].max() < 0.3 * 12.0
+    # A receiver without residuals: nothing known.
+    assert np.all(mean[1] == 0.0) and np.all(variance[1] == 12.0)
+
+
+def test_static_map_lookup_save_and_station_order(tmp_path) -> None:
+    from heimdall.errors import NotFoundError
+    from heimdall.sim.terrain import StaticMap
+
+    values = np.stack([np.arange(12.0).reshape(3, 4), -np.arange(12.0).reshape(3, 4)])
+    smap = StaticMap(values, 100.0, 200.0, 10.0)
+    at = np.array([[110.0, 210.0], [115.0, 200.0], [1e6, -1e6]])
+    np.testing.assert_allclose(smap.shadowing_db(at)[:, 0], [5.0, 1.5, 3.0])  # bilinear; nearest edge outside
+    np.testing.assert_allclose(smap.pair_db(at, np.array([1, 0, 1])), [-5.0, 1.5, -3.0])
+    path = smap.save(tmp_path / "m.npz", ["a", "b"])
+    again = StaticMap.load(path, ["b", "new", "a"])
+    np.testing.assert_allclose(again.values_db[0], values[1])
+    np.testing.assert_allclose(again.values_db[1], 0.0)
+    np.testing.assert_allclose(again.values_db[2], values[0])
+    with pytest.raises(NotFoundError):
+        StaticMap.load(tmp_path / "missing.npz", ["a"])

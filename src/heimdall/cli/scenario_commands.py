@@ -18,12 +18,15 @@ def scenario_fit(
     report: Annotated[Path | None, typer.Option(help="Directory for fit.json and the figures.")] = None,
     tx_power_dbm: Annotated[float, typer.Option(help="Nominal transmit power (dBm); fixes how offsets are written.")] = 30.0,
     rss_scale: Annotated[str, typer.Option(help="relative (dB per device, uncalibrated) or dbm.")] = "relative",
+    static_field: Annotated[
+        bool, typer.Option("--static-field/--no-static-field", help="Also krige the measured static shadowing (NAME.static-field.npz).")
+    ] = True,
     as_json: JsonFlag = False,
 ) -> None:
     """Fit path loss, receiver offsets, shadowing and who-hears-what on the training split."""
     from heimdall.pipelines.scenario import fit_scenario
 
-    result = fit_scenario(context(), dataset, output, report, tx_power_dbm, rss_scale)
+    result = fit_scenario(context(), dataset, output, report, tx_power_dbm, rss_scale, static_field)
     emit(result, as_json, lambda: Console().print(
         f"scenario {result['scenario']}: exponent {result['path_loss_exponent']:.2f}, residual RMSE "
         f"{result['residual_rmse_db']:.2f} dB over {result['links']} training links; shadowing "

@@ -19,7 +19,7 @@ from heimdall.sim import propagation
 from heimdall.sim.dem import DemTerrain, load_elevation_grid
 from heimdall.sim.generator import generate_blocks
 from heimdall.sim.scenario import NetworkGeometry, ScenarioConfig, SimulatedBlock
-from heimdall.sim.terrain import TerrainField
+from heimdall.sim.terrain import StaticMap, TerrainField
 from heimdall.storage.artifacts import ArtifactStore
 
 __all__ = [
@@ -58,6 +58,7 @@ def network_geometry(network: ReceiverNetwork, reference: ReferencePoint, config
         ),
         receivers=config.per_receiver(network.ids) if fitted else None,
         dem=dem,
+        static_map=None if config.static_field_file is None else StaticMap.load(Path(config.static_field_file), network.ids),
     )
 
 def effective_sigma_db(config: ScenarioConfig) -> float:

@@ -27,8 +27,10 @@ from heimdall.sim.fitting import (
     fit_exponential_variogram,
     fit_links,
     fit_plain_log_distance,
+    krige_residuals,
 )
 from heimdall.sim.scenario import ScenarioConfig, path_loss_db
+from heimdall.sim.terrain import StaticMap
 
 __all__ = ["Links", "links_of", "ScenarioFit", "fit_scenario_to_samples", "predict_links_db", "validate_scenario"]
 
@@ -76,6 +78,9 @@ class ScenarioFit:
     variogram: Variogram
     links: Links
     report: dict[str, Any]
+    #: The residuals kriged per station (None unless asked for); the scenario's
+    #: `static_field_file` is to name where it is saved.
+    static_map: StaticMap | None = None
 
 
 def _fading_variance_db2(config: ScenarioConfig) -> float:
@@ -98,12 +103,19 @@ def fit_scenario_to_samples(
     tx_power_dbm: float = 30.0,
     rss_scale: str = "relative",
     base: ScenarioConfig | None = None,
+    static_field: bool = False,
 ) -> ScenarioFit:
     """Fit a scenario to the training samples of a measured network.
 
     `tx_power_dbm` is the transmitter's nominal power: with uncalibrated receivers the
     absolute level is not identifiable, so it only fixes how the receivers' offsets are
     written; the RSS the scenario simulates in each receiver's scale does not depend on it.
+
+    With `static_field`, each station's residuals are also kriged (simple kriging with the
+    fitted variogram) onto a grid over the simulated area: the measured static shadowing
+    (`ScenarioFit.static_map`), so the simulator reproduces the real network's shadowing
+    where it was measured; the random terrain field then carries only the variance the
+    kriging leaves unexplained (its mean over the transmitters' bounding box).
     """
     base = base or ScenarioConfig()
     links = links_of(train, base.tx_height_m)
@@ -144,6 +156,11 @@ def fit_scenario_to_samples(
         if per_rx_present[i] > per_rx_heard[i] and per_rx_heard[i] > 0:
             thresholds[ids[i]] = round(float(np.min(links.rss_db[heard & (links.rx_index == i)])), 3)
     heard_counts = train.heard.sum(axis=1)
+    margin_m = _margin_m(network, reference, train.tx_position_m.astype(np.float64))
+    terrain_db2 = sill * inflate
+    static_map = None
+    if static_field:
+        static_map, terrain_db2 = _static_map(fit, links, heard, network, reference, margin_m, (nugget, sill, length_m), inflate)
     scenario = base.model_copy(
         update={
             "path_loss_model": "log-distance",
@@ -154,10 +171,10 @@ def fit_scenario_to_samples(
             "tx_power_max_dbm": round(tx_power_dbm + half_width_db, 3),
             "shadowing_sigma_db": round(shadowing_db, 3),
             "shadowing_sigma_max_db": None,
-            "terrain_sigma_db": round(float(np.sqrt(sill * inflate)), 3),
+            "terrain_sigma_db": round(float(np.sqrt(terrain_db2)), 3),
             "terrain_correlation_m": round(max(length_m, 1.0), 1),
             "calibration_sigma_db": 0.0,
-            "area_margin_m": round(_margin_m(network, reference, train.tx_position_m.astype(np.float64)), 1),
+            "area_margin_m": round(margin_m, 1),
             "min_receivers": int(max(1, heard_counts[heard_counts > 0].min())),
             "rss_scale": rss_scale,
             "rx_offset_db": offsets,
@@ -169,7 +186,32 @@ def fit_scenario_to_samples(
     report = _fit_report(fit, variogram, (nugget, sill, length_m), links, heard, ids, per_rx_present, per_rx_heard, n_train)
     report["scenario"] = scenario.model_dump()
     report["transmit_level_spread_db"] = round(level_spread_db, 3)
-    return ScenarioFit(scenario, fit, variogram, links, report)
+    return ScenarioFit(scenario, fit, variogram, links, report, static_map)
+
+
+def _static_map(
+    fit: LinkFit, links: Links, heard: np.ndarray, network: ReceiverNetwork, reference: ReferencePoint,
+    margin_m: float, model: tuple[float, float, float], inflate: float,
+) -> tuple[StaticMap, float]:
+    """The kriged per-station residual map over the simulated area, and the static
+    variance (dB^2) it leaves unexplained inside the transmitters' bounding box."""
+    nugget, sill, length_m = model
+    east_min, east_max, north_min, north_max = network.bounds_enu_m(reference, margin_m)
+    step_m = max(length_m / 4.0, max(east_max - east_min, north_max - north_min) / 150.0, 1.0)
+    east = np.arange(east_min, east_max + step_m, step_m)
+    north = np.arange(north_min, north_max + step_m, step_m)
+    grid_e, grid_n = np.meshgrid(east, north)
+    points = np.column_stack([grid_e.ravel(), grid_n.ravel()])
+    mean, variance = krige_residuals(
+        links.tx_position_m[heard], fit.residual_db, links.rx_index[heard], len(network.receivers), points,
+        nugget * inflate, sill * inflate, length_m,
+    )
+    tx = links.tx_position_m[heard]
+    inside = (points[:, 0] >= tx[:, 0].min()) & (points[:, 0] <= tx[:, 0].max()) & (points[:, 1] >= tx[:, 1].min()) & (points[:, 1] <= tx[:, 1].max())
+    has_data = np.bincount(links.rx_index[heard], minlength=len(network.receivers)) > 0
+    left_db2 = float(variance[np.ix_(has_data, inside)].mean()) if inside.any() and has_data.any() else sill * inflate
+    shape = (len(network.receivers), north.size, east.size)
+    return StaticMap(mean.reshape(shape), float(east[0]), float(north[0]), float(step_m)), left_db2
 
 
 def _rmse(values: np.ndarray) -> float | None:
@@ -237,6 +279,8 @@ def predict_links_db(
     loss = path_loss_db(links.distance_m, geometry, scenario)
     if geometry.dem is not None:
         loss = loss + geometry.dem.pair_features(links.tx_position_m, links.rx_position_m, scenario.tx_height_m).diffraction_loss_db
+    if geometry.static_map is not None:
+        loss = loss - geometry.static_map.pair_db(links.tx_position_m, links.rx_index)
     power = 0.5 * (scenario.tx_power_min_dbm + scenario.tx_power_max_dbm)
     knobs = scenario.per_receiver(network.ids)
     return power + geometry.rx_gain_dbi[links.rx_index] - loss + knobs.offset_db[links.rx_index]

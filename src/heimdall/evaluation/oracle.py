@@ -54,6 +54,8 @@ def _static_mean_db(points_m: np.ndarray, geometry: NetworkGeometry, config: Sce
     mean = mean + geometry.terrain.shadowing_db(points_m)
     if geometry.dem is not None:
         mean = mean - geometry.dem.link_features(points_m, geometry.rx_position_m, config.tx_height_m).diffraction_loss_db
+    if geometry.static_map is not None:
+        mean = mean + geometry.static_map.shadowing_db(points_m)
     if geometry.receivers is not None:
         mean = mean + geometry.receivers.offset_db[None, :]
     return mean

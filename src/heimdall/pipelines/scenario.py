@@ -15,7 +15,7 @@ from heimdall.errors import DataError, InputError, NotFoundError
 from heimdall.pipelines.context import Context
 from heimdall.sim.scenario import ScenarioConfig
 
-__all__ = ["fit_scenario", "validate_scenario_file", "save_scenario", "scenario_path_beside"]
+__all__ = ["fit_scenario", "validate_scenario_file", "save_scenario", "scenario_path_beside", "static_field_path_beside"]
 
 
 def save_scenario(scenario: ScenarioConfig, path: Path) -> Path:
@@ -41,6 +41,12 @@ def scenario_path_beside(network_path: Path) -> Path:
     return network_path.with_name(f"{network_path.stem}.scenario.yaml")
 
 
+def static_field_path_beside(scenario_path: Path) -> Path:
+    """`s.yaml` -> `s.static-field.npz` (the kriged static shadowing of a fitted scenario)."""
+    scenario_path = Path(scenario_path)
+    return scenario_path.with_name(f"{scenario_path.stem}.static-field.npz")
+
+
 def _measured(ctx: Context, dataset: str) -> DatasetReader:
     reader = DatasetReader(ctx.store, dataset)
     if reader.manifest.kind != "measured":
@@ -63,16 +69,28 @@ def fit_scenario(
     report_dir: Path | None = None,
     tx_power_dbm: float = 30.0,
     rss_scale: str = "relative",
+    static_field: bool = True,
 ) -> dict[str, Any]:
-    """Fit a scenario on `dataset`'s training split, write it to `output` (YAML) and, with
-    `report_dir`, the fit report (fit.json and figures); return a summary."""
+    """Fit a scenario on `dataset`'s training split, write it to `output` (YAML; with
+    `static_field` also the kriged static shadowing beside it, `NAME.static-field.npz`)
+    and, with `report_dir`, the fit report (fit.json and figures); return a summary."""
     from heimdall.evaluation.digital_twin import fit_scenario_to_samples
 
     if rss_scale not in ("relative", "dbm"):
         raise InputError(f"--rss-scale must be relative or dbm, got {rss_scale!r}")
     reader = _measured(ctx, dataset)
-    fit = fit_scenario_to_samples(reader.load("train"), reader.network, reader.manifest.reference, tx_power_dbm, rss_scale)
-    path = save_scenario(fit.scenario, Path(output))
+    fit = fit_scenario_to_samples(
+        reader.load("train"), reader.network, reader.manifest.reference, tx_power_dbm, rss_scale, static_field=static_field
+    )
+    output = Path(output)
+    scenario = fit.scenario
+    if fit.static_map is not None:
+        if not output.parent.is_dir():
+            raise NotFoundError(f"cannot save scenario: directory {str(output.parent)!r} does not exist")
+        field_path = fit.static_map.save(static_field_path_beside(output), reader.network.ids)
+        # Relative to the scenario file, so the pair can move together.
+        scenario = scenario.model_copy(update={"static_field_file": field_path.name})
+    path = save_scenario(scenario, output)
     files: list[str] = []
     if report_dir is not None:
         from heimdall.evaluation.scenario_report import write_fit_report
@@ -88,6 +106,7 @@ def fit_scenario(
         "shadowing_sigma_db": fit.scenario.shadowing_sigma_db,
         "terrain_sigma_db": fit.scenario.terrain_sigma_db,
         "terrain_correlation_m": fit.scenario.terrain_correlation_m,
+        "static_field_file": None if fit.static_map is None else str(static_field_path_beside(output)),
         "report_files": files,
     }
 

@@ -30,6 +30,7 @@ __all__ = [
     "Variogram",
     "empirical_variogram",
     "fit_exponential_variogram",
+    "krige_residuals",
 ]
 
 
@@ -191,3 +192,39 @@ def fit_exponential_variogram(variogram: Variogram) -> tuple[float, float, float
             best = (cost, float(coef[0]), float(coef[1]), float(length_m))
     assert best is not None
     return best[1], best[2], best[3]
+
+
+def krige_residuals(
+    tx_position_m: np.ndarray,
+    residual_db: np.ndarray,
+    rx_index: np.ndarray,
+    num_receivers: int,
+    points_m: np.ndarray,
+    nugget_db2: float,
+    sill_db2: float,
+    correlation_m: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Simple kriging of each receiver's residuals onto `points_m` [G, 2].
+
+    Exponential covariance sill exp(-h / L) plus the nugget on the diagonal; zero mean.
+    Returns (mean [R, G] dB, variance [R, G] dB^2 of the static field left unexplained);
+    a receiver without residuals gets mean 0 and variance `sill_db2`.
+    """
+    mean = np.zeros((num_receivers, points_m.shape[0]))
+    variance = np.full((num_receivers, points_m.shape[0]), float(sill_db2))
+    if sill_db2 <= 0.0:
+        return mean, variance
+    for r in range(num_receivers):
+        rows = np.flatnonzero(rx_index == r)
+        if rows.size == 0:
+            continue
+        x = tx_position_m[rows]
+        h = np.linalg.norm(x[:, None, :] - x[None, :, :], axis=-1)
+        cov = sill_db2 * np.exp(-h / correlation_m) + max(nugget_db2, 1e-6) * np.eye(rows.size)
+        cross = sill_db2 * np.exp(-np.linalg.norm(points_m[:, None, :] - x[None, :, :], axis=-1) / correlation_m)
+        factor = np.linalg.cholesky(cov)
+        weights = np.linalg.solve(factor, cross.T)  # L^-1 k, [n, G]
+        alpha = np.linalg.solve(factor.T, np.linalg.solve(factor, residual_db[rows]))
+        mean[r] = cross @ alpha
+        variance[r] = np.maximum(sill_db2 - np.sum(weights**2, axis=0), 0.0)
+    return mean, variance

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from heimdall.errors import DataError, InputError, NotFoundError
 from heimdall.sim import propagation
 from heimdall.sim.dem import DemTerrain
-from heimdall.sim.terrain import TerrainField
+from heimdall.sim.terrain import StaticMap, TerrainField
 
 __all__ = ["ScenarioConfig", "ReceiverKnobs", "load_scenario", "NetworkGeometry", "SimulatedBlock", "simulate_block", "path_loss_db"]
 
@@ -73,6 +73,9 @@ class ScenarioConfig(BaseModel):
     dem_dir: str | None = None
     #: Points per terrain profile between transmitter and receiver.
     terrain_profile_points: int = Field(48, ge=8, le=1024)
+    #: .npz of per-station static shadowing measured on the network (a `StaticMap`, kriged
+    #: by `heimdall scenario fit`), added to the random terrain field where set.
+    static_field_file: str | None = None
 
     @model_validator(mode="after")
     def _check_power_range(self) -> ScenarioConfig:
@@ -116,7 +119,7 @@ class ReceiverKnobs:
 
 def load_scenario(path: Path) -> ScenarioConfig:
     """A ScenarioConfig from a YAML or JSON file of its fields (unknown fields are errors;
-    a relative `dem_dir` is taken relative to the file's directory)."""
+    a relative `dem_dir` or `static_field_file` is taken relative to the file's directory)."""
     path = Path(path)
     if not path.is_file():
         raise NotFoundError(f"scenario file {path} not found")
@@ -126,10 +129,11 @@ def load_scenario(path: Path) -> ScenarioConfig:
         raise InputError(f"scenario file {path.name}: malformed YAML/JSON") from exc
     if not isinstance(data, dict):
         raise InputError(f"scenario file {path.name}: expected a mapping of ScenarioConfig fields")
-    dem_dir = data.get("dem_dir")
-    if isinstance(dem_dir, str) and not Path(dem_dir).expanduser().is_absolute():
-        # A relative DEM directory is relative to the scenario file, not to where one runs.
-        data = {**data, "dem_dir": str((path.parent / dem_dir).resolve())}
+    for key in ("dem_dir", "static_field_file"):
+        value = data.get(key)
+        if isinstance(value, str) and not Path(value).expanduser().is_absolute():
+            # A relative path is relative to the scenario file, not to where one runs.
+            data = {**data, key: str((path.parent / value).resolve())}
     try:
         return ScenarioConfig(**data)
     except ValidationError as exc:
@@ -153,6 +157,8 @@ class NetworkGeometry:
     receivers: ReceiverKnobs | None = None
     #: Terrain diffraction over a DEM; None: no DEM.
     dem: DemTerrain | None = None
+    #: Static shadowing measured on the network; None: none.
+    static_map: StaticMap | None = None
 
 
 @dataclass(frozen=True)
@@ -228,6 +234,8 @@ def _draw(
     if config.shadowing_sigma_max_db is not None:
         sigma_db = rng.uniform(config.shadowing_sigma_db, config.shadowing_sigma_max_db, (n, 1))
     shadow = geometry.terrain.shadowing_db(tx) + propagation.shadowing_db(rng, sigma_db, (n, r))
+    if geometry.static_map is not None:
+        shadow = shadow + geometry.static_map.shadowing_db(tx)
     fade = propagation.fading_gain_db(rng, config.fading_k_factor_db, (n, r), config.fading_looks)
     calibration = rng.normal(0.0, config.calibration_sigma_db, (n, r))
     knobs = geometry.receivers
