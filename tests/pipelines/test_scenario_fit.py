@@ -98,3 +98,32 @@ def test_fit_on_a_synthetic_dataset_is_a_one_line_error(home: Path, tmp_path: Pa
     assert result.exit_code != 0 and result.stderr.startswith("error: ") and "measured" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "s.yaml").exists()
+
+
+def test_fit_recovers_who_hears_what(tmp_path: Path) -> None:
+    """A receiver that misses weak transmissions gets a detection threshold; presence per receiver."""
+    import numpy as np
+
+    from heimdall.data.synthetic import network_geometry, to_samples
+    from heimdall.evaluation.digital_twin import fit_scenario_to_samples
+    from heimdall.sim.scenario import simulate_block
+
+    spots = [(40.760, -111.850), (40.770, -111.840), (40.755, -111.825), (40.775, -111.830), (40.765, -111.815)]
+    ids = ["a", "b", "c", "d", "e"]
+    network = ReceiverNetwork(name="t", frequency_hz=462.7e6, receivers=tuple(
+        Receiver(receiver_id=k, name=k, lat_deg=lat, lon_deg=lon) for k, (lat, lon) in zip(ids, spots, strict=True)))
+    truth = ScenarioConfig(area_margin_m=200.0, tx_power_min_dbm=30.0, tx_power_max_dbm=30.0, path_loss_exponent=3.0,
+                           terrain_sigma_db=0.0, calibration_sigma_db=0.0, receiver_offline_probability=0.0, min_receivers=2,
+                           rx_offset_db={"c": -40.0}, rx_detection_threshold_db={"c": -112.0}, rx_offline_probability={"e": 0.6})
+    reference = network.reference_point()
+    geometry = network_geometry(network, reference, truth)
+    block = simulate_block(np.random.default_rng(0), 1500, geometry, truth)
+    samples = to_samples(0, block, geometry, reference, lambda i, _tx: np.zeros(len(i), np.int8))
+    assert 0.1 < 1 - block.heard[:, 2].mean() < 0.9  # c misses some
+    fit = fit_scenario_to_samples(samples, network, reference, static_field=False)
+    assert set(fit.scenario.rx_detection_threshold_db) == {"c"}
+    assert fit.scenario.rx_detection_threshold_db["c"] == pytest.approx(-112.0, abs=1.0)
+    assert fit.scenario.rx_offline_probability["e"] == pytest.approx(0.6, abs=0.05)
+    assert fit.scenario.rx_offline_probability["a"] == 0.0
+    by_id = {r["receiver_id"]: r for r in fit.report["receivers"]}
+    assert by_id["c"]["heard_fraction"] == pytest.approx(block.heard[:, 2].mean(), abs=1e-3)
