@@ -186,6 +186,9 @@ def fit_scenario_to_samples(
     report = _fit_report(fit, variogram, (nugget, sill, length_m), links, heard, ids, per_rx_present, per_rx_heard, n_train)
     report["scenario"] = scenario.model_dump()
     report["transmit_level_spread_db"] = round(level_spread_db, 3)
+    if static_map is not None:
+        report["static_field"] = {"grid_step_m": round(static_map.step_m, 1), "grid_shape": list(static_map.values_db.shape),
+                                  "unexplained_sigma_db": round(float(np.sqrt(terrain_db2)), 3)}
     return ScenarioFit(scenario, fit, variogram, links, report, static_map)
 
 
