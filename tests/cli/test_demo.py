@@ -26,8 +26,10 @@ def test_demo_small(home: Path, tmp_path: Path) -> None:
     localized = json.loads((out / "localize.json").read_text())
     assert len(localized["predictions"]) == payload["evaluation"]["n"]
     assert (out / "fresh-seed-evaluation.json").is_file()
+    oracle = payload["evaluation"]["baselines"]["oracle_ml"]["median_error_m"]
+    assert payload["model_to_oracle_median_ratio"] == pytest.approx(payload["evaluation"]["median_error_m"] / oracle, rel=1e-2)
     # Human output: the comparison table names the model, the baselines and the bound.
     human = CliRunner().invoke(app, ["demo", "--samples", "1000", "--epochs", "1"], catch_exceptions=False)
     assert human.exit_code == 0, human.output
-    for word in ("model", "mle_grid", "weighted_centroid", "CRLB", "model bundle", "MLflow store"):
+    for word in ("model", "mle_grid", "weighted_centroid", "oracle_ml", "model / oracle", "CRLB", "model bundle", "MLflow store"):
         assert word in human.stdout

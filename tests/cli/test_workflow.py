@@ -63,8 +63,10 @@ def test_evaluate_reports_the_design_fields(trained, monkeypatch) -> None:
         "accuracy_at_m", "coverage_1sigma", "coverage_2sigma", "baselines", "crlb_rmse_m",
     ):
         assert key in report, key
-    for name in ("weighted_centroid", "mle_grid"):
+    for name in ("weighted_centroid", "mle_grid", "oracle_ml"):
         assert report["baselines"][name]["n"] == report["n"]
+    # The oracle knows the terrain field: on the network's own physics it beats plain grid ML.
+    assert report["baselines"]["oracle_ml"]["median_error_m"] < report["baselines"]["mle_grid"]["median_error_m"]
     assert {"30", "50", "100"} <= set(report["accuracy_at_m"])
     assert report["p90_error_m"] >= report["median_error_m"] > 0
     # Same samples, same numbers as the evaluation stored at export time.

@@ -13,6 +13,7 @@ pytestmark = pytest.mark.slow
 
 KEYS = (
     "generate_features_samples_per_s",
+    "generate_features_terrain_samples_per_s",
     "generate_iq_samples_per_s",
     "generate_iq_1proc_samples_per_s",
     "train_spectrogram_samples_per_s",

@@ -12,7 +12,7 @@ from typing import Any
 
 import typer
 
-from heimdall.cli import data_commands, model_commands, ops_commands, tune_commands
+from heimdall.cli import data_commands, model_commands, ops_commands, scenario_commands, tune_commands
 
 app = typer.Typer(
     name="heimdall",
@@ -25,6 +25,7 @@ datasets_app = typer.Typer(help="List, inspect and export datasets.", no_args_is
 network_app = typer.Typer(help="Receiver networks.", no_args_is_help=True)
 models_app = typer.Typer(help="Registered models.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+scenario_app = typer.Typer(help="Simulation scenarios fitted to measurements.", no_args_is_help=True)
 _GROUP_PATHS = {id(app): "heimdall"}
 
 
@@ -45,6 +46,9 @@ _register(app, "import-measurements", data_commands.import_measurements)
 _register(app, "import-recordings", data_commands.import_recordings)
 _add_group(network_app, "network")
 _register(network_app, "from-measurements", data_commands.network_from_measurements)
+_add_group(scenario_app, "scenario")
+_register(scenario_app, "fit", scenario_commands.scenario_fit)
+_register(scenario_app, "validate", scenario_commands.scenario_validate)
 _add_group(datasets_app, "datasets")
 _register(datasets_app, "list", data_commands.datasets_list)
 _register(datasets_app, "show", data_commands.datasets_show)

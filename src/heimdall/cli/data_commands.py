@@ -116,11 +116,22 @@ def network_from_measurements(
     output: Annotated[Path, typer.Option("-o", "--output", help="YAML or JSON file to write.")],
     as_json: JsonFlag = False,
 ) -> None:
-    """Write a dataset's receiver network (fixed receivers, frequency) for `generate --network`."""
+    """Write a dataset's receiver network for `generate --network`, and the scenario fitted to it beside."""
     from heimdall import pipelines
 
     result = pipelines.network_from_dataset(context(), dataset, output)
-    emit(result, as_json, lambda: Console().print(f"wrote {result['receivers']} receivers to {result['network']}"))
+
+    def render() -> None:
+        Console().print(f"wrote {result['receivers']} receivers to {result['network']}")
+        if result["scenario"]:
+            Console().print(
+                f"wrote the scenario fitted to its training split to {result['scenario']} "
+                f"(use: heimdall generate --network {result['network']} --scenario {result['scenario']})"
+            )
+        elif "scenario_not_fitted" in result:
+            Console().print(f"no scenario fitted: {result['scenario_not_fitted']}")
+
+    emit(result, as_json, render)
 
 
 

@@ -46,6 +46,9 @@ def demo(
         out_console = Console()
         out_console.print(summary_table(result.evaluation, f"Test split of {result.dataset}"))
         out_console.print(summary_table(result.fresh_evaluation, "Fresh dataset, another seed"))
+        ratio = result.to_json()["model_to_oracle_median_ratio"]
+        if ratio is not None:
+            out_console.print(f"model / oracle median error: {ratio:.2f} (the oracle knows the simulated terrain; 1.0 is the physical limit)")
         print_value("model bundle", result.model, out_console)
         print_value(f"MLflow store (run {result.mlflow_run_id})", result.mlflow_store, out_console)
         print_value("report", result.report_dir, out_console)

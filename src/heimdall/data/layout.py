@@ -18,7 +18,7 @@ __all__ = ["SampleArrays", "SPLIT_CODES", "SPLIT_NAMES", "UNKNOWN_STATION"]
 SPLIT_CODES: dict[str, int] = {"train": 0, "val": 1, "test": 2}
 SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
 
-_OPTIONAL = ("spectrogram",)
+_OPTIONAL = ("spectrogram", "line_of_sight", "obstructions", "diffraction_loss_db")
 
 #: `rx_id` of a station the model has no embedding for (new or unknown receivers).
 UNKNOWN_STATION = -1
@@ -42,6 +42,11 @@ class SampleArrays:
     split: np.ndarray  # [N] int8, SPLIT_CODES
     #: Optional per-receiver spectrograms [N, R, C, 128, 32] (float16, dB), kind "iq" only.
     spectrogram: np.ndarray | None = None
+    #: Optional per-link terrain features [N, R] of datasets simulated over a DEM: no terrain
+    #: above the antenna-to-antenna line (bool), ridges crossing it (int16), Deygout loss (dB).
+    line_of_sight: np.ndarray | None = None
+    obstructions: np.ndarray | None = None
+    diffraction_loss_db: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = self.sample_id.shape[0]
@@ -65,6 +70,10 @@ class SampleArrays:
                 raise InputError(f"sample field {name} has shape {actual}, expected {shape}")
         if self.spectrogram is not None and (self.spectrogram.ndim != 5 or self.spectrogram.shape[:2] != (n, r)):
             raise InputError(f"spectrogram has shape {self.spectrogram.shape}, expected ({n}, {r}, C, mels, frames)")
+        for name in ("line_of_sight", "obstructions", "diffraction_loss_db"):
+            value = getattr(self, name)
+            if value is not None and value.shape != (n, r):
+                raise InputError(f"sample field {name} has shape {value.shape}, expected {(n, r)}")
         if np.any(self.heard & ~self.present):
             raise InputError("a receiver is marked heard but not present")
         heard_rss = self.rss_dbm[self.heard]

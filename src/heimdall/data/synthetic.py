@@ -16,9 +16,10 @@ from heimdall.data.splits import SplitFractions, SplitMode, assign_splits
 from heimdall.geo import ReferencePoint, local_to_ground
 from heimdall.network import ReceiverNetwork
 from heimdall.sim import propagation
+from heimdall.sim.dem import DemTerrain, load_elevation_grid
 from heimdall.sim.generator import generate_blocks
 from heimdall.sim.scenario import NetworkGeometry, ScenarioConfig, SimulatedBlock
-from heimdall.sim.terrain import TerrainField
+from heimdall.sim.terrain import StaticMap, TerrainField
 from heimdall.storage.artifacts import ArtifactStore
 
 __all__ = [
@@ -37,7 +38,14 @@ log = logging.getLogger(__name__)
 SHARD_BLOCKS = 16
 
 def network_geometry(network: ReceiverNetwork, reference: ReferencePoint, config: ScenarioConfig) -> NetworkGeometry:
-    """The simulator's view of `network` about `reference` (terrain of `config.terrain_seed`)."""
+    """The simulator's view of `network` about `reference` (terrain of `config.terrain_seed`,
+    and the DEM of `config.dem_dir` when set)."""
+    bounds_m = network.bounds_enu_m(reference, config.area_margin_m)
+    dem = None
+    if config.dem_dir is not None:
+        grid = load_elevation_grid(Path(config.dem_dir), reference, bounds_m)
+        dem = DemTerrain.build(grid, network.frequency_hz, config.rx_height_m, config.terrain_profile_points)
+    fitted = config.rx_offset_db or config.rx_detection_threshold_db or config.rx_offline_probability
     return NetworkGeometry(
         rx_position_m=network.positions_enu_m(reference),
         rx_gain_dbi=np.array([r.antenna_gain_dbi for r in network.receivers]),
@@ -48,6 +56,9 @@ def network_geometry(network: ReceiverNetwork, reference: ReferencePoint, config
         terrain=TerrainField.draw(
             config.terrain_seed, len(network.receivers), config.terrain_sigma_db, config.terrain_correlation_m
         ),
+        receivers=config.per_receiver(network.ids) if fitted else None,
+        dem=dem,
+        static_map=None if config.static_field_file is None else StaticMap.load(Path(config.static_field_file), network.ids),
     )
 
 def effective_sigma_db(config: ScenarioConfig) -> float:
@@ -97,6 +108,9 @@ def to_samples(
         tx_lon_deg=np.asarray(lon, dtype=np.float64),
         tx_power_dbm=block.tx_power_dbm.astype(np.float32),
         split=split_of(sample_id, tx),
+        line_of_sight=block.line_of_sight,
+        obstructions=block.obstructions,
+        diffraction_loss_db=block.diffraction_loss_db,
     )
 
 @dataclass(frozen=True)

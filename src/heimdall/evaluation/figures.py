@@ -31,7 +31,7 @@ FIGURES = (
 )
 LABELS = {
     "model": "model", "weighted_centroid": "RSS-weighted centroid", "mle_grid": "grid ML", "knn": "kNN fingerprint",
-    "ml_offsets": "ML, per-receiver offsets",
+    "ml_offsets": "ML, per-receiver offsets", "oracle_ml": "oracle ML (knows the terrain)",
 }
 #: Cases per group (worst, median, best) on the static map.
 _MAP_CASES_PER_GROUP = 4

@@ -57,6 +57,33 @@ def bench_generate_features(num_samples: int = 20_000) -> float:
     return num_samples / seconds
 
 
+def bench_generate_features_terrain(num_samples: int = 20_000) -> float:
+    """Feature-kind throughput over a DEM, samples/s: 12 receivers over ~3 km at 462.7 MHz,
+    a synthetic SRTM tile of rolling hills (written to a temporary directory), Deygout
+    diffraction on 48-point profiles, one process."""
+    from heimdall.data.synthetic import network_geometry
+    from heimdall.network import Receiver, ReceiverNetwork
+    from heimdall.sim.dem import write_hgt
+    from heimdall.sim.generator import generate_blocks
+    from heimdall.sim.scenario import ScenarioConfig
+
+    rng = np.random.default_rng(0)
+    lat = np.linspace(41.0, 40.0, 1201)[:, None]
+    lon = np.linspace(-112.0, -111.0, 1201)[None, :]
+    hills_m = 1400.0 + 40.0 * np.sin(lat * 300.0) * np.cos(lon * 250.0) + 15.0 * np.sin(lon * 900.0)
+    receivers = tuple(
+        Receiver(receiver_id=f"rx{i}", name=f"rx{i}", lat_deg=40.76 + rng.uniform(-0.015, 0.015), lon_deg=-111.84 + rng.uniform(-0.02, 0.02))
+        for i in range(12)
+    )
+    network = ReceiverNetwork(name="bench-terrain", receivers=receivers, frequency_hz=462.7e6)
+    with tempfile.TemporaryDirectory() as tmp:
+        write_hgt(Path(tmp), 40, -112, hills_m)
+        config = ScenarioConfig(dem_dir=tmp, area_margin_m=500.0, path_loss_model="two-ray", tx_power_min_dbm=30.0, tx_power_max_dbm=30.0)
+        geometry = network_geometry(network, network.reference_point(), config)
+    seconds = median_time_s(lambda: list(generate_blocks(geometry, config, num_samples, seed=1)), repeats=3)
+    return num_samples / seconds
+
+
 def bench_generate_iq(num_samples: int = 128, workers: int = 1) -> float:
     """IQ-kind throughput, samples/s: waveforms, channel, mel-spectrogram and IQ measurements.
 
@@ -323,6 +350,7 @@ def run_bench(quick: bool = False) -> dict[str, Any]:
         }
     }
     result["generate_features_samples_per_s"] = bench_generate_features(5_000 if quick else 20_000)
+    result["generate_features_terrain_samples_per_s"] = bench_generate_features_terrain(5_000 if quick else 20_000)
     # IQ synthesis on every core (worker processes, as `generate --workers`), and in one.
     workers = os.cpu_count() or 1
     result["conditions"]["generate_iq_workers"] = workers

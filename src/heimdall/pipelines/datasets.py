@@ -13,7 +13,7 @@ from heimdall.data.measurements import write_measurements
 from heimdall.data.shards import DatasetReader, dataset_prefix
 from heimdall.data.splits import SplitMode
 from heimdall.data.synthetic import generate_dataset
-from heimdall.errors import InputError, NotFoundError
+from heimdall.errors import DataError, InputError, NotFoundError
 from heimdall.network import ReceiverNetwork, default_network
 from heimdall.pipelines.context import Context
 from heimdall.pipelines.publishing import clean_stale_work
@@ -202,8 +202,19 @@ def import_measurements(
 
 
 def network_from_dataset(ctx: Context, name: str, output: Path) -> dict[str, Any]:
-    """Write the receiver network of a (measured) dataset, for `generate --network`."""
+    """Write the receiver network of a (measured) dataset, for `generate --network`, and
+    beside it (`NET.scenario.yaml`) the scenario fitted to its training split."""
+    from heimdall.pipelines.scenario import fit_scenario, scenario_path_beside
+
     reader = DatasetReader(ctx.store, name)
     path = reader.network.save(Path(output))
-    return {"dataset": name, "network": str(path), "receivers": len(reader.network.receivers),
-            "frequency_hz": reader.network.frequency_hz}
+    result: dict[str, Any] = {"dataset": name, "network": str(path), "receivers": len(reader.network.receivers),
+                              "frequency_hz": reader.network.frequency_hz, "scenario": None}
+    if reader.manifest.kind == "measured":
+        try:
+            fitted = fit_scenario(ctx, name, scenario_path_beside(path))
+        except DataError as exc:
+            result["scenario_not_fitted"] = str(exc)
+        else:
+            result["scenario"] = fitted["scenario"]
+    return result

@@ -125,6 +125,8 @@ def evaluate_localizer(localizer: Localizer, reader: DatasetReader, split: str) 
     extra: dict[str, np.ndarray] = {}
     if reader.manifest.kind == "measured":
         physics, extra = _measured_baselines(reader, localizer, samples)
+    elif reader.manifest.scenario is not None:
+        extra["oracle_ml"] = _oracle_estimates(reader, split, localizer.reference_point)
     evaluation = evaluate_predictions(
         samples,
         localizer.reference_point,
@@ -144,6 +146,21 @@ def evaluate_localizer(localizer: Localizer, reader: DatasetReader, split: str) 
         log.warning("%s was fitted on %s/%s: these errors are in-sample; the bundle's metrics.json has "
                     "the held-out ones", localizer.name, reader.name, split)
     return evaluation
+
+
+def _oracle_estimates(reader: DatasetReader, split: str, reference: Any) -> np.ndarray:
+    """The oracle's estimates of a synthetic split, in the frame about `reference`."""
+    from heimdall.data.synthetic import network_geometry
+    from heimdall.evaluation.oracle import oracle_ml
+    from heimdall.geo import ground_to_local, local_to_ground
+    from heimdall.sim.scenario import ScenarioConfig
+
+    config = ScenarioConfig(**(reader.manifest.scenario or {}))
+    geometry = network_geometry(reader.network, reader.manifest.reference, config)
+    estimate = oracle_ml(reader.load(split), geometry, config)
+    lat, lon = local_to_ground(estimate[:, 0], estimate[:, 1], reader.manifest.reference)
+    east, north = ground_to_local(lat, lon, reference)
+    return np.column_stack([east, north])
 
 
 def _measured_baselines(

@@ -21,9 +21,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from heimdall.errors import DataError, InputError, NotFoundError
 from heimdall.sim import propagation
-from heimdall.sim.terrain import TerrainField
+from heimdall.sim.dem import DemTerrain
+from heimdall.sim.terrain import StaticMap, TerrainField
 
-__all__ = ["ScenarioConfig", "load_scenario", "NetworkGeometry", "SimulatedBlock", "simulate_block", "path_loss_db"]
+__all__ = ["ScenarioConfig", "ReceiverKnobs", "load_scenario", "NetworkGeometry", "SimulatedBlock", "simulate_block", "path_loss_db"]
 
 PathLossModel = Literal["log-distance", "free-space", "two-ray", "okumura-hata"]
 
@@ -56,6 +57,25 @@ class ScenarioConfig(BaseModel):
     min_snr_db: float = 3.0
     min_receivers: int = Field(3, ge=1)
     max_draw_factor: int = Field(50, ge=1)
+    # Fitted to a real network (`heimdall scenario fit`); the defaults change nothing.
+    #: "dbm": receivers report absolute dBm; "relative": dB in each device's own scale,
+    #: which `rx_offset_db` maps the simulated dBm onto.
+    rss_scale: Literal["dbm", "relative"] = "dbm"
+    #: Receiver id -> dB added to what that receiver reports (its scale or calibration).
+    rx_offset_db: dict[str, float] = Field(default_factory=dict)
+    #: Receiver id -> lowest RSS it reports (dB, reported scale); where set, it replaces
+    #: the `min_snr_db` rule for that receiver.
+    rx_detection_threshold_db: dict[str, float] = Field(default_factory=dict)
+    #: Receiver id -> probability it is not listening; overrides receiver_offline_probability.
+    rx_offline_probability: dict[str, float] = Field(default_factory=dict)
+    #: Directory of DEM tiles (SRTM .hgt or GeoTIFF); terrain diffraction is added to the
+    #: path loss when set (see `heimdall.sim.dem`). Never downloaded.
+    dem_dir: str | None = None
+    #: Points per terrain profile between transmitter and receiver.
+    terrain_profile_points: int = Field(48, ge=8, le=1024)
+    #: .npz of per-station static shadowing measured on the network (a `StaticMap`, kriged
+    #: by `heimdall scenario fit`), added to the random terrain field where set.
+    static_field_file: str | None = None
 
     @model_validator(mode="after")
     def _check_power_range(self) -> ScenarioConfig:
@@ -65,11 +85,41 @@ class ScenarioConfig(BaseModel):
             raise ValueError("path_loss_exponent_max is below path_loss_exponent")
         if self.shadowing_sigma_max_db is not None and self.shadowing_sigma_max_db < self.shadowing_sigma_db:
             raise ValueError("shadowing_sigma_max_db is below shadowing_sigma_db")
+        bad = {k: v for k, v in self.rx_offline_probability.items() if not 0.0 <= v < 1.0}
+        if bad:
+            raise ValueError(f"rx_offline_probability must be in [0, 1), got {bad}")
         return self
+
+    def per_receiver(self, receiver_ids: tuple[str, ...] | list[str]) -> ReceiverKnobs:
+        """The per-receiver fields as arrays in `receiver_ids` order; InputError naming any
+        receiver the scenario knows but the network does not."""
+        known = set(receiver_ids)
+        for field in ("rx_offset_db", "rx_detection_threshold_db", "rx_offline_probability"):
+            unknown = sorted(set(getattr(self, field)) - known)
+            if unknown:
+                raise InputError(f"scenario {field} names receivers not in the network: {', '.join(unknown)}")
+        return ReceiverKnobs(
+            offset_db=np.array([self.rx_offset_db.get(i, 0.0) for i in receiver_ids]),
+            threshold_db=np.array([self.rx_detection_threshold_db.get(i, np.nan) for i in receiver_ids]),
+            offline_probability=np.array(
+                [self.rx_offline_probability.get(i, self.receiver_offline_probability) for i in receiver_ids]
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class ReceiverKnobs:
+    """Per-receiver simulation settings, [R] each: reported-scale offset (dB), detection
+    threshold (dB, reported scale; NaN: the SNR rule), probability of being offline."""
+
+    offset_db: np.ndarray
+    threshold_db: np.ndarray
+    offline_probability: np.ndarray
 
 
 def load_scenario(path: Path) -> ScenarioConfig:
-    """A ScenarioConfig from a YAML or JSON file of its fields (unknown fields are errors)."""
+    """A ScenarioConfig from a YAML or JSON file of its fields (unknown fields are errors;
+    a relative `dem_dir` or `static_field_file` is taken relative to the file's directory)."""
     path = Path(path)
     if not path.is_file():
         raise NotFoundError(f"scenario file {path} not found")
@@ -79,6 +129,11 @@ def load_scenario(path: Path) -> ScenarioConfig:
         raise InputError(f"scenario file {path.name}: malformed YAML/JSON") from exc
     if not isinstance(data, dict):
         raise InputError(f"scenario file {path.name}: expected a mapping of ScenarioConfig fields")
+    for key in ("dem_dir", "static_field_file"):
+        value = data.get(key)
+        if isinstance(value, str) and not Path(value).expanduser().is_absolute():
+            # A relative path is relative to the scenario file, not to where one runs.
+            data = {**data, key: str((path.parent / value).resolve())}
     try:
         return ScenarioConfig(**data)
     except ValidationError as exc:
@@ -98,6 +153,12 @@ class NetworkGeometry:
     bandwidth_hz: float
     bounds_m: tuple[float, float, float, float]  # east_min, east_max, north_min, north_max
     terrain: TerrainField
+    #: Per-receiver knobs of a fitted scenario; None: the scenario's scalar defaults.
+    receivers: ReceiverKnobs | None = None
+    #: Terrain diffraction over a DEM; None: no DEM.
+    dem: DemTerrain | None = None
+    #: Static shadowing measured on the network; None: none.
+    static_map: StaticMap | None = None
 
 
 @dataclass(frozen=True)
@@ -116,6 +177,10 @@ class SimulatedBlock:
     link_snr_db: np.ndarray  # [N, R]
     draws: int
     accepted: int
+    #: Terrain features of every link [N, R] when the scenario has a DEM (else None).
+    line_of_sight: np.ndarray | None = None
+    obstructions: np.ndarray | None = None
+    diffraction_loss_db: np.ndarray | None = None
 
 
 def path_loss_db(
@@ -160,20 +225,35 @@ def _draw(
     if config.path_loss_exponent_max is not None:
         exponent = rng.uniform(config.path_loss_exponent, config.path_loss_exponent_max, (n, 1))
     loss = path_loss_db(distance_m, geometry, config, exponent)
+    terrain: tuple[np.ndarray, ...] = ()
+    if geometry.dem is not None:
+        links = geometry.dem.link_features(tx, geometry.rx_position_m, config.tx_height_m)
+        loss = loss + links.diffraction_loss_db
+        terrain = (links.line_of_sight, links.obstructions, links.diffraction_loss_db.astype(np.float32))
     sigma_db: np.ndarray | float = config.shadowing_sigma_db
     if config.shadowing_sigma_max_db is not None:
         sigma_db = rng.uniform(config.shadowing_sigma_db, config.shadowing_sigma_max_db, (n, 1))
     shadow = geometry.terrain.shadowing_db(tx) + propagation.shadowing_db(rng, sigma_db, (n, r))
+    if geometry.static_map is not None:
+        shadow = shadow + geometry.static_map.shadowing_db(tx)
     fade = propagation.fading_gain_db(rng, config.fading_k_factor_db, (n, r), config.fading_looks)
     calibration = rng.normal(0.0, config.calibration_sigma_db, (n, r))
-    online = rng.random((n, r)) >= config.receiver_offline_probability
+    knobs = geometry.receivers
+    offline = config.receiver_offline_probability if knobs is None else knobs.offline_probability
+    online = rng.random((n, r)) >= offline
     true_rx_dbm = tx_power[:, None] + geometry.rx_gain_dbi[None, :] - loss + shadow + fade
     noise_dbm = propagation.noise_floor_dbm(geometry.bandwidth_hz, geometry.noise_figure_db)
     snr = true_rx_dbm - noise_dbm[None, :]
-    heard = online & (snr >= config.min_snr_db)
-    # The station reports power through its own (unknown) calibration error.
-    measured = np.where(heard, true_rx_dbm + calibration, np.nan)
-    return tx, tx_power, measured, np.where(heard, snr, np.nan), heard, online, true_rx_dbm + calibration, snr
+    # The station reports power through its own (unknown) calibration error, in its scale.
+    reported = true_rx_dbm + calibration
+    audible = snr >= config.min_snr_db
+    if knobs is not None:
+        reported = reported + knobs.offset_db
+        thresholded = np.isfinite(knobs.threshold_db)
+        audible = np.where(thresholded, reported >= np.nan_to_num(knobs.threshold_db), audible)
+    heard = online & audible
+    measured = np.where(heard, reported, np.nan)
+    return tx, tx_power, measured, np.where(heard, snr, np.nan), heard, online, reported, snr, *terrain
 
 
 def simulate_block(
@@ -202,4 +282,4 @@ def simulate_block(
         have += int(accept.sum())
     columns = [np.concatenate([k[i] for k in kept])[:num_samples] for i in range(len(kept[0]))]
     # `accepted / draws` is the acceptance rate; the surplus of the last round is dropped.
-    return SimulatedBlock(*columns, draws=draws, accepted=have)
+    return SimulatedBlock(*columns[:8], draws, have, *columns[8:])
