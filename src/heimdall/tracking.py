@@ -37,6 +37,23 @@ def parse_model_reference(reference: str) -> tuple[str, str | None, str | None]:
     )
 
 
+def _probe_database(uri: str) -> None:
+    """Connect once to a database tracking store: MLflow itself retries for minutes, silently."""
+    from sqlalchemy import create_engine
+
+    engine = create_engine(uri)
+    try:
+        with engine.connect():
+            pass
+    finally:
+        engine.dispose()
+
+
+def _redact_uri(uri: str) -> str:
+    """`uri` with its credentials masked."""
+    return re.sub(r"//[^/@]*@", "//***@", uri)
+
+
 class Tracker:
     """MLflow tracking and registry configured from `Settings`."""
 
@@ -57,7 +74,16 @@ class Tracker:
         require_database_driver(self.tracking_uri, "HEIMDALL_MLFLOW_TRACKING_URI")
         settings.home.mkdir(parents=True, exist_ok=True)
         if not self.tracking_uri.startswith("sqlite:///"):
-            self.client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+            try:
+                if not self.tracking_uri.startswith(("http://", "https://", "file:", "databricks")):
+                    _probe_database(self.tracking_uri)
+                self.client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+            except Exception as exc:  # noqa: BLE001 - SQLAlchemy, psycopg and MLflow each raise their own
+                first = " ".join(str(exc).split())[:200] or type(exc).__name__
+                raise ConfigError(
+                    f"cannot reach the MLflow tracking store {_redact_uri(self.tracking_uri)} "
+                    f"(HEIMDALL_MLFLOW_TRACKING_URI): {first}"
+                ) from None
             return
         # MLflow creates and migrates a new SQLite schema when it opens the store; two
         # processes doing so at once (two workers on one home) break each other's
@@ -191,7 +217,7 @@ class Tracker:
 
     def unreachable(self, exc: BaseException) -> ConfigError:
         """The one-line error of a registry that does not answer (the URI without credentials)."""
-        uri = re.sub(r"//[^/@]*@", "//***@", self.tracking_uri)
+        uri = _redact_uri(self.tracking_uri)
         return ConfigError(
             f"the MLflow tracking server at {uri} (HEIMDALL_MLFLOW_TRACKING_URI) did not answer "
             f"({type(exc).__name__})",

@@ -137,3 +137,32 @@ def test_serve_on_all_interfaces_warns_about_token_and_hosts(
     caplog.clear()
     server.serve(host="127.0.0.1", port=8999, settings=Settings(home=home))
     assert caplog.text == ""
+
+
+def test_unreachable_database_tracking_store_is_one_line(tmp_path: Path) -> None:
+    """A PostgreSQL MLflow URI on a closed port: one line naming the setting, at once (MLflow alone retries for minutes)."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed once the block ends
+    measurements = tmp_path / "m.csv"
+    measurements.write_text("sample_id,receiver_id,rx_lat,rx_lon,rss_dbm\n1,a,45,9,-80\n1,b,45.01,9,-90\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEIMDALL_")}
+    env.update(HEIMDALL_HOME=str(tmp_path / "home"),
+               HEIMDALL_MLFLOW_TRACKING_URI=f"postgresql+psycopg://user:secret@127.0.0.1:{port}/mlflow")
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-c", "from heimdall.cli import app; app()", "localize", "--model",
+         "models:/heimdall-localizer/1", "--measurements", str(measurements)],
+        env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
+    assert "HEIMDALL_MLFLOW_TRACKING_URI" in lines[0] and "secret" not in lines[0]
+    assert "Traceback" not in done.stderr and time.monotonic() - started < 60
