@@ -155,7 +155,9 @@ def _oracle_estimates(reader: DatasetReader, split: str, reference: Any) -> np.n
     from heimdall.geo import ground_to_local, local_to_ground
     from heimdall.sim.scenario import ScenarioConfig
 
-    config = ScenarioConfig(**(reader.manifest.scenario or {}))
+    # An IQ dataset's scenario also carries its waveform settings ("iq"): not propagation.
+    scenario = {k: v for k, v in (reader.manifest.scenario or {}).items() if k in ScenarioConfig.model_fields}
+    config = ScenarioConfig(**scenario)
     geometry = network_geometry(reader.network, reader.manifest.reference, config)
     estimate = oracle_ml(reader.load(split), geometry, config)
     lat, lon = local_to_ground(estimate[:, 0], estimate[:, 1], reader.manifest.reference)

@@ -9,6 +9,7 @@ like any other.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import tempfile
@@ -75,7 +76,7 @@ def train_radio_map(
     """
     from heimdall.training.radio_map_fit import fit_radio_map
 
-    params = {k: str(v) if isinstance(v, Path) else v for k, v in request.__dict__.items()}
+    params = {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(request).items() if k != "given"}
     job_id = job_id or jobs.create_job(ctx.db, "train", request.dataset, params, total_epochs=1)
     checkpoint_dir = ctx.settings.checkpoints_dir / job_id
     tracker = ctx.tracker

@@ -225,6 +225,7 @@ def train(
 
     request.validate()
     if not request.resume_training:
+        check_hardware(request.accelerator, request.precision, request.devices)
         request = dataclasses.replace(request, dataset=to_slug(str(request.dataset), "dataset"))
         reader = DatasetReader(ctx.store, request.dataset)
         if resolve_estimator(request, reader.manifest.kind) == "radio-map":
