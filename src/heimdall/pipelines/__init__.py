@@ -11,7 +11,8 @@ from heimdall.pipelines.datasets import (
     import_measurements,
     network_from_dataset,
 )
-from heimdall.pipelines.models import ExportResult, evaluate, export, localize, resolve_model
+from heimdall.pipelines.model_export import ExportResult, export
+from heimdall.pipelines.models import evaluate, localize, resolve_model
 from heimdall.pipelines.training import TrainRequest, TrainResult, train
 
 __all__ = [

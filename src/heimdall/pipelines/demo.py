@@ -13,7 +13,8 @@ from typing import Any
 from heimdall.errors import InputError
 from heimdall.pipelines.context import Context
 from heimdall.pipelines.datasets import dataset_export, generate
-from heimdall.pipelines.models import evaluate, export, localize
+from heimdall.pipelines.model_export import export
+from heimdall.pipelines.models import evaluate, localize
 from heimdall.pipelines.training import TrainRequest, train
 from heimdall.progress import ProgressFn
 

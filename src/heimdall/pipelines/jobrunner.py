@@ -125,7 +125,7 @@ def create_export_job(ctx: Context, train_job_id: str, executor: str) -> str:
 
 
 def _run_export(ctx: Context, job: TrainingJob, stop: threading.Event | None) -> None:
-    from heimdall.pipelines.models import export
+    from heimdall.pipelines.model_export import export
 
     source = jobs.get_job(ctx.db, job.params["spec"]["source_job_id"])
     checkpoint = best_checkpoint(source)

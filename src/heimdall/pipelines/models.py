@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,21 +12,18 @@ import numpy as np
 from heimdall.data.align import align_samples
 from heimdall.data.measurements import read_measurements
 from heimdall.data.shards import DatasetReader
-from heimdall.errors import ConflictError, InputError, NotFoundError
+from heimdall.errors import InputError, NotFoundError
 from heimdall.evaluation.evaluate import Evaluation, PhysicsModel, evaluate_predictions
 from heimdall.export.bundle import write_bundle_files
 from heimdall.export.geojson import prediction_records, predictions_geojson
 from heimdall.export.localizer import Localizer
 from heimdall.models.localization_net import BASE_INPUTS
-from heimdall.pausepoints import pause_point
 from heimdall.pipelines.context import Context
-from heimdall.pipelines.publishing import clean_stale_work, publish_lock, repair_models
-from heimdall.storage.tables import ModelRecord
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "resolve_model", "evaluate", "evaluate_localizer", "ExportResult", "export", "localize", "compare",
+    "resolve_model", "evaluate", "evaluate_localizer", "bundle_config", "training_settings", "localize", "compare",
 ]
 
 
@@ -52,13 +48,13 @@ def resolve_model(ctx: Context, model: str, variant: str = "float") -> tuple[Loc
         net, meta = load_checkpoint(path)
         reader = DatasetReader(ctx.store, meta["dataset"])
         draft = stage_bundle(net, reader.load("val"), ctx.staging_dir)
-        config = _bundle_config(meta, reader, name=path.stem, version=0)
+        config = bundle_config(meta, reader, name=path.stem, version=0)
         write_bundle_files(draft.directory, config, {}, "")
         return Localizer(draft.directory, reference=str(path)), draft.directory
     raise NotFoundError(f"model {model!r} is neither a bundle directory, a checkpoint nor models:/ reference")
 
 
-def _bundle_config(meta: dict[str, Any], reader: DatasetReader, name: str, version: int) -> dict[str, Any]:
+def bundle_config(meta: dict[str, Any], reader: DatasetReader, name: str, version: int) -> dict[str, Any]:
     return {
         "name": name,
         "version": version,
@@ -82,7 +78,7 @@ def _bundle_config(meta: dict[str, Any], reader: DatasetReader, name: str, versi
     }
 
 
-def _training_settings(ctx: Context, meta: dict[str, Any]) -> dict[str, Any]:
+def training_settings(ctx: Context, meta: dict[str, Any]) -> dict[str, Any]:
     """The training job's hyperparameters and epochs run, for the model card."""
     from heimdall.jobs import get_job, job_metrics
 
@@ -243,174 +239,6 @@ def write_evaluation_report(
         title=f"{localizer.name} on {reader.name} ({split})",
     )
     return write_report(directory, evaluation, context)
-
-
-@dataclass(frozen=True)
-class ExportResult:
-    bundle: str
-    onnx: str
-    max_abs_diff: float
-    registered: str
-    version: int
-    evaluation: dict[str, Any]
-    semantic_version: str = ""
-    #: The int8 parity report (None without --quantize).
-    quantization: dict[str, Any] | None = None
-
-
-def _add_int8(draft_dir: Path, config: dict[str, Any], reader: DatasetReader, split: str, evaluation: dict[str, Any]) -> dict[str, Any]:
-    """Quantise the staged graph, measure it against the float one on `split`, describe it in `config`."""
-    from heimdall.export.publish import parity_inputs
-    from heimdall.export.quantize import output_difference, parity_report, quantize_int8
-
-    float_path = draft_dir / "model.onnx"
-    int8_path = quantize_int8(float_path)
-    difference = output_difference(float_path, int8_path, parity_inputs(reader.load(split)))
-    config["variants"] = {"int8": {"file": int8_path.name, "quantization": "dynamic, int8 weights (MatMul, Gemm)"}}
-    write_bundle_files(draft_dir, config, {}, "")
-    int8_evaluation = evaluate_localizer(Localizer(draft_dir, variant="int8"), reader, split).summary
-    report = parity_report(evaluation, int8_evaluation, difference, float_path, int8_path)
-    config["variants"]["int8"]["parity"] = report
-    return report
-
-
-def _refit_on_all_labels(
-    ctx: Context, draft: Any, meta: dict[str, Any], reader: DatasetReader, parity: Any, config: dict[str, Any]
-) -> Any:
-    """Refit a radio map on every labelled sample (test split included) with the chosen settings.
-
-    The test split has done its job once the held-out evaluation is measured; a map that
-    also knows those places localises better. The bundle keeps the held-out figures and
-    says what the deployed graph was fitted on.
-    """
-    from heimdall.export.publish import stage_bundle
-    from heimdall.pipelines.radio_map_training import labelled_samples
-    from heimdall.training.radio_map_fit import RadioMapHyperparameters, refit_radio_map
-
-    hyper = RadioMapHyperparameters(**meta["hyperparameters"])
-    samples = labelled_samples(reader, ("train", "val", "test"))
-    net = refit_radio_map(samples, len(reader.manifest.station_ids), hyper)
-    refit = stage_bundle(net, parity, ctx.staging_dir)
-    shutil.rmtree(draft.directory, ignore_errors=True)
-    config["fitted_on"] = ["train", "val", "test"]
-    config["evaluated_as"] = "fitted on train and val; the test figures are held-out, measured before the refit"
-    write_bundle_files(refit.directory, config, {}, "")
-    return refit
-
-
-def _stage_export(
-    ctx: Context, net: Any, meta: dict[str, Any], reader: DatasetReader, name: str, number: int, quantize: str | None
-) -> tuple[Any, dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any] | None]:
-    """Calibrate, stage, evaluate (and quantise) a bundle: (draft, config, evaluation, metrics, int8 report)."""
-    import torch
-
-    from heimdall.data.datamodule import to_batch
-    from heimdall.evaluation.calibration import fit_covariance_scale
-    from heimdall.export.publish import stage_bundle
-
-    radio_map = meta.get("model_kind") == "radio_map"
-    if radio_map:
-        # Calibrated by its own cross-fitting; the validation split is inside its fit.
-        scale = float(net.covariance_scale)
-    else:
-        # Variance calibration on the validation split (never the test split).
-        batch = to_batch(reader.load("val"))
-        with torch.no_grad():
-            position, covariance = net(*(batch[k] for k in net.input_names))
-        delta = (batch["tx_position_m"] - position).double().numpy()
-        scale = fit_covariance_scale(delta, covariance.double().numpy())
-        net.covariance_scale.fill_(scale)
-    test_split = "test" if reader.manifest.split_counts.get("test", 0) else "val"
-    test_samples = reader.load(test_split)
-    draft = stage_bundle(net, test_samples, ctx.staging_dir)
-    try:
-        config = _bundle_config(meta, reader, name=name, version=number)
-        config.update(covariance_scale=scale, training=_training_settings(ctx, meta))
-        write_bundle_files(draft.directory, config, {}, "")
-        localizer = Localizer(draft.directory, reference=f"{name}/v{number}")
-        evaluation = evaluate_localizer(localizer, reader, test_split).summary
-        if radio_map and test_split == "test":
-            draft = _refit_on_all_labels(ctx, draft, meta, reader, test_samples, config)
-        metrics = {"evaluation": evaluation, "onnx_max_abs_diff": draft.max_abs_diff, "covariance_scale": scale}
-        quantization = None
-        if quantize is not None:
-            quantization = _add_int8(draft.directory, config, reader, test_split, evaluation)
-            metrics["quantization"] = quantization
-    except BaseException:
-        shutil.rmtree(draft.directory, ignore_errors=True)
-        raise
-    return draft, config, evaluation, metrics, quantization
-
-
-def export(ctx: Context, checkpoint: Path, version: str | None = None, quantize: str | None = None) -> ExportResult:
-    """Checkpoint -> calibrated ONNX bundle, evaluated on the test split, published, registered.
-
-    `version`: the semantic version `v{major}.{minor}.{patch}` (default: the highest so far
-    with its minor number bumped); the registry's integer version is always the next one.
-    `quantize="int8"` adds the quantised graph to the bundle with its parity report.
-    """
-    from heimdall.export.publish import finish_bundle
-    from heimdall.export.versions import SEMVER_TAG, choose_semver
-    from heimdall.training.checkpoints import load_checkpoint
-
-    if quantize not in (None, "int8"):
-        raise InputError(f"unknown quantisation {quantize!r}; expected int8")
-    name = ctx.settings.registered_model_name
-    tracker = ctx.tracker
-    choose_semver(tracker.version_tags(name, SEMVER_TAG).values(), version)  # a bad version fails first
-    net, meta = load_checkpoint(Path(checkpoint))
-    meta["checkpoint_path"] = str(Path(checkpoint).resolve())
-    reader = DatasetReader(ctx.store, meta["dataset"])
-    clean_stale_work(ctx)
-    # One export of a model at a time publishes (store, registry, table, in that order);
-    # what a killed one left half-done is repaired first (pipelines.publishing).
-    with publish_lock(ctx, name):
-        repair_models(ctx, name)
-        semantic_version = choose_semver(tracker.version_tags(name, SEMVER_TAG).values(), version)
-        number = tracker.next_version(name)
-        if ctx.store.exists(f"models/{name}/v{number}/config.yaml"):
-            raise ConflictError(f"model {name} v{number} already exists in the artifact store")
-        draft, config, evaluation, metrics, quantization = _stage_export(ctx, net, meta, reader, name, number, quantize)
-        config.update(semantic_version=semantic_version)
-        try:
-            pause_point("export:staged")
-        except BaseException:
-            shutil.rmtree(draft.directory, ignore_errors=True)  # interrupted: nothing was published
-            raise
-        prefix = finish_bundle(draft, ctx.store, name, number, config, metrics)
-        pause_point("export:published")
-        bundle_dir = ctx.store.local_dir(prefix)
-        run_id = meta.get("mlflow_run_id")
-        # One artifact path per version: two exports of one run must not overwrite each other.
-        source = tracker.log_artifacts(run_id, bundle_dir, f"bundle/v{number}") if run_id else bundle_dir.as_uri()
-        registry_version = tracker.register(name, source, run_id, tags={SEMVER_TAG: semantic_version})
-        pause_point("export:registered")
-        if run_id:
-            tracker.log_metrics(run_id, {k: v for k, v in evaluation.items() if k != "baselines"}, prefix="test_")
-        with ctx.db.session() as session:
-            session.add(
-                ModelRecord(
-                    name=name,
-                    version=number,
-                    bundle_uri=ctx.store.uri(prefix),
-                    onnx_uri=ctx.store.uri(f"{prefix}/model.onnx"),
-                    dataset_name=meta["dataset"],
-                    job_id=meta.get("job_id"),
-                    mlflow_run_id=run_id,
-                    parent_model=meta.get("init_from"),
-                    metrics={k: v for k, v in evaluation.items() if not isinstance(v, dict)},
-                )
-            )
-    return ExportResult(
-        bundle=str(bundle_dir),
-        onnx=str(bundle_dir / "model.onnx"),
-        max_abs_diff=draft.max_abs_diff,
-        registered=f"models:/{name}/{registry_version}",
-        version=number,
-        evaluation=evaluation,
-        semantic_version=semantic_version,
-        quantization=quantization,
-    )
 
 
 #: Summary fields `compare` reports for each model.

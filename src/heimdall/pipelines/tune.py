@@ -27,7 +27,7 @@ from typing import Any, Literal
 from heimdall.data.shards import DatasetReader
 from heimdall.errors import ConflictError, DataError, HeimdallError, InputError
 from heimdall.pipelines.context import Context, open_context
-from heimdall.pipelines.models import ExportResult, export
+from heimdall.pipelines.model_export import ExportResult, export
 from heimdall.pipelines.training import TrainRequest, train
 from heimdall.pipelines.tune_study import (
     TrialSummary,
