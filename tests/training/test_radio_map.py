@@ -12,13 +12,13 @@ from heimdall.evaluation.metrics import mahalanobis_sq
 from heimdall.export.bundle import write_bundle_files
 from heimdall.export.localizer import Localizer
 from heimdall.export.onnx_export import export_onnx
-from heimdall.training.radio_map_fit import (
+from heimdall.training.radio_map_build import (
     RadioMapHyperparameters,
-    _fit_physics,
     apply_hyperparameters,
     build_radio_map,
-    fit_radio_map,
+    fit_physics,
 )
+from heimdall.training.radio_map_fit import fit_radio_map
 
 STATIONS = 8
 EXTENT_M = 2000.0
@@ -105,7 +105,7 @@ def fitted(campaign: tuple[SampleArrays, SampleArrays]):  # noqa: ANN201
 def test_physics_fit_recovers_exponent_and_offsets() -> None:
     rng = np.random.default_rng(1)
     samples = _samples(rng.uniform(0.0, EXTENT_M, size=(300, 2)), rng, noise_db=0.0, field=False)
-    physics = _fit_physics(samples, STATIONS)
+    physics = fit_physics(samples, STATIONS)
     assert physics.exponent == pytest.approx(EXPONENT, abs=1e-3)
     # Offsets are identified up to a common constant (absorbed by the unknown transmit power).
     np.testing.assert_allclose(physics.offset_db - physics.offset_db.mean(), OFFSETS_DB - OFFSETS_DB.mean(), atol=1e-3)

@@ -60,7 +60,7 @@ def _refit_on_all_labels(
     """
     from heimdall.export.publish import stage_bundle
     from heimdall.pipelines.radio_map_training import labelled_samples
-    from heimdall.training.radio_map_fit import RadioMapHyperparameters, refit_radio_map
+    from heimdall.training.radio_map_build import RadioMapHyperparameters, refit_radio_map
 
     hyper = RadioMapHyperparameters(**meta["hyperparameters"])
     samples = labelled_samples(reader, ("train", "val", "test"))
