@@ -60,7 +60,10 @@ def test_kill_9_mid_epoch_then_resume_training(home: Path, tools) -> None:
     result = json.loads(resumed.stdout.splitlines()[-1])
     assert result["job_id"] == job.id
     assert result["mlflow_run_id"] == job.mlflow_run_id
-    assert result["epochs_run"] == EPOCHS - killed.current_epoch  # only the epochs left were trained
+    # Only the epochs left were trained: those after last.ckpt. The job row counts an epoch
+    # when its metrics are logged, just before its checkpoint is written, so a kill between
+    # the two leaves the row one epoch ahead of the checkpoint the run resumes from.
+    assert EPOCHS - killed.current_epoch <= result["epochs_run"] <= EPOCHS - killed.current_epoch + 1
     final = jobs.get_job(ctx.db, job.id)
     assert final.status == "completed" and final.current_epoch == EPOCHS
     assert [m.epoch for m in jobs.job_metrics(ctx.db, job.id)] == list(range(EPOCHS))
