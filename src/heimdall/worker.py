@@ -15,7 +15,7 @@ from celery import Celery, Task
 
 from heimdall.errors import ConfigError
 from heimdall.pipelines.context import Context, open_context
-from heimdall.pipelines.jobqueue import CELERY_QUEUE, TASK_NAMES, run_job
+from heimdall.jobs.queue import CELERY_QUEUE, TASK_NAMES, run_job
 from heimdall.settings import Settings
 
 __all__ = ["celery_app", "main"]

@@ -10,9 +10,9 @@ from fastapi import FastAPI
 
 from heimdall import __version__
 from heimdall.pipelines.context import open_context
-from heimdall.pipelines.jobqueue import JobQueue
-from heimdall.pipelines.rollout import Rollout
-from heimdall.pipelines.serving import LocalizerCache, job_counts
+from heimdall.jobs.queue import JobQueue
+from heimdall.serving.rollout import Rollout
+from heimdall.serving.models import LocalizerCache, job_counts
 from heimdall.service.browser import BrowserGuardMiddleware
 from heimdall.service.errors import install_error_handlers
 from heimdall.service.metrics import MetricsMiddleware, RouteTemplates, ServiceMetrics

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from sqlalchemy import select
 
-from heimdall import jobs
+from heimdall.jobs import repository as jobs
 from heimdall.data.splits import SplitMode
 from heimdall.errors import InputError, NotFoundError
 from heimdall.network import ReceiverNetwork, default_network

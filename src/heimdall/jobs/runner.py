@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from heimdall import jobs
+from heimdall.jobs import repository as jobs
 from heimdall.errors import HeimdallError
 from heimdall.pipelines.context import Context
-from heimdall.pipelines.jobspecs import GenerateSpec, TrainSpec, best_checkpoint, redact
+from heimdall.jobs.specs import GenerateSpec, TrainSpec, best_checkpoint, redact
 from heimdall.storage.tables import TrainingJob
 
 __all__ = ["run_job", "create_export_job"]

@@ -25,14 +25,14 @@ from typing import Any, Protocol
 
 from sqlalchemy import select
 
-from heimdall import jobs
+from heimdall.jobs import repository as jobs
 from heimdall.data.shards import MANIFEST, dataset_prefix, staging_in_use
 from heimdall.errors import ConfigError, InputError, NotFoundError
 from heimdall.extras import require
-from heimdall.jobs import ConflictError
+from heimdall.jobs.repository import ConflictError
 from heimdall.pipelines.context import Context
-from heimdall.pipelines.jobrunner import _RUNNERS, create_export_job, run_job  # noqa: F401 - tests patch _RUNNERS
-from heimdall.pipelines.jobspecs import (
+from heimdall.jobs.runner import _RUNNERS, create_export_job, run_job  # noqa: F401 - tests patch _RUNNERS
+from heimdall.jobs.specs import (
     GenerateSpec,
     TrainSpec,
     best_checkpoint,

@@ -22,7 +22,7 @@ from heimdall.errors import ConfigError, HeimdallError, InputError, NotFoundErro
 from heimdall.export.geojson import prediction_records, predictions_geojson
 from heimdall.export.localizer import Localizer, ModelFileError
 from heimdall.export.versions import SEMVER_TAG
-from heimdall.jobs import JobStatus
+from heimdall.jobs.repository import JobStatus
 from heimdall.pipelines.context import Context
 from heimdall.settings import Settings
 from heimdall.storage.tables import ModelRecord, TrainingJob
