@@ -7,10 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from heimdall.errors import ConfigError, InputError, NotFoundError, one_line
 from heimdall.jobs import repository as jobs
-from heimdall.errors import ConfigError, InputError, NotFoundError
-from heimdall.jobs.repository import ConflictError
-from heimdall.pipelines import Context
 from heimdall.jobs.queue import (
     CeleryExecutor,
     GenerateSpec,
@@ -18,10 +16,11 @@ from heimdall.jobs.queue import (
     TrainSpec,
     best_checkpoint,
     describe_job,
-    one_line,
     resolve_init_from,
     run_job,
 )
+from heimdall.jobs.repository import ConflictError
+from heimdall.pipelines import Context
 from heimdall.settings import Settings
 
 
@@ -107,12 +106,12 @@ def test_run_job_records_failures_on_one_line(ctx: Context) -> None:
 
 
 def test_run_job_hides_internal_error_messages(ctx: Context, monkeypatch: pytest.MonkeyPatch) -> None:
-    from heimdall.jobs import queue as jobqueue
+    from heimdall.jobs import runner as jobrunner
 
     def explode(*_args):
         raise RuntimeError("postgresql://user:hunter2@db/x")
 
-    monkeypatch.setitem(jobqueue._RUNNERS, "generate", explode)
+    monkeypatch.setitem(jobrunner._RUNNERS, "generate", explode)
     job_id = jobs.create_job(ctx.db, "generate", "x", {"spec": {}})
     assert run_job(ctx, job_id) == "failed"
     assert jobs.get_job(ctx.db, job_id).error == "internal error (RuntimeError)"
@@ -174,7 +173,7 @@ def test_one_line() -> None:
 
 
 def test_job_errors_never_store_configured_secrets(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from heimdall.jobs import queue as jobqueue
+    from heimdall.jobs import runner as jobrunner
     from heimdall.pipelines import open_context
 
     settings = Settings(home=home, api_token="tok-secret-1234", broker_url="redis://user:pa55word@localhost:1/0")
@@ -183,7 +182,7 @@ def test_job_errors_never_store_configured_secrets(home: Path, monkeypatch: pyte
     def leak(*_args):
         raise ConfigError("cannot reach redis://user:pa55word@localhost:1/0 with tok-secret-1234")
 
-    monkeypatch.setitem(jobqueue._RUNNERS, "generate", leak)
+    monkeypatch.setitem(jobrunner._RUNNERS, "generate", leak)
     job_id = jobs.create_job(ctx.db, "generate", "x", {"spec": {}})
     assert run_job(ctx, job_id) == "failed"
     error = jobs.get_job(ctx.db, job_id).error

@@ -8,7 +8,7 @@ job's whole state lives in the database (`heimdall.jobs`). Two executors:
 - Celery (`broker_url` set): the job id goes to the broker by task name and any number of
   `heimdall worker` processes take it.
 
-Both end in `run_job(ctx, job_id)` (`jobrunner.py`), which claims the queued row (so a job never runs twice)
+Both end in `run_job(ctx, job_id)` (`runner.py`), which claims the queued row (so a job never runs twice)
 and calls one pipeline. A finished training job is exported (ONNX bundle, evaluation,
 registry) by an export job it creates and runs straight after.
 """
@@ -25,21 +25,13 @@ from typing import Any, Protocol
 
 from sqlalchemy import select
 
-from heimdall.jobs import repository as jobs
 from heimdall.data.shards import MANIFEST, dataset_prefix, staging_in_use
-from heimdall.errors import ConfigError, InputError, NotFoundError
+from heimdall.errors import ConfigError, ConflictError, InputError, NotFoundError
 from heimdall.extras import require
-from heimdall.jobs.repository import ConflictError
+from heimdall.jobs import repository as jobs
+from heimdall.jobs.runner import create_export_job, run_job
+from heimdall.jobs.specs import GenerateSpec, TrainSpec, best_checkpoint, resolve_init_from
 from heimdall.pipelines.context import Context
-from heimdall.jobs.runner import _RUNNERS, create_export_job, run_job  # noqa: F401 - tests patch _RUNNERS
-from heimdall.jobs.specs import (
-    GenerateSpec,
-    TrainSpec,
-    best_checkpoint,
-    one_line,
-    redact,
-    resolve_init_from,
-)
 from heimdall.storage.tables import ModelRecord, TrainingJob
 
 __all__ = [
@@ -55,8 +47,6 @@ __all__ = [
     "describe_job",
     "best_checkpoint",
     "resolve_init_from",
-    "one_line",
-    "redact",
 ]
 
 log = logging.getLogger(__name__)

@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from heimdall.errors import HeimdallError, redact
 from heimdall.jobs import repository as jobs
-from heimdall.errors import HeimdallError
+from heimdall.jobs.specs import GenerateSpec, TrainSpec, best_checkpoint
 from heimdall.pipelines.context import Context
-from heimdall.jobs.specs import GenerateSpec, TrainSpec, best_checkpoint, redact
 from heimdall.storage.tables import TrainingJob
 
 __all__ = ["run_job", "create_export_job"]

@@ -17,7 +17,7 @@ from typing import Any, get_args
 import numpy as np
 from sqlalchemy import func, select
 
-from heimdall.data.measurements import MeasurementTable, _check_range
+from heimdall.data.measurements import MeasurementTable, check_range
 from heimdall.errors import ConfigError, HeimdallError, InputError, NotFoundError
 from heimdall.export.geojson import prediction_records, predictions_geojson
 from heimdall.export.localizer import Localizer, ModelFileError
@@ -151,7 +151,7 @@ def measurement_table(rows: Sequence[MeasurementRow], source: str = "request") -
     lat, lon = _column(rows, "rx_lat"), _column(rows, "rx_lon")
     if not (np.all(np.isfinite(lat)) and np.all(np.isfinite(lon))):
         raise InputError(f"{source}: rx_lat and rx_lon are required for every receiver")
-    _check_range(lat, lon, "receiver", source)
+    check_range(lat, lon, "receiver", source)
     rss = _column(rows, "rss_dbm")
     if np.any(np.abs(rss[np.isfinite(rss)]) > 400):
         raise InputError(f"{source}: rss_dbm outside +-400 dBm is not a power reading")
