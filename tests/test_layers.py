@@ -153,3 +153,39 @@ def test_the_private_name_check_sees_both_forms(tmp_path: Path) -> None:
         "line 4: runner._RUNNERS",
         "line 5: artifacts._check_key",
     ]
+
+
+#: The tables whose every query belongs to the registry repository.
+REGISTRY_TABLES = {"ModelRecord", "TrainingJob", "TrainingMetric"}
+REGISTRY_OWNERS = {"heimdall.jobs.repository", "heimdall.storage.tables"}
+
+
+def _table_queries(path: Path) -> list[str]:
+    """Calls in `path` that name a registry table (a query, an insert, a row built): type
+    annotations are no calls, so they never count."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call):
+            names = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+            if names & REGISTRY_TABLES:
+                found.append(f"line {node.lineno}: {sorted(names & REGISTRY_TABLES)}")
+    return sorted(set(found))
+
+
+def test_only_the_repository_queries_the_models_and_jobs_tables() -> None:
+    violations = [
+        f"{name}: {use}"
+        for name, path in sorted(_modules().items())
+        if name not in REGISTRY_OWNERS and not name.startswith("heimdall.storage.migrations")
+        for use in _table_queries(path)
+    ]
+    assert not violations, "\n".join(violations)
+
+
+def test_the_table_query_check_sees_a_query(tmp_path: Path) -> None:
+    source = tmp_path / "sample.py"
+    source.write_text(
+        "def f(session, job: TrainingJob) -> TrainingJob:\n"
+        "    return session.scalars(select(ModelRecord).where(ModelRecord.job_id == job.id))\n"
+    )
+    assert _table_queries(source) == ["line 2: ['ModelRecord']"]

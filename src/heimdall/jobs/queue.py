@@ -23,8 +23,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import select
-
 from heimdall.data.shards import MANIFEST, dataset_prefix, staging_in_use
 from heimdall.errors import ConfigError, ConflictError, InputError, NotFoundError
 from heimdall.extras import require
@@ -32,7 +30,7 @@ from heimdall.jobs import repository as jobs
 from heimdall.jobs.runner import create_export_job, run_job
 from heimdall.jobs.specs import GenerateSpec, TrainSpec, best_checkpoint, resolve_init_from
 from heimdall.pipelines.context import Context
-from heimdall.storage.tables import ModelRecord, TrainingJob
+from heimdall.storage.tables import TrainingJob
 
 __all__ = [
     "TASK_NAMES",
@@ -327,8 +325,7 @@ def describe_job(ctx: Context, job_id: str) -> dict[str, Any]:
             for c in latest.__table__.columns
             if c.name not in ("id", "job_id", "recorded_at")
         }
-    with ctx.db.session() as session:
-        records = list(session.scalars(select(ModelRecord).where(ModelRecord.job_id == job_id).order_by(ModelRecord.version)))
+    records = jobs.job_model_records(ctx.db, job_id)
     model = None
     if records:
         record = records[-1]

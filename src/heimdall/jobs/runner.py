@@ -118,9 +118,7 @@ def create_export_job(ctx: Context, train_job_id: str, executor: str) -> str:
     export_id = jobs.create_job(
         ctx.db, "export", source.dataset_name, {"spec": {"source_job_id": train_job_id}, "executor": executor}, total_epochs=1
     )
-    with ctx.db.session() as session:
-        row = session.get(TrainingJob, train_job_id)
-        row.params = {**(row.params or {}), "export_job_id": export_id}
+    jobs.merge_params(ctx.db, train_job_id, {"export_job_id": export_id})
     return export_id
 
 

@@ -12,15 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import select
-
 from heimdall.jobs import repository as jobs
 from heimdall.data.splits import SplitMode
 from heimdall.errors import InputError, NotFoundError
 from heimdall.network import ReceiverNetwork, default_network
 from heimdall.pipelines.context import Context
 from heimdall.sim.scenario import ScenarioConfig
-from heimdall.storage.tables import ModelRecord, TrainingJob
+from heimdall.storage.tables import TrainingJob
 
 __all__ = ["GenerateSpec", "TrainSpec", "best_checkpoint", "resolve_init_from"]
 
@@ -138,10 +136,7 @@ def resolve_init_from(ctx: Context, reference: str) -> Path:
     """
     job_id = reference
     if match := _MODEL_REF_RE.match(reference):
-        with ctx.db.session() as session:
-            record = session.scalars(
-                select(ModelRecord).where(ModelRecord.name == match["name"], ModelRecord.version == int(match["version"]))
-            ).one_or_none()
+        record = jobs.model_record(ctx.db, match["name"], int(match["version"]))
         if record is None:
             raise NotFoundError(f"model {reference} not found")
         if record.job_id is None:
