@@ -1,7 +1,7 @@
 """Jobs run away from the caller: create the job row, hand it to an executor, run it.
 
 The API (and anything else that wants a job done later) submits through `JobQueue`; the
-job's whole state lives in the database (`heimdall.jobs`). Two executors:
+job's whole state lives in the database (`jobs/repository.py`). Two executors:
 
 - embedded (no `broker_url`): one background thread in this process runs jobs one at a
   time, the worker `heimdall serve` starts for itself;

@@ -1,6 +1,6 @@
 """Running a job, in whichever process the executor chose: claim the row, call one pipeline.
 
-`run_job` records every outcome in the job row (`heimdall.jobs`): failures end as status
+`run_job` records every outcome in the job row (`jobs/repository.py`): failures end as status
 failed with a one-line, redacted error, never as a stack trace in a worker's log.
 """
 
