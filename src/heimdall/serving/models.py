@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
 from heimdall.data.measurements import MeasurementTable, check_range
 from heimdall.errors import ConfigError, HeimdallError, InputError, NotFoundError
 from heimdall.export.geojson import prediction_records, predictions_geojson
