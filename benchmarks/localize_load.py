@@ -49,9 +49,9 @@ def prepare_model(home: Path, versions: int = 1) -> str:
     """Register a small model in `home` unless one is there (and, for a switch, a second
     version exported from the same checkpoint); return the reference of version 1 or the
     newest."""
-    from heimdall.jobs import get_job
+    from heimdall.jobs.repository import get_job
     from heimdall.pipelines import TrainRequest, export, generate, open_context, train
-    from heimdall.pipelines.jobspecs import best_checkpoint
+    from heimdall.jobs.specs import best_checkpoint
     from heimdall.settings import Settings
     from heimdall.storage.tables import ModelRecord
 

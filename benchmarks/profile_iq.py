@@ -42,11 +42,11 @@ def profile_stages(num_samples: int, repeats: int) -> dict[str, float]:
     """Median wall and CPU seconds per stage for one batch of `num_samples` transmissions."""
     from heimdall.data.iq import IQConfig, iq_block
     from heimdall.features import iq_features
-    from heimdall.pipelines.bench import _geometry_and_config
+    from heimdall.pipelines.bench import geometry_and_config
     from heimdall.sim.generator import generate_blocks
     from heimdall.sim.signals import apply_channel, transmitter_waveforms
 
-    geometry, config = _geometry_and_config()
+    geometry, config = geometry_and_config()
     block = next(generate_blocks(geometry, config, num_samples, seed=3))[1]
     iq_config = IQConfig()
     fs = iq_config.waveform.sample_rate_hz
@@ -74,10 +74,10 @@ def profile_stages(num_samples: int, repeats: int) -> dict[str, float]:
 def warm_pool_rate(num_samples: int, workers: int, repeats: int) -> float:
     """Median samples/s of `iq_block` on `num_samples` in a warm pool of `workers` processes."""
     from heimdall.data.iq import IQConfig, iq_block, iq_pool
-    from heimdall.pipelines.bench import _geometry_and_config
+    from heimdall.pipelines.bench import geometry_and_config
     from heimdall.sim.generator import generate_blocks
 
-    geometry, config = _geometry_and_config()
+    geometry, config = geometry_and_config()
     block = next(generate_blocks(geometry, config, num_samples, seed=3))[1]
     with iq_pool(workers) as pool:
         run = lambda: iq_block(np.random.default_rng(0), block, geometry.frequency_hz, IQConfig(), config.min_snr_db, 0, pool)  # noqa: E731

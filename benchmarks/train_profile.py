@@ -26,7 +26,7 @@ from lightning.pytorch.callbacks import Callback
 
 from heimdall.data.datamodule import HeimdallDataModule, fit_normalization
 from heimdall.models import GaussianNLLLoss, LocalizationNet, ModelConfig
-from heimdall.pipelines.bench import _synthetic_batch, bench_training, median_time_s
+from heimdall.pipelines.bench import synthetic_batch, bench_training, median_time_s
 from heimdall.training.module import LocalizationLightningModule
 from heimdall.training.trainer import build_trainer
 
@@ -100,7 +100,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=20_000)
     args = parser.parse_args()
     default_threads = torch.get_num_threads()
-    batch = _synthetic_batch(args.samples)
+    batch = synthetic_batch(args.samples)
     result = {
         "load_average_start": os.getloadavg()[0],
         "default_threads": default_threads,

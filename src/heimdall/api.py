@@ -113,7 +113,7 @@ class TrainingPipeline:
                 **self.options,
             )
             result = train(ctx, request)
-            from heimdall.jobs import latest_metrics
+            from heimdall.jobs.repository import latest_metrics
 
             last = latest_metrics(ctx.db, result.job_id)
             epoch_metrics = {

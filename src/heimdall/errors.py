@@ -6,6 +6,11 @@ escaping is a bug.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from heimdall.settings import Settings
+
 __all__ = [
     "HeimdallError",
     "ConfigError",
@@ -14,6 +19,8 @@ __all__ = [
     "DataError",
     "ConflictError",
     "Interrupted",
+    "one_line",
+    "redact",
 ]
 
 
@@ -68,3 +75,27 @@ class Interrupted(KeyboardInterrupt):
     def __init__(self, resume: str | None = None) -> None:
         super().__init__()
         self.resume = resume
+
+
+def one_line(text: str, limit: int = 500) -> str:
+    """`text` on one line, at most `limit` characters (for job errors and responses)."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def _secrets(settings: Settings) -> list[str]:
+    values = [settings.api_token, settings.s3_secret_access_key, settings.s3_access_key_id]
+    for url in (settings.database_url, settings.broker_url, settings.mlflow_tracking_uri, settings.s3_endpoint_url):
+        # The password of scheme://user:password@host.
+        credentials = (url or "").split("//", 1)[-1].split("@", 1)
+        if len(credentials) == 2 and ":" in credentials[0]:
+            values.append(credentials[0].split(":", 1)[1])
+    return [v for v in values if v and len(v) >= 4]
+
+
+def redact(text: str, settings: Settings) -> str:
+    """`text` on one line with every configured secret replaced by ***."""
+    text = one_line(text)
+    for secret in _secrets(settings):
+        text = text.replace(secret, "***")
+    return text

@@ -190,6 +190,14 @@ class Tracker:
         versions = self.client.search_model_versions(f"name='{name}'")
         return {int(v.version): v.tags[key] for v in versions if key in (v.tags or {})}
 
+    def version_aliases(self, name: str) -> dict[int, list[str]]:
+        """version -> its registry aliases (sorted), for the versions of `name` that have any."""
+        by_version: dict[int, list[str]] = {}
+        for model in self.client.search_registered_models(filter_string=f"name = '{name}'"):
+            for alias, version in (model.aliases or {}).items():
+                by_version.setdefault(int(version), []).append(alias)
+        return {v: sorted(a) for v, a in by_version.items()}
+
     def resolve(self, reference: str) -> tuple[str, int, str]:
         """A registry reference -> (name, version, source URI).
 

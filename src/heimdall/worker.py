@@ -1,6 +1,6 @@
 """Celery adapter: `heimdall worker` (or `celery -A heimdall.worker:celery_app worker`).
 
-Each task unpacks a job id and calls `jobqueue.run_job`; the job's state, progress and
+Each task unpacks a job id and calls `jobs.queue.run_job`; the job's state, progress and
 errors live in the database, so the API answers status questions without a result backend.
 The broker URL comes from `Settings`, read when the worker starts (the configuration is
 lazy: importing this module reads no environment).
@@ -15,7 +15,7 @@ from celery import Celery, Task
 
 from heimdall.errors import ConfigError
 from heimdall.pipelines.context import Context, open_context
-from heimdall.pipelines.jobqueue import CELERY_QUEUE, TASK_NAMES, run_job
+from heimdall.jobs.queue import CELERY_QUEUE, TASK_NAMES, run_job
 from heimdall.settings import Settings
 
 __all__ = ["celery_app", "main"]

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from heimdall.cli import app
 from heimdall.export.localizer import Localizer
-from heimdall.jobs import get_job, job_metrics
+from heimdall.jobs.repository import get_job, job_metrics
 from heimdall.pipelines import open_context
 from heimdall.settings import Settings
 

@@ -19,7 +19,7 @@ from heimdall.errors import InputError
 from heimdall.export.localizer import Localizer
 from heimdall.pipelines import Context, ExportResult, TrainRequest, evaluate, export, generate, open_context, train
 from heimdall.pipelines.models import COMPARED_FIELDS, compare, evaluate_localizer
-from heimdall.pipelines.serving import list_models
+from heimdall.serving.models import list_models
 from heimdall.settings import Settings
 
 pytestmark = pytest.mark.slow

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from heimdall.jobs import get_job, job_metrics
+from heimdall.jobs.repository import get_job, job_metrics
 from heimdall.pipelines import TrainRequest, generate, train
 
 pytestmark = pytest.mark.slow

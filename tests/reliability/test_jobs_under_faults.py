@@ -19,12 +19,12 @@ import httpx
 import numpy as np
 import pytest
 
-from heimdall import jobs
+from heimdall.jobs import repository as jobs
 from heimdall.data.shards import PROGRESS_FILE, DatasetReader
 from heimdall.pipelines import generate, open_context
 from heimdall.pipelines.context import open_store
-from heimdall.pipelines.jobqueue import ABANDONED_AFTER_S
-from heimdall.pipelines.jobrunner import run_job
+from heimdall.jobs.queue import ABANDONED_AFTER_S
+from heimdall.jobs.runner import run_job
 from heimdall.settings import Settings
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]

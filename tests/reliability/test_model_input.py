@@ -23,7 +23,7 @@ import pytest
 from heimdall.export.area import WARN_ONE_RECEIVER, WARN_POSITION_OUTSIDE, WARN_RECEIVERS_OUTSIDE, TrainingArea
 from heimdall.export.localizer import Localizer, ModelFileError
 from heimdall.network import default_network
-from heimdall.pipelines.serving import MeasurementRow, measurement_table
+from heimdall.serving.models import MeasurementRow, measurement_table
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from heimdall import jobs
+from heimdall.jobs import repository as jobs
 from heimdall.pipelines import generate, open_context
 from heimdall.settings import Settings
 from heimdall.storage.tables import TrainingJob

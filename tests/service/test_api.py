@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from heimdall import jobs
+from heimdall.jobs import repository as jobs
 from heimdall.pipelines import generate, open_context
 from heimdall.service import create_app
 from heimdall.settings import Settings

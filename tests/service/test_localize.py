@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from heimdall.export.localizer import Localizer
-from heimdall.pipelines.serving import MeasurementRow, measurement_table
+from heimdall.serving.models import MeasurementRow, measurement_table
 from heimdall.service import create_app
 from heimdall.settings import Settings
 from heimdall.service.browser import SCRIPT_HEADERS

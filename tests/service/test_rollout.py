@@ -17,8 +17,8 @@ from heimdall.errors import ConfigError
 from heimdall.export.localizer import Localizer
 from heimdall.geo import haversine_m
 from heimdall.pipelines import TrainRequest, export, generate, open_context, train
-from heimdall.pipelines.rollout import request_share
-from heimdall.pipelines.serving import MeasurementRow, measurement_table, promote_model
+from heimdall.serving.rollout import request_share
+from heimdall.serving.models import MeasurementRow, measurement_table, promote_model
 from heimdall.service import create_app
 from heimdall.settings import Settings
 from heimdall.service.browser import SCRIPT_HEADERS

@@ -15,7 +15,7 @@ import pytest
 import heimdall
 from heimdall.data.shards import DatasetReader
 from heimdall.export.localizer import Localizer
-from heimdall.jobs import job_metrics, list_jobs
+from heimdall.jobs.repository import job_metrics, list_jobs
 from heimdall.pipelines import export, generate
 
 pytestmark = pytest.mark.slow

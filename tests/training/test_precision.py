@@ -77,7 +77,7 @@ def test_bf16_mixed_trains_checkpoints_and_exports_float32(ctx) -> None:
 
 
 def test_queued_job_refuses_ddp(ctx) -> None:
-    from heimdall.pipelines.jobspecs import TrainSpec
+    from heimdall.jobs.specs import TrainSpec
 
     with pytest.raises(InputError, match="one process"):
         TrainSpec(dataset="d", devices=2).request(ctx)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from heimdall import jobs
+from heimdall.jobs import repository as jobs
 from heimdall.cli import app
 from heimdall.errors import InputError
 from heimdall.pipelines import Context, TrainRequest, generate, train

@@ -206,7 +206,7 @@ def localize(
 @handle_errors
 def models_list(as_json: JsonFlag = False) -> None:
     """List exported, registered model versions (from the `models` table)."""
-    from heimdall.pipelines.serving import list_models
+    from heimdall.serving.models import list_models
 
     rows = list_models(context())
 
@@ -237,7 +237,7 @@ def models_promote(
     as_json: JsonFlag = False,
 ) -> None:
     """Point an alias (default `production`) at a registered version."""
-    from heimdall.pipelines.serving import promote_model
+    from heimdall.serving.models import promote_model
 
     result = promote_model(context(), name, version, alias)
     emit(result, as_json, lambda: Console().print(f"models:/{name}@{alias} -> version {version}"))

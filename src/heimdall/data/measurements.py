@@ -25,6 +25,7 @@ __all__ = [
     "SNR_RANGE_DB",
     "RX_ALT_RANGE_M",
     "out_of_range",
+    "check_range",
     "MeasurementTable",
     "read_long_frame",
     "number_cells",
@@ -228,11 +229,11 @@ def read_measurements(path: Path, require_truth: bool = False) -> MeasurementTab
 
     rx_lat = column("rx_lat", allow_empty=False)
     rx_lon = column("rx_lon", allow_empty=False)
-    _check_range(rx_lat, rx_lon, "receiver", path.name)
+    check_range(rx_lat, rx_lon, "receiver", path.name)
     tx_lat = column("tx_lat", allow_empty=not require_truth)
     tx_lon = column("tx_lon", allow_empty=not require_truth)
     known = np.isfinite(tx_lat) & np.isfinite(tx_lon)
-    _check_range(tx_lat[known], tx_lon[known], "transmitter", path.name)
+    check_range(tx_lat[known], tx_lon[known], "transmitter", path.name)
     rss = column("rss_dbm", allow_empty=True)
     if np.any(out_of_range(rss, RSS_RANGE_DBM)):
         raise InputError(f"{path.name}: rss_dbm outside +-400 dBm is not a power reading")
@@ -260,7 +261,9 @@ def read_measurements(path: Path, require_truth: bool = False) -> MeasurementTab
     return table
 
 
-def _check_range(lat: np.ndarray, lon: np.ndarray, what: str, file_name: str) -> None:
+def check_range(lat: np.ndarray, lon: np.ndarray, what: str, file_name: str) -> None:
+    """An InputError naming `file_name` and `what` (receiver, transmitter) at the first
+    latitude outside [-90, 90] or longitude outside [-180, 180] (degrees)."""
     bad_lat = np.abs(lat) > 90
     bad_lon = np.abs(lon) > 180
     if bad_lat.any():

@@ -2,6 +2,13 @@
 
 Every figure is measured here, in this process or a child process (peak memory), on the
 machine it runs on; the JSON carries the conditions (cores, threads, sizes).
+
+Benchmarks live in `benchmarks/` (its README lists each script and the figures it gives);
+this module is the one part that ships with the package, because `heimdall bench` is a
+command every installation has. It is a pipeline like the others: the CLI calls
+`run_bench`, which composes sim/, data/, models/ and export/. The scripts in `benchmarks/`
+reuse its timing helpers (`median_time_s`, `synthetic_batch`, `geometry_and_config`,
+`bench_training`) instead of keeping their own copies.
 """
 
 from __future__ import annotations
@@ -21,7 +28,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["run_bench", "median_time_s"]
+__all__ = [
+    "run_bench",
+    "median_time_s",
+    "geometry_and_config",
+    "synthetic_batch",
+    "bench_training",
+    "bench_generate_features_terrain",
+]
 
 REPEATS = 5
 
@@ -38,7 +52,8 @@ def median_time_s(func: Callable[[], object], repeats: int = REPEATS, warmup: in
     return statistics.median(times)
 
 
-def _geometry_and_config() -> tuple[Any, Any]:
+def geometry_and_config() -> tuple[Any, Any]:
+    """The default network's geometry about its reference point, and the default scenario."""
     from heimdall.data.synthetic import network_geometry
     from heimdall.network import default_network
     from heimdall.sim.scenario import ScenarioConfig
@@ -52,7 +67,7 @@ def bench_generate_features(num_samples: int = 20_000) -> float:
     """Feature-kind simulation throughput, samples/s (7 receivers, one process)."""
     from heimdall.sim.generator import generate_blocks
 
-    geometry, config = _geometry_and_config()
+    geometry, config = geometry_and_config()
     seconds = median_time_s(lambda: list(generate_blocks(geometry, config, num_samples, seed=1)), repeats=3)
     return num_samples / seconds
 
@@ -93,7 +108,7 @@ def bench_generate_iq(num_samples: int = 128, workers: int = 1) -> float:
     from heimdall.data.iq import IQConfig, iq_block, iq_pool
     from heimdall.sim.generator import generate_blocks
 
-    geometry, config = _geometry_and_config()
+    geometry, config = geometry_and_config()
     block = next(generate_blocks(geometry, config, num_samples, seed=3))[1]
     with ExitStack() as stack:
         pool = stack.enter_context(iq_pool(workers)) if workers > 1 else None
@@ -112,7 +127,7 @@ def bench_train_spectrogram(num_samples: int = 64, batch_size: int = 16, steps: 
     from heimdall.models import GaussianNLLLoss, LocalizationNet, ModelConfig
     from heimdall.sim.generator import generate_blocks
 
-    geometry, config = _geometry_and_config()
+    geometry, config = geometry_and_config()
     block = next(generate_blocks(geometry, config, num_samples, seed=3))[1]
     result = iq_block(np.random.default_rng(0), block, geometry.frequency_hz, IQConfig(), config.min_snr_db, keep=0)
     spectrogram = torch.from_numpy(result.spectrogram.astype(np.float32))
@@ -140,7 +155,7 @@ def bench_train_spectrogram(num_samples: int = 64, batch_size: int = 16, steps: 
     return steps * batch_size / median_time_s(run, repeats=3)
 
 
-def _synthetic_batch(num_samples: int) -> dict[str, Any]:
+def synthetic_batch(num_samples: int) -> dict[str, Any]:
     """Simulated samples and their tensors (no storage involved)."""
     from heimdall.data.datamodule import to_batch
     from heimdall.data.layout import SampleArrays
@@ -149,7 +164,7 @@ def _synthetic_batch(num_samples: int) -> dict[str, Any]:
     from heimdall.network import default_network
     from heimdall.sim.generator import generate_blocks
 
-    geometry, config = _geometry_and_config()
+    geometry, config = geometry_and_config()
     reference = default_network().reference_point()
     parts = [
         to_samples(first, block, geometry, reference, lambda ids, tx: assign_splits(ids, tx, "random", 0))
@@ -262,7 +277,7 @@ def bench_localize_iq(workdir: Path) -> float:
         transmitter_waveforms,
     )
 
-    geometry, config = _geometry_and_config()
+    geometry, config = geometry_and_config()
     block = next(generate_blocks(geometry, config, 1, seed=5))[1]
     rng = np.random.default_rng(0)
     tx_iq, _ = transmitter_waveforms(rng, 1, WaveformConfig())
@@ -327,8 +342,8 @@ def bench_peak_memory(num_samples: int) -> dict[str, float]:
         )
         generate_mb = _child_peak_rss_mb(generate_code)
         train_code = (
-            "from heimdall.pipelines.bench import _synthetic_batch, bench_training\n"
-            "bench_training(_synthetic_batch(20000), steps=10)\n"
+            "from heimdall.pipelines.bench import synthetic_batch, bench_training\n"
+            "bench_training(synthetic_batch(20000), steps=10)\n"
         )
         train_mb = _child_peak_rss_mb(train_code)
     return {"generate_peak_rss_mb": generate_mb, "train_peak_rss_mb": train_mb, "generate_peak_rss_samples": num_samples}
@@ -359,7 +374,7 @@ def run_bench(quick: bool = False) -> dict[str, Any]:
     # ConvNeXt-tiny costs ~44 GFLOP per sample (forward + backward): a few samples suffice.
     result["train_spectrogram_samples_per_s"] = bench_train_spectrogram(batch_size=2, steps=1, encoder="tiny")
     result["train_spectrogram_nano_samples_per_s"] = bench_train_spectrogram(steps=2 if quick else 6, encoder="nano")
-    batch = _synthetic_batch(4_096 if quick else 20_000)
+    batch = synthetic_batch(4_096 if quick else 20_000)
     result["train_features_samples_per_s"] = bench_training(batch, steps=5 if quick else 30)
     # One thread beside the default: on a shared machine, OpenMP threads that outnumber the
     # free cores spin against each other (docs/PERFORMANCE.md).

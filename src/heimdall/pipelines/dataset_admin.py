@@ -6,11 +6,11 @@ from typing import Any
 
 from sqlalchemy import delete, func, select
 
-from heimdall import jobs
+from heimdall.jobs import repository as jobs
 from heimdall.data.catalog import dataset_row
 from heimdall.data.shards import dataset_prefix
 from heimdall.errors import InputError, NotFoundError
-from heimdall.jobs import ConflictError
+from heimdall.jobs.repository import ConflictError
 from heimdall.pipelines.context import Context
 from heimdall.storage.tables import SyntheticDataset, SyntheticTrainingSample
 

@@ -11,11 +11,11 @@ from heimdall.data.shards import DatasetReader
 from heimdall.errors import ConflictError, InputError
 from heimdall.export.bundle import write_bundle_files
 from heimdall.export.localizer import Localizer
+from heimdall.jobs import repository as jobs
 from heimdall.pausepoints import pause_point
 from heimdall.pipelines.context import Context
 from heimdall.pipelines.models import bundle_config, evaluate_localizer, training_settings
 from heimdall.pipelines.publishing import clean_stale_work, publish_lock, repair_models
-from heimdall.storage.tables import ModelRecord
 
 __all__ = ["ExportResult", "export"]
 
@@ -162,20 +162,18 @@ def export(ctx: Context, checkpoint: Path, version: str | None = None, quantize:
         pause_point("export:registered")
         if run_id:
             tracker.log_metrics(run_id, {k: v for k, v in evaluation.items() if k != "baselines"}, prefix="test_")
-        with ctx.db.session() as session:
-            session.add(
-                ModelRecord(
-                    name=name,
-                    version=number,
-                    bundle_uri=ctx.store.uri(prefix),
-                    onnx_uri=ctx.store.uri(f"{prefix}/model.onnx"),
-                    dataset_name=meta["dataset"],
-                    job_id=meta.get("job_id"),
-                    mlflow_run_id=run_id,
-                    parent_model=meta.get("init_from"),
-                    metrics={k: v for k, v in evaluation.items() if not isinstance(v, dict)},
-                )
-            )
+        jobs.record_model(
+            ctx.db,
+            name=name,
+            version=number,
+            bundle_uri=ctx.store.uri(prefix),
+            onnx_uri=ctx.store.uri(f"{prefix}/model.onnx"),
+            dataset_name=meta["dataset"],
+            job_id=meta.get("job_id"),
+            mlflow_run_id=run_id,
+            parent_model=meta.get("init_from"),
+            metrics={k: v for k, v in evaluation.items() if not isinstance(v, dict)},
+        )
     return ExportResult(
         bundle=str(bundle_dir),
         onnx=str(bundle_dir / "model.onnx"),

@@ -80,7 +80,7 @@ def bundle_config(meta: dict[str, Any], reader: DatasetReader, name: str, versio
 
 def training_settings(ctx: Context, meta: dict[str, Any]) -> dict[str, Any]:
     """The training job's hyperparameters and epochs run, for the model card."""
-    from heimdall.jobs import get_job, job_metrics
+    from heimdall.jobs.repository import get_job, job_metrics
 
     settings: dict[str, Any] = {"init_from": meta.get("init_from")}
     job_id = meta.get("job_id")
@@ -219,7 +219,7 @@ def write_evaluation_report(
 ) -> Path:
     """Figures, GeoJSON and report.md for an evaluation (training curves from the job's rows)."""
     from heimdall.evaluation.report import ReportContext, write_report
-    from heimdall.jobs import job_metrics
+    from heimdall.jobs.repository import job_metrics
 
     network = reader.network
     history: list[dict[str, float]] = []

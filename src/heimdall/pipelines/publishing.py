@@ -28,12 +28,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from sqlalchemy import select
 
+from heimdall.jobs import repository as jobs
 from heimdall.pipelines.context import Context
 from heimdall.storage.artifacts import LocalStore
 from heimdall.storage.staging import owner_alive, remove_stale, stale_dirs
-from heimdall.storage.tables import ModelRecord
 
 __all__ = [
     "publish_lock", "ModelRepair", "model_repairs", "repair_models", "clean_stale_work", "stale_work", "DoctorReport", "doctor",
@@ -84,20 +83,20 @@ def model_repairs(ctx: Context, name: str) -> ModelRepair:
     if not stored:
         return ModelRepair(name)
     registered = ctx.tracker.version_numbers(name)
-    with ctx.db.session() as session:
-        recorded = set(session.scalars(select(ModelRecord.version).where(ModelRecord.name == name)))
+    recorded = jobs.recorded_versions(ctx.db, name)
     return ModelRepair(
         name, unregistered=sorted(stored - registered), unrecorded=sorted((stored & registered) - recorded)
     )
 
 
-def _record_from_bundle(ctx: Context, name: str, version: int) -> ModelRecord:
+def _record_from_bundle(ctx: Context, name: str, version: int) -> dict[str, Any]:
+    """The models-table columns of a published bundle, read from its config and metrics."""
     prefix = f"models/{name}/v{version}"
     directory = ctx.store.local_dir(prefix)
     config: dict[str, Any] = yaml.safe_load((directory / "config.yaml").read_text()) or {}
     metrics = json.loads((directory / "metrics.json").read_text()) if (directory / "metrics.json").is_file() else {}
     evaluation = metrics.get("evaluation") or {}
-    return ModelRecord(
+    return dict(
         name=name,
         version=version,
         bundle_uri=ctx.store.uri(prefix),
@@ -142,8 +141,7 @@ def repair_models(ctx: Context, name: str) -> ModelRepair:
         removed.append(version)
         log.warning("removed %s v%d: published by an export that died before registering it", name, version)
     for version in found.unrecorded:
-        with ctx.db.session() as session:
-            session.add(_record_from_bundle(ctx, name, version))
+        jobs.record_model(ctx.db, **_record_from_bundle(ctx, name, version))
         log.warning("recorded %s v%d: registered by an export that died before recording it", name, version)
     return ModelRepair(name, unregistered=removed, unrecorded=found.unrecorded)
 

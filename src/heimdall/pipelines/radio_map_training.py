@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from heimdall import jobs
+from heimdall.jobs import repository as jobs
 from heimdall.data.layout import SampleArrays
 from heimdall.data.shards import DatasetReader
 from heimdall.errors import DataError

@@ -59,7 +59,7 @@ def _stored_settings(ctx: Context, meta: dict[str, Any], hyper: dict[str, Any]) 
         return dict(meta["train_settings"])
     stored: dict[str, Any] = {}
     if meta.get("job_id"):
-        from heimdall.jobs import get_job
+        from heimdall.jobs.repository import get_job
 
         try:
             stored.update({k: v for k, v in (get_job(ctx.db, meta["job_id"]).params or {}).items() if k in (*RESTORED, "epochs")})

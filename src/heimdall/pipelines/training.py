@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from heimdall import jobs
+from heimdall.jobs import repository as jobs
 from heimdall.data.layout import SPLIT_CODES, SampleArrays
 from heimdall.data.shards import DatasetReader
 from heimdall.data.splits import hash_uniform

@@ -9,10 +9,11 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from heimdall import __version__
+from heimdall.jobs.queue import JobQueue
+from heimdall.jobs.repository import job_counts
 from heimdall.pipelines.context import open_context
-from heimdall.pipelines.jobqueue import JobQueue
-from heimdall.pipelines.rollout import Rollout
-from heimdall.pipelines.serving import LocalizerCache, job_counts
+from heimdall.serving.models import LocalizerCache
+from heimdall.serving.rollout import Rollout
 from heimdall.service.browser import BrowserGuardMiddleware
 from heimdall.service.errors import install_error_handlers
 from heimdall.service.metrics import MetricsMiddleware, RouteTemplates, ServiceMetrics
@@ -67,7 +68,7 @@ def create_app(settings: Settings | None = None, max_body_bytes: int = MAX_BODY_
     app.state.queue = queue
     app.state.localizers = LocalizerCache(settings)
     app.state.rollout = Rollout(app.state.localizers, settings)
-    app.state.metrics = ServiceMetrics(lambda: job_counts(context))
+    app.state.metrics = ServiceMetrics(lambda: job_counts(context.db))
     install_error_handlers(app, settings)
     app.add_middleware(QueueLimitMiddleware, max_in_flight=settings.max_queued_localize, paths=LOCALIZE_PATHS)
     app.add_middleware(GuardMiddleware, token=settings.api_token, max_body_bytes=max_body_bytes)

@@ -11,9 +11,9 @@ from typing import Annotated
 from fastapi import Depends, Path, Request
 
 from heimdall.pipelines.context import Context
-from heimdall.pipelines.jobqueue import JobQueue
-from heimdall.pipelines.rollout import Rollout
-from heimdall.pipelines.serving import LocalizerCache
+from heimdall.jobs.queue import JobQueue
+from heimdall.serving.rollout import Rollout
+from heimdall.serving.models import LocalizerCache
 from heimdall.service.metrics import ServiceMetrics
 from heimdall.service.schemas import NAME_PATTERN
 from heimdall.settings import Settings

@@ -12,9 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from heimdall.errors import ConfigError, DataError, HeimdallError, InputError, NotFoundError
-from heimdall.jobs import ConflictError
-from heimdall.pipelines.jobqueue import one_line, redact
+from heimdall.errors import ConfigError, ConflictError, DataError, HeimdallError, InputError, NotFoundError, one_line, redact
 from heimdall.settings import Settings
 
 __all__ = ["STATUS_OF", "status_of", "install_error_handlers"]

@@ -19,7 +19,7 @@ from prometheus_client.registry import Collector
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from heimdall.pipelines.rollout import Answer, ShadowOutcome
+from heimdall.serving.rollout import Answer, ShadowOutcome
 
 __all__ = ["ServiceMetrics", "MetricsMiddleware", "RouteTemplates", "MODEL_STATE_KEY"]
 

@@ -27,6 +27,7 @@ from heimdall.sim.kernels import crossfade_envelope
 __all__ = [
     "CTCSS_TONES_HZ", "DTMF_ROWS_HZ", "DTMF_COLUMNS_HZ", "DTMF_KEYS", "speech_like_audio",
     "tone_audio", "dtmf_audio", "AudioLibrary", "load_audio_dir",
+    "positive_int", "positive_float", "normalise_peak",
 ]  # fmt: skip
 
 CTCSS_TONES_HZ: tuple[float, ...] = (  # the 38 EIA/TIA-603 sub-audible tones
@@ -49,19 +50,21 @@ _MIN_VOICE_RATE_HZ = 8_000.0
 _MAX_INTERPOLATION_WEIGHTS = 1 << 22
 
 
-def _positive_int(value: int, name: str) -> int:
+def positive_int(value: int, name: str) -> int:
+    """`value` as an int, or an InputError naming `name` unless it is an integer >= 1."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise InputError(f"{name} must be an integer >= 1, got {value!r}")
     return int(value)
 
 
-def _positive_float(value: float, name: str) -> float:
+def positive_float(value: float, name: str) -> float:
+    """`value` as a float, or an InputError naming `name` unless it is finite and > 0."""
     if not (math.isfinite(value) and value > 0.0):
         raise InputError(f"{name} must be finite and > 0, got {value!r}")
     return float(value)
 
 
-def _normalise_peak(audio: NDArray[np.floating]) -> Float32Array:
+def normalise_peak(audio: NDArray[np.floating]) -> Float32Array:
     """Rows of `audio` minus their mean, scaled to peak 1 (silent rows stay zero)."""
     audio = audio - audio.mean(axis=-1, keepdims=True)
     peak = np.max(np.abs(audio), axis=-1, keepdims=True)
@@ -106,9 +109,9 @@ def speech_like_audio(
     to the 250 Hz-3 kHz radio audio band, under a ~4 Hz syllabic envelope with pauses.
     Returns [num_samples], or [batch_size, num_samples] when `batch_size` is given.
     """
-    num_samples = _positive_int(num_samples, "num_samples")
-    fs = _positive_float(sample_rate_hz, "sample_rate_hz")
-    n = 1 if batch_size is None else _positive_int(batch_size, "batch_size")
+    num_samples = positive_int(num_samples, "num_samples")
+    fs = positive_float(sample_rate_hz, "sample_rate_hz")
+    n = 1 if batch_size is None else positive_int(batch_size, "batch_size")
     # The voiced sound ends near 3.4 kHz, so it is made at a quarter (or third, half) of the
     # rate, where it costs that much less, and brought to `fs` by the inverse FFT itself:
     # zero bins above the low rate's Nyquist frequency interpolate it exactly.
@@ -153,7 +156,7 @@ def speech_like_audio(
     envelope *= np.clip((np.abs(low_t_s - centre_s) - half_s) / 0.02, 0.0, 1.0)  # 20 ms ramps
     audio = np.empty((n, num_samples), dtype=np.float32)
     crossfade_envelope(filtered[0], filtered[1], np.ascontiguousarray(envelope, dtype=np.float32), step, audio)
-    audio = _normalise_peak(audio)
+    audio = normalise_peak(audio)
     return audio[0] if batch_size is None else audio
 
 
@@ -163,14 +166,14 @@ def tone_audio(
     """(A 400-2500 Hz tone as float32 [num_samples] with peak 1; its frequency in Hz).
 
     With probability `ctcss_probability` a CTCSS tone at 15 % of full scale rides along."""
-    t_s = np.arange(_positive_int(num_samples, "num_samples")) / sample_rate_hz
+    t_s = np.arange(positive_int(num_samples, "num_samples")) / sample_rate_hz
     tone_hz = float(rng.uniform(400.0, 2500.0))
     audio = np.sin(2.0 * np.pi * tone_hz * t_s + rng.uniform(0.0, 2.0 * np.pi))
     if rng.random() < ctcss_probability:
         # Sub-audible squelch tones ride at ~10-15 % of the peak deviation.
         ctcss_hz = CTCSS_TONES_HZ[int(rng.integers(len(CTCSS_TONES_HZ)))]
         audio += 0.15 * np.sin(2.0 * np.pi * ctcss_hz * t_s + rng.uniform(0.0, 2.0 * np.pi))
-    return _normalise_peak(audio[None])[0], tone_hz
+    return normalise_peak(audio[None])[0], tone_hz
 
 
 def dtmf_audio(
@@ -180,8 +183,8 @@ def dtmf_audio(
 
     Tones of 50-100 ms with 5 ms raised-cosine edges, gaps of 50-100 ms (exactly zero); the
     first tone starts 0-50 ms in and only whole tones are placed."""
-    num_samples = _positive_int(num_samples, "num_samples")
-    fs = _positive_float(sample_rate_hz, "sample_rate_hz")
+    num_samples = positive_int(num_samples, "num_samples")
+    fs = positive_float(sample_rate_hz, "sample_rate_hz")
     audio = np.zeros(num_samples, dtype=np.float32)
     ramp = max(1, int(0.005 * fs))
     # Raised-cosine edges keep key clicks from splattering outside the channel.
@@ -214,13 +217,13 @@ class AudioLibrary:
 
         A clip shorter than `num_samples` is followed by silence (as a short over is).
         """
-        out = np.zeros((_positive_int(n, "n"), _positive_int(num_samples, "num_samples")), dtype=np.float32)
+        out = np.zeros((positive_int(n, "n"), positive_int(num_samples, "num_samples")), dtype=np.float32)
         for row in range(n):
             clip = self.clips[int(rng.integers(len(self.clips)))]
             start = int(rng.integers(max(len(clip) - num_samples, 0) + 1))
             piece = clip[start : start + num_samples]
             out[row, : len(piece)] = piece
-        return _normalise_peak(out)
+        return normalise_peak(out)
 
 
 def _read_wav(path: Path, sample_rate_hz: float) -> Float32Array:
@@ -267,6 +270,6 @@ def load_audio_dir(directory: str, sample_rate_hz: float) -> AudioLibrary:
     paths = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() == ".wav")
     if not paths:
         raise InputError(f"audio directory {root} holds no .wav files")
-    fs = _positive_float(sample_rate_hz, "sample_rate_hz")
+    fs = positive_float(sample_rate_hz, "sample_rate_hz")
     clips = tuple(_read_wav(p, fs) for p in paths)
     return AudioLibrary(str(root), fs, tuple(p.name for p in paths), clips)

@@ -21,7 +21,7 @@ import torch
 from numpy.typing import ArrayLike, NDArray
 
 from heimdall.errors import InputError
-from heimdall.sim.audio import _positive_float, _positive_int
+from heimdall.sim.audio import positive_float, positive_int
 from heimdall.sim.kernels import delayed_copies, rotate_add_noise
 from heimdall.sim.noise import box_muller_parts, draw_noise_seeds
 
@@ -118,8 +118,8 @@ def _draw(
     channel_bandwidth_hz: float,
 ) -> tuple[_Draws, bool]:
     """Checked arguments and the random draws of `received_iq`; also whether `tx_iq` was [T]."""
-    fs = _positive_float(sample_rate_hz, "sample_rate_hz")
-    num_taps = _positive_int(num_taps, "num_taps")
+    fs = positive_float(sample_rate_hz, "sample_rate_hz")
+    num_taps = positive_int(num_taps, "num_taps")
     if not (math.isfinite(delay_spread_s) and delay_spread_s >= 0.0):
         raise InputError(f"delay_spread_s must be finite and >= 0, got {delay_spread_s!r}")
     tx, power_dbm = np.asarray(tx_iq), np.asarray(rx_power_dbm, dtype=np.float64)
@@ -141,7 +141,7 @@ def _draw(
         else:
             noise_dbm = _per_rx(noise_floor_dbm, "noise_floor_dbm", shape)
         # White noise over fs carries fs / B times the power it has inside the B-wide channel.
-        bandwidth_hz = _positive_float(channel_bandwidth_hz, "channel_bandwidth_hz")
+        bandwidth_hz = positive_float(channel_bandwidth_hz, "channel_bandwidth_hz")
         noise_rms = np.sqrt(10.0 ** (noise_dbm / 10.0) * (fs / bandwidth_hz))
         noise_scale = (noise_rms / math.sqrt(2.0)).astype(np.float32)
     # Multipath: y = sum_k h_k x(t - tau_k), exp(-k) power profile; the first tap Rician

@@ -26,11 +26,11 @@ from heimdall.sim.audio import (
     DTMF_COLUMNS_HZ,
     DTMF_KEYS,
     DTMF_ROWS_HZ,
-    _normalise_peak,
-    _positive_float,
-    _positive_int,
     dtmf_audio,
     load_audio_dir,
+    normalise_peak,
+    positive_float,
+    positive_int,
     speech_like_audio,
     tone_audio,
 )
@@ -59,8 +59,8 @@ Complex64Array = NDArray[np.complex64]
 
 def _emphasis(audio: ArrayLike, fs: float, tau_s: float, inverse: bool):
     """Bilinear transform of H(s) = (1 + s tau) / (1 + s tau_shelf) (unit gain at DC), or 1/H."""
-    k = 2.0 * _positive_float(fs, "sample_rate_hz")
-    tau = _positive_float(tau_s, "time_constant_s")
+    k = 2.0 * positive_float(fs, "sample_rate_hz")
+    tau = positive_float(tau_s, "time_constant_s")
     tau_shelf = 1.0 / (2.0 * np.pi * EMPHASIS_SHELF_HZ)
     b = np.array([1.0 + k * tau, 1.0 - k * tau]) / (1.0 + k * tau_shelf)
     a = np.array([1.0, (1.0 - k * tau_shelf) / (1.0 + k * tau_shelf)])
@@ -100,7 +100,7 @@ def fm_modulate(
     audio: ArrayLike, sample_rate_hz: float, deviation_hz: float = NBFM_DEVIATION_HZ
 ) -> Complex64Array:
     """Unit-amplitude FM along the last axis: phase = 2 pi deviation_hz cumsum(audio) / fs."""
-    fs = _positive_float(sample_rate_hz, "sample_rate_hz")
+    fs = positive_float(sample_rate_hz, "sample_rate_hz")
     x = np.asarray(audio, dtype=np.float32)
     rows = np.ascontiguousarray(x.reshape(int(np.prod(x.shape[:-1])), x.shape[-1]) if x.ndim else x.reshape(1, 1))
     phase = np.empty(rows.shape, dtype=np.float32)
@@ -134,9 +134,9 @@ class WaveformConfig:
     audio_dir: str | None = None
 
     def __post_init__(self) -> None:
-        _positive_float(self.sample_rate_hz, "sample_rate_hz")
-        _positive_int(self.num_samples, "num_samples")
-        _positive_float(self.deviation_hz, "deviation_hz")
+        positive_float(self.sample_rate_hz, "sample_rate_hz")
+        positive_int(self.num_samples, "num_samples")
+        positive_float(self.deviation_hz, "deviation_hz")
         _mix_probabilities(self.mix)
 
 
@@ -165,7 +165,7 @@ def transmitter_waveforms(
     """
     config = config or WaveformConfig()
     fs, num_samples = config.sample_rate_hz, config.num_samples
-    types = draw_signal_types(rng, _positive_int(n, "n"), config.mix)
+    types = draw_signal_types(rng, positive_int(n, "n"), config.mix)
     audio = np.empty((len(types), num_samples), dtype=np.float32)
     voice = types == "voice"
     voice_rows = np.flatnonzero(voice)
@@ -181,6 +181,6 @@ def transmitter_waveforms(
     iq = np.empty(audio.shape, dtype=np.complex64)
     for start in range(0, len(audio), _BATCH):
         batch = audio[start : start + _BATCH]
-        batch = _normalise_peak(pre_emphasis(batch, fs)) if config.pre_emphasis else batch
+        batch = normalise_peak(pre_emphasis(batch, fs)) if config.pre_emphasis else batch
         iq[start : start + _BATCH] = fm_modulate(batch, fs, config.deviation_hz)
     return iq, types

@@ -18,7 +18,7 @@ from heimdall.errors import InputError, NotFoundError
 from heimdall.pausepoints import pause_point
 from heimdall.storage.staging import StaleDir, owner_token, stale_dirs
 
-__all__ = ["ArtifactStore", "LocalStore", "PARTIAL"]
+__all__ = ["ArtifactStore", "LocalStore", "PARTIAL", "check_key"]
 
 #: Marks a directory a local publish is still copying (never listed, never read).
 PARTIAL = ".partial."
@@ -56,7 +56,10 @@ class ArtifactStore(Protocol):
         ...
 
 
-def _check_key(key: str) -> str:
+def check_key(key: str) -> str:
+    """`key` normalised to `a/b/c`; an InputError if it is empty or climbs out (`.`, `..`).
+
+    Every store (local and S3) checks keys with this one function."""
     parts = [p for p in key.strip("/").split("/") if p]
     if not parts or any(p in (".", "..") for p in parts):
         raise InputError(f"invalid artifact key {key!r}")
@@ -71,7 +74,7 @@ class LocalStore:
         self.root.mkdir(parents=True, exist_ok=True)
 
     def _path(self, key: str) -> Path:
-        return self.root / _check_key(key)
+        return self.root / check_key(key)
 
     def uri(self, key: str) -> str:
         return self._path(key).as_uri()
@@ -84,7 +87,7 @@ class LocalStore:
         if not base.exists():
             return []
         if base.is_file():
-            return [_check_key(prefix)]
+            return [check_key(prefix)]
         return sorted(
             p.relative_to(self.root).as_posix()
             for p in base.rglob("*")

@@ -37,7 +37,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from heimdall.errors import ConfigError, InputError, NotFoundError
 from heimdall.fileio import temp_file_beside
-from heimdall.storage.artifacts import _check_key
+from heimdall.storage.artifacts import check_key
 from heimdall.storage.s3_errors import MISSING_ERRORS, error_code, translate_errors
 
 __all__ = ["S3Store", "BUCKET_SUFFIXES"]
@@ -122,7 +122,7 @@ class S3Store:
 
     def _locate(self, key: str) -> tuple[str, str]:
         """(bucket, object key) of a store key; the object key is '' for a bare bucket."""
-        key = _check_key(key)
+        key = check_key(key)
         head, _, rest = key.partition("/")
         if head in BUCKET_SUFFIXES:
             return f"{self.bucket_prefix}-{BUCKET_SUFFIXES[head]}", rest
@@ -251,7 +251,7 @@ class S3Store:
         Files already there with the same size and ETag are not downloaded again; files no
         longer in the store are removed from the mirror.
         """
-        prefix = _check_key(prefix)
+        prefix = check_key(prefix)
         bucket, object_key = self._locate(prefix)
         objects = [o for o in self._objects(prefix) if o["Key"] != object_key]
         if not objects:
@@ -262,7 +262,7 @@ class S3Store:
         wanted: set[Path] = set()
         for obj in objects:
             relative = obj["Key"][strip:]
-            _check_key(relative)  # never write outside the cache
+            check_key(relative)  # never write outside the cache
             path = target / relative
             etag_file = etag_root / f"{relative}.etag"
             wanted.add(path)
@@ -289,12 +289,12 @@ class S3Store:
         Raises `InputError` when a manifest is already published there. Leftovers of an
         earlier publish that died before its manifest are replaced.
         """
-        prefix = _check_key(prefix)
+        prefix = check_key(prefix)
         source_dir = Path(source_dir)
         manifest_path = source_dir / manifest_name
         if not manifest_path.is_file():
             raise InputError(f"{source_dir} has no {manifest_name}")
-        manifest_key = f"{prefix}/{_check_key(manifest_name)}"
+        manifest_key = f"{prefix}/{check_key(manifest_name)}"
         if self.exists(manifest_key):
             raise InputError(f"{self.uri(prefix)} already exists")
         bucket, _ = self._locate(prefix)
@@ -348,7 +348,7 @@ class S3Store:
 
     def clear_cache(self, prefix: str) -> None:
         """Forget the local copy of `prefix` (the store itself is untouched)."""
-        prefix = _check_key(prefix)
+        prefix = check_key(prefix)
         shutil.rmtree(self.cache_dir / prefix, ignore_errors=True)
         shutil.rmtree(self.cache_dir / _ETAG_DIR / prefix, ignore_errors=True)
 

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 
 from heimdall import pipelines
 from heimdall.pipelines.dataset_admin import MAX_OFFSET, MAX_PAGE, dataset_samples, delete_dataset
-from heimdall.pipelines.jobqueue import GenerateSpec
+from heimdall.jobs.queue import GenerateSpec
 from heimdall.service.dependencies import ContextDep, DatasetName, QueueDep
 from heimdall.service.routes.jobs import accepted
 from heimdall.service.schemas import GenerateIn, JobAccepted

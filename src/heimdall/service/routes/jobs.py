@@ -13,9 +13,9 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from heimdall import jobs
+from heimdall.jobs import repository as jobs
 from heimdall.pipelines.dataset_admin import MAX_OFFSET
-from heimdall.pipelines.jobqueue import TrainSpec, describe_job
+from heimdall.jobs.queue import TrainSpec, describe_job
 from heimdall.service.dependencies import ContextDep, JobId, QueueDep
 from heimdall.service.schemas import JobAccepted, JobList, JobOut, TrainIn
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, BackgroundTasks, Request
 
 from heimdall.data.measurements import MeasurementTable
-from heimdall.pipelines.rollout import Answer, Rollout
-from heimdall.pipelines.serving import MeasurementRow, measurement_table
+from heimdall.serving.rollout import Answer, Rollout
+from heimdall.serving.models import MeasurementRow, measurement_table
 from heimdall.service.dependencies import MetricsDep, RolloutDep
 from heimdall.service.metrics import MODEL_STATE_KEY, ServiceMetrics
 from heimdall.service.schemas import LocalizeIn, LocalizeOut

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from heimdall.pipelines.serving import DEFAULT_ALIAS, list_models, model_show, promote_model
+from heimdall.serving.models import DEFAULT_ALIAS, list_models, model_show, promote_model
 from heimdall.service.dependencies import ContextDep, LocalizersDep, ModelName, ModelVersion, QueueDep
 from heimdall.service.routes.jobs import accepted
 from heimdall.service.schemas import EvaluateIn, JobAccepted, PromoteIn

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import pytest
 
 from heimdall.errors import ConfigError
-from heimdall.pipelines.serving import LocalizerCache
+from heimdall.serving.models import LocalizerCache
 from heimdall.settings import Settings
 
 

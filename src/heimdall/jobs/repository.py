@@ -1,4 +1,9 @@
-"""Job state in the database, shared by the CLI, the API and every worker.
+"""The registry repository: every query of the jobs table (`TrainingJob`, with its epoch
+rows `TrainingMetric`) and of the models table (`ModelRecord`) lives here; routes,
+pipelines, the job system and the serving runtime call these functions (migrations
+aside).
+
+Job state in the database, shared by the CLI, the API and every worker:
 
     queued --claim--> running --> completed | failed | cancelled
                          |  ^
@@ -24,7 +29,7 @@ from sqlalchemy import func, select, update
 
 from heimdall.errors import ConflictError, HeimdallError, InputError, NotFoundError
 from heimdall.storage.database import Database, retry_disconnects
-from heimdall.storage.tables import TrainingJob, TrainingMetric, utc_now
+from heimdall.storage.tables import ModelRecord, TrainingJob, TrainingMetric, utc_now
 
 __all__ = [
     "JobStatus",
@@ -50,6 +55,13 @@ __all__ = [
     "CANCELLABLE_WHILE_RUNNING",
     "JobCancelled",
     "control_request",
+    "merge_params",
+    "job_counts",
+    "record_model",
+    "model_record",
+    "model_records",
+    "job_model_records",
+    "recorded_versions",
 ]
 
 JobStatus = Literal["queued", "running", "paused", "completed", "failed", "cancelled"]
@@ -179,6 +191,14 @@ def set_result(db: Database, job_id: str, result: dict[str, Any]) -> None:
 
 
 @retry_disconnects
+def merge_params(db: Database, job_id: str, values: dict[str, Any]) -> None:
+    """Add `values` to a job's `params` (e.g. the id of the export job it started)."""
+    with db.session() as session:
+        job = _job(session, job_id)
+        job.params = {**(job.params or {}), **values}
+
+
+@retry_disconnects
 def finish_job(db: Database, job_id: str, status: JobStatus, error: str | None = None) -> None:
     """Set the status a run ended in (terminal, or paused) and clear the pending requests."""
     if status not in get_args(JobStatus):
@@ -301,3 +321,44 @@ def control_request(db: Database, job_id: str) -> ControlRequest | None:
     if pause:
         return "pause"
     return None
+
+
+def job_counts(db: Database) -> dict[str, int]:
+    """Number of jobs in each state (every state present, zero when none)."""
+    with db.session() as session:
+        rows = session.execute(select(TrainingJob.status, func.count()).group_by(TrainingJob.status)).all()
+    counts = dict.fromkeys(get_args(JobStatus), 0)
+    counts.update({str(status): int(n) for status, n in rows})
+    return counts
+
+
+def record_model(db: Database, **fields: Any) -> None:
+    """Insert the models-table row of a published version (`ModelRecord`'s columns)."""
+    with db.session() as session:
+        session.add(ModelRecord(**fields))
+
+
+def model_record(db: Database, name: str, version: int) -> ModelRecord | None:
+    """The row of model `name` version `version`, if recorded."""
+    with db.session() as session:
+        return session.scalars(
+            select(ModelRecord).where(ModelRecord.name == name, ModelRecord.version == version)
+        ).one_or_none()
+
+
+def model_records(db: Database) -> list[ModelRecord]:
+    """Every recorded model version, by name, newest version first."""
+    with db.session() as session:
+        return list(session.scalars(select(ModelRecord).order_by(ModelRecord.name, ModelRecord.version.desc())))
+
+
+def job_model_records(db: Database, job_id: str) -> list[ModelRecord]:
+    """The model versions exported from job `job_id`'s training, oldest first."""
+    with db.session() as session:
+        return list(session.scalars(select(ModelRecord).where(ModelRecord.job_id == job_id).order_by(ModelRecord.version)))
+
+
+def recorded_versions(db: Database, name: str) -> set[int]:
+    """The version numbers of model `name` in the models table."""
+    with db.session() as session:
+        return set(session.scalars(select(ModelRecord.version).where(ModelRecord.name == name)))

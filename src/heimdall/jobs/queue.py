@@ -1,14 +1,14 @@
 """Jobs run away from the caller: create the job row, hand it to an executor, run it.
 
 The API (and anything else that wants a job done later) submits through `JobQueue`; the
-job's whole state lives in the database (`heimdall.jobs`). Two executors:
+job's whole state lives in the database (`jobs/repository.py`). Two executors:
 
 - embedded (no `broker_url`): one background thread in this process runs jobs one at a
   time, the worker `heimdall serve` starts for itself;
 - Celery (`broker_url` set): the job id goes to the broker by task name and any number of
   `heimdall worker` processes take it.
 
-Both end in `run_job(ctx, job_id)` (`jobrunner.py`), which claims the queued row (so a job never runs twice)
+Both end in `run_job(ctx, job_id)` (`runner.py`), which claims the queued row (so a job never runs twice)
 and calls one pipeline. A finished training job is exported (ONNX bundle, evaluation,
 registry) by an export job it creates and runs straight after.
 """
@@ -23,24 +23,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import select
-
-from heimdall import jobs
 from heimdall.data.shards import MANIFEST, dataset_prefix, staging_in_use
-from heimdall.errors import ConfigError, InputError, NotFoundError
+from heimdall.errors import ConfigError, ConflictError, InputError, NotFoundError
 from heimdall.extras import require
-from heimdall.jobs import ConflictError
+from heimdall.jobs import repository as jobs
+from heimdall.jobs.runner import create_export_job, run_job
+from heimdall.jobs.specs import GenerateSpec, TrainSpec, best_checkpoint, resolve_init_from
 from heimdall.pipelines.context import Context
-from heimdall.pipelines.jobrunner import _RUNNERS, create_export_job, run_job  # noqa: F401 - tests patch _RUNNERS
-from heimdall.pipelines.jobspecs import (
-    GenerateSpec,
-    TrainSpec,
-    best_checkpoint,
-    one_line,
-    redact,
-    resolve_init_from,
-)
-from heimdall.storage.tables import ModelRecord, TrainingJob
+from heimdall.storage.tables import TrainingJob
 
 __all__ = [
     "TASK_NAMES",
@@ -55,8 +45,6 @@ __all__ = [
     "describe_job",
     "best_checkpoint",
     "resolve_init_from",
-    "one_line",
-    "redact",
 ]
 
 log = logging.getLogger(__name__)
@@ -337,8 +325,7 @@ def describe_job(ctx: Context, job_id: str) -> dict[str, Any]:
             for c in latest.__table__.columns
             if c.name not in ("id", "job_id", "recorded_at")
         }
-    with ctx.db.session() as session:
-        records = list(session.scalars(select(ModelRecord).where(ModelRecord.job_id == job_id).order_by(ModelRecord.version)))
+    records = jobs.job_model_records(ctx.db, job_id)
     model = None
     if records:
         record = records[-1]

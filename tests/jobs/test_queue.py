@@ -1,4 +1,4 @@
-"""The job state machine (`heimdall.jobs`) and the queue that runs jobs (`pipelines.jobqueue`)."""
+"""The job state machine (`jobs/repository.py`) and the queue that runs jobs (`jobs/queue.py`)."""
 
 from __future__ import annotations
 
@@ -6,26 +6,22 @@ import time
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 
-from heimdall import jobs
-from heimdall.errors import ConfigError, InputError, NotFoundError
-from heimdall.jobs import ConflictError
-from heimdall.pipelines import Context
-from heimdall.pipelines.jobqueue import (
+from heimdall.errors import ConfigError, InputError, NotFoundError, one_line
+from heimdall.jobs import repository as jobs
+from heimdall.jobs.queue import (
     CeleryExecutor,
     GenerateSpec,
     JobQueue,
     TrainSpec,
     best_checkpoint,
     describe_job,
-    one_line,
     resolve_init_from,
     run_job,
 )
-from heimdall.service import create_app
+from heimdall.jobs.repository import ConflictError
+from heimdall.pipelines import Context
 from heimdall.settings import Settings
-from heimdall.service.browser import SCRIPT_HEADERS
 
 
 def test_state_machine_transitions(ctx: Context) -> None:
@@ -110,12 +106,12 @@ def test_run_job_records_failures_on_one_line(ctx: Context) -> None:
 
 
 def test_run_job_hides_internal_error_messages(ctx: Context, monkeypatch: pytest.MonkeyPatch) -> None:
-    from heimdall.pipelines import jobqueue
+    from heimdall.jobs import runner as jobrunner
 
     def explode(*_args):
         raise RuntimeError("postgresql://user:hunter2@db/x")
 
-    monkeypatch.setitem(jobqueue._RUNNERS, "generate", explode)
+    monkeypatch.setitem(jobrunner._RUNNERS, "generate", explode)
     job_id = jobs.create_job(ctx.db, "generate", "x", {"spec": {}})
     assert run_job(ctx, job_id) == "failed"
     assert jobs.get_job(ctx.db, job_id).error == "internal error (RuntimeError)"
@@ -171,24 +167,14 @@ def test_an_unreachable_broker_is_a_503_and_a_failed_job(ctx: Context) -> None:
     assert job.status == "failed" and "worker" in job.error
 
 
-def test_api_answers_503_when_the_broker_is_down(embedded_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HEIMDALL_BROKER_URL", "redis://127.0.0.1:1/0")
-    with TestClient(create_app(Settings()), headers=SCRIPT_HEADERS) as client:
-        health = client.get("/health").json()
-        assert health["status"] == "degraded" and health["mode"] == "celery"
-        assert health["broker"]["status"] == "unavailable"
-        response = client.post("/v1/training/synthetic/generate", json={"name": "x", "num_samples": 10})
-        assert response.status_code == 503
-        assert response.json()["detail"] == "the job queue is unavailable; try again later"
-
-
 def test_one_line() -> None:
     assert one_line("a\n  b\tc") == "a b c"
     assert len(one_line("x" * 1000)) == 500
 
 
 def test_job_errors_never_store_configured_secrets(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from heimdall.pipelines import jobqueue, open_context
+    from heimdall.jobs import runner as jobrunner
+    from heimdall.pipelines import open_context
 
     settings = Settings(home=home, api_token="tok-secret-1234", broker_url="redis://user:pa55word@localhost:1/0")
     ctx = open_context(settings)
@@ -196,33 +182,8 @@ def test_job_errors_never_store_configured_secrets(home: Path, monkeypatch: pyte
     def leak(*_args):
         raise ConfigError("cannot reach redis://user:pa55word@localhost:1/0 with tok-secret-1234")
 
-    monkeypatch.setitem(jobqueue._RUNNERS, "generate", leak)
+    monkeypatch.setitem(jobrunner._RUNNERS, "generate", leak)
     job_id = jobs.create_job(ctx.db, "generate", "x", {"spec": {}})
     assert run_job(ctx, job_id) == "failed"
     error = jobs.get_job(ctx.db, job_id).error
     assert "pa55word" not in error and "tok-secret" not in error and "***" in error
-
-
-def test_openapi_schema_lists_every_route(client: TestClient) -> None:
-    paths = set(client.get("/openapi.json").json()["paths"])
-    assert {
-        "/health",
-        "/v1/version",
-        "/v1/training/synthetic/generate",
-        "/v1/training/synthetic/datasets",
-        "/v1/training/synthetic/datasets/{name}",
-        "/v1/training/synthetic/datasets/{name}/samples",
-        "/v1/training/jobs",
-        "/v1/training/jobs/{job_id}",
-        "/v1/training/jobs/{job_id}/pause",
-        "/v1/training/jobs/{job_id}/resume",
-        "/v1/training/jobs/{job_id}/cancel",
-        "/v1/training/jobs/{job_id}/metrics",
-        "/v1/training/jobs/{job_id}/events",
-        "/v1/models",
-        "/v1/models/{name}/{version}",
-        "/v1/models/{name}/{version}/promote",
-        "/v1/localize",
-        "/train",
-        "/train/{task_id}",
-    } <= paths

@@ -1,6 +1,6 @@
 """Running a job, in whichever process the executor chose: claim the row, call one pipeline.
 
-`run_job` records every outcome in the job row (`heimdall.jobs`): failures end as status
+`run_job` records every outcome in the job row (`jobs/repository.py`): failures end as status
 failed with a one-line, redacted error, never as a stack trace in a worker's log.
 """
 
@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from heimdall import jobs
-from heimdall.errors import HeimdallError
+from heimdall.errors import HeimdallError, redact
+from heimdall.jobs import repository as jobs
+from heimdall.jobs.specs import GenerateSpec, TrainSpec, best_checkpoint
 from heimdall.pipelines.context import Context
-from heimdall.pipelines.jobspecs import GenerateSpec, TrainSpec, best_checkpoint, redact
 from heimdall.storage.tables import TrainingJob
 
 __all__ = ["run_job", "create_export_job"]
@@ -118,9 +118,7 @@ def create_export_job(ctx: Context, train_job_id: str, executor: str) -> str:
     export_id = jobs.create_job(
         ctx.db, "export", source.dataset_name, {"spec": {"source_job_id": train_job_id}, "executor": executor}, total_epochs=1
     )
-    with ctx.db.session() as session:
-        row = session.get(TrainingJob, train_job_id)
-        row.params = {**(row.params or {}), "export_job_id": export_id}
+    jobs.merge_params(ctx.db, train_job_id, {"export_job_id": export_id})
     return export_id
 
 

@@ -12,20 +12,19 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, get_args
+from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select
 
-from heimdall.data.measurements import MeasurementTable, _check_range
+from heimdall.data.measurements import MeasurementTable, check_range
 from heimdall.errors import ConfigError, HeimdallError, InputError, NotFoundError
 from heimdall.export.geojson import prediction_records, predictions_geojson
 from heimdall.export.localizer import Localizer, ModelFileError
 from heimdall.export.versions import SEMVER_TAG
-from heimdall.jobs import JobStatus
+from heimdall.jobs import repository as jobs
 from heimdall.pipelines.context import Context
 from heimdall.settings import Settings
-from heimdall.storage.tables import ModelRecord, TrainingJob
+from heimdall.storage.tables import ModelRecord
 from heimdall.tracking import Tracker, parse_model_reference
 
 __all__ = [
@@ -37,7 +36,6 @@ __all__ = [
     "promote_model",
     "measurement_table",
     "localize_one",
-    "job_counts",
 ]
 
 log = logging.getLogger(__name__)
@@ -59,13 +57,8 @@ class _Registry:
 
 
 def _registry(ctx: Context, name: str) -> _Registry:
-    found = ctx.tracker.client.search_registered_models(filter_string=f"name = '{name}'")
-    by_version: dict[int, list[str]] = {}
-    for model in found:
-        for alias, version in (model.aliases or {}).items():
-            by_version.setdefault(int(version), []).append(alias)
     return _Registry(
-        {v: sorted(a) for v, a in by_version.items()},
+        ctx.tracker.version_aliases(name),
         ctx.tracker.version_tags(name, SEMVER_TAG),
         ctx.tracker.latest_version(name),
     )
@@ -91,17 +84,13 @@ def _model_view(record: ModelRecord, registry: _Registry) -> dict[str, Any]:
 
 def list_models(ctx: Context) -> list[dict[str, Any]]:
     """Every exported model version (the `models` table), newest first, with its aliases."""
-    with ctx.db.session() as session:
-        records = list(session.scalars(select(ModelRecord).order_by(ModelRecord.name, ModelRecord.version.desc())))
+    records = jobs.model_records(ctx.db)
     registries = {name: _registry(ctx, name) for name in {r.name for r in records}}
     return [_model_view(r, registries[r.name]) for r in records]
 
 
 def _record(ctx: Context, name: str, version: int) -> ModelRecord:
-    with ctx.db.session() as session:
-        record = session.scalars(
-            select(ModelRecord).where(ModelRecord.name == name, ModelRecord.version == version)
-        ).one_or_none()
+    record = jobs.model_record(ctx.db, name, version)
     if record is None:
         raise NotFoundError(f"model {name} v{version} not found")
     return record
@@ -151,7 +140,7 @@ def measurement_table(rows: Sequence[MeasurementRow], source: str = "request") -
     lat, lon = _column(rows, "rx_lat"), _column(rows, "rx_lon")
     if not (np.all(np.isfinite(lat)) and np.all(np.isfinite(lon))):
         raise InputError(f"{source}: rx_lat and rx_lon are required for every receiver")
-    _check_range(lat, lon, "receiver", source)
+    check_range(lat, lon, "receiver", source)
     rss = _column(rows, "rss_dbm")
     if np.any(np.abs(rss[np.isfinite(rss)]) > 400):
         raise InputError(f"{source}: rss_dbm outside +-400 dBm is not a power reading")
@@ -184,15 +173,6 @@ def localize_one(localizer: Localizer, table: MeasurementTable, model: str) -> d
     record.pop("sample_id")
     geojson = predictions_geojson(sample_ids, predictions, localizer.reference_point, model)
     return {**record, "model": model, "geojson": geojson}
-
-
-def job_counts(ctx: Context) -> dict[str, int]:
-    """Number of jobs in each state (every state present, zero when none)."""
-    with ctx.db.session() as session:
-        rows = session.execute(select(TrainingJob.status, func.count()).group_by(TrainingJob.status)).all()
-    counts = dict.fromkeys(get_args(JobStatus), 0)
-    counts.update({str(status): int(n) for status, n in rows})
-    return counts
 
 
 class LocalizerCache:

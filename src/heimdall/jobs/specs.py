@@ -1,8 +1,7 @@
 """What a queued job carries: the specs of generate and train jobs, and their helpers.
 
 Specs are plain, JSON-serialisable descriptions stored in the job row, so any worker on any
-machine can rebuild the request; messages that leave the process are one line and have
-configured secrets redacted.
+machine can rebuild the request.
 """
 
 from __future__ import annotations
@@ -13,47 +12,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import select
-
-from heimdall import jobs
+from heimdall.jobs import repository as jobs
 from heimdall.data.splits import SplitMode
 from heimdall.errors import InputError, NotFoundError
 from heimdall.network import ReceiverNetwork, default_network
 from heimdall.pipelines.context import Context
-from heimdall.settings import Settings
 from heimdall.sim.scenario import ScenarioConfig
-from heimdall.storage.tables import ModelRecord, TrainingJob
+from heimdall.storage.tables import TrainingJob
 
-__all__ = ["GenerateSpec", "TrainSpec", "best_checkpoint", "resolve_init_from", "one_line", "redact"]
+__all__ = ["GenerateSpec", "TrainSpec", "best_checkpoint", "resolve_init_from"]
 
 
 _CHECKPOINT_RE = re.compile(r"val_loss(?P<loss>-?[0-9.]+(?:e-?[0-9]+)?)\.ckpt$")
 _MODEL_REF_RE = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)$")
 _UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-
-
-def one_line(text: str, limit: int = 500) -> str:
-    """`text` on one line, at most `limit` characters (for job errors and responses)."""
-    flat = " ".join(str(text).split())
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
-
-
-def _secrets(settings: Settings) -> list[str]:
-    values = [settings.api_token, settings.s3_secret_access_key, settings.s3_access_key_id]
-    for url in (settings.database_url, settings.broker_url, settings.mlflow_tracking_uri, settings.s3_endpoint_url):
-        # The password of scheme://user:password@host.
-        credentials = (url or "").split("//", 1)[-1].split("@", 1)
-        if len(credentials) == 2 and ":" in credentials[0]:
-            values.append(credentials[0].split(":", 1)[1])
-    return [v for v in values if v and len(v) >= 4]
-
-
-def redact(text: str, settings: Settings) -> str:
-    """`text` on one line with every configured secret replaced by ***."""
-    text = one_line(text)
-    for secret in _secrets(settings):
-        text = text.replace(secret, "***")
-    return text
 
 
 @dataclass(frozen=True)
@@ -164,10 +136,7 @@ def resolve_init_from(ctx: Context, reference: str) -> Path:
     """
     job_id = reference
     if match := _MODEL_REF_RE.match(reference):
-        with ctx.db.session() as session:
-            record = session.scalars(
-                select(ModelRecord).where(ModelRecord.name == match["name"], ModelRecord.version == int(match["version"]))
-            ).one_or_none()
+        record = jobs.model_record(ctx.db, match["name"], int(match["version"]))
         if record is None:
             raise NotFoundError(f"model {reference} not found")
         if record.job_id is None:

@@ -23,7 +23,7 @@ from typing import Any, Literal
 from heimdall.data.measurements import MeasurementTable
 from heimdall.errors import ConfigError
 from heimdall.geo import haversine_m
-from heimdall.pipelines.serving import LocalizerCache, localize_one
+from heimdall.serving.models import LocalizerCache, localize_one
 from heimdall.settings import Settings
 from heimdall.tracking import parse_model_reference
 
