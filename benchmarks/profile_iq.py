@@ -44,7 +44,7 @@ def profile_stages(num_samples: int, repeats: int) -> dict[str, float]:
     from heimdall.features import iq_features
     from heimdall.pipelines.bench import _geometry_and_config
     from heimdall.sim.generator import generate_blocks
-    from heimdall.sim.signals import apply_channel, transmitter_waveforms
+    from heimdall.sim.signals import ChannelSettings, apply_channel, transmitter_waveforms
 
     geometry, config = _geometry_and_config()
     block = next(generate_blocks(geometry, config, num_samples, seed=3))[1]
@@ -52,11 +52,12 @@ def profile_stages(num_samples: int, repeats: int) -> dict[str, float]:
     fs = iq_config.waveform.sample_rate_hz
     rng = np.random.default_rng(0)
     tx_iq, _ = transmitter_waveforms(rng, num_samples, iq_config.waveform)
-    iq = apply_channel(rng, tx_iq, block.link_power_dbm, block.link_snr_db, fs, k_factor_db=3.0)
+    channel = ChannelSettings(fs, k_factor_db=3.0)
+    iq = apply_channel(rng, tx_iq, block.link_power_dbm, block.link_snr_db, channel)
     timed = {
         "waveforms_s": _median_s(lambda: transmitter_waveforms(rng, num_samples, iq_config.waveform), repeats),
         "channel_s": _median_s(
-            lambda: apply_channel(rng, tx_iq, block.link_power_dbm, block.link_snr_db, fs, k_factor_db=3.0), repeats
+            lambda: apply_channel(rng, tx_iq, block.link_power_dbm, block.link_snr_db, channel), repeats
         ),
         "features_s": _median_s(lambda: iq_features(iq, fs, detection_snr_db=config.min_snr_db), repeats),
         "iq_block_s": _median_s(

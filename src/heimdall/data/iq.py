@@ -26,7 +26,6 @@ import torch
 
 from heimdall.data.layout import SampleArrays
 from heimdall.data.shards import DatasetManifest, DatasetWriter, plan_digest
-from heimdall.data.splits import SplitFractions, SplitMode
 from heimdall.data.synthetic import (
     SimulatedItem,
     SimulationPlan,
@@ -36,12 +35,11 @@ from heimdall.data.synthetic import (
 from heimdall.errors import DataError, InputError
 from heimdall.features.measurements import features_from_spectra
 from heimdall.features.spectrogram import mel_bank_for_stft, stft_pass
-from heimdall.network import ReceiverNetwork
 from heimdall.processes import spawn_pool
 from heimdall.sim.audio import load_audio_dir
-from heimdall.sim.channel import received_iq
+from heimdall.sim.channel import ChannelSettings, received_iq
 from heimdall.sim.generator import BLOCK_SIZE
-from heimdall.sim.scenario import ScenarioConfig, SimulatedBlock
+from heimdall.sim.scenario import SimulatedBlock
 from heimdall.sim.signals import WaveformConfig, transmitter_waveforms
 from heimdall.storage.artifacts import ArtifactStore
 
@@ -108,10 +106,8 @@ def _iq_chunk(
     tx_iq, signal_types = transmitter_waveforms(rng, m, config.waveform)
     tx_offset = rng.normal(0.0, config.tx_offset_ppm * 1e-6 * frequency_hz, m)
     rx_offset = rng.normal(0.0, config.rx_lo_offset_ppm * 1e-6 * frequency_hz, (m, r))
-    received = received_iq(
-        rng, tx_iq, link_power_dbm, link_snr_db, fs,
-        tx_offset_hz=tx_offset, rx_lo_offset_hz=rx_offset, k_factor_db=config.k_factor_db,
-    )  # fmt: skip
+    channel = ChannelSettings(fs, tx_offset_hz=tx_offset, rx_lo_offset_hz=rx_offset, k_factor_db=config.k_factor_db)
+    received = received_iq(rng, tx_iq, link_power_dbm, link_snr_db, channel)
     # Each transmission goes from channel to spectra while its IQ is still in cache; the
     # measurements are then taken for the whole chunk at once.
     num_samples = config.waveform.num_samples
@@ -235,30 +231,25 @@ def generate_iq_dataset(
     store: ArtifactStore,
     staging_root: Path,
     name: str,
-    network: ReceiverNetwork,
-    config: ScenarioConfig,
-    num_samples: int,
-    seed: int,
+    plan: SimulationPlan,
     iq_config: IQConfig = IQConfig(),
-    workers: int = 1,
-    split_mode: SplitMode = "random",
-    fractions: SplitFractions = (0.8, 0.1, 0.1),
     description: str | None = None,
     progress: Callable[[int, int], None] | None = None,
     resume: bool = False,
 ) -> DatasetManifest:
-    """Simulate `num_samples` transmissions as IQ and publish them as dataset `name` (kind iq).
+    """Simulate `plan.num_samples` transmissions as IQ and publish them as dataset `name` (kind iq).
 
-    With `workers` > 1 the IQ synthesis (nearly all the work) runs in that many processes;
-    the scenario draws stay in this one. The bytes do not depend on `workers`. The run
-    stages under `staging_root/name`; `resume` continues one that was interrupted.
+    With `plan.workers` > 1 the IQ synthesis (nearly all the work) runs in that many
+    processes; the scenario draws stay in this one. The bytes do not depend on the workers.
+    The run stages under `staging_root/name`; `resume` continues one that was interrupted.
     """
+    network, config, num_samples, seed, workers = plan.network, plan.config, plan.num_samples, plan.seed, plan.workers
     if workers < 1:
         raise InputError(f"--workers must be at least 1, got {workers}")
     audio_dir = iq_config.waveform.audio_dir
     # Read (and check) the audio files before anything is written.
     library = None if audio_dir is None else load_audio_dir(audio_dir, iq_config.waveform.sample_rate_hz)
-    plan = SimulationPlan(network, config, num_samples, seed, 1, split_mode, fractions)
+    plan = replace(plan, workers=1)  # the workers synthesise IQ; the scenario draws stay here
     stack = ExitStack()
     pool = iq_pool(workers) if workers > 1 else None
     if pool is not None:
@@ -332,7 +323,7 @@ def generate_iq_dataset(
             network.reference_point(),
             kind="iq",
             seed=seed,
-            split_mode=split_mode,
+            split_mode=plan.split_mode,
             scenario=dict(config.model_dump(), iq=stats),
             acceptance_rate=acceptance,
             effective_sigma_db=effective_sigma_db(config),

@@ -257,6 +257,7 @@ def bench_localize_iq(workdir: Path) -> float:
     from heimdall.models import LocalizationNet, ModelConfig
     from heimdall.sim.generator import generate_blocks
     from heimdall.sim.signals import (
+        ChannelSettings,
         WaveformConfig,
         apply_channel,
         transmitter_waveforms,
@@ -266,7 +267,7 @@ def bench_localize_iq(workdir: Path) -> float:
     block = next(generate_blocks(geometry, config, 1, seed=5))[1]
     rng = np.random.default_rng(0)
     tx_iq, _ = transmitter_waveforms(rng, 1, WaveformConfig())
-    iq = apply_channel(rng, tx_iq, block.link_power_dbm, block.link_snr_db, 48_000.0)[0]
+    iq = apply_channel(rng, tx_iq, block.link_power_dbm, block.link_snr_db, ChannelSettings(48_000.0))[0]
     torch.manual_seed(0)
     net = LocalizationNet(ModelConfig(num_stations=7, spectrogram_encoder="nano")).eval()
     path = export_onnx(net, workdir / "spectrogram.onnx")
@@ -317,13 +318,13 @@ def bench_peak_memory(num_samples: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         generate_code = (
             "from pathlib import Path\n"
-            "from heimdall.data.synthetic import generate_dataset\n"
+            "from heimdall.data.synthetic import SimulationPlan, generate_dataset\n"
             "from heimdall.network import default_network\n"
             "from heimdall.sim.scenario import ScenarioConfig\n"
             "from heimdall.storage.artifacts import LocalStore\n"
             f"root = Path({tmp!r})\n"
-            "generate_dataset(LocalStore(root / 'store'), root / 'staging', 'bench', default_network(),"
-            f" ScenarioConfig(), {num_samples}, 0)\n"
+            "generate_dataset(LocalStore(root / 'store'), root / 'staging', 'bench',"
+            f" SimulationPlan(default_network(), ScenarioConfig(), {num_samples}, 0))\n"
         )
         generate_mb = _child_peak_rss_mb(generate_code)
         train_code = (
