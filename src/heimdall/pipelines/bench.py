@@ -90,7 +90,7 @@ def bench_generate_iq(num_samples: int = 128, workers: int = 1) -> float:
     With `workers` > 1 the chunks run in that many worker processes, started and warmed up
     before the clock starts (`generate --workers` pays their start-up once per run).
     """
-    from heimdall.data.iq import IQConfig, iq_block, iq_pool
+    from heimdall.data.iq import IQConfig, IQSynthesis, iq_block, iq_pool
     from heimdall.sim.generator import generate_blocks
 
     geometry, config = _geometry_and_config()
@@ -99,7 +99,7 @@ def bench_generate_iq(num_samples: int = 128, workers: int = 1) -> float:
         pool = stack.enter_context(iq_pool(workers)) if workers > 1 else None
 
         def run() -> None:
-            iq_block(np.random.default_rng(0), block, geometry.frequency_hz, IQConfig(), config.min_snr_db, 0, pool)
+            iq_block(np.random.default_rng(0), block, IQSynthesis(geometry.frequency_hz, IQConfig(), config.min_snr_db), 0, pool)
 
         return num_samples / median_time_s(run, repeats=3)
 
@@ -108,13 +108,13 @@ def bench_train_spectrogram(num_samples: int = 64, batch_size: int = 16, steps: 
     """Training throughput of the spectrogram model (ConvNeXt `encoder` per receiver), samples/s."""
     import torch
 
-    from heimdall.data.iq import IQConfig, iq_block
+    from heimdall.data.iq import IQConfig, IQSynthesis, iq_block
     from heimdall.models import GaussianNLLLoss, LocalizationNet, ModelConfig
     from heimdall.sim.generator import generate_blocks
 
     geometry, config = _geometry_and_config()
     block = next(generate_blocks(geometry, config, num_samples, seed=3))[1]
-    result = iq_block(np.random.default_rng(0), block, geometry.frequency_hz, IQConfig(), config.min_snr_db, keep=0)
+    result = iq_block(np.random.default_rng(0), block, IQSynthesis(geometry.frequency_hz, IQConfig(), config.min_snr_db), keep=0)
     spectrogram = torch.from_numpy(result.spectrogram.astype(np.float32))
     torch.manual_seed(0)
     net = LocalizationNet(ModelConfig(num_stations=7, spectrogram_encoder=encoder))
