@@ -63,3 +63,13 @@ def test_a_dataset_without_validation_samples_asks_for_a_split(ctx, monkeypatch:
     monkeypatch.setitem(reader.manifest.split_counts, "val", 0)
     with pytest.raises(DataError, match="--validation-split"):
         HeimdallDataModule(reader).setup()
+
+
+def test_splits_in_memory_need_no_reader(reader: DatasetReader) -> None:
+    train, val = reader.load("train"), reader.load("val")
+    module = HeimdallDataModule.from_samples(train, val, batch_size=50)
+    module.setup("fit")  # already set up: nothing is read
+    assert not module.streams and module.train_samples is train
+    assert sum(len(b["rss_dbm"]) for b in module.val_dataloader()) == len(val)
+    with pytest.raises(DataError, match="from_samples"):
+        HeimdallDataModule(None).setup()

@@ -102,7 +102,7 @@ class HeimdallDataModule(L.LightningDataModule):
 
     def __init__(
         self,
-        reader: DatasetReader,
+        reader: DatasetReader | None,
         batch_size: int = 256,
         num_workers: int = 0,
         seed: int = 0,
@@ -122,11 +122,18 @@ class HeimdallDataModule(L.LightningDataModule):
         self.train_samples: SampleArrays | None = None
         self.val_samples: SampleArrays | None = None
 
+    @classmethod
+    def from_samples(cls, train: SampleArrays, val: SampleArrays, batch_size: int = 256, seed: int = 0) -> HeimdallDataModule:
+        """Loaders over splits already in memory (benchmarks, tests): no reader, no streaming."""
+        module = cls(None, batch_size=batch_size, seed=seed, stream=False)
+        module.train_samples, module.val_samples = train, val
+        return module
+
     @property
     def streams(self) -> bool:
         """Whether the training split streams from shards instead of being loaded whole."""
-        if self.stream is not None:
-            return self.stream
+        if self.stream is not None or self.reader is None:
+            return bool(self.stream)
         return self.reader.manifest.split_counts.get("train", 0) > STREAM_THRESHOLD and self.validation_split is None
 
     def setup(self, stage: str = "fit") -> None:
@@ -134,6 +141,8 @@ class HeimdallDataModule(L.LightningDataModule):
         if self.train_samples is not None:
             return
         reader = self.reader
+        if reader is None:
+            raise DataError("a data module without a dataset reader needs its samples (from_samples)")
         if self.streams:
             if self.validation_split is not None:
                 raise InputError("--validation-split needs the training split in memory; it cannot stream")
