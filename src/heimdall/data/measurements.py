@@ -185,8 +185,9 @@ class MeasurementTable:
             raise InputError(f"{source}: rx_lat and rx_lon are required for every receiver")
         _check_coordinates(rx_lat, rx_lon, "receiver", source)
         tx_lat, tx_lon = column("tx_lat"), column("tx_lon")
-        known = np.isfinite(tx_lat) & np.isfinite(tx_lon)
-        _check_coordinates(tx_lat[known], tx_lon[known], "transmitter", source)
+        if "tx_lat" in columns or "tx_lon" in columns:  # a request has no truth to check
+            known = np.isfinite(tx_lat) & np.isfinite(tx_lon)
+            _check_coordinates(tx_lat[known], tx_lon[known], "transmitter", source)
         rss = column("rss_dbm")
         if np.any(out_of_range(rss, RSS_RANGE_DBM)):
             raise InputError(f"{source}: rss_dbm outside +-400 dBm is not a power reading")
@@ -203,7 +204,7 @@ class MeasurementTable:
             receiver_id=np.asarray([str(i).strip() for i in receiver_id], dtype=object),
             rx_lat_deg=rx_lat,
             rx_lon_deg=rx_lon,
-            rx_alt_m=np.nan_to_num(rx_alt, nan=0.0),
+            rx_alt_m=np.where(np.isnan(rx_alt), 0.0, rx_alt),
             rss_dbm=rss,
             snr_db=snr,
             tx_lat_deg=tx_lat,
