@@ -123,7 +123,9 @@ class HeimdallDataModule(L.LightningDataModule):
         self.val_samples: SampleArrays | None = None
 
     @classmethod
-    def from_samples(cls, train: SampleArrays, val: SampleArrays, batch_size: int = 256, seed: int = 0) -> HeimdallDataModule:
+    def from_samples(
+        cls, train: SampleArrays, val: SampleArrays, batch_size: int = 256, seed: int = 0
+    ) -> HeimdallDataModule:
         """Loaders over splits already in memory (benchmarks, tests): no reader, no streaming."""
         module = cls(None, batch_size=batch_size, seed=seed, stream=False)
         module.train_samples, module.val_samples = train, val
@@ -184,7 +186,9 @@ class HeimdallDataModule(L.LightningDataModule):
         if self.streams:
             # Each DDP process streams its share of the shards; a ShardStream yields whole batches.
             rank, world_size = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
-            stream = ShardStream(self.reader, "train", self.batch_size, seed=self.seed, rank=rank, world_size=world_size)
+            stream = ShardStream(
+                self.reader, "train", self.batch_size, seed=self.seed, rank=rank, world_size=world_size
+            )
             return DataLoader(
                 stream,
                 batch_size=None,

@@ -140,7 +140,8 @@ def _finalise(
     keep = ~drop
     # A receiver listed twice in a sample: the first kept row wins.
     duplicated = np.zeros_like(keep)
-    duplicated[np.flatnonzero(keep)[duplicate_receivers(columns["sample_id"][keep], columns["receiver_id"][keep])]] = True
+    repeated = duplicate_receivers(columns["sample_id"][keep], columns["receiver_id"][keep])
+    duplicated[np.flatnonzero(keep)[repeated]] = True
     reasons[DROP_DUPLICATE] += int(duplicated.sum())
     keep &= ~duplicated
     heard = keep & np.isfinite(columns["rss_dbm"])
