@@ -40,11 +40,11 @@ def _median_s(func, repeats: int) -> tuple[float, float]:
 
 def profile_stages(num_samples: int, repeats: int) -> dict[str, float]:
     """Median wall and CPU seconds per stage for one batch of `num_samples` transmissions."""
-    from heimdall.data.iq import IQConfig, iq_block
+    from heimdall.data.iq import IQConfig, IQSynthesis, iq_block
     from heimdall.features import iq_features
     from heimdall.pipelines.bench import geometry_and_config
     from heimdall.sim.generator import generate_blocks
-    from heimdall.sim.signals import apply_channel, transmitter_waveforms
+    from heimdall.sim.signals import ChannelSettings, apply_channel, transmitter_waveforms
 
     geometry, config = geometry_and_config()
     block = next(generate_blocks(geometry, config, num_samples, seed=3))[1]
@@ -52,15 +52,16 @@ def profile_stages(num_samples: int, repeats: int) -> dict[str, float]:
     fs = iq_config.waveform.sample_rate_hz
     rng = np.random.default_rng(0)
     tx_iq, _ = transmitter_waveforms(rng, num_samples, iq_config.waveform)
-    iq = apply_channel(rng, tx_iq, block.link_power_dbm, block.link_snr_db, fs, k_factor_db=3.0)
+    channel = ChannelSettings(fs, k_factor_db=3.0)
+    iq = apply_channel(rng, tx_iq, block.link_power_dbm, block.link_snr_db, channel)
     timed = {
         "waveforms_s": _median_s(lambda: transmitter_waveforms(rng, num_samples, iq_config.waveform), repeats),
         "channel_s": _median_s(
-            lambda: apply_channel(rng, tx_iq, block.link_power_dbm, block.link_snr_db, fs, k_factor_db=3.0), repeats
+            lambda: apply_channel(rng, tx_iq, block.link_power_dbm, block.link_snr_db, channel), repeats
         ),
         "features_s": _median_s(lambda: iq_features(iq, fs, detection_snr_db=config.min_snr_db), repeats),
         "iq_block_s": _median_s(
-            lambda: iq_block(np.random.default_rng(0), block, geometry.frequency_hz, iq_config, config.min_snr_db, 0),
+            lambda: iq_block(np.random.default_rng(0), block, IQSynthesis(geometry.frequency_hz, iq_config, config.min_snr_db), 0),
             repeats,
         ),
     }
@@ -73,14 +74,14 @@ def profile_stages(num_samples: int, repeats: int) -> dict[str, float]:
 
 def warm_pool_rate(num_samples: int, workers: int, repeats: int) -> float:
     """Median samples/s of `iq_block` on `num_samples` in a warm pool of `workers` processes."""
-    from heimdall.data.iq import IQConfig, iq_block, iq_pool
+    from heimdall.data.iq import IQConfig, IQSynthesis, iq_block, iq_pool
     from heimdall.pipelines.bench import geometry_and_config
     from heimdall.sim.generator import generate_blocks
 
     geometry, config = geometry_and_config()
     block = next(generate_blocks(geometry, config, num_samples, seed=3))[1]
     with iq_pool(workers) as pool:
-        run = lambda: iq_block(np.random.default_rng(0), block, geometry.frequency_hz, IQConfig(), config.min_snr_db, 0, pool)  # noqa: E731
+        run = lambda: iq_block(np.random.default_rng(0), block, IQSynthesis(geometry.frequency_hz, IQConfig(), config.min_snr_db), 0, pool)  # noqa: E731
         return num_samples / _median_s(run, repeats)[0]
 
 

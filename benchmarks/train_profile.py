@@ -91,7 +91,7 @@ def lightning_epoch_samples_per_s(batch: dict, threads: int) -> float:
     val = samples.select(np.arange(len(samples)) < 1000)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = build_trainer(Path(tmp), max_epochs=1, extra_callbacks=[timer])
-        trainer.fit(LocalizationLightningModule(net, max_epochs=1), datamodule=HeimdallDataModule(samples, val, batch_size=256))
+        trainer.fit(LocalizationLightningModule(net, max_epochs=1), datamodule=HeimdallDataModule.from_samples(samples, val, batch_size=256))
     return len(samples) / timer.seconds
 
 

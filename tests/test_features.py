@@ -24,7 +24,7 @@ from heimdall.features import (
 from heimdall.features.arrays import all_finite
 from heimdall.features.measurements import features_from_spectra
 from heimdall.features.spectrogram import _stft_cpu, _stft_torch, mel_bank_for_stft, stft_pass
-from heimdall.sim.signals import WaveformConfig, apply_channel, transmitter_waveforms
+from heimdall.sim.signals import ChannelSettings, WaveformConfig, apply_channel, transmitter_waveforms
 
 FS_HZ = 48_000.0
 N_FFT = 2048
@@ -131,7 +131,7 @@ def received() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     power_dbm = rng.uniform(-120.0, -80.0, (3, 6))
     snr_db = np.tile([10.0, 20.0], (3, 3))
     offset_hz = 300.0 + np.array([-1_500.0, -800.0, 0.0, 400.0, 900.0, 1_400.0])
-    rx = apply_channel(rng, iq, power_dbm, snr_db, FS_HZ, 300.0, offset_hz - 300.0)
+    rx = apply_channel(rng, iq, power_dbm, snr_db, ChannelSettings(FS_HZ, 300.0, offset_hz - 300.0))
     return rx, power_dbm, snr_db, np.broadcast_to(offset_hz, (3, 6))
 
 

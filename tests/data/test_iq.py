@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from heimdall.data.iq import IQConfig, iq_block
+from heimdall.data.iq import IQConfig, IQSynthesis, iq_block
 from heimdall.data.shards import DatasetReader
 from heimdall.data.synthetic import network_geometry
 from heimdall.network import default_network
@@ -36,7 +36,7 @@ def test_measured_snr_follows_the_link_snr() -> None:
     config = ScenarioConfig()
     geometry = network_geometry(network, network.reference_point(), config)
     block = next(generate_blocks(geometry, config, 96, seed=11))[1]
-    result = iq_block(np.random.default_rng(2), block, network.frequency_hz, IQConfig(), -100.0, 0)
+    result = iq_block(np.random.default_rng(2), block, IQSynthesis(network.frequency_hz, IQConfig(), -100.0), 0)
     link = block.link_snr_db
     # Well above the noise (where the -30 dB floor and the median bias do not matter) the
     # measured SNR is the drawn one to a fraction of a dB: noise power is what was asked.

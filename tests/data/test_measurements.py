@@ -89,3 +89,24 @@ def _by_station(samples, field: str) -> np.ndarray:
     rows, slots = np.nonzero(samples.present)
     out[rows, samples.rx_id[rows, slots]] = values[rows, slots]
     return out
+
+
+def test_request_rows_follow_the_file_rules() -> None:
+    """`MeasurementTable.from_rows` (the API's) and the file reader share one validator."""
+    from types import SimpleNamespace
+
+    from heimdall.data.measurements import MeasurementTable
+
+    def row(receiver: str, rss_dbm: float | None, lat: float = 45.0) -> SimpleNamespace:
+        return SimpleNamespace(receiver_id=receiver, rx_lat=lat, rx_lon=7.0, rss_dbm=rss_dbm)
+
+    table = MeasurementTable.from_rows([row("a", -90.0), row("b", None, 45.2)])
+    assert list(table.receiver_id) == ["a", "b"] and np.isnan(table.rss_dbm[1]) and table.rx_alt_m.tolist() == [0, 0]
+    with pytest.raises(InputError, match="request: receiver 'a' appears twice"):
+        MeasurementTable.from_rows([row("a", -90.0), row("a", -91.0)])
+    with pytest.raises(InputError, match="no receiver that heard"):
+        MeasurementTable.from_rows([row("a", None)])
+    with pytest.raises(InputError, match="latitude 95.0 out of range"):
+        MeasurementTable.from_rows([row("a", -90.0, lat=95.0)])
+    with pytest.raises(InputError, match="rss_dbm must be a finite number"):
+        MeasurementTable.from_rows([row("a", float("inf"))])

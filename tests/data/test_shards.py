@@ -62,3 +62,22 @@ def test_empty_dataset_cannot_be_published(ctx) -> None:
     network = default_network()
     with DatasetWriter(ctx.store, "empty", ctx.staging_dir) as writer, pytest.raises(DataError, match="empty"):
         writer.publish(network, network.reference_point(), kind="features", split_mode="random")
+
+
+def test_a_reader_that_keeps_loaded_splits_reads_each_once(ctx, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("heimdall.data.synthetic.SHARD_BLOCKS", 1)
+    generate(ctx, "kept", 2100, seed=3)
+    reads: list[str] = []
+    real = DatasetReader.load_shard
+
+    def counted(self, file: str, split: str = "all"):
+        reads.append(split)
+        return real(self, file, split)
+
+    monkeypatch.setattr(DatasetReader, "load_shard", counted)
+    plain, keeping = DatasetReader(ctx.store, "kept"), DatasetReader(ctx.store, "kept", keep_loaded=True)
+    for reader in (plain, keeping):
+        first = reader.load("test")
+        np.testing.assert_array_equal(reader.load("test").sample_id, first.sample_id)
+    shards = len(plain.manifest.shards)
+    assert reads.count("test") == 2 * shards + shards  # the plain reader twice, the keeping one once

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from heimdall.cli import app
 from heimdall.data import synthetic
+from heimdall.data.synthetic import SimulationPlan
 from heimdall.data.shards import PROGRESS_FILE, DatasetReader
 from heimdall.errors import ConflictError, InputError
 from heimdall.pipelines import Context, generate, open_context
@@ -62,7 +63,7 @@ def small_shards(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_interrupted_generation_resumes_to_identical_bytes(ctx: Context, tmp_path: Path, small_shards: None) -> None:
     with pytest.raises(Interrupted):
         synthetic.generate_dataset(
-            ctx.store, ctx.staging_dir, "resumed", _default_network(), _scenario(), 4500, seed=11,
+            ctx.store, ctx.staging_dir, "resumed", SimulationPlan(_default_network(), _scenario(), 4500, seed=11),
             progress=_interrupt_after(2100),
         )
     staged = json.loads((ctx.staging_dir / "resumed" / PROGRESS_FILE).read_text())
@@ -73,7 +74,7 @@ def test_interrupted_generation_resumes_to_identical_bytes(ctx: Context, tmp_pat
     generate(ctx, "resumed", 4500, seed=11, resume=True)
     reference = open_context(Settings(home=tmp_path / "reference"))
     synthetic.generate_dataset(
-        reference.store, reference.staging_dir, "resumed", _default_network(), _scenario(), 4500, seed=11,
+        reference.store, reference.staging_dir, "resumed", SimulationPlan(_default_network(), _scenario(), 4500, seed=11),
         progress=lambda d, t: done.append(d),
     )
     assert done[-1] == 4500
@@ -84,7 +85,7 @@ def test_interrupted_generation_resumes_to_identical_bytes(ctx: Context, tmp_pat
 def test_staged_run_needs_resume_and_the_same_plan(ctx: Context, small_shards: None) -> None:
     with pytest.raises(Interrupted):
         synthetic.generate_dataset(
-            ctx.store, ctx.staging_dir, "half", _default_network(), _scenario(), 3000, seed=2,
+            ctx.store, ctx.staging_dir, "half", SimulationPlan(_default_network(), _scenario(), 3000, seed=2),
             progress=_interrupt_after(1100),
         )
     with pytest.raises(ConflictError, match="--resume"):
@@ -101,7 +102,7 @@ def test_cli_without_resume_prints_one_error_line(home: Path, small_shards: None
     ctx = open_context(Settings(home=home))
     with pytest.raises(Interrupted):
         synthetic.generate_dataset(
-            ctx.store, ctx.staging_dir, "cli", _default_network(), _scenario(), 2500, seed=0,
+            ctx.store, ctx.staging_dir, "cli", SimulationPlan(_default_network(), _scenario(), 2500, seed=0),
             progress=_interrupt_after(1100),
         )
     result = CliRunner().invoke(app, ["generate", "--name", "cli", "--samples", "2500"])
@@ -172,13 +173,13 @@ def test_iq_generation_resumes_to_identical_bytes_and_statistics(
     from heimdall.data import iq
 
     monkeypatch.setattr(iq, "_SHARD_BLOCKS", 1)
-    args = (_default_network(), _scenario(), 1100)
+    plan = SimulationPlan(_default_network(), _scenario(), 1100, seed=4)
     with pytest.raises(Interrupted):
-        iq.generate_iq_dataset(ctx.store, ctx.staging_dir, "iqr", *args, seed=4, progress=_interrupt_after(1024))
+        iq.generate_iq_dataset(ctx.store, ctx.staging_dir, "iqr", plan, progress=_interrupt_after(1024))
     assert len(json.loads((ctx.staging_dir / "iqr" / PROGRESS_FILE).read_text())["shards"]) == 1
-    iq.generate_iq_dataset(ctx.store, ctx.staging_dir, "iqr", *args, seed=4, resume=True)
+    iq.generate_iq_dataset(ctx.store, ctx.staging_dir, "iqr", plan, resume=True)
     reference = open_context(Settings(home=tmp_path / "reference"))
-    iq.generate_iq_dataset(reference.store, reference.staging_dir, "iqr", *args, seed=4)
+    iq.generate_iq_dataset(reference.store, reference.staging_dir, "iqr", plan)
     _assert_same_dataset(ctx, reference, "iqr", 1100)  # the manifests' IQ statistics included
     kept = [np.load(DatasetReader(c.store, "iqr").directory / "iq.npy") for c in (ctx, reference)]
     assert kept[0].tobytes() == kept[1].tobytes()

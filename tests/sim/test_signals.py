@@ -20,6 +20,7 @@ from heimdall.sim.signals import (
     NBFM_DEVIATION_HZ,
     WIDE_DEVIATION_HZ,
     WaveformConfig,
+    ChannelSettings,
     apply_channel,
     de_emphasis,
     draw_signal_types,
@@ -200,7 +201,7 @@ def test_same_seed_gives_same_bytes() -> None:
     def run(seed: int) -> tuple[bytes, bytes]:
         rng = np.random.default_rng(seed)
         iq, _ = transmitter_waveforms(rng, 2)
-        rx = apply_channel(rng, iq, np.full((2, 3), -100.0), 10.0, FS_HZ, 120.0, 30.0)
+        rx = apply_channel(rng, iq, np.full((2, 3), -100.0), 10.0, ChannelSettings(FS_HZ, 120.0, 30.0))
         return iq.tobytes(), rx.tobytes()
 
     first = run(3)
@@ -212,19 +213,19 @@ def test_channel_sets_the_mean_power_exactly() -> None:
     rng = np.random.default_rng(2)
     iq, _ = transmitter_waveforms(rng, 3)
     power_dbm = rng.uniform(-130.0, -60.0, (3, 7))
-    rx = apply_channel(rng, iq, power_dbm, None, FS_HZ, rng.normal(0, 300, 3), 0.0)
+    rx = apply_channel(rng, iq, power_dbm, None, ChannelSettings(FS_HZ, rng.normal(0, 300, 3), 0.0))
     assert rx.shape == (3, 7, NUM_SAMPLES) and rx.dtype == np.complex64
     measured_dbm = 10.0 * np.log10(np.mean(np.abs(rx.astype(np.complex128)) ** 2, axis=-1))
     np.testing.assert_allclose(measured_dbm, power_dbm, atol=0.3)
     # One transmission, [T] and [R] in: [R, T] out.
-    assert apply_channel(rng, iq[0], power_dbm[0], None, FS_HZ).shape == (7, NUM_SAMPLES)
+    assert apply_channel(rng, iq[0], power_dbm[0], None, ChannelSettings(FS_HZ)).shape == (7, NUM_SAMPLES)
 
 
 def test_frequency_offsets_shift_the_carrier() -> None:
     carrier = np.ones(NUM_SAMPLES, dtype=np.complex64)
     lo_offset_hz = np.array([-1_234.5, 0.0, 777.7])
     rng = np.random.default_rng(0)
-    rx = apply_channel(rng, carrier, np.full(3, -90.0), None, FS_HZ, 250.0, lo_offset_hz)
+    rx = apply_channel(rng, carrier, np.full(3, -90.0), None, ChannelSettings(FS_HZ, 250.0, lo_offset_hz))
     for row, expected_hz in zip(rx, 250.0 + lo_offset_hz, strict=True):
         assert abs(peak_frequency_hz(row, FS_HZ) - expected_hz) < 5.0
 
@@ -233,8 +234,8 @@ def test_noise_has_the_asked_snr_inside_the_channel() -> None:
     rng_seed, snr_db = 5, np.array([[0.0, 10.0, 20.0]])
     iq, _ = transmitter_waveforms(np.random.default_rng(0), 1)
     power_dbm = np.full((1, 3), -100.0)
-    clean = apply_channel(np.random.default_rng(rng_seed), iq, power_dbm, None, FS_HZ)
-    noisy = apply_channel(np.random.default_rng(rng_seed), iq, power_dbm, snr_db, FS_HZ)
+    clean = apply_channel(np.random.default_rng(rng_seed), iq, power_dbm, None, ChannelSettings(FS_HZ))
+    noisy = apply_channel(np.random.default_rng(rng_seed), iq, power_dbm, snr_db, ChannelSettings(FS_HZ))
     noise = (noisy - clean).astype(np.complex128)
     total_dbm = 10.0 * np.log10(np.mean(np.abs(noise) ** 2, axis=-1))
     fraction = in_channel_fraction(noise, FS_HZ, CHANNEL_BANDWIDTH_HZ)
@@ -244,9 +245,8 @@ def test_noise_has_the_asked_snr_inside_the_channel() -> None:
     np.testing.assert_allclose(total_dbm - in_channel_dbm, 10 * np.log10(FS_HZ / 12.5e3), atol=0.2)
     # Giving the noise floor instead of the SNR draws the same noise.
     floor = apply_channel(
-        np.random.default_rng(rng_seed), iq, power_dbm, None, FS_HZ,
-        noise_floor_dbm=power_dbm - snr_db,
-    )  # fmt: skip
+        np.random.default_rng(rng_seed), iq, power_dbm, None, ChannelSettings(FS_HZ, noise_floor_dbm=power_dbm - snr_db)
+    )
     np.testing.assert_array_equal(floor, noisy)
 
 
@@ -254,24 +254,24 @@ def test_channel_rejects_bad_input() -> None:
     rng = np.random.default_rng(0)
     iq = np.ones((2, 100), dtype=np.complex64)
     with pytest.raises(InputError):
-        apply_channel(rng, iq, np.zeros((3, 4)), None, FS_HZ)
+        apply_channel(rng, iq, np.zeros((3, 4)), None, ChannelSettings(FS_HZ))
     with pytest.raises(InputError):
-        apply_channel(rng, iq, np.zeros((2, 4)), 10.0, FS_HZ, noise_floor_dbm=-120.0)
+        apply_channel(rng, iq, np.zeros((2, 4)), 10.0, ChannelSettings(FS_HZ, noise_floor_dbm=-120.0))
     with pytest.raises(InputError):
-        apply_channel(rng, iq, np.zeros((2, 4)), None, FS_HZ, rx_lo_offset_hz=np.zeros(3))
+        apply_channel(rng, iq, np.zeros((2, 4)), None, ChannelSettings(FS_HZ, rx_lo_offset_hz=np.zeros(3)))
     with pytest.raises(InputError, match="delay_spread_s"):
-        apply_channel(rng, iq, np.zeros((2, 4)), None, FS_HZ, delay_spread_s=float("nan"))
+        apply_channel(rng, iq, np.zeros((2, 4)), None, ChannelSettings(FS_HZ, delay_spread_s=float("nan")))
 
 
 def test_received_iq_gives_apply_channels_bytes_one_sample_at_a_time() -> None:
     iq, _ = transmitter_waveforms(np.random.default_rng(0), 3)
-    args = (iq, np.full((3, 4), -100.0), 12.0, FS_HZ, 150.0, np.array([0.0, 40.0, -60.0, 5.0]))
+    args = (iq, np.full((3, 4), -100.0), 12.0, ChannelSettings(FS_HZ, 150.0, np.array([0.0, 40.0, -60.0, 5.0])))
     whole = apply_channel(np.random.default_rng(9), *args)
     pieces = [y.numpy().copy() for y in received_iq(np.random.default_rng(9), *args)]
     np.testing.assert_array_equal(np.stack(pieces), whole)
     # Arguments are checked when the iterator is made, not when it is first read.
     with pytest.raises(InputError):
-        received_iq(np.random.default_rng(9), iq, np.zeros((2, 4)), None, FS_HZ)
+        received_iq(np.random.default_rng(9), iq, np.zeros((2, 4)), None, ChannelSettings(FS_HZ))
 
 
 @pytest.mark.parametrize("delay_s", [1e-6, 2e-6, 31.7e-6])

@@ -37,9 +37,12 @@ from heimdall.data.measurements import (
     RX_ALT_RANGE_M,
     SNR_RANGE_DB,
     MeasurementTable,
+    coordinates_out_of_range,
+    duplicate_receivers,
     number_cells,
     out_of_range,
-    read_long_frame,
+    read_long_file,
+    unheard_samples,
 )
 from heimdall.errors import DataError, InputError, NotFoundError
 
@@ -136,15 +139,15 @@ def _finalise(
     """Apply the duplicate and no-heard rules to the surviving rows; build the result."""
     keep = ~drop
     # A receiver listed twice in a sample: the first kept row wins.
-    kept = pd.DataFrame({"s": columns["sample_id"][keep], "r": columns["receiver_id"][keep]})
     duplicated = np.zeros_like(keep)
-    duplicated[np.flatnonzero(keep)[kept.duplicated(["s", "r"]).to_numpy()]] = True
+    repeated = duplicate_receivers(columns["sample_id"][keep], columns["receiver_id"][keep])
+    duplicated[np.flatnonzero(keep)[repeated]] = True
     reasons[DROP_DUPLICATE] += int(duplicated.sum())
     keep &= ~duplicated
     heard = keep & np.isfinite(columns["rss_dbm"])
     all_ids = pd.unique(columns["sample_id"])
     heard_ids = set(columns["sample_id"][heard])
-    no_heard_rows = keep & ~np.isin(columns["sample_id"], list(heard_ids))
+    no_heard_rows = keep & unheard_samples(columns["sample_id"], heard)
     reasons[DROP_NO_HEARD] += int(no_heard_rows.sum())
     keep &= ~no_heard_rows
     samples_dropped[DROP_NO_HEARD] += len(all_ids) - len(heard_ids)
@@ -186,9 +189,7 @@ def _position_checks(
 ) -> None:
     lat, lon = columns["rx_lat"], columns["rx_lon"]
     _flag(reasons, drop, (lat == 0.0) & (lon == 0.0), DROP_ZERO_POSITION)
-    tx_lat, tx_lon = columns["tx_lat"], columns["tx_lon"]
-    with np.errstate(invalid="ignore"):
-        out = (np.abs(lat) > 90) | (np.abs(lon) > 180) | (np.abs(tx_lat) > 90) | (np.abs(tx_lon) > 180)
+    out = coordinates_out_of_range(lat, lon) | coordinates_out_of_range(columns["tx_lat"], columns["tx_lon"])
     _flag(reasons, drop, out, DROP_OUT_OF_RANGE)
 
 
@@ -317,12 +318,7 @@ def read_measurements_lenient(path: Path) -> ImportedMeasurements:
     A single finite value in `frequency_hz` is carried to `ImportedMeasurements.frequency_hz`.
     """
     path = Path(path)
-    if not path.is_file():
-        raise NotFoundError(f"measurement file {path} not found")
-    frame = read_long_frame(path)
-    missing = [c for c in (*REQUIRED_COLUMNS, "tx_lat", "tx_lon") if c not in frame.columns]
-    if missing:
-        raise InputError(f"{path.name}: missing required column(s): {', '.join(missing)}")
+    frame = read_long_file(path, (*REQUIRED_COLUMNS, "tx_lat", "tx_lon"))
     m = len(frame)
     if m == 0:
         raise DataError(f"{path.name}: no measurement rows")

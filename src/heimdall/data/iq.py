@@ -26,7 +26,6 @@ import torch
 
 from heimdall.data.layout import SampleArrays
 from heimdall.data.shards import DatasetManifest, DatasetWriter, plan_digest
-from heimdall.data.splits import SplitFractions, SplitMode
 from heimdall.data.synthetic import (
     SimulatedItem,
     SimulationPlan,
@@ -36,16 +35,15 @@ from heimdall.data.synthetic import (
 from heimdall.errors import DataError, InputError
 from heimdall.features.measurements import features_from_spectra
 from heimdall.features.spectrogram import mel_bank_for_stft, stft_pass
-from heimdall.network import ReceiverNetwork
 from heimdall.processes import spawn_pool
 from heimdall.sim.audio import load_audio_dir
-from heimdall.sim.channel import received_iq
+from heimdall.sim.channel import ChannelSettings, received_iq
 from heimdall.sim.generator import BLOCK_SIZE
-from heimdall.sim.scenario import ScenarioConfig, SimulatedBlock
+from heimdall.sim.scenario import SimulatedBlock
 from heimdall.sim.signals import WaveformConfig, transmitter_waveforms
 from heimdall.storage.artifacts import ArtifactStore
 
-__all__ = ["IQConfig", "IQBlock", "iq_block", "iq_pool", "generate_iq_dataset"]
+__all__ = ["IQConfig", "IQSynthesis", "IQBlock", "iq_block", "iq_pool", "generate_iq_dataset"]
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +65,16 @@ class IQConfig:
     rx_lo_offset_ppm: float = 0.5  # receiver reference, 1 sigma
     k_factor_db: float = 3.0
     keep_iq: int = 64
+
+
+@dataclass(frozen=True)
+class IQSynthesis:
+    """What every chunk of an IQ dataset is synthesised with: the carrier (Hz), the waveform
+    and oscillator settings, and the SNR (dB) above which a receiver counts as hearing."""
+
+    frequency_hz: float
+    config: IQConfig
+    min_snr_db: float
 
 
 @dataclass(frozen=True)
@@ -97,21 +105,18 @@ def _iq_chunk(
     link_power_dbm: np.ndarray,
     link_snr_db: np.ndarray,
     present: np.ndarray,
-    frequency_hz: float,
-    config: IQConfig,
-    min_snr_db: float,
+    synthesis: IQSynthesis,
     keep: int,
 ) -> IQBlock:
     """Synthesise and measure the IQ of the links [m, R] of up to `_CHUNK` samples."""
+    config, frequency_hz = synthesis.config, synthesis.frequency_hz
     m, r = link_power_dbm.shape
     fs = config.waveform.sample_rate_hz
     tx_iq, signal_types = transmitter_waveforms(rng, m, config.waveform)
     tx_offset = rng.normal(0.0, config.tx_offset_ppm * 1e-6 * frequency_hz, m)
     rx_offset = rng.normal(0.0, config.rx_lo_offset_ppm * 1e-6 * frequency_hz, (m, r))
-    received = received_iq(
-        rng, tx_iq, link_power_dbm, link_snr_db, fs,
-        tx_offset_hz=tx_offset, rx_lo_offset_hz=rx_offset, k_factor_db=config.k_factor_db,
-    )  # fmt: skip
+    channel = ChannelSettings(fs, tx_offset_hz=tx_offset, rx_lo_offset_hz=rx_offset, k_factor_db=config.k_factor_db)
+    received = received_iq(rng, tx_iq, link_power_dbm, link_snr_db, channel)
     # Each transmission goes from channel to spectra while its IQ is still in cache; the
     # measurements are then taken for the whole chunk at once.
     num_samples = config.waveform.num_samples
@@ -128,7 +133,7 @@ def _iq_chunk(
             mel[i, online], mean_power[i, online], _ = stft_pass(iq[online], _N_FFT, _HOP, _NUM_FRAMES, bank)
         if i < len(kept):
             kept[i] = iq.numpy()
-    mel_db, measured = features_from_spectra(mel, mean_power, fs, detection_snr_db=min_snr_db)
+    mel_db, measured = features_from_spectra(mel, mean_power, fs, detection_snr_db=synthesis.min_snr_db)
     mel_db[~present] = 0.0
     detected = present & measured.signal_present
     return IQBlock(
@@ -173,13 +178,7 @@ _Pending = list[Future[IQBlock]] | list[IQBlock]
 
 
 def _submit(
-    rng: np.random.Generator,
-    block: SimulatedBlock,
-    frequency_hz: float,
-    config: IQConfig,
-    min_snr_db: float,
-    keep: int,
-    pool: Executor | None,
+    rng: np.random.Generator, block: SimulatedBlock, synthesis: IQSynthesis, keep: int, pool: Executor | None
 ) -> _Pending:
     """Start `iq_block`'s chunks in `pool` (futures), or compute them here without one."""
     n = len(block.link_power_dbm)
@@ -187,7 +186,7 @@ def _submit(
     rngs = rng.spawn(len(starts))
     args = [
         (g, block.link_power_dbm[s : s + _CHUNK], block.link_snr_db[s : s + _CHUNK], block.present[s : s + _CHUNK],
-         frequency_hz, config, min_snr_db, max(keep - s, 0))
+         synthesis, max(keep - s, 0))
         for g, s in zip(rngs, starts)
     ]  # fmt: skip
     if pool is None:
@@ -215,50 +214,40 @@ def _collect(parts: _Pending) -> IQBlock:
 
 
 def iq_block(
-    rng: np.random.Generator,
-    block: SimulatedBlock,
-    frequency_hz: float,
-    config: IQConfig,
-    min_snr_db: float,
-    keep: int,
-    pool: Executor | None = None,
+    rng: np.random.Generator, block: SimulatedBlock, synthesis: IQSynthesis, keep: int, pool: Executor | None = None
 ) -> IQBlock:
     """Synthesise and measure the IQ of every link of `block`, in chunks of `_CHUNK` samples.
 
     Chunk c draws from `rng.spawn(...)[c]` and runs on one torch thread, in `pool` when one
     is given, so the bytes depend on `rng` alone, not on the pool or its size.
     """
-    return _collect(_submit(rng, block, frequency_hz, config, min_snr_db, keep, pool))
+    return _collect(_submit(rng, block, synthesis, keep, pool))
 
 
 def generate_iq_dataset(
     store: ArtifactStore,
     staging_root: Path,
     name: str,
-    network: ReceiverNetwork,
-    config: ScenarioConfig,
-    num_samples: int,
-    seed: int,
+    plan: SimulationPlan,
     iq_config: IQConfig = IQConfig(),
-    workers: int = 1,
-    split_mode: SplitMode = "random",
-    fractions: SplitFractions = (0.8, 0.1, 0.1),
     description: str | None = None,
     progress: Callable[[int, int], None] | None = None,
     resume: bool = False,
 ) -> DatasetManifest:
-    """Simulate `num_samples` transmissions as IQ and publish them as dataset `name` (kind iq).
+    """Simulate `plan.num_samples` transmissions as IQ and publish them as dataset `name` (kind iq).
 
-    With `workers` > 1 the IQ synthesis (nearly all the work) runs in that many processes;
-    the scenario draws stay in this one. The bytes do not depend on `workers`. The run
-    stages under `staging_root/name`; `resume` continues one that was interrupted.
+    With `plan.workers` > 1 the IQ synthesis (nearly all the work) runs in that many
+    processes; the scenario draws stay in this one. The bytes do not depend on the workers.
+    The run stages under `staging_root/name`; `resume` continues one that was interrupted.
     """
+    network, config, num_samples, seed, workers = plan.network, plan.config, plan.num_samples, plan.seed, plan.workers
     if workers < 1:
         raise InputError(f"--workers must be at least 1, got {workers}")
     audio_dir = iq_config.waveform.audio_dir
     # Read (and check) the audio files before anything is written.
     library = None if audio_dir is None else load_audio_dir(audio_dir, iq_config.waveform.sample_rate_hz)
-    plan = SimulationPlan(network, config, num_samples, seed, 1, split_mode, fractions)
+    plan = replace(plan, workers=1)  # the workers synthesise IQ; the scenario draws stay here
+    synthesis = IQSynthesis(network.frequency_hz, iq_config, config.min_snr_db)
     stack = ExitStack()
     pool = iq_pool(workers) if workers > 1 else None
     if pool is not None:
@@ -292,7 +281,7 @@ def generate_iq_dataset(
             # Its own stream per block: the scenario's bytes do not depend on the IQ step.
             rng = np.random.default_rng([seed, first_id // BLOCK_SIZE, 1])
             keep = max(iq_config.keep_iq - first_id, 0)
-            parts = _submit(rng, block, network.frequency_hz, iq_config, config.min_snr_db, keep, pool)
+            parts = _submit(rng, block, synthesis, keep, pool)
             in_flight.append((first_id, block, samples, parts))
             if len(in_flight) > (0 if pool is None else 1):
                 yield finish(*in_flight.popleft())
@@ -332,7 +321,7 @@ def generate_iq_dataset(
             network.reference_point(),
             kind="iq",
             seed=seed,
-            split_mode=split_mode,
+            split_mode=plan.split_mode,
             scenario=dict(config.model_dump(), iq=stats),
             acceptance_rate=acceptance,
             effective_sigma_db=effective_sigma_db(config),

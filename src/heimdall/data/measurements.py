@@ -8,8 +8,10 @@ nothing; a value that is present but not a finite number is an error.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -25,9 +27,12 @@ __all__ = [
     "SNR_RANGE_DB",
     "RX_ALT_RANGE_M",
     "out_of_range",
-    "check_range",
     "MeasurementTable",
     "read_long_frame",
+    "read_long_file",
+    "coordinates_out_of_range",
+    "duplicate_receivers",
+    "unheard_samples",
     "number_cells",
     "read_measurements",
     "write_measurements",
@@ -43,6 +48,8 @@ MAX_ROWS = 5_000_000
 RSS_RANGE_DBM = (-400.0, 400.0)
 SNR_RANGE_DB = (-400.0, 400.0)
 RX_ALT_RANGE_M = (-500.0, 100_000.0)
+#: Up to this many rows (a localisation request's size) per-sample checks run in Python.
+_SMALL_TABLE_ROWS = 1024
 
 
 def out_of_range(values: np.ndarray, bounds: tuple[float, float]) -> np.ndarray:
@@ -146,6 +153,83 @@ class MeasurementTable:
     tx_lat_deg: np.ndarray  # NaN when absent
     tx_lon_deg: np.ndarray
 
+    @classmethod
+    def from_columns(
+        cls,
+        source: str,
+        sample_id: np.ndarray,
+        receiver_id: np.ndarray,
+        columns: dict[str, np.ndarray],
+        first_row: int = 2,
+    ) -> MeasurementTable:
+        """The one validator of measurements: a table from id and number columns, or an
+        `InputError` naming `source` and the first problem.
+
+        `columns` holds float64 arrays (NaN = empty) named as in the file format: `rx_lat`,
+        `rx_lon` (required), `rss_dbm` (NaN = listened, heard nothing), `rx_alt_m`, `snr_db`,
+        `tx_lat`, `tx_lon` (optional). Row numbers in messages start at `first_row` (2 in a
+        file with a header line).
+        """
+        m = len(sample_id)
+        if m == 0:
+            raise InputError(f"{source}: no measurements")
+        for name, ids in (("sample_id", sample_id), ("receiver_id", receiver_id)):
+            if any(not str(i).strip() for i in ids):
+                raise InputError(f"{source}: column {name!r} has an empty value")
+
+        def column(name: str) -> np.ndarray:
+            return np.asarray(columns[name], dtype=np.float64) if name in columns else np.full(m, np.nan)
+
+        rx_lat, rx_lon = column("rx_lat"), column("rx_lon")
+        if not (np.all(np.isfinite(rx_lat)) and np.all(np.isfinite(rx_lon))):
+            raise InputError(f"{source}: rx_lat and rx_lon are required for every receiver")
+        _check_coordinates(rx_lat, rx_lon, "receiver", source)
+        tx_lat, tx_lon = column("tx_lat"), column("tx_lon")
+        if "tx_lat" in columns or "tx_lon" in columns:  # a request has no truth to check
+            known = np.isfinite(tx_lat) & np.isfinite(tx_lon)
+            _check_coordinates(tx_lat[known], tx_lon[known], "transmitter", source)
+        rss = column("rss_dbm")
+        if np.any(out_of_range(rss, RSS_RANGE_DBM)):
+            raise InputError(f"{source}: rss_dbm outside +-400 dBm is not a power reading")
+        rx_alt, snr = column("rx_alt_m"), column("snr_db")
+        for name, values, bounds in (("rx_alt_m", rx_alt, RX_ALT_RANGE_M), ("snr_db", snr, SNR_RANGE_DB)):
+            bad = out_of_range(values, bounds)
+            if bad.any():
+                row = int(np.flatnonzero(bad)[0])
+                raise InputError(
+                    f"{source}: {name} {values[row]:g} in row {row + first_row} is outside [{bounds[0]:g}, {bounds[1]:g}]"
+                )
+        table = cls(
+            sample_id=np.asarray([str(i).strip() for i in sample_id], dtype=object),
+            receiver_id=np.asarray([str(i).strip() for i in receiver_id], dtype=object),
+            rx_lat_deg=rx_lat,
+            rx_lon_deg=rx_lon,
+            rx_alt_m=np.where(np.isnan(rx_alt), 0.0, rx_alt),
+            rss_dbm=rss,
+            snr_db=snr,
+            tx_lat_deg=tx_lat,
+            tx_lon_deg=tx_lon,
+        )
+        _check_samples(table, source)
+        return table
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[Any], source: str = "request") -> MeasurementTable:
+        """One transmission (sample "0") from per-receiver records with the attributes
+        `receiver_id`, `rx_lat`, `rx_lon` and optional `rx_alt_m`, `rss_dbm`, `snr_db`
+        (None = empty), validated by `from_columns`."""
+
+        def column(name: str) -> np.ndarray:
+            values = [getattr(row, name, None) for row in rows]
+            numbers = np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
+            if np.any(np.array([v is not None for v in values], dtype=bool) & ~np.isfinite(numbers)):
+                raise InputError(f"{source}: {name} must be a finite number")
+            return numbers
+
+        names = ("rx_lat", "rx_lon", "rx_alt_m", "rss_dbm", "snr_db")
+        ids = np.array([str(row.receiver_id) for row in rows], dtype=object)
+        return cls.from_columns(source, np.full(len(rows), "0", dtype=object), ids, {n: column(n) for n in names})
+
     @property
     def has_truth(self) -> bool:
         return bool(np.all(np.isfinite(self.tx_lat_deg)) and np.all(np.isfinite(self.tx_lon_deg)))
@@ -208,79 +292,78 @@ class MeasurementTable:
 def read_measurements(path: Path, require_truth: bool = False) -> MeasurementTable:
     """Read and validate a CSV or Parquet file in the long measurement format."""
     path = Path(path)
+    frame = read_long_file(path, REQUIRED_COLUMNS + (("tx_lat", "tx_lon") if require_truth else ()))
+    if frame.empty:
+        raise InputError(f"{path.name}: no measurement rows")
+    # Cell-level rules (a number that is not one, an empty required cell) with their row;
+    # the value rules are `MeasurementTable.from_columns`'s, the API's too.
+    allow_empty = {"rx_lat": False, "rx_lon": False, "tx_lat": not require_truth, "tx_lon": not require_truth}
+    columns = {
+        name: _parse_numeric(frame[name], name, allow_empty.get(name, True))
+        for name in ("rx_lat", "rx_lon", "tx_lat", "tx_lon", "rss_dbm", "rx_alt_m", "snr_db")
+        if name in frame.columns
+    }
+    return MeasurementTable.from_columns(
+        path.name, frame["sample_id"].to_numpy(), frame["receiver_id"].to_numpy(), columns
+    )
+
+
+def read_long_file(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
+    """`read_long_frame` of an existing file that has the `required` columns (else an error)."""
+    path = Path(path)
     if not path.is_file():
         raise NotFoundError(f"measurement file {path} not found")
     frame = read_long_frame(path)
-    required = REQUIRED_COLUMNS + (("tx_lat", "tx_lon") if require_truth else ())
     missing = [c for c in required if c not in frame.columns]
     if missing:
         raise InputError(f"{path.name}: missing required column(s): {', '.join(missing)}")
-    if frame.empty:
-        raise InputError(f"{path.name}: no measurement rows")
-    for name in ("sample_id", "receiver_id"):
-        if (frame[name].str.strip() == "").any():
-            raise InputError(f"{path.name}: column {name!r} has an empty value")
-    m = len(frame)
-
-    def column(name: str, allow_empty: bool, default: float = np.nan) -> np.ndarray:
-        if name not in frame.columns:
-            return np.full(m, default)
-        return _parse_numeric(frame[name], name, allow_empty)
-
-    rx_lat = column("rx_lat", allow_empty=False)
-    rx_lon = column("rx_lon", allow_empty=False)
-    check_range(rx_lat, rx_lon, "receiver", path.name)
-    tx_lat = column("tx_lat", allow_empty=not require_truth)
-    tx_lon = column("tx_lon", allow_empty=not require_truth)
-    known = np.isfinite(tx_lat) & np.isfinite(tx_lon)
-    check_range(tx_lat[known], tx_lon[known], "transmitter", path.name)
-    rss = column("rss_dbm", allow_empty=True)
-    if np.any(out_of_range(rss, RSS_RANGE_DBM)):
-        raise InputError(f"{path.name}: rss_dbm outside +-400 dBm is not a power reading")
-    rx_alt = column("rx_alt_m", allow_empty=True)
-    snr = column("snr_db", allow_empty=True)
-    for name, values, bounds in (("rx_alt_m", rx_alt, RX_ALT_RANGE_M), ("snr_db", snr, SNR_RANGE_DB)):
-        bad = out_of_range(values, bounds)
-        if bad.any():
-            row = int(np.flatnonzero(bad)[0])
-            raise InputError(
-                f"{path.name}: {name} {values[row]:g} in row {row + 2} is outside [{bounds[0]:g}, {bounds[1]:g}]"
-            )
-    table = MeasurementTable(
-        sample_id=frame["sample_id"].str.strip().to_numpy(),
-        receiver_id=frame["receiver_id"].str.strip().to_numpy(),
-        rx_lat_deg=rx_lat,
-        rx_lon_deg=rx_lon,
-        rx_alt_m=np.nan_to_num(rx_alt, nan=0.0),
-        rss_dbm=rss,
-        snr_db=snr,
-        tx_lat_deg=tx_lat,
-        tx_lon_deg=tx_lon,
-    )
-    _check_samples(table, path.name)
-    return table
+    return frame
 
 
-def check_range(lat: np.ndarray, lon: np.ndarray, what: str, file_name: str) -> None:
-    """An InputError naming `file_name` and `what` (receiver, transmitter) at the first
-    latitude outside [-90, 90] or longitude outside [-180, 180] (degrees)."""
+def coordinates_out_of_range(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """Mask of latitudes beyond +-90 or longitudes beyond +-180 degrees (NaN is not out of range)."""
+    with np.errstate(invalid="ignore"):
+        return (np.abs(lat) > 90) | (np.abs(lon) > 180)
+
+
+def duplicate_receivers(sample_id: np.ndarray, receiver_id: np.ndarray) -> np.ndarray:
+    """Mask of rows naming a receiver already listed earlier in the same sample."""
+    if len(sample_id) > _SMALL_TABLE_ROWS:
+        return pd.DataFrame({"s": sample_id, "r": receiver_id}).duplicated(["s", "r"]).to_numpy()
+    # An API request: a set is ~50x faster than building a DataFrame for a dozen rows.
+    seen: set[tuple[str, str]] = set()
+    duplicated = np.zeros(len(sample_id), dtype=bool)
+    for row, key in enumerate(zip(sample_id, receiver_id, strict=True)):
+        duplicated[row] = key in seen
+        seen.add(key)
+    return duplicated
+
+
+def unheard_samples(sample_id: np.ndarray, heard: np.ndarray) -> np.ndarray:
+    """Mask of rows whose sample has no row with `heard`."""
+    return ~np.isin(sample_id, np.unique(sample_id[heard]))
+
+
+def _check_coordinates(lat: np.ndarray, lon: np.ndarray, what: str, source: str) -> None:
     bad_lat = np.abs(lat) > 90
     bad_lon = np.abs(lon) > 180
     if bad_lat.any():
-        raise InputError(f"{file_name}: {what} latitude {lat[bad_lat][0]} out of range [-90, 90]")
+        raise InputError(f"{source}: {what} latitude {lat[bad_lat][0]} out of range [-90, 90]")
     if bad_lon.any():
-        raise InputError(f"{file_name}: {what} longitude {lon[bad_lon][0]} out of range [-180, 180]")
+        raise InputError(f"{source}: {what} longitude {lon[bad_lon][0]} out of range [-180, 180]")
 
 
-def _check_samples(table: MeasurementTable, file_name: str) -> None:
-    frame = pd.DataFrame({"s": table.sample_id, "r": table.receiver_id, "h": np.isfinite(table.rss_dbm)})
-    duplicated = frame.duplicated(["s", "r"])
+def _check_samples(table: MeasurementTable, source: str) -> None:
+    duplicated = duplicate_receivers(table.sample_id, table.receiver_id)
     if duplicated.any():
-        row = frame[duplicated].iloc[0]
-        raise InputError(f"{file_name}: receiver {row.r!r} appears twice in sample {row.s!r}")
-    heard = frame.groupby("s", sort=False)["h"].sum()
-    if (heard == 0).any():
-        raise InputError(f"{file_name}: sample {heard[heard == 0].index[0]!r} has no receiver that heard anything")
+        row = int(np.flatnonzero(duplicated)[0])
+        raise InputError(f"{source}: receiver {table.receiver_id[row]!r} appears twice in sample {table.sample_id[row]!r}")
+    unheard = unheard_samples(table.sample_id, np.isfinite(table.rss_dbm))
+    if unheard.any():
+        raise InputError(
+            f"{source}: sample {table.sample_id[np.flatnonzero(unheard)[0]]!r} has no receiver that heard anything "
+            "(at least one receiver must have heard the transmitter: rss_dbm not empty)"
+        )
 
 
 def write_measurements(

@@ -23,7 +23,6 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from heimdall.data.layout import SPLIT_NAMES, SampleArrays
 from heimdall.errors import ConflictError, DataError, HeimdallError, InputError, NotFoundError
-from heimdall.fileio import temp_dir
 from heimdall.geo import ReferencePoint
 from heimdall.names import is_slug, to_slug
 from heimdall.network import ReceiverNetwork
@@ -308,8 +307,11 @@ class DatasetWriter:
 class DatasetReader:
     """Read access to one published dataset."""
 
-    def __init__(self, store: ArtifactStore, name: str) -> None:
+    def __init__(self, store: ArtifactStore, name: str, keep_loaded: bool = False) -> None:
+        """`keep_loaded`: `load` keeps each split it read in memory, for a job that reads one
+        split several times (an export calibrates, stages, evaluates and quantises on them)."""
         prefix = dataset_prefix(name)
+        self._loaded: dict[str, SampleArrays] | None = {} if keep_loaded else None
         if not store.exists(f"{prefix}/{MANIFEST}"):
             raise NotFoundError(f"dataset {name!r} not found")
         self.directory = store.local_dir(prefix)
@@ -341,10 +343,15 @@ class DatasetReader:
         """Every sample of `split` in memory."""
         if split not in (*SPLIT_NAMES, "all"):
             raise InputError(f"unknown split {split!r}; expected train, val, test or all")
+        if self._loaded is not None and split in self._loaded:
+            return self._loaded[split]
         parts = [p for p in self.iter_shards(split) if len(p)]
         if not parts:
             raise DataError(f"dataset {self.name!r} has no samples in split {split!r}")
-        return SampleArrays.concatenate(parts)
+        samples = SampleArrays.concatenate(parts)
+        if self._loaded is not None:
+            self._loaded[split] = samples
+        return samples
 
     def describe(self) -> dict[str, Any]:
         """The manifest as a JSON-ready dict (without the shard list)."""

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from heimdall.data.datamodule import to_batch
+from heimdall.data.batches import to_batch
 from heimdall.data.shards import DatasetReader
 
 __all__ = ["ShardStream"]

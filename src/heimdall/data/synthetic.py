@@ -199,31 +199,25 @@ def generate_dataset(
     store: ArtifactStore,
     staging_root: Path,
     name: str,
-    network: ReceiverNetwork,
-    config: ScenarioConfig,
-    num_samples: int,
-    seed: int,
-    workers: int = 1,
-    split_mode: SplitMode = "random",
-    fractions: SplitFractions = (0.8, 0.1, 0.1),
+    plan: SimulationPlan,
     description: str | None = None,
     progress: Callable[[int, int], None] | None = None,
     resume: bool = False,
 ) -> DatasetManifest:
-    """Simulate `num_samples` samples of `network` and publish them as dataset `name`.
+    """Simulate `plan` (its network, scenario, size, seed and splits) and publish it as dataset `name`.
 
     The run stages under `staging_root/name`; `resume` continues one that was interrupted.
     """
-    plan = SimulationPlan(network, config, num_samples, seed, workers, split_mode, fractions)
+    network, config = plan.network, plan.config
     with DatasetWriter(store, name, staging_root, plan.describe("features", SHARD_BLOCKS), resume) as writer:
         acceptance = write_simulated(writer, plan, SHARD_BLOCKS, progress=progress)
-        log.info("generated %d samples, acceptance rate %.3f", num_samples, acceptance)
+        log.info("generated %d samples, acceptance rate %.3f", plan.num_samples, acceptance)
         return writer.publish(
             network,
             network.reference_point(),
             kind="features",
-            seed=seed,
-            split_mode=split_mode,
+            seed=plan.seed,
+            split_mode=plan.split_mode,
             scenario=config.model_dump(),
             acceptance_rate=acceptance,
             effective_sigma_db=effective_sigma_db(config),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy.special import log_ndtr
@@ -165,23 +166,34 @@ def _mixed_blocks(
         yield rows, cost, p_hat_dbm
 
 
-def _coarse_search(
-    points_m: np.ndarray,
-    rx: np.ndarray,
-    rss: np.ndarray,
-    mask: np.ndarray,
-    threshold_dbm: np.ndarray | None,
-    censored: np.ndarray | None,
-    exponent: float,
-    reference_m: float,
-    sigma_db: float,
-) -> np.ndarray:
+@dataclass(frozen=True, eq=False)
+class _Search:
+    """What every pass of `mle_grid` searches with: observations, censoring, path-loss model."""
+
+    rx: np.ndarray  # [N, R, 2] receiver east/north, metres
+    rss: np.ndarray  # [N, R] dBm, 0 where not heard
+    mask: np.ndarray  # [N, R] heard
+    threshold_dbm: np.ndarray | None  # [N, R] hearing threshold of censored receivers
+    censored: np.ndarray | None  # [N, R] present, located, not heard
+    exponent: float
+    reference_m: float
+    sigma_db: float
+
+    def censor_cost(self, rows: Any, p_hat_dbm: np.ndarray, loss_db: np.ndarray) -> np.ndarray | None:
+        """`_censor_cost` of `rows`, or None where none of them has a censored receiver."""
+        if self.censored is None or self.threshold_dbm is None or not self.censored[rows].any():
+            return None
+        return _censor_cost(p_hat_dbm, loss_db, self.threshold_dbm[rows], self.censored[rows], self.sigma_db)
+
+
+def _coarse_search(points_m: np.ndarray, search: _Search) -> np.ndarray:
     """Best grid point per sample, [N, 2]; samples nobody heard are left at the first point.
 
     Samples are grouped by receiver layout (sharing a [G, R] path-loss table), then by
     heard pattern where a pattern has more samples than heard receivers (its set-up cost
     is then repaid); the remaining samples are searched together with per-sample weights.
     """
+    rx, rss, mask = search.rx, search.rss, search.mask
     n_samples = mask.shape[0]
     best_m = np.repeat(points_m[:1], n_samples, axis=0)
     per_block = max(1, _BLOCK_BYTES // (8 * 4 * len(points_m)))
@@ -192,7 +204,7 @@ def _coarse_search(
         if members.size == 0:
             continue
         loss_db = _log_distance_db(
-            points_m[:, None, :] - rx[members[0]][None, :, :], exponent, reference_m
+            points_m[:, None, :] - rx[members[0]][None, :, :], search.exponent, search.reference_m
         )
         patterns, pattern_of = np.unique(mask[members], axis=0, return_inverse=True)
         pattern_of = pattern_of.reshape(-1)
@@ -208,28 +220,16 @@ def _coarse_search(
         if mixed:
             blocks.append(_mixed_blocks(loss_db, rss, mask, np.concatenate(mixed), per_block))
         for rows, cost, p_hat_dbm in itertools.chain.from_iterable(blocks):
-            if censored is not None and threshold_dbm is not None and censored[rows].any():
-                cost /= 2.0 * sigma_db**2
-                cost += _censor_cost(
-                    p_hat_dbm, loss_db, threshold_dbm[rows], censored[rows], sigma_db
-                )
+            censor_db = search.censor_cost(rows, p_hat_dbm, loss_db)
+            if censor_db is not None:
+                cost /= 2.0 * search.sigma_db**2
+                cost += censor_db
             best_m[rows] = points_m[np.argmin(cost, axis=1)]
     return best_m
 
 
 def _refine_search(
-    best_m: np.ndarray,
-    fine_step_m: float,
-    grid: GridSpec,
-    rx: np.ndarray,
-    rss: np.ndarray,
-    mask: np.ndarray,
-    threshold_dbm: np.ndarray | None,
-    censored: np.ndarray | None,
-    exponent: float,
-    reference_m: float,
-    sigma_db: float,
-    polish: bool = False,
+    best_m: np.ndarray, fine_step_m: float, grid: GridSpec, search: _Search, polish: bool = False
 ) -> np.ndarray:
     """Best point per sample of a square grid of `fine_step_m` spanning +-8 steps around
     `best_m` (clipped to the grid's bounds), [N, 2] metres; with `polish`, moved to the
@@ -239,6 +239,7 @@ def _refine_search(
     offsets = np.stack([offset_east.ravel(), offset_north.ravel()], axis=1)
     low = np.array([grid.east_min_m, grid.north_min_m])
     high = np.array([grid.east_max_m, grid.north_max_m])
+    rx, rss, mask = search.rx, search.rss, search.mask
     n_samples, n_receivers = mask.shape
     weight = mask.astype(np.float64)
     count = np.maximum(weight.sum(axis=1), 1.0)
@@ -248,14 +249,15 @@ def _refine_search(
         rows = slice(start, start + per_block)
         fine_m = np.clip(best_m[rows][:, None, :] + offsets[None, :, :], low, high)
         loss_db = _log_distance_db(
-            fine_m[:, :, None, :] - rx[rows][:, None, :, :], exponent, reference_m
+            fine_m[:, :, None, :] - rx[rows][:, None, :, :], search.exponent, search.reference_m
         )
         residual_db = loss_db + rss[rows][:, None, :]
         p_hat_dbm = np.einsum("nr,ngr->ng", weight[rows], residual_db) / count[rows][:, None]
         residual_db -= p_hat_dbm[:, :, None]
-        cost = np.einsum("nr,ngr->ng", weight[rows], residual_db**2) / (2.0 * sigma_db**2)
-        if censored is not None and threshold_dbm is not None and censored[rows].any():
-            cost += _censor_cost(p_hat_dbm, loss_db, threshold_dbm[rows], censored[rows], sigma_db)
+        cost = np.einsum("nr,ngr->ng", weight[rows], residual_db**2) / (2.0 * search.sigma_db**2)
+        censor_db = search.censor_cost(rows, p_hat_dbm, loss_db)
+        if censor_db is not None:
+            cost += censor_db
         pick = np.argmin(cost, axis=1)
         refined_m[rows] = fine_m[np.arange(len(pick)), pick]
         if polish:
@@ -357,12 +359,12 @@ def mle_grid(
         censored &= mask.any(axis=1, keepdims=True)
         threshold_dbm = np.where(censored, floor + min_snr_db, 0.0)
 
-    model = (path_loss_exponent, reference_distance_m, shadowing_sigma_db)
-    best_m = _coarse_search(grid.points(), rx, rss, mask, threshold_dbm, censored, *model)
+    search = _Search(
+        rx, rss, mask, threshold_dbm, censored, path_loss_exponent, reference_distance_m, shadowing_sigma_db
+    )
+    best_m = _coarse_search(grid.points(), search)
     if refine:
         # Two passes: step/4 over +-2 coarse steps, then step/16 over +-2 of those steps.
         for fine_step_m, polish in ((grid.step_m / 4.0, False), (grid.step_m / 16.0, True)):
-            best_m = _refine_search(
-                best_m, fine_step_m, grid, rx, rss, mask, threshold_dbm, censored, *model, polish
-            )
+            best_m = _refine_search(best_m, fine_step_m, grid, search, polish)
     return np.where(mask.any(axis=1)[:, None], best_m, np.nan)

@@ -79,11 +79,15 @@ class Localizer:
     export with `--quantize int8` adds); a non-float variant is named in `name`.
     """
 
-    def __init__(self, bundle_dir: Path, reference: str | None = None, variant: str = "float") -> None:
+    def __init__(
+        self, bundle_dir: Path, reference: str | None = None, variant: str = "float", config: dict[str, Any] | None = None
+    ) -> None:
+        """`config`: the bundle's configuration while an export still assembles it in memory
+        (its directory holds the graphs only); otherwise read from the directory's config.yaml."""
         import onnxruntime as ort
 
         self.bundle_dir = Path(bundle_dir)
-        self.config: dict[str, Any] = read_bundle_config(self.bundle_dir)
+        self.config: dict[str, Any] = dict(config) if config is not None else read_bundle_config(self.bundle_dir)
         onnx_file = variant_file(self.config, variant)
         self.variant = variant
         self.reference_point = ReferencePoint(**self.config["reference_point"])

@@ -183,7 +183,10 @@ class LocalizationNet(nn.Module):
         spectrogram: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Position east/north [B,2] in metres and its covariance [B,2,2] in m^2."""
-        mean, scale_tril = self.forward_normalized(rx_position_m, rx_id, rss_dbm, heard, present, spectrogram)
+        return self.denormalize(*self.forward_normalized(rx_position_m, rx_id, rss_dbm, heard, present, spectrogram))
+
+    def denormalize(self, mean: torch.Tensor, scale_tril: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`forward_normalized`'s mean and Cholesky factor -> position [B,2] in m, covariance [B,2,2] in m^2."""
         position_m = self.position_center_m + mean * self.position_scale_m
         covariance = scale_tril @ scale_tril.transpose(-1, -2)
         covariance_m2 = covariance * (self.position_scale_m**2 * self.covariance_scale)

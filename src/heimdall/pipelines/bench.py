@@ -105,7 +105,7 @@ def bench_generate_iq(num_samples: int = 128, workers: int = 1) -> float:
     With `workers` > 1 the chunks run in that many worker processes, started and warmed up
     before the clock starts (`generate --workers` pays their start-up once per run).
     """
-    from heimdall.data.iq import IQConfig, iq_block, iq_pool
+    from heimdall.data.iq import IQConfig, IQSynthesis, iq_block, iq_pool
     from heimdall.sim.generator import generate_blocks
 
     geometry, config = geometry_and_config()
@@ -114,7 +114,7 @@ def bench_generate_iq(num_samples: int = 128, workers: int = 1) -> float:
         pool = stack.enter_context(iq_pool(workers)) if workers > 1 else None
 
         def run() -> None:
-            iq_block(np.random.default_rng(0), block, geometry.frequency_hz, IQConfig(), config.min_snr_db, 0, pool)
+            iq_block(np.random.default_rng(0), block, IQSynthesis(geometry.frequency_hz, IQConfig(), config.min_snr_db), 0, pool)
 
         return num_samples / median_time_s(run, repeats=3)
 
@@ -123,13 +123,13 @@ def bench_train_spectrogram(num_samples: int = 64, batch_size: int = 16, steps: 
     """Training throughput of the spectrogram model (ConvNeXt `encoder` per receiver), samples/s."""
     import torch
 
-    from heimdall.data.iq import IQConfig, iq_block
+    from heimdall.data.iq import IQConfig, IQSynthesis, iq_block
     from heimdall.models import GaussianNLLLoss, LocalizationNet, ModelConfig
     from heimdall.sim.generator import generate_blocks
 
     geometry, config = geometry_and_config()
     block = next(generate_blocks(geometry, config, num_samples, seed=3))[1]
-    result = iq_block(np.random.default_rng(0), block, geometry.frequency_hz, IQConfig(), config.min_snr_db, keep=0)
+    result = iq_block(np.random.default_rng(0), block, IQSynthesis(geometry.frequency_hz, IQConfig(), config.min_snr_db), keep=0)
     spectrogram = torch.from_numpy(result.spectrogram.astype(np.float32))
     torch.manual_seed(0)
     net = LocalizationNet(ModelConfig(num_stations=7, spectrogram_encoder=encoder))
@@ -272,6 +272,7 @@ def bench_localize_iq(workdir: Path) -> float:
     from heimdall.models import LocalizationNet, ModelConfig
     from heimdall.sim.generator import generate_blocks
     from heimdall.sim.signals import (
+        ChannelSettings,
         WaveformConfig,
         apply_channel,
         transmitter_waveforms,
@@ -281,7 +282,7 @@ def bench_localize_iq(workdir: Path) -> float:
     block = next(generate_blocks(geometry, config, 1, seed=5))[1]
     rng = np.random.default_rng(0)
     tx_iq, _ = transmitter_waveforms(rng, 1, WaveformConfig())
-    iq = apply_channel(rng, tx_iq, block.link_power_dbm, block.link_snr_db, 48_000.0)[0]
+    iq = apply_channel(rng, tx_iq, block.link_power_dbm, block.link_snr_db, ChannelSettings(48_000.0))[0]
     torch.manual_seed(0)
     net = LocalizationNet(ModelConfig(num_stations=7, spectrogram_encoder="nano")).eval()
     path = export_onnx(net, workdir / "spectrogram.onnx")
@@ -332,13 +333,13 @@ def bench_peak_memory(num_samples: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         generate_code = (
             "from pathlib import Path\n"
-            "from heimdall.data.synthetic import generate_dataset\n"
+            "from heimdall.data.synthetic import SimulationPlan, generate_dataset\n"
             "from heimdall.network import default_network\n"
             "from heimdall.sim.scenario import ScenarioConfig\n"
             "from heimdall.storage.artifacts import LocalStore\n"
             f"root = Path({tmp!r})\n"
-            "generate_dataset(LocalStore(root / 'store'), root / 'staging', 'bench', default_network(),"
-            f" ScenarioConfig(), {num_samples}, 0)\n"
+            "generate_dataset(LocalStore(root / 'store'), root / 'staging', 'bench',"
+            f" SimulationPlan(default_network(), ScenarioConfig(), {num_samples}, 0))\n"
         )
         generate_mb = _child_peak_rss_mb(generate_code)
         train_code = (

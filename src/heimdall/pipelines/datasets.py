@@ -12,7 +12,7 @@ from heimdall.data.catalog import dataset_row, list_datasets, register_dataset
 from heimdall.data.measurements import write_measurements
 from heimdall.data.shards import DatasetReader, dataset_prefix
 from heimdall.data.splits import SplitMode
-from heimdall.data.synthetic import generate_dataset
+from heimdall.data.synthetic import SimulationPlan, generate_dataset
 from heimdall.errors import DataError, InputError, NotFoundError
 from heimdall.network import ReceiverNetwork, default_network
 from heimdall.pipelines.context import Context
@@ -83,16 +83,12 @@ def generate(
         make = generate_iq_dataset  # type: ignore[assignment]
         if audio_dir is not None:
             options["iq_config"] = IQConfig(waveform=WaveformConfig(audio_dir=str(Path(audio_dir).resolve())))
+    plan = SimulationPlan(network, scenario or ScenarioConfig(), num_samples, seed, workers, split_mode)
     manifest = make(
         ctx.store,
         ctx.staging_dir,
         name,
-        network,
-        scenario or ScenarioConfig(),
-        num_samples,
-        seed,
-        workers=workers,
-        split_mode=split_mode,
+        plan,
         description=description,
         progress=(lambda done, total: progress("generate", done, total, name)) if progress else None,
         resume=resume,

@@ -9,7 +9,6 @@ from typing import Any
 
 from heimdall.data.shards import DatasetReader
 from heimdall.errors import ConflictError, InputError
-from heimdall.export.bundle import write_bundle_files
 from heimdall.export.localizer import Localizer
 from heimdall.jobs import repository as jobs
 from heimdall.pausepoints import pause_point
@@ -33,25 +32,26 @@ class ExportResult:
     quantization: dict[str, Any] | None = None
 
 
-def _add_int8(draft_dir: Path, config: dict[str, Any], reader: DatasetReader, split: str, evaluation: dict[str, Any]) -> dict[str, Any]:
-    """Quantise the staged graph, measure it against the float one on `split`, describe it in `config`."""
+def _int8_variant(
+    draft_dir: Path, config: dict[str, Any], reader: DatasetReader, split: str, evaluation: dict[str, Any]
+) -> dict[str, Any]:
+    """Quantise the staged graph and measure it against the float one on `split`.
+
+    Returns the bundle's `variants["int8"]` entry, its parity report under "parity".
+    """
     from heimdall.export.publish import parity_inputs
     from heimdall.export.quantize import output_difference, parity_report, quantize_int8
 
     float_path = draft_dir / "model.onnx"
     int8_path = quantize_int8(float_path)
     difference = output_difference(float_path, int8_path, parity_inputs(reader.load(split)))
-    config["variants"] = {"int8": {"file": int8_path.name, "quantization": "dynamic, int8 weights (MatMul, Gemm)"}}
-    write_bundle_files(draft_dir, config, {}, "")
-    int8_evaluation = evaluate_localizer(Localizer(draft_dir, variant="int8"), reader, split).summary
-    report = parity_report(evaluation, int8_evaluation, difference, float_path, int8_path)
-    config["variants"]["int8"]["parity"] = report
-    return report
+    variant = {"file": int8_path.name, "quantization": "dynamic, int8 weights (MatMul, Gemm)"}
+    staged = Localizer(draft_dir, variant="int8", config=dict(config, variants={"int8": variant}))
+    int8_evaluation = evaluate_localizer(staged, reader, split).summary
+    return dict(variant, parity=parity_report(evaluation, int8_evaluation, difference, float_path, int8_path))
 
 
-def _refit_on_all_labels(
-    ctx: Context, draft: Any, meta: dict[str, Any], reader: DatasetReader, parity: Any, config: dict[str, Any]
-) -> Any:
+def _refit_on_all_labels(ctx: Context, draft: Any, meta: dict[str, Any], reader: DatasetReader, parity: Any) -> Any:
     """Refit a radio map on every labelled sample (test split included) with the chosen settings.
 
     The test split has done its job once the held-out evaluation is measured; a map that
@@ -67,16 +67,17 @@ def _refit_on_all_labels(
     net = refit_radio_map(samples, len(reader.manifest.station_ids), hyper)
     refit = stage_bundle(net, parity, ctx.staging_dir)
     shutil.rmtree(draft.directory, ignore_errors=True)
-    config["fitted_on"] = ["train", "val", "test"]
-    config["evaluated_as"] = "fitted on train and val; the test figures are held-out, measured before the refit"
-    write_bundle_files(refit.directory, config, {}, "")
     return refit
 
 
 def _stage_export(
     ctx: Context, net: Any, meta: dict[str, Any], reader: DatasetReader, name: str, number: int, quantize: str | None
 ) -> tuple[Any, dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any] | None]:
-    """Calibrate, stage, evaluate (and quantise) a bundle: (draft, config, evaluation, metrics, int8 report)."""
+    """Calibrate, stage, evaluate (and quantise) a bundle: (draft, config, evaluation, metrics, int8 report).
+
+    The draft directory holds the graphs only; config and metrics stay in memory until
+    `finish_bundle` writes every file of the bundle once.
+    """
     import torch
 
     from heimdall.data.datamodule import to_batch
@@ -101,16 +102,20 @@ def _stage_export(
     try:
         config = bundle_config(meta, reader, name=name, version=number)
         config.update(covariance_scale=scale, training=training_settings(ctx, meta))
-        write_bundle_files(draft.directory, config, {}, "")
-        localizer = Localizer(draft.directory, reference=f"{name}/v{number}")
+        localizer = Localizer(draft.directory, reference=f"{name}/v{number}", config=config)
         evaluation = evaluate_localizer(localizer, reader, test_split).summary
         if radio_map and test_split == "test":
-            draft = _refit_on_all_labels(ctx, draft, meta, reader, test_samples, config)
+            draft = _refit_on_all_labels(ctx, draft, meta, reader, test_samples)
+            config.update(
+                fitted_on=["train", "val", "test"],
+                evaluated_as="fitted on train and val; the test figures are held-out, measured before the refit",
+            )
         metrics = {"evaluation": evaluation, "onnx_max_abs_diff": draft.max_abs_diff, "covariance_scale": scale}
         quantization = None
         if quantize is not None:
-            quantization = _add_int8(draft.directory, config, reader, test_split, evaluation)
-            metrics["quantization"] = quantization
+            int8 = _int8_variant(draft.directory, config, reader, test_split, evaluation)
+            config["variants"] = {"int8": int8}
+            quantization = metrics["quantization"] = int8["parity"]
     except BaseException:
         shutil.rmtree(draft.directory, ignore_errors=True)
         raise
@@ -135,7 +140,8 @@ def export(ctx: Context, checkpoint: Path, version: str | None = None, quantize:
     choose_semver(tracker.version_tags(name, SEMVER_TAG).values(), version)  # a bad version fails first
     net, meta = load_checkpoint(Path(checkpoint))
     meta["checkpoint_path"] = str(Path(checkpoint).resolve())
-    reader = DatasetReader(ctx.store, meta["dataset"])
+    # Calibration, staging, evaluation and quantisation share the splits: each is read once.
+    reader = DatasetReader(ctx.store, meta["dataset"], keep_loaded=True)
     clean_stale_work(ctx)
     # One export of a model at a time publishes (store, registry, table, in that order);
     # what a killed one left half-done is repaired first (pipelines.publishing).

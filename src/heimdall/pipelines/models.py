@@ -14,7 +14,6 @@ from heimdall.data.measurements import read_measurements
 from heimdall.data.shards import DatasetReader
 from heimdall.errors import InputError, NotFoundError
 from heimdall.evaluation.evaluate import Evaluation, PhysicsModel, evaluate_predictions
-from heimdall.export.bundle import write_bundle_files
 from heimdall.export.geojson import prediction_records, predictions_geojson
 from heimdall.export.localizer import Localizer
 from heimdall.models.localization_net import BASE_INPUTS
@@ -49,8 +48,7 @@ def resolve_model(ctx: Context, model: str, variant: str = "float") -> tuple[Loc
         reader = DatasetReader(ctx.store, meta["dataset"])
         draft = stage_bundle(net, reader.load("val"), ctx.staging_dir)
         config = bundle_config(meta, reader, name=path.stem, version=0)
-        write_bundle_files(draft.directory, config, {}, "")
-        return Localizer(draft.directory, reference=str(path)), draft.directory
+        return Localizer(draft.directory, reference=str(path), config=config), draft.directory
     raise NotFoundError(f"model {model!r} is neither a bundle directory, a checkpoint nor models:/ reference")
 
 

@@ -9,13 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
-
 from heimdall.jobs import repository as jobs
-from heimdall.data.layout import SPLIT_CODES, SampleArrays
+from heimdall.data.layout import SampleArrays
 from heimdall.data.shards import DatasetReader
-from heimdall.data.splits import hash_uniform
-from heimdall.errors import DataError, InputError, Interrupted, NotFoundError
+from heimdall.errors import InputError, Interrupted, NotFoundError
 from heimdall.names import to_slug
 from heimdall.pipelines.context import Context
 from heimdall.pipelines.resume import finished_epochs, restore_request, settings_of
@@ -24,12 +21,6 @@ from heimdall.progress import ProgressFn
 __all__ = ["TrainRequest", "TrainResult", "train"]
 
 log = logging.getLogger(__name__)
-
-#: Training splits larger than this are streamed from shards instead of loaded whole.
-STREAM_THRESHOLD = 500_000
-#: Samples used to fit normalisation statistics when streaming.
-NORMALIZATION_SAMPLES = 100_000
-
 
 @dataclass(frozen=True)
 class TrainRequest:
@@ -64,7 +55,7 @@ class TrainRequest:
     spectrogram_encoder: str | None = None
     early_stopping_patience: int = 12
     progress_bar: bool = False
-    #: Stream the training split shard by shard (None: when it exceeds STREAM_THRESHOLD).
+    #: Stream the training split shard by shard (None: when it exceeds data.datamodule.STREAM_THRESHOLD).
     stream: bool | None = None
     #: "net" (LocalizationNet), "radio-map" (RadioMapNet) or "auto": the radio map for
     #: measured datasets (it wins there, docs/REAL_DATA.md), the network otherwise.
@@ -119,44 +110,6 @@ class TrainResult:
     status: str = "completed"
     #: False in the extra processes of a DDP run (they write no rows, runs or checkpoints).
     is_global_zero: bool = True
-
-
-def _resplit(train: SampleArrays, val: SampleArrays, fraction: float, seed: int) -> tuple[SampleArrays, SampleArrays]:
-    """Re-draw the validation share of train+val (the test split is never touched)."""
-    pool = SampleArrays.concatenate([train, val])
-    is_val = hash_uniform(seed, pool.sample_id, salt=3) < fraction
-    return pool.select(~is_val), pool.select(is_val)
-
-
-def _streams(reader: DatasetReader, request: TrainRequest) -> bool:
-    if request.stream is not None:
-        return request.stream
-    return reader.manifest.split_counts.get("train", 0) > STREAM_THRESHOLD and request.validation_split is None
-
-
-def _load_splits(reader: DatasetReader, request: TrainRequest) -> tuple[SampleArrays, SampleArrays]:
-    """Train and validation splits; when streaming, `train` is only a normalisation sample."""
-    if _streams(reader, request):
-        if request.validation_split is not None:
-            raise InputError("--validation-split needs the training split in memory; it cannot stream")
-        parts, have = [], 0
-        for part in reader.iter_shards("train"):
-            parts.append(part)
-            have += len(part)
-            if have >= NORMALIZATION_SAMPLES:
-                break
-        train = SampleArrays.concatenate(parts)
-    else:
-        train = reader.load("train")
-    counts = reader.manifest.split_counts
-    val = reader.load("val") if counts.get("val", 0) else train.select(np.zeros(len(train), dtype=bool))
-    if request.validation_split is not None:
-        train, val = _resplit(train, val, request.validation_split, request.seed)
-    if len(val) == 0:
-        raise DataError(f"dataset {reader.name!r} has no validation samples; pass --validation-split")
-    if np.any(train.split == SPLIT_CODES["test"]) or np.any(val.split == SPLIT_CODES["test"]):
-        raise DataError("test samples must never reach training")
-    return train, val
 
 
 def resolve_estimator(request: TrainRequest, kind: str) -> Literal["net", "radio-map"]:
@@ -245,7 +198,17 @@ def train(
     check_hardware(request.accelerator, request.precision, request.devices)
     reader = DatasetReader(ctx.store, request.dataset)
     L.seed_everything(request.seed, workers=True, verbose=False)
-    train_split, val_split = _load_splits(reader, request)
+    datamodule = HeimdallDataModule(
+        reader,
+        batch_size=request.batch_size,
+        num_workers=request.num_workers,
+        seed=request.seed,
+        validation_split=request.validation_split,
+        stream=request.stream,
+    )
+    datamodule.setup("fit")
+    # When streaming, the training samples here are the normalisation sample only.
+    train_split, val_split = datamodule.train_samples, datamodule.val_samples
     if request.resume_training:
         from heimdall.models.localization_net import LocalizationNet, ModelConfig
 
@@ -309,21 +272,7 @@ def train(
         early_stopping_patience=request.early_stopping_patience,
         progress_bar=request.progress_bar,
     )
-    train_source: Any = train_split
-    if _streams(reader, request):
-        from heimdall.data.streaming import ShardStream
-
-        train_source = ShardStream(
-            reader, "train", request.batch_size, seed=request.seed, rank=trainer.global_rank, world_size=trainer.world_size
-        )
-    datamodule = HeimdallDataModule(
-        train_source,
-        val_split,
-        batch_size=request.batch_size,
-        num_workers=request.num_workers,
-        seed=request.seed,
-        pin_memory=isinstance(trainer.accelerator, CUDAAccelerator),
-    )
+    datamodule.pin_memory = isinstance(trainer.accelerator, CUDAAccelerator)
     torch.set_float32_matmul_precision("high")
     threads = torch.get_num_threads()
     if request.num_threads is not None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, field_validator, model_validator
 
-from heimdall.data.measurements import RSS_RANGE_DBM, RX_ALT_RANGE_M, SNR_RANGE_DB
+from heimdall.data.measurements import RSS_RANGE_DBM, RX_ALT_RANGE_M, SNR_RANGE_DB, MeasurementTable
 from heimdall.errors import InputError
 from heimdall.names import NAME_PATTERN, to_slug
 
@@ -217,16 +217,22 @@ class LocalizeIn(_Body):
     )
     measurements: Annotated[list[MeasurementIn], Field(min_length=1, max_length=1024)]
 
+    _table: MeasurementTable | None = PrivateAttr(None)
+
     @model_validator(mode="after")
     def _one_transmission(self) -> LocalizeIn:
-        seen: set[str] = set()
-        for row in self.measurements:
-            if row.receiver_id in seen:
-                raise ValueError(f"receiver {row.receiver_id!r} appears twice")
-            seen.add(row.receiver_id)
-        if not any(row.rss_dbm is not None for row in self.measurements):
-            raise ValueError("at least one receiver must have heard the transmitter (rss_dbm not null)")
+        # The measurement rules of files and requests alike (a 422 naming the problem).
+        try:
+            self._table = MeasurementTable.from_rows(self.measurements, source="request")
+        except InputError as exc:
+            raise ValueError(str(exc)) from exc
         return self
+
+    def table(self) -> MeasurementTable:
+        """The validated transmission as a `MeasurementTable`."""
+        if self._table is None:  # built by model_construct, which skips validation
+            self._table = MeasurementTable.from_rows(self.measurements, source="request")
+        return self._table
 
 
 class LocalizeOut(BaseModel):

@@ -14,9 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 
-from heimdall.data.measurements import MeasurementTable, check_range
+from heimdall.data.measurements import MeasurementTable
 from heimdall.errors import ConfigError, HeimdallError, InputError, NotFoundError
 from heimdall.export.geojson import prediction_records, predictions_geojson
 from heimdall.export.localizer import Localizer, ModelFileError
@@ -122,48 +121,9 @@ class MeasurementRow:
     snr_db: float | None = None
 
 
-def _column(rows: Sequence[MeasurementRow], name: str, default: float = np.nan) -> np.ndarray:
-    values = np.array([default if getattr(r, name) is None else float(getattr(r, name)) for r in rows], dtype=np.float64)
-    given = np.array([getattr(r, name) is not None for r in rows])
-    if np.any(given & ~np.isfinite(values)):
-        raise InputError(f"{name} must be a finite number")
-    return values
-
-
 def measurement_table(rows: Sequence[MeasurementRow], source: str = "request") -> MeasurementTable:
-    """One transmission's rows as a `MeasurementTable`, checked by the file reader's rules."""
-    if not rows:
-        raise InputError(f"{source}: no measurements")
-    ids = [str(r.receiver_id).strip() for r in rows]
-    if any(not i for i in ids):
-        raise InputError(f"{source}: receiver_id must not be empty")
-    lat, lon = _column(rows, "rx_lat"), _column(rows, "rx_lon")
-    if not (np.all(np.isfinite(lat)) and np.all(np.isfinite(lon))):
-        raise InputError(f"{source}: rx_lat and rx_lon are required for every receiver")
-    check_range(lat, lon, "receiver", source)
-    rss = _column(rows, "rss_dbm")
-    if np.any(np.abs(rss[np.isfinite(rss)]) > 400):
-        raise InputError(f"{source}: rss_dbm outside +-400 dBm is not a power reading")
-    m = len(rows)
-    table = MeasurementTable(
-        sample_id=np.array(["0"] * m, dtype=object),
-        receiver_id=np.array(ids, dtype=object),
-        rx_lat_deg=lat,
-        rx_lon_deg=lon,
-        rx_alt_m=_column(rows, "rx_alt_m", default=0.0),
-        rss_dbm=rss,
-        snr_db=_column(rows, "snr_db"),
-        tx_lat_deg=np.full(m, np.nan),
-        tx_lon_deg=np.full(m, np.nan),
-    )
-    # The file reader's per-sample rules (data/measurements.py), for the one sample here
-    # without its pandas group-by: it would cost more than the model does.
-    if len(set(ids)) != m:
-        duplicate = next(i for i in ids if ids.count(i) > 1)
-        raise InputError(f"{source}: receiver {duplicate!r} appears twice in sample '0'")
-    if not np.isfinite(rss).any():
-        raise InputError(f"{source}: sample '0' has no receiver that heard anything")
-    return table
+    """One transmission's rows as a `MeasurementTable`, checked by the one measurement validator."""
+    return MeasurementTable.from_rows(rows, source)
 
 
 def localize_one(localizer: Localizer, table: MeasurementTable, model: str) -> dict[str, Any]:

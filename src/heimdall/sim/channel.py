@@ -25,9 +25,31 @@ from heimdall.sim.audio import positive_float, positive_int
 from heimdall.sim.kernels import delayed_copies, rotate_add_noise
 from heimdall.sim.noise import box_muller_parts, draw_noise_seeds
 
-__all__ = ["CHANNEL_BANDWIDTH_HZ", "apply_channel", "received_iq"]
+__all__ = ["CHANNEL_BANDWIDTH_HZ", "ChannelSettings", "apply_channel", "received_iq"]
 
 CHANNEL_BANDWIDTH_HZ = 12_500.0
+
+
+@dataclass(frozen=True, eq=False)
+class ChannelSettings:
+    """How the channel treats every transmission: sampling, oscillators, multipath, noise floor.
+
+    `num_taps` taps evenly spaced over [0, `delay_spread_s`] (seconds), exp(-k) power
+    profile, the first Rician with `k_factor_db` (scalar, [R] or [n, R]), the rest Rayleigh.
+    The carrier moves by `tx_offset_hz` (scalar or [n], the transmitter's oscillator error)
+    plus `rx_lo_offset_hz` (scalar, [R] or [n, R], receiver LO errors). White noise over
+    `sample_rate_hz` has its power given inside `channel_bandwidth_hz`; `noise_floor_dbm`
+    (scalar, [R] or [n, R]) fixes it instead of an SNR.
+    """
+
+    sample_rate_hz: float
+    tx_offset_hz: ArrayLike = 0.0
+    rx_lo_offset_hz: ArrayLike = 0.0
+    k_factor_db: ArrayLike = 3.0
+    num_taps: int = 3
+    delay_spread_s: float = 2e-6
+    noise_floor_dbm: ArrayLike | None = None
+    channel_bandwidth_hz: float = CHANNEL_BANDWIDTH_HZ
 
 
 def _per_rx(value: ArrayLike, name: str, shape: tuple[int, int], per_sample: bool = False):
@@ -108,18 +130,13 @@ def _draw(
     tx_iq: ArrayLike,
     rx_power_dbm: ArrayLike,
     snr_db: ArrayLike | None,
-    sample_rate_hz: float,
-    tx_offset_hz: ArrayLike,
-    rx_lo_offset_hz: ArrayLike,
-    k_factor_db: ArrayLike,
-    num_taps: int,
-    delay_spread_s: float,
-    noise_floor_dbm: ArrayLike | None,
-    channel_bandwidth_hz: float,
+    channel: ChannelSettings,
 ) -> tuple[_Draws, bool]:
     """Checked arguments and the random draws of `received_iq`; also whether `tx_iq` was [T]."""
-    fs = positive_float(sample_rate_hz, "sample_rate_hz")
-    num_taps = positive_int(num_taps, "num_taps")
+    fs = positive_float(channel.sample_rate_hz, "sample_rate_hz")
+    num_taps = positive_int(channel.num_taps, "num_taps")
+    delay_spread_s = channel.delay_spread_s
+    noise_floor_dbm = channel.noise_floor_dbm
     if not (math.isfinite(delay_spread_s) and delay_spread_s >= 0.0):
         raise InputError(f"delay_spread_s must be finite and >= 0, got {delay_spread_s!r}")
     tx, power_dbm = np.asarray(tx_iq), np.asarray(rx_power_dbm, dtype=np.float64)
@@ -132,8 +149,8 @@ def _draw(
     if not np.all(np.isfinite(power_dbm)):
         raise InputError("rx_power_dbm must be finite")
     shape = power_dbm.shape
-    offset_hz = _per_rx(tx_offset_hz, "tx_offset_hz", shape, per_sample=not single)
-    offset_hz = offset_hz + _per_rx(rx_lo_offset_hz, "rx_lo_offset_hz", shape)
+    offset_hz = _per_rx(channel.tx_offset_hz, "tx_offset_hz", shape, per_sample=not single)
+    offset_hz = offset_hz + _per_rx(channel.rx_lo_offset_hz, "rx_lo_offset_hz", shape)
     noise_scale = None
     if snr_db is not None or noise_floor_dbm is not None:
         if snr_db is not None:
@@ -141,13 +158,13 @@ def _draw(
         else:
             noise_dbm = _per_rx(noise_floor_dbm, "noise_floor_dbm", shape)
         # White noise over fs carries fs / B times the power it has inside the B-wide channel.
-        bandwidth_hz = positive_float(channel_bandwidth_hz, "channel_bandwidth_hz")
+        bandwidth_hz = positive_float(channel.channel_bandwidth_hz, "channel_bandwidth_hz")
         noise_rms = np.sqrt(10.0 ** (noise_dbm / 10.0) * (fs / bandwidth_hz))
         noise_scale = (noise_rms / math.sqrt(2.0)).astype(np.float32)
     # Multipath: y = sum_k h_k x(t - tau_k), exp(-k) power profile; the first tap Rician
     # (K/(K+1) of its power in the direct path, 1/(K+1) scattered), the rest Rayleigh.
     tap_power = np.exp(-np.arange(num_taps)) / np.exp(-np.arange(num_taps)).sum()
-    k_lin = 10.0 ** (_per_rx(k_factor_db, "k_factor_db", shape) / 10.0)
+    k_lin = 10.0 ** (_per_rx(channel.k_factor_db, "k_factor_db", shape) / 10.0)
     draws = rng.standard_normal((2, *shape, num_taps))
     taps = (draws[0] + 1j * draws[1]) * np.sqrt(tap_power / 2.0)  # [n, R, K]
     direct = np.exp(2j * np.pi * rng.random(shape)) * np.sqrt(tap_power[0])
@@ -221,14 +238,7 @@ def received_iq(
     tx_iq: ArrayLike,
     rx_power_dbm: ArrayLike,
     snr_db: ArrayLike | None,
-    sample_rate_hz: float,
-    tx_offset_hz: ArrayLike = 0.0,
-    rx_lo_offset_hz: ArrayLike = 0.0,
-    k_factor_db: ArrayLike = 3.0,
-    num_taps: int = 3,
-    delay_spread_s: float = 2e-6,
-    noise_floor_dbm: ArrayLike | None = None,
-    channel_bandwidth_hz: float = CHANNEL_BANDWIDTH_HZ,
+    channel: ChannelSettings,
 ) -> Iterator[torch.Tensor]:
     """What the R receivers record of each transmission in turn: complex64 [R, T] tensors.
 
@@ -237,10 +247,7 @@ def received_iq(
     each into features works in cache. The arguments are checked and every random draw made
     now, before the first sample is asked for.
     """
-    draws, _ = _draw(
-        rng, tx_iq, rx_power_dbm, snr_db, sample_rate_hz, tx_offset_hz, rx_lo_offset_hz, k_factor_db,
-        num_taps, delay_spread_s, noise_floor_dbm, channel_bandwidth_hz,
-    )  # fmt: skip
+    draws, _ = _draw(rng, tx_iq, rx_power_dbm, snr_db, channel)
     return _iterate(draws, None)
 
 
@@ -249,30 +256,18 @@ def apply_channel(
     tx_iq: ArrayLike,
     rx_power_dbm: ArrayLike,
     snr_db: ArrayLike | None,
-    sample_rate_hz: float,
-    tx_offset_hz: ArrayLike = 0.0,
-    rx_lo_offset_hz: ArrayLike = 0.0,
-    k_factor_db: ArrayLike = 3.0,
-    num_taps: int = 3,
-    delay_spread_s: float = 2e-6,
-    noise_floor_dbm: ArrayLike | None = None,
-    channel_bandwidth_hz: float = CHANNEL_BANDWIDTH_HZ,
+    channel: ChannelSettings,
 ) -> NDArray[np.complex64]:
     """What R receivers record of one transmission each: complex64 [n, R, T] (or [R, T]).
 
     `tx_iq` is [n, T] (or [T]); `rx_power_dbm` [n, R] (or [R]) is exactly the mean signal
-    power, fading included (`propagation.fading_gain_db`): the multipath here only shapes
-    phase and spectrum (`num_taps` taps evenly spaced over [0, `delay_spread_s`], exp(-k)
-    power profile, the first Rician with `k_factor_db`, the rest Rayleigh, realised gain
-    divided out). The carrier then moves by `tx_offset_hz` (scalar or [n], the transmitter's
-    oscillator error) plus `rx_lo_offset_hz` (scalar, [R] or [n, R], receiver LO errors).
-    White complex Gaussian noise over `sample_rate_hz` has power `rx_power_dbm - snr_db`
-    inside `channel_bandwidth_hz` (or `noise_floor_dbm` there; both None: no noise).
+    power, fading included (`propagation.fading_gain_db`): the multipath (`channel`) only
+    shapes phase and spectrum, its realised gain divided out. The carrier then moves by the
+    channel's oscillator offsets. White complex Gaussian noise over the sample rate has power
+    `rx_power_dbm - snr_db` inside the channel bandwidth (or the channel's `noise_floor_dbm`
+    there; both None: no noise).
     """
-    draws, single = _draw(
-        rng, tx_iq, rx_power_dbm, snr_db, sample_rate_hz, tx_offset_hz, rx_lo_offset_hz, k_factor_db,
-        num_taps, delay_spread_s, noise_floor_dbm, channel_bandwidth_hz,
-    )  # fmt: skip
+    draws, single = _draw(rng, tx_iq, rx_power_dbm, snr_db, channel)
     out = torch.empty((*draws.target_mw.shape, draws.tx.shape[-1]), dtype=torch.complex64)
     for _ in _iterate(draws, out):
         pass

@@ -34,7 +34,7 @@ from heimdall.sim.audio import (
     speech_like_audio,
     tone_audio,
 )
-from heimdall.sim.channel import CHANNEL_BANDWIDTH_HZ, apply_channel, received_iq
+from heimdall.sim.channel import CHANNEL_BANDWIDTH_HZ, ChannelSettings, apply_channel, received_iq
 from heimdall.sim.kernels import first_order_filter, fm_phase
 
 __all__ = [
@@ -42,7 +42,8 @@ __all__ = [
     "WIDE_DEVIATION_HZ", "PRE_EMPHASIS_TIME_CONSTANT_S", "EMPHASIS_SHELF_HZ", "CTCSS_TONES_HZ",
     "DTMF_ROWS_HZ", "DTMF_COLUMNS_HZ", "DTMF_KEYS", "speech_like_audio", "tone_audio",
     "dtmf_audio", "pre_emphasis", "de_emphasis", "fm_modulate", "fm_demodulate",
-    "WaveformConfig", "draw_signal_types", "transmitter_waveforms", "apply_channel", "received_iq",
+    "WaveformConfig", "draw_signal_types", "transmitter_waveforms", "ChannelSettings", "apply_channel",
+    "received_iq",
 ]  # fmt: skip
 
 SignalType = Literal["voice", "tone", "dtmf"]

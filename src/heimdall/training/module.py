@@ -66,9 +66,10 @@ class LocalizationLightningModule(L.LightningModule):
         self.log("train_samples_seen", seen, reduce_fx="sum", sync_dist=True)
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        loss, _, _ = self.model_step(batch)
+        loss, mean, scale_tril = self.model_step(batch)
         self.log("val_loss", loss, on_epoch=True, prog_bar=True, batch_size=batch["rss_dbm"].shape[0], sync_dist=True)
-        position_m, covariance_m2 = self.model(*(batch[k] for k in self.model.input_names))
+        # The same forward pass as the loss, in metres: one network run per batch.
+        position_m, covariance_m2 = self.model.denormalize(mean, scale_tril)
         self._val_outputs.append(
             (position_m.detach().double(), covariance_m2.detach().double(), batch["tx_position_m"].double())
         )

@@ -6,7 +6,6 @@ from fastapi import APIRouter, BackgroundTasks, Request
 
 from heimdall.data.measurements import MeasurementTable
 from heimdall.serving.rollout import Answer, Rollout
-from heimdall.serving.models import MeasurementRow, measurement_table
 from heimdall.service.dependencies import MetricsDep, RolloutDep
 from heimdall.service.metrics import MODEL_STATE_KEY, ServiceMetrics
 from heimdall.service.schemas import LocalizeIn, LocalizeOut
@@ -31,7 +30,7 @@ def localize(
     these), loaded once and kept in memory. `model` in the response names the one that
     answered. A configured shadow model runs after the response, for logs and metrics only.
     """
-    table = measurement_table([MeasurementRow(**row.model_dump()) for row in body.measurements])
+    table = body.table()
     answer = rollout.localize(body.model, body.model_dump_json(), table)
     setattr(request.state, MODEL_STATE_KEY, answer.body["model"])
     metrics.observe_answer(answer)
