@@ -90,8 +90,9 @@ def training_settings(ctx: Context, meta: dict[str, Any]) -> dict[str, Any]:
         job = get_job(ctx.db, job_id)
     except NotFoundError:
         return settings
-    kept = ("epochs", "batch_size", "learning_rate", "weight_decay", "validation_split", "seed", "precision", "devices")
-    settings.update({k: v for k, v in (job.params or {}).items() if k in kept})
+    from heimdall.requests import TrainRequest
+
+    settings.update(TrainRequest.from_job_params(job.params).card_settings())
     settings["epochs_run"] = len(job_metrics(ctx.db, job_id))
     return settings
 
