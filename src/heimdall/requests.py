@@ -123,7 +123,7 @@ def check_bounds(request: Any) -> None:
             continue
         allowed = _allowed(hints[f.name])
         if allowed is not None and value not in allowed:
-            choices = ", ".join(map(str, allowed[:-1])) + f" or {allowed[-1]}"
+            choices = f"{', '.join(map(str, allowed[:-1]))} or {allowed[-1]}" if len(allowed) > 1 else str(allowed[0])
             raise InputError(f"{option_name(f)} must be {choices}, got {value!r}")
         meta = f.metadata
         if not any(meta.get(k) is not None for k in ("ge", "gt", "le", "lt")):

@@ -35,7 +35,7 @@ def _train_option(name: str, *aliases: str) -> Any:
     """The typer option of TrainRequest field `name` (its flag, an underscore alias, its help)."""
     field = next(f for f in dataclasses.fields(TrainRequest) if f.name == name)
     flag = option_name(field)
-    spelled = (flag, flag[2:].replace("-", "_").join(("--", ""))) if "-" in flag[2:] else (flag,)
+    spelled = (flag, "--" + flag[2:].replace("-", "_")) if "-" in flag[2:] else (flag,)
     return typer.Option(*spelled, *aliases, help=field.metadata["help"])
 
 
