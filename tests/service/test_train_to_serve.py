@@ -1,0 +1,47 @@
+"""A training job is done when its model can serve: generate -> train -> localise over HTTP,
+with no export call, and the completed job names the model it registered."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from heimdall.service import create_app
+from heimdall.service.browser import SCRIPT_HEADERS
+from heimdall.settings import Settings
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_completed_training_job_serves_at_once(embedded_env: Path, wait_job, transmission) -> None:
+    with TestClient(create_app(Settings()), headers=SCRIPT_HEADERS) as client:
+        # A frequency of its own: the network travels in the job's request, not in a file
+        # the job writes for itself.
+        generated = client.post(
+            "/v1/training/synthetic/generate", json={"name": "serve", "num_samples": 1500, "seed": 3, "frequency_mhz": 433.0}
+        )
+        wait_job(client, generated.json()["job_id"], {"completed"})
+        assert not (embedded_env / "jobs").exists()
+        assert client.get("/v1/training/synthetic/datasets/serve").json()["network"]["frequency_hz"] == 433e6
+
+        body = {"dataset": "serve", "epochs": 2, "batch_size": 256, "hidden_dim": 16, "num_layers": 1}
+        job_id = client.post("/v1/training/jobs", json=body).json()["job_id"]
+        running = wait_job(client, job_id, {"running"})
+        assert running["stages"]["train"]["total"] == 2 and running["model"] is None
+        # The first answer that says completed already names a model that serves.
+        job = wait_job(client, job_id, {"completed"})
+        located = client.post("/v1/localize", json={"measurements": transmission()})
+        assert located.status_code == 200, located.text
+        assert job["model"] == {"name": "heimdall-localizer", "version": 1, "reference": "models:/heimdall-localizer/1"}
+        assert located.json()["model"] == job["result"]["model"] == "models:/heimdall-localizer/1"
+        evaluation = job["result"]["evaluation"]
+        assert evaluation["n"] > 0 and evaluation["median_error_m"] > 0 and evaluation["split"] == "test"
+        # Its stages, each with its own progress: the epochs, then the export.
+        assert job["progress"]["current"] == 2 and job["stages"]["train"] == {"status": "completed", "current": 2, "total": 2}
+        export = job["stages"]["export"]
+        assert export["status"] == "completed" and (export["current"], export["total"]) == (1, 1)
+        assert export["job_id"] == job["export_job_id"]
+        # The job row holds the request as it was sent (defaults filled in), read back as is.
+        assert job["params"]["epochs"] == 2 and job["params"]["hidden_dim"] == 16 and job["params"]["export"] is True
