@@ -92,16 +92,18 @@ def option_name(f: dataclasses.Field[Any]) -> str:
     return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
 
 
-def _bounds_text(meta: Any) -> str:
-    if meta["gt"] == 0 and meta["le"] is None and meta["lt"] is None:
-        return "positive"
+def _bounds_text(meta: Any, value: Any) -> str:
+    """The bound `value` breaks, in words ("at least 1", "in (0, 1)", "positive")."""
     low = f"[{meta['ge']:g}" if meta["ge"] is not None else (f"({meta['gt']:g}" if meta["gt"] is not None else None)
     high = f"{meta['le']:g}]" if meta["le"] is not None else (f"{meta['lt']:g})" if meta["lt"] is not None else None)
-    if high is None:
-        return f"at least {meta['ge']:g}" if meta["ge"] is not None else f"above {meta['gt']:g}"
-    if low is None:
-        return f"at most {meta['le']:g}" if meta["le"] is not None else f"below {meta['lt']:g}"
-    return f"in {low}, {high}"
+    if low is not None and high is not None and (meta["le"] or meta["lt"]) <= 1:
+        return f"in {low}, {high}"  # a fraction: both ends say what it is
+    too_low = (meta["ge"] is not None and value < meta["ge"]) or (meta["gt"] is not None and value <= meta["gt"])
+    if too_low:
+        if meta["ge"] is not None:
+            return f"at least {meta['ge']:g}"
+        return "positive" if meta["gt"] == 0 else f"above {meta['gt']:g}"
+    return f"at most {meta['le']:g}" if meta["le"] is not None else f"below {meta['lt']:g}"
 
 
 def _allowed(annotation: Any) -> tuple[Any, ...] | None:
@@ -133,7 +135,7 @@ def check_bounds(request: Any) -> None:
             and (meta["le"] is None or value <= meta["le"]) and (meta["lt"] is None or value < meta["lt"])
         )
         if not ok:
-            raise InputError(f"{option_name(f)} must be {_bounds_text(meta)}, got {value}")
+            raise InputError(f"{option_name(f)} must be {_bounds_text(meta, value)}, got {value}")
 
 
 def body_fields(cls: type, types: dict[str, Any] | None = None, required: frozenset[str] = frozenset()) -> dict[str, Any]:
