@@ -19,6 +19,7 @@ from heimdall.export.geojson import prediction_records, predictions_geojson
 from heimdall.export.localizer import Localizer
 from heimdall.models.localization_net import BASE_INPUTS
 from heimdall.pipelines.context import Context
+from heimdall.requests import EvaluateRequest, check_bounds
 
 log = logging.getLogger(__name__)
 
@@ -185,8 +186,8 @@ def _measured_baselines(
 
 
 def _check_split(split: str) -> None:
-    if split not in ("train", "val", "test", "all"):
-        raise InputError(f"unknown split {split!r}; expected train, val, test or all")
+    # The split values are EvaluateRequest's (one list for the CLI, the API and jobs).
+    check_bounds(EvaluateRequest(model="", dataset="", split=split))  # type: ignore[arg-type]
 
 
 def _evaluation(ctx: Context, model: str, reader: DatasetReader, split: str, variant: str) -> Evaluation:
