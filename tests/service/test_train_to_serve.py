@@ -8,13 +8,41 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from heimdall import jobs
+from heimdall.errors import DataError
+from heimdall.pipelines import Context
+from heimdall.pipelines import jobrunner
+from heimdall.pipelines.jobqueue import describe_job, run_job
+from heimdall.requests import TrainRequest
 from heimdall.service import create_app
 from heimdall.service.browser import SCRIPT_HEADERS
 from heimdall.settings import Settings
 
-pytestmark = pytest.mark.slow
+
+def _trained_job(ctx: Context, tmp_path: Path) -> str:
+    """A training job row whose epochs are done (its result names a checkpoint)."""
+    checkpoint = tmp_path / "best.ckpt"
+    checkpoint.write_bytes(b"")
+    params = {"spec": TrainRequest(dataset="a", epochs=2).to_json(), "executor": "inline",
+              "result": {"best_checkpoint": str(checkpoint), "checkpoint": str(checkpoint), "epochs_run": 2}}
+    return jobs.create_job(ctx.db, "train", "a", params, total_epochs=2)
 
 
+def test_a_failed_export_stage_fails_the_training_job(ctx: Context, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(_ctx, job, _stop) -> None:
+        raise DataError("the test split is empty")
+
+    monkeypatch.setitem(jobrunner._RUNNERS, "export", broken)
+    job_id = _trained_job(ctx, tmp_path)
+    # Its epochs are done: a resumed job (a server that stopped during the export stage)
+    # only exports, it does not train again (the dataset "a" does not even exist).
+    assert run_job(ctx, job_id) == "failed"
+    view = describe_job(ctx, job_id)
+    assert view["error"] == "export failed: the test split is empty" and view["model"] is None
+    assert view["stages"]["train"]["status"] == "completed" and view["stages"]["export"]["status"] == "failed"
+
+
+@pytest.mark.slow
 def test_a_completed_training_job_serves_at_once(embedded_env: Path, wait_job, transmission) -> None:
     with TestClient(create_app(Settings()), headers=SCRIPT_HEADERS) as client:
         # A frequency of its own: the network travels in the job's request, not in a file

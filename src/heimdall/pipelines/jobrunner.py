@@ -89,6 +89,13 @@ def _run_train(ctx: Context, job: TrainingJob, stop: threading.Event | None) -> 
     from heimdall.pipelines.training import train
 
     request = TrainRequest.from_job_params(job.params)
+    executor = (job.params or {}).get("executor", "inline")
+    trained = (job.params or {}).get("result") or {}
+    if request.export and trained.get("best_checkpoint"):
+        # Its epochs were done when its worker stopped (a server shutting down pauses a
+        # job in any stage): only the export stage is left.
+        _export_stage(ctx, job.id, trained, executor=executor)
+        return
     last = Path(job.checkpoint_dir) / "last.ckpt" if job.checkpoint_dir else None
     resuming = last is not None and last.is_file()
     run = job_request(ctx, request, checkpoint=last if resuming else None)
@@ -110,7 +117,7 @@ def _run_train(ctx: Context, job: TrainingJob, stop: threading.Event | None) -> 
     }
     jobs.set_result(ctx.db, job.id, trained)
     if request.export:
-        _export_stage(ctx, job.id, trained, executor=(job.params or {}).get("executor", "inline"))
+        _export_stage(ctx, job.id, trained, executor=executor)
 
 
 def _export_stage(ctx: Context, job_id: str, trained: dict[str, Any], executor: str) -> None:
