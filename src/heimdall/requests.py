@@ -141,7 +141,8 @@ def check_bounds(request: Any) -> None:
 def body_fields(cls: type, types: dict[str, Any] | None = None, required: frozenset[str] = frozenset()) -> dict[str, Any]:
     """`pydantic.create_model` field definitions of `cls`'s API fields: same types, defaults,
     bounds, allowed values and descriptions. `types` replaces the type of some fields (the
-    API's name patterns); fields in `required` lose their default."""
+    API's name patterns, narrower choices); fields in `required` lose their default. Fields
+    with an `api_name` are left to the body, which spells them otherwise."""
     from pydantic import Field
 
     types = types or {}
@@ -149,6 +150,8 @@ def body_fields(cls: type, types: dict[str, Any] | None = None, required: frozen
     definitions: dict[str, Any] = {}
     for f in fields_on(cls, "api"):
         meta = f.metadata
+        if meta.get("api_name"):
+            continue
         bounds = {k: meta[k] for k in ("ge", "gt", "le", "lt") if meta.get(k) is not None}
         kind = types.get(f.name, hints[f.name])
         if f.name in required or (f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING):
@@ -335,13 +338,14 @@ class GenerateRequest(_Request):
 @dataclass(frozen=True)
 class ExportRequest(_Request):
     """An export: a checkpoint (or, for a job, the best checkpoint of training job
-    `source_job_id`) to an ONNX bundle, evaluated and registered."""
+    `source_job_id`) to an ONNX bundle, evaluated and registered. (The seeds'
+    `export_and_register_model` keeps the seeds' argument names.)"""
 
-    checkpoint: Path | None = setting(None, help="Training checkpoint (.ckpt).", surfaces=frozenset({"cli", "facade"}))
+    checkpoint: Path | None = setting(None, help="Training checkpoint (.ckpt).", surfaces=frozenset({"cli"}))
     source_job_id: str | None = setting(None, help="Training job whose best checkpoint is exported.",
                                         surfaces=frozenset())
     version: str | None = setting(None, help="SemVer, e.g. v1.2.0, 1.0.0-test or 1.0.0+build.1 (default: next minor).",
-                                  surfaces=frozenset({"cli", "facade"}))
+                                  surfaces=frozenset({"cli"}))
     quantize: Literal["int8"] | None = setting(None, help="Also write a quantised graph: int8.",
                                                surfaces=frozenset({"cli"}))
 

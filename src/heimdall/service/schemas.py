@@ -71,28 +71,22 @@ class NetworkIn(_Body):
     bandwidth_hz: Annotated[float, Field(gt=0.0, le=1e9)] | None = None
 
 
-class GenerateIn(_Body):
-    """`POST /v1/training/synthetic/generate`.
+class _GenerateBody(_Body):
+    """`POST /v1/training/synthetic/generate`: `GenerateRequest`'s API fields, and the
+    body's own spellings of the others (MHz, transmitter shortcuts for the scenario).
 
     `name` may be a display name ("Test Dataset 1k"): it is stored as its slug
     ("test-dataset-1k"), the name the dataset's URLs use.
     """
 
-    name: Annotated[str, StringConstraints(min_length=1, max_length=128)]
-    num_samples: Annotated[int, Field(ge=1, le=5_000_000)]
-    description: Annotated[str, StringConstraints(max_length=2000)] | None = None
     frequency_mhz: Annotated[float, Field(gt=0.0, le=100_000.0)] | None = None
     tx_power_dbm: PowerDbm | Annotated[list[PowerDbm], Field(min_length=2, max_length=2)] | None = Field(
         None, description="Transmit power in dBm, fixed or a [min, max] range drawn uniformly"
     )
     min_snr_db: Annotated[float, Field(ge=-50.0, le=100.0)] | None = None
     min_receivers: Annotated[int, Field(ge=1, le=256)] | None = None
-    network: NetworkIn | None = Field(None, description="Inline receiver network; omitted = the default network")
-    kind: Literal["features"] = "features"
-    split_mode: Literal["random", "grid"] = "random"
-    seed: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
 
-    @field_validator("name")
+    @field_validator("name", check_fields=False)
     @classmethod
     def _slug(cls, value: str) -> str:
         try:
@@ -136,6 +130,24 @@ class GenerateIn(_Body):
             frequency_hz=self.frequency_mhz * 1e6 if self.frequency_mhz is not None else None,
             resume=True,
         )
+
+
+#: Generated from `GenerateRequest`; a queued job simulates feature datasets only, and its
+#: size is bounded (HEIMDALL_MAX_JOB_SAMPLES bounds it further).
+GenerateIn = create_model(
+    "GenerateIn",
+    __base__=_GenerateBody,
+    **body_fields(
+        GenerateRequest,
+        types={
+            "name": Annotated[str, StringConstraints(min_length=1, max_length=128)],
+            "num_samples": Annotated[int, Field(le=5_000_000)],
+            "description": Annotated[str, StringConstraints(max_length=2000)] | None,
+            "kind": Literal["features"],
+            "network": NetworkIn | None,
+        },
+    ),
+)
 
 
 class _TrainBody(_Body):
