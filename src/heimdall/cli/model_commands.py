@@ -31,12 +31,13 @@ from heimdall.requests import TrainRequest, option_name
 _TRAIN = TrainRequest()
 
 
-def _train_option(name: str, *aliases: str) -> Any:
-    """The typer option of TrainRequest field `name` (its flag, an underscore alias, its help)."""
+def _train_option(name: str) -> Any:
+    """The typer option of TrainRequest field `name`: its flag (and the seeds' underscore
+    spelling of it), its help."""
     field = next(f for f in dataclasses.fields(TrainRequest) if f.name == name)
     flag = option_name(field)
     spelled = (flag, "--" + flag[2:].replace("-", "_")) if "-" in flag[2:] else (flag,)
-    return typer.Option(*spelled, *aliases, help=field.metadata["help"])
+    return typer.Option(*spelled, help=field.metadata["help"])
 
 
 @handle_errors

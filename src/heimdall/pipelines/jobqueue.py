@@ -31,7 +31,7 @@ from heimdall.errors import ConfigError, InputError, NotFoundError
 from heimdall.extras import require
 from heimdall.jobs import ConflictError
 from heimdall.pipelines.context import Context
-from heimdall.pipelines.jobrunner import _RUNNERS, create_export_job, run_job  # noqa: F401 - tests patch _RUNNERS
+from heimdall.pipelines.jobrunner import _RUNNERS, create_export_job, run_job, train_stages  # noqa: F401 - tests patch _RUNNERS
 from heimdall.pipelines.jobspecs import (
     best_checkpoint,
     job_request,
@@ -346,7 +346,7 @@ def describe_job(ctx: Context, job_id: str) -> dict[str, Any]:
         model = {"name": record.name, "version": record.version, "reference": f"models:/{record.name}/{record.version}"}
     total = int(job.total_epochs or 0)
     current = int(job.current_epoch or 0)
-    stages = _train_stages(ctx, job, result, export_job_id, current, total) if job.kind == "train" else None
+    stages = train_stages(ctx, job, result, export_job_id, current, total) if job.kind == "train" else None
     return {
         "job_id": job.id,
         "kind": job.kind,
@@ -371,25 +371,3 @@ def describe_job(ctx: Context, job_id: str) -> dict[str, Any]:
         "started_at": job.started_at,
         "finished_at": job.finished_at,
     }
-
-
-
-def _train_stages(
-    ctx: Context, job: TrainingJob, result: dict[str, Any] | None, export_job_id: str | None, current: int, total: int
-) -> dict[str, Any]:
-    """A training job's stages, each with its own status and progress: the epochs, then the
-    export (ONNX, evaluation, registry) it runs as an export job."""
-    trained = bool(result and result.get("best_checkpoint"))
-    stages: dict[str, Any] = {
-        "train": {"status": "completed" if trained else job.status, "current": current, "total": total}
-    }
-    if export_job_id:
-        export = jobs.get_job(ctx.db, export_job_id)
-        stages["export"] = {
-            "status": export.status,
-            "job_id": export_job_id,
-            "current": int(export.current_epoch or 0),
-            "total": int(export.total_epochs or 0),
-            "message": export.progress_message,
-        }
-    return stages

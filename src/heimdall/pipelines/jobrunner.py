@@ -27,7 +27,7 @@ from heimdall.pipelines.jobspecs import best_checkpoint, job_request, redact
 from heimdall.requests import EvaluateRequest, ExportRequest, GenerateRequest, TrainRequest
 from heimdall.storage.tables import TrainingJob
 
-__all__ = ["run_job", "create_export_job"]
+__all__ = ["run_job", "create_export_job", "train_stages"]
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +136,27 @@ def _export_stage(ctx: Context, job_id: str, trained: dict[str, Any], executor: 
     jobs.set_result(ctx.db, job_id, {**trained, **{k: stage[k] for k in ("model", "registered", "version", "evaluation")}})
     jobs.set_progress(ctx.db, job_id, int(row.current_epoch or 0), None, f"registered {stage['model']}")
     jobs.finish_job(ctx.db, job_id, "completed")
+
+
+def train_stages(
+    ctx: Context, job: TrainingJob, result: dict[str, Any] | None, export_job_id: str | None, current: int, total: int
+) -> dict[str, Any]:
+    """A training job's stages, each with its own status and progress: the epochs, then the
+    export (ONNX, evaluation, registry) it runs as an export job."""
+    trained = bool(result and result.get("best_checkpoint"))
+    stages: dict[str, Any] = {
+        "train": {"status": "completed" if trained else job.status, "current": current, "total": total}
+    }
+    if export_job_id:
+        export = jobs.get_job(ctx.db, export_job_id)
+        stages["export"] = {
+            "status": export.status,
+            "job_id": export_job_id,
+            "current": int(export.current_epoch or 0),
+            "total": int(export.total_epochs or 0),
+            "message": export.progress_message,
+        }
+    return stages
 
 
 def create_export_job(ctx: Context, train_job_id: str, executor: str) -> str:
