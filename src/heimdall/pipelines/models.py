@@ -19,7 +19,7 @@ from heimdall.export.geojson import prediction_records, predictions_geojson
 from heimdall.export.localizer import Localizer
 from heimdall.models.localization_net import BASE_INPUTS
 from heimdall.pipelines.context import Context
-from heimdall.requests import EvaluateRequest, check_bounds
+from heimdall.requests import EvaluateRequest, TrainRequest, check_bounds
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +91,6 @@ def training_settings(ctx: Context, meta: dict[str, Any]) -> dict[str, Any]:
         job = get_job(ctx.db, job_id)
     except NotFoundError:
         return settings
-    from heimdall.requests import TrainRequest
-
     settings.update(TrainRequest.from_job_params(job.params).card_settings())
     settings["epochs_run"] = len(job_metrics(ctx.db, job_id))
     return settings
