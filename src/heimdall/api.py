@@ -25,7 +25,8 @@ from typing import Any
 
 from heimdall.errors import InputError
 from heimdall.names import to_slug
-from heimdall.pipelines import Context, ExportResult, TrainRequest, export, open_context, train
+from heimdall.pipelines import Context, ExportResult, export, open_context, train
+from heimdall.requests import TrainRequest, fields_on
 from heimdall.settings import Settings
 
 __all__ = ["TrainingPipeline", "TrainingPipelineResult", "export_and_register_model"]
@@ -65,14 +66,18 @@ def _scalars(summary: dict[str, Any], prefix: str) -> dict[str, float]:
 class TrainingPipeline:
     """Train, then export and register, a localisation model (seed name for `heimdall train`).
 
-    The keyword arguments are those of `heimdall.pipelines.TrainRequest` (SI units):
-    `epochs`, `batch_size`, `learning_rate`, `weight_decay`, `dropout`, `validation_split`,
-    `accelerator` ("cpu", "gpu", "auto"), `devices`, `num_workers`, `hidden_dim`,
-    `num_layers`, `seed`, ... `settings` overrides the environment's configuration.
+    The keyword arguments are the `facade` fields of `heimdall.requests.TrainRequest` (SI
+    units), with its defaults and checks: `epochs`, `batch_size`, `learning_rate`,
+    `weight_decay`, `dropout`, `validation_split`, `accelerator` ("cpu", "gpu", "auto"),
+    `devices`, `num_workers`, `hidden_dim`, `num_layers`, `seed`, ... `settings`
+    overrides the environment's configuration.
     """
 
+    #: The options `__init__` takes (tests/test_requests.py holds them to TrainRequest).
+    OPTIONS = frozenset(f.name for f in fields_on(TrainRequest, "facade"))
+
     def __init__(self, *, settings: Settings | None = None, **options: Any) -> None:
-        names = {f.name for f in dataclasses.fields(TrainRequest)} - {"dataset", "checkpoint", "resume_training", "given"}
+        names = self.OPTIONS
         unknown = sorted(set(options) - names)
         if unknown:
             raise InputError(f"unknown TrainingPipeline option(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")

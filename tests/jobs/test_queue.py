@@ -11,16 +11,16 @@ from heimdall.errors import ConfigError, InputError, NotFoundError, one_line
 from heimdall.jobs import repository as jobs
 from heimdall.jobs.queue import (
     CeleryExecutor,
-    GenerateSpec,
     JobQueue,
-    TrainSpec,
     best_checkpoint,
+    job_request,
     describe_job,
     resolve_init_from,
     run_job,
 )
 from heimdall.jobs.repository import ConflictError
 from heimdall.pipelines import Context
+from heimdall.requests import GenerateRequest, TrainRequest
 from heimdall.settings import Settings
 
 
@@ -119,15 +119,15 @@ def test_run_job_hides_internal_error_messages(ctx: Context, monkeypatch: pytest
 
 def test_specs_validate_before_queueing(ctx: Context) -> None:
     with pytest.raises(InputError, match="iq"):
-        GenerateSpec(name="a", num_samples=10, kind="iq").build()  # type: ignore[arg-type]
+        GenerateRequest(name="a", num_samples=10, kind="iq").build()  # type: ignore[arg-type]
     with pytest.raises(InputError, match="positive"):
-        GenerateSpec(name="a", num_samples=0).build()
+        GenerateRequest(name="a", num_samples=0).build()
     with pytest.raises(InputError, match="tx_power"):
-        GenerateSpec(name="a", num_samples=10, scenario={"tx_power_min_dbm": 50, "tx_power_max_dbm": 10}).build()
-    scenario, network = GenerateSpec(name="a", num_samples=10, frequency_hz=433e6).build()
+        GenerateRequest(name="a", num_samples=10, scenario={"tx_power_min_dbm": 50, "tx_power_max_dbm": 10}).build()
+    scenario, network = GenerateRequest(name="a", num_samples=10, frequency_hz=433e6).build()
     assert network.frequency_hz == 433e6 and len(network) == 7
     with pytest.raises(InputError, match="epochs"):
-        TrainSpec(dataset="a", epochs=0).request(ctx).validate()
+        job_request(ctx, TrainRequest(dataset="a", epochs=0)).validate()
 
 
 def test_init_from_resolves_only_checkpoints_this_installation_wrote(ctx: Context, tmp_path: Path) -> None:
@@ -160,7 +160,7 @@ def test_an_unreachable_broker_is_a_503_and_a_failed_job(ctx: Context) -> None:
         health = queue.health()
         assert health["broker"]["status"] == "unavailable"
         with pytest.raises(ConfigError, match="job queue is unavailable"):
-            queue.submit_train(TrainSpec(dataset="b", epochs=1))
+            queue.submit_train(TrainRequest(dataset="b", epochs=1))
     finally:
         queue.close()
     [job] = jobs.list_jobs(ctx.db, kind="train")

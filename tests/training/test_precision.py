@@ -77,11 +77,11 @@ def test_bf16_mixed_trains_checkpoints_and_exports_float32(ctx) -> None:
 
 
 def test_queued_job_refuses_ddp(ctx) -> None:
-    from heimdall.jobs.specs import TrainSpec
+    from heimdall.jobs.specs import job_request
 
     with pytest.raises(InputError, match="one process"):
-        TrainSpec(dataset="d", devices=2).request(ctx)
-    request = TrainSpec(dataset="d", precision="bf16-mixed", num_threads=1).request(ctx)
+        job_request(ctx, TrainRequest(dataset="d", devices=2))
+    request = job_request(ctx, TrainRequest(dataset="d", precision="bf16-mixed", num_threads=1))
     assert request.precision == "bf16-mixed" and request.num_threads == 1 and request.devices == 1
 
 
@@ -90,11 +90,11 @@ def test_api_training_body_reaches_the_training_request(ctx) -> None:
     the API refuses what training would refuse (an unknown encoder, dropout >= 1)."""
     from pydantic import ValidationError
 
-    from heimdall.service.routes.jobs import train_spec
+    from heimdall.jobs.specs import job_request
     from heimdall.service.schemas import TrainIn
 
     body = TrainIn(dataset="d", weight_decay=0.02, dropout=0.1, spectrogram_encoder="nano", hidden_dim=64, num_layers=1)
-    request = train_spec(body).request(ctx)
+    request = job_request(ctx, body.to_request())
     assert (request.weight_decay, request.dropout, request.spectrogram_encoder) == (0.02, 0.1, "nano")
     assert (request.hidden_dim, request.num_layers, request.checkpoint) == (64, 1, None)
     for bad in ({"spectrogram_encoder": "huge"}, {"dropout": 1.0}, {"weight_decay": -0.1}):

@@ -48,10 +48,6 @@ def generate(
     from heimdall.pipelines import generate as run_generate
     from heimdall.sim.scenario import load_scenario
 
-    if kind not in ("features", "iq"):
-        fail(f"--kind must be features or iq, got {kind!r}")
-    if split_mode not in ("random", "grid"):
-        fail(f"--split-mode must be random or grid, got {split_mode!r}")
     ctx = context()
     with progress_bars(quiet) as progress:
         result = run_generate(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,48 +23,55 @@ from heimdall.cli.common import (
     summary_table,
 )
 from heimdall.cli.progress import progress_bars, step
+from heimdall.requests import TrainRequest, option_name
+
+
+#: `heimdall train`'s options are views of `TrainRequest`: defaults and help come from it,
+#: and tests/test_requests.py fails when an option is missing or extra.
+_TRAIN = TrainRequest()
+
+
+def _train_option(name: str) -> Any:
+    """The typer option of TrainRequest field `name`: its flag (and the seeds' underscore
+    spelling of it), its help."""
+    field = next(f for f in dataclasses.fields(TrainRequest) if f.name == name)
+    flag = option_name(field)
+    spelled = (flag, "--" + flag[2:].replace("-", "_")) if "-" in flag[2:] else (flag,)
+    return typer.Option(*spelled, help=field.metadata["help"])
 
 
 @handle_errors
 def train(
     cli: typer.Context,
-    dataset: Annotated[str | None, typer.Option(help="Dataset name.")] = None,
-    epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 40,
-    batch_size: Annotated[int, typer.Option("--batch-size", "--batch_size", help="Samples per optimiser step.")] = 256,
-    learning_rate: Annotated[float, typer.Option("--learning-rate", "--learning_rate", help="Peak AdamW learning rate.")] = 2e-3,
-    weight_decay: Annotated[float, typer.Option("--weight-decay", "--weight_decay", help="AdamW weight decay.")] = 1e-4,
-    dropout: Annotated[float, typer.Option(help="Dropout in the attention blocks, in [0, 1).")] = 0.0,
-    hidden_dim: Annotated[int, typer.Option("--hidden-dim", "--hidden_dim", help="Width of the set model.")] = 128,
-    num_layers: Annotated[int, typer.Option("--num-layers", "--num_layers", help="Attention blocks.")] = 2,
-    validation_split: Annotated[
-        float | None, typer.Option("--validation-split", "--validation_split", help="Re-split train+val with this val share.")
-    ] = None,
-    accelerator: Annotated[str, typer.Option(help="cpu, gpu or auto.")] = "cpu",
-    devices: Annotated[int, typer.Option(help="Devices (processes) per node.")] = 1,
-    num_nodes: Annotated[int, typer.Option("--num-nodes", "--num_nodes", help="Machines in a DDP run.")] = 1,
-    strategy: Annotated[str, typer.Option(help="auto, ddp or ddp_spawn (DDP: gloo on CPU, NCCL on GPU).")] = "auto",
-    precision: Annotated[str, typer.Option(help="32-true, bf16-mixed or 16-mixed (GPU only).")] = "32-true",
-    num_workers: Annotated[int, typer.Option("--num-workers", "--num_workers", help="DataLoader worker processes.")] = 0,
-    threads: Annotated[int | None, typer.Option(help="torch threads per process (default: one per core).")] = None,
-    checkpoint: Annotated[Path | None, typer.Option(help="Checkpoint to resume or export.")] = None,
-    resume_training: Annotated[bool, typer.Option("--resume-training", "--resume_training", help="Continue --checkpoint's run with its settings (only --epochs may change).")] = False,
+    dataset: Annotated[str | None, _train_option("dataset")] = _TRAIN.dataset,
+    epochs: Annotated[int, _train_option("epochs")] = _TRAIN.epochs,
+    batch_size: Annotated[int, _train_option("batch_size")] = _TRAIN.batch_size,
+    learning_rate: Annotated[float, _train_option("learning_rate")] = _TRAIN.learning_rate,
+    weight_decay: Annotated[float, _train_option("weight_decay")] = _TRAIN.weight_decay,
+    dropout: Annotated[float, _train_option("dropout")] = _TRAIN.dropout,
+    hidden_dim: Annotated[int, _train_option("hidden_dim")] = _TRAIN.hidden_dim,
+    num_layers: Annotated[int, _train_option("num_layers")] = _TRAIN.num_layers,
+    validation_split: Annotated[float | None, _train_option("validation_split")] = _TRAIN.validation_split,
+    accelerator: Annotated[str, _train_option("accelerator")] = _TRAIN.accelerator,
+    devices: Annotated[int, _train_option("devices")] = _TRAIN.devices,
+    num_nodes: Annotated[int, _train_option("num_nodes")] = _TRAIN.num_nodes,
+    strategy: Annotated[str, _train_option("strategy")] = _TRAIN.strategy,
+    precision: Annotated[str, _train_option("precision")] = _TRAIN.precision,
+    num_workers: Annotated[int, _train_option("num_workers")] = _TRAIN.num_workers,
+    threads: Annotated[int | None, _train_option("num_threads")] = _TRAIN.num_threads,
+    checkpoint: Annotated[Path | None, _train_option("checkpoint")] = _TRAIN.checkpoint,
+    resume_training: Annotated[bool, _train_option("resume_training")] = _TRAIN.resume_training,
     export_only: Annotated[bool, typer.Option("--export-only", "--export_only", help="Only export --checkpoint.")] = False,
-    init_from: Annotated[str | None, typer.Option("--init-from", "--init_from", help="Checkpoint to fine-tune.")] = None,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    spectrogram_encoder: Annotated[
-        str | None, typer.Option("--spectrogram-encoder", help="nano, tiny, small, base or large (iq datasets).")
-    ] = None,
-    estimator: Annotated[
-        str, typer.Option(help="auto (radio map for measured datasets, the network otherwise), net or radio-map.")
-    ] = "auto",
+    init_from: Annotated[str | None, _train_option("init_from")] = _TRAIN.init_from,
+    seed: Annotated[int, _train_option("seed")] = _TRAIN.seed,
+    spectrogram_encoder: Annotated[str | None, _train_option("spectrogram_encoder")] = _TRAIN.spectrogram_encoder,
+    estimator: Annotated[str, _train_option("estimator")] = _TRAIN.estimator,
     as_json: JsonFlag = False,
     quiet: QuietFlag = False,
 ) -> None:
     """Train a model on a dataset (or resume, or export a checkpoint)."""
     from heimdall import pipelines
 
-    if accelerator not in ("cpu", "gpu", "auto"):
-        fail(f"--accelerator must be cpu, gpu or auto, got {accelerator!r}")
     ctx = context()
     if export_only:
         if checkpoint is None:
@@ -72,7 +80,7 @@ def train(
             result = pipelines.export(ctx, checkpoint)
         emit(_export_payload(result), as_json, lambda: _print_export(result))
         return
-    request = pipelines.TrainRequest(
+    request = TrainRequest(
         dataset=dataset, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
         weight_decay=weight_decay, dropout=dropout, hidden_dim=hidden_dim, num_layers=num_layers,
         validation_split=validation_split, accelerator=accelerator, devices=devices,  # type: ignore[arg-type]

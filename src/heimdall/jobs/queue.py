@@ -9,13 +9,13 @@ job's whole state lives in the database (`jobs/repository.py`). Two executors:
   `heimdall worker` processes take it.
 
 Both end in `run_job(ctx, job_id)` (`runner.py`), which claims the queued row (so a job never runs twice)
-and calls one pipeline. A finished training job is exported (ONNX bundle, evaluation,
-registry) by an export job it creates and runs straight after.
+and calls one pipeline. A training job is exported (ONNX bundle, evaluation, registry) by
+an export job it creates and runs as its second stage; it completes once its model is
+registered, so a `completed` training job's model can serve.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -27,16 +27,15 @@ from heimdall.data.shards import MANIFEST, dataset_prefix, staging_in_use
 from heimdall.errors import ConfigError, ConflictError, InputError, NotFoundError
 from heimdall.extras import require
 from heimdall.jobs import repository as jobs
-from heimdall.jobs.runner import create_export_job, run_job
-from heimdall.jobs.specs import GenerateSpec, TrainSpec, best_checkpoint, resolve_init_from
+from heimdall.jobs.runner import create_export_job, run_job, train_stages
+from heimdall.jobs.specs import best_checkpoint, job_request, resolve_init_from
 from heimdall.pipelines.context import Context
+from heimdall.requests import EvaluateRequest, GenerateRequest, TrainRequest
 from heimdall.storage.tables import TrainingJob
 
 __all__ = [
     "TASK_NAMES",
     "CELERY_QUEUE",
-    "GenerateSpec",
-    "TrainSpec",
     "Executor",
     "ThreadExecutor",
     "CeleryExecutor",
@@ -44,6 +43,7 @@ __all__ = [
     "run_job",
     "describe_job",
     "best_checkpoint",
+    "job_request",
     "resolve_init_from",
 ]
 
@@ -186,7 +186,7 @@ class JobQueue:
             raise ConfigError("the job queue is unavailable; try again later") from exc
         return job_id
 
-    def submit_generate(self, spec: GenerateSpec) -> str:
+    def submit_generate(self, spec: GenerateRequest) -> str:
         """Queue a dataset generation; returns the job id.
 
         At most `Settings.max_job_samples` samples: a queued job is work anyone who can
@@ -209,19 +209,22 @@ class JobQueue:
             # Its worker died (kill -9, lost machine): settle the row; the new job resumes.
             jobs.finish_job(self.ctx.db, job.id, "failed", error="interrupted: its worker stopped; resubmitted")
             log.warning("generate job %s was abandoned by its worker; marked failed", job.id)
-        params = {"spec": dataclasses.asdict(spec), "executor": self.mode}
+        params = {"spec": spec.to_json(), "executor": self.mode}
         job_id = jobs.create_job(self.ctx.db, "generate", spec.name, params, total_epochs=spec.num_samples)
         return self._dispatch("generate", job_id)
 
-    def submit_train(self, spec: TrainSpec) -> str:
-        """Queue a training run (exported and registered when it completes); returns the job id."""
+    def submit_train(self, spec: TrainRequest) -> str:
+        """Queue a training run (exported and registered before it completes, unless
+        `spec.export` is False); returns the job id."""
+        if spec.dataset is None:
+            raise InputError("a training job needs a dataset")
         dataset_prefix(spec.dataset)
         if not self.ctx.store.exists(f"{dataset_prefix(spec.dataset)}/{MANIFEST}") and not any(
             j.kind == "generate" for j in self._active(spec.dataset)
         ):
             raise NotFoundError(f"dataset {spec.dataset!r} not found")
-        spec.request(self.ctx).validate()
-        params = {"spec": dataclasses.asdict(spec), "executor": self.mode}
+        job_request(self.ctx, spec).validate()
+        params = {"spec": spec.to_json(), "executor": self.mode}
         job_id = jobs.create_job(self.ctx.db, "train", spec.dataset, params, total_epochs=spec.epochs)
         return self._dispatch("train", job_id)
 
@@ -235,14 +238,13 @@ class JobQueue:
         best_checkpoint(source)
         return self._dispatch("export", create_export_job(self.ctx, train_job_id, executor=self.mode))
 
-    def submit_evaluate(self, model: str, dataset: str, split: str = "test") -> str:
-        """Queue an evaluation of registry model `model` on a dataset split; returns the job id."""
-        if split not in ("train", "val", "test", "all"):
-            raise InputError(f"unknown split {split!r}; expected train, val, test or all")
-        if not self.ctx.store.exists(f"{dataset_prefix(dataset)}/{MANIFEST}"):
-            raise NotFoundError(f"dataset {dataset!r} not found")
-        params = {"spec": {"model": model, "dataset": dataset, "split": split}, "executor": self.mode}
-        job_id = jobs.create_job(self.ctx.db, "evaluate", dataset, params, total_epochs=1)
+    def submit_evaluate(self, spec: EvaluateRequest) -> str:
+        """Queue an evaluation of registry model `spec.model` on a dataset split; returns the job id."""
+        spec.validate()
+        if not self.ctx.store.exists(f"{dataset_prefix(spec.dataset)}/{MANIFEST}"):
+            raise NotFoundError(f"dataset {spec.dataset!r} not found")
+        params = {"spec": spec.to_json(), "executor": self.mode}
+        job_id = jobs.create_job(self.ctx.db, "evaluate", spec.dataset, params, total_epochs=1)
         return self._dispatch("evaluate", job_id)
 
     def pause(self, job_id: str) -> None:
@@ -332,6 +334,7 @@ def describe_job(ctx: Context, job_id: str) -> dict[str, Any]:
         model = {"name": record.name, "version": record.version, "reference": f"models:/{record.name}/{record.version}"}
     total = int(job.total_epochs or 0)
     current = int(job.current_epoch or 0)
+    stages = train_stages(ctx, job, result, export_job_id, current, total) if job.kind == "train" else None
     return {
         "job_id": job.id,
         "kind": job.kind,
@@ -348,6 +351,7 @@ def describe_job(ctx: Context, job_id: str) -> dict[str, Any]:
         "result": result,
         "model": model,
         "export_job_id": export_job_id,
+        "stages": stages,
         "error": job.error,
         "pause_requested": bool(job.pause_requested),
         "cancel_requested": bool(job.cancel_requested),
@@ -355,4 +359,3 @@ def describe_job(ctx: Context, job_id: str) -> dict[str, Any]:
         "started_at": job.started_at,
         "finished_at": job.finished_at,
     }
-

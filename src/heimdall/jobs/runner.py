@@ -1,7 +1,13 @@
 """Running a job, in whichever process the executor chose: claim the row, call one pipeline.
 
 `run_job` records every outcome in the job row (`jobs/repository.py`): failures end as status
-failed with a one-line, redacted error, never as a stack trace in a worker's log.
+failed with a one-line, redacted error, never as a stack trace in a worker's log. Each job
+reads its request (`heimdall.requests`) back from its row as it was stored.
+
+A training job is done when its model can serve: after the epochs, export (ONNX bundle,
+evaluation) and registration run as its second stage, an export job of their own that the
+training job waits for, and the training job completes with the registered model and its
+evaluation in its result.
 """
 
 from __future__ import annotations
@@ -16,11 +22,12 @@ from typing import Any
 
 from heimdall.errors import HeimdallError, redact
 from heimdall.jobs import repository as jobs
-from heimdall.jobs.specs import GenerateSpec, TrainSpec, best_checkpoint
+from heimdall.jobs.specs import best_checkpoint, job_request
 from heimdall.pipelines.context import Context
+from heimdall.requests import EvaluateRequest, ExportRequest, GenerateRequest, TrainRequest
 from heimdall.storage.tables import TrainingJob
 
-__all__ = ["run_job", "create_export_job"]
+__all__ = ["run_job", "create_export_job", "train_stages"]
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +49,11 @@ def _jsonable(value: Any) -> Any:
 def _run_generate(ctx: Context, job: TrainingJob, stop: threading.Event | None) -> None:
     from heimdall.pipelines.datasets import generate
 
-    spec = GenerateSpec(**job.params["spec"])
-    scenario, network = spec.build()
-    network_path = None
-    if spec.network is not None or spec.frequency_hz is not None:
-        network_path = ctx.settings.home / "jobs" / job.id / "network.yaml"
-        network_path.parent.mkdir(parents=True, exist_ok=True)
-        network.save(network_path)
-    jobs.set_progress(ctx.db, job.id, 0, spec.num_samples, f"generating {spec.num_samples} samples")
+    # Queued generations resume what an interrupted run staged (rows written before the
+    # request carried `resume` say nothing of it).
+    request = GenerateRequest.from_json({"resume": True, **job.params["spec"]})
+    scenario, network = request.build()
+    jobs.set_progress(ctx.db, job.id, 0, request.num_samples, f"generating {request.num_samples} samples")
     last_poll_s = time.monotonic()
 
     def progress(_stage: str, done: int, total: int | None, _note: str | None) -> None:
@@ -59,21 +63,21 @@ def _run_generate(ctx: Context, job: TrainingJob, stop: threading.Event | None) 
         if time.monotonic() - last_poll_s < _POLL_S:
             return
         last_poll_s = time.monotonic()
-        jobs.set_progress(ctx.db, job.id, done, total or spec.num_samples, f"generated {done} of {total} samples")
+        jobs.set_progress(ctx.db, job.id, done, total or request.num_samples, f"generated {done} of {total} samples")
         if jobs.control_request(ctx.db, job.id) == "cancel":
             raise jobs.JobCancelled(f"cancelled after {done} of {total} samples")
 
     result = generate(
         ctx,
-        spec.name,
-        spec.num_samples,
-        seed=spec.seed,
-        network_path=network_path,
-        kind=spec.kind,
-        split_mode=spec.split_mode,
+        request.name,
+        request.num_samples,
+        seed=request.seed,
+        network=network,
+        kind=request.kind,
+        split_mode=request.split_mode,
         scenario=scenario,
-        description=spec.description,
-        resume=spec.resume,
+        description=request.description,
+        resume=request.resume,
         progress=progress,
     )
     jobs.set_result(ctx.db, job.id, _jsonable(dataclasses.asdict(result)))
@@ -84,10 +88,17 @@ def _run_generate(ctx: Context, job: TrainingJob, stop: threading.Event | None) 
 def _run_train(ctx: Context, job: TrainingJob, stop: threading.Event | None) -> None:
     from heimdall.pipelines.training import train
 
-    spec = TrainSpec(**job.params["spec"])
+    request = TrainRequest.from_job_params(job.params)
+    executor = (job.params or {}).get("executor", "inline")
+    trained = (job.params or {}).get("result") or {}
+    if request.export and trained.get("best_checkpoint"):
+        # Its epochs were done when its worker stopped (a server shutting down pauses a
+        # job in any stage): only the export stage is left.
+        _export_stage(ctx, job.id, trained, executor=executor)
+        return
     last = Path(job.checkpoint_dir) / "last.ckpt" if job.checkpoint_dir else None
     resuming = last is not None and last.is_file()
-    request = spec.request(ctx, checkpoint=last if resuming else None)
+    run = job_request(ctx, request, checkpoint=last if resuming else None)
 
     def poll() -> jobs.ControlRequest | None:
         # A server shutting down pauses its job (resumable) rather than losing it.
@@ -95,29 +106,63 @@ def _run_train(ctx: Context, job: TrainingJob, stop: threading.Event | None) -> 
             return "pause"
         return jobs.control_request(ctx.db, job.id)
 
-    result = train(ctx, request, job_id=job.id, poll=poll)
+    result = train(ctx, run, job_id=job.id, poll=poll, finish=not request.export)
     if result.status != "completed":
         return
-    jobs.set_result(
-        ctx.db,
-        job.id,
-        {
-            "checkpoint": result.checkpoint,
-            "best_checkpoint": result.best_checkpoint,
-            "epochs_run": result.epochs_run,
-            "mlflow_run_id": result.mlflow_run_id,
-        },
-    )
-    if spec.export:
-        export_id = create_export_job(ctx, job.id, executor=(job.params or {}).get("executor", "inline"))
-        run_job(ctx, export_id)
+    trained = {
+        "checkpoint": result.checkpoint,
+        "best_checkpoint": result.best_checkpoint,
+        "epochs_run": result.epochs_run,
+        "mlflow_run_id": result.mlflow_run_id,
+    }
+    jobs.set_result(ctx.db, job.id, trained)
+    if request.export:
+        _export_stage(ctx, job.id, trained, executor=executor)
+
+
+def _export_stage(ctx: Context, job_id: str, trained: dict[str, Any], executor: str) -> None:
+    """The training job's second stage: export, evaluate and register its best checkpoint
+    (an export job with its own progress), then complete with the model it registered."""
+    row = jobs.get_job(ctx.db, job_id)
+    export_id = create_export_job(ctx, job_id, executor=executor)
+    jobs.set_progress(ctx.db, job_id, int(row.current_epoch or 0), None,
+                      "exporting: ONNX, evaluation on the test split, registry")
+    status = run_job(ctx, export_id)
+    exported = jobs.get_job(ctx.db, export_id)
+    if status != "completed":
+        jobs.finish_job(ctx.db, job_id, "failed", error=f"export failed: {exported.error or status}")
+        return
+    stage = (exported.params or {}).get("result") or {}
+    jobs.set_result(ctx.db, job_id, {**trained, **{k: stage[k] for k in ("model", "registered", "version", "evaluation")}})
+    jobs.set_progress(ctx.db, job_id, int(row.current_epoch or 0), None, f"registered {stage['model']}")
+    jobs.finish_job(ctx.db, job_id, "completed")
+
+
+def train_stages(
+    ctx: Context, job: TrainingJob, result: dict[str, Any] | None, export_job_id: str | None, current: int, total: int
+) -> dict[str, Any]:
+    """A training job's stages, each with its own status and progress: the epochs, then the
+    export (ONNX, evaluation, registry) it runs as an export job."""
+    trained = bool(result and result.get("best_checkpoint"))
+    stages: dict[str, Any] = {
+        "train": {"status": "completed" if trained else job.status, "current": current, "total": total}
+    }
+    if export_job_id:
+        export = jobs.get_job(ctx.db, export_job_id)
+        stages["export"] = {
+            "status": export.status,
+            "job_id": export_job_id,
+            "current": int(export.current_epoch or 0),
+            "total": int(export.total_epochs or 0),
+            "message": export.progress_message,
+        }
+    return stages
 
 
 def create_export_job(ctx: Context, train_job_id: str, executor: str) -> str:
     source = jobs.get_job(ctx.db, train_job_id)
-    export_id = jobs.create_job(
-        ctx.db, "export", source.dataset_name, {"spec": {"source_job_id": train_job_id}, "executor": executor}, total_epochs=1
-    )
+    spec = ExportRequest(source_job_id=train_job_id).to_json()
+    export_id = jobs.create_job(ctx.db, "export", source.dataset_name, {"spec": spec, "executor": executor}, total_epochs=1)
     jobs.merge_params(ctx.db, train_job_id, {"export_job_id": export_id})
     return export_id
 
@@ -125,10 +170,11 @@ def create_export_job(ctx: Context, train_job_id: str, executor: str) -> str:
 def _run_export(ctx: Context, job: TrainingJob, stop: threading.Event | None) -> None:
     from heimdall.pipelines.model_export import export
 
-    source = jobs.get_job(ctx.db, job.params["spec"]["source_job_id"])
-    checkpoint = best_checkpoint(source)
+    request = ExportRequest.from_json(job.params["spec"])
+    request.validate()
+    checkpoint = request.checkpoint or best_checkpoint(jobs.get_job(ctx.db, str(request.source_job_id)))
     jobs.set_progress(ctx.db, job.id, 0, 1, "exporting to ONNX, evaluating on the test split, registering")
-    result = export(ctx, checkpoint)
+    result = export(ctx, checkpoint, request.version, request.quantize)
     summary = {k: v for k, v in result.evaluation.items() if not isinstance(v, dict)}
     jobs.set_result(
         ctx.db,
@@ -151,9 +197,9 @@ def _run_export(ctx: Context, job: TrainingJob, stop: threading.Event | None) ->
 def _run_evaluate(ctx: Context, job: TrainingJob, stop: threading.Event | None) -> None:
     from heimdall.pipelines.models import evaluate
 
-    spec = job.params["spec"]
-    jobs.set_progress(ctx.db, job.id, 0, 1, f"evaluating {spec['model']} on {spec['dataset']}/{spec['split']}")
-    result = evaluate(ctx, spec["model"], spec["dataset"], spec["split"])
+    request = EvaluateRequest.from_json(job.params["spec"])
+    jobs.set_progress(ctx.db, job.id, 0, 1, f"evaluating {request.model} on {request.dataset}/{request.split}")
+    result = evaluate(ctx, request.model, request.dataset, request.split, variant=request.variant)
     jobs.set_result(ctx.db, job.id, _jsonable(result))
     jobs.set_progress(ctx.db, job.id, 1, 1, f"evaluated on {result.get('n', '?')} samples")
     jobs.finish_job(ctx.db, job.id, "completed")

@@ -18,6 +18,7 @@ from heimdall.network import ReceiverNetwork, default_network
 from heimdall.pipelines.context import Context
 from heimdall.pipelines.publishing import clean_stale_work
 from heimdall.progress import ProgressFn
+from heimdall.requests import GenerateRequest, check_bounds
 from heimdall.sim.scenario import ScenarioConfig
 
 __all__ = [
@@ -56,6 +57,7 @@ def generate(
     audio_dir: Path | None = None,
     progress: ProgressFn | None = None,
     resume: bool = False,
+    network: ReceiverNetwork | None = None,
 ) -> GenerateResult:
     """Simulate a dataset for a network (default: the Italian WebSDRs) and catalogue it.
 
@@ -63,15 +65,16 @@ def generate(
     receives ("generate", samples done, samples requested, note). A run stages its
     finished shards under `staging/NAME`; after a crash, the same call with `resume=True`
     keeps them and simulates the rest (same bytes as an uninterrupted run). Without
-    `resume`, a staged run of that name is a ConflictError saying so.
+    `resume`, a staged run of that name is a ConflictError saying so. The receivers are
+    `network`, or those of the file `network_path`, else the default network.
     """
-    if kind not in ("features", "iq"):
-        raise InputError(f"--kind must be features or iq, got {kind!r}")
+    check_bounds(GenerateRequest(name=name, num_samples=num_samples, seed=seed, kind=kind, split_mode=split_mode))
     if audio_dir is not None and kind != "iq":
         raise InputError("--audio-dir needs --kind iq (feature datasets have no waveforms)")
-    if num_samples <= 0:
-        raise InputError(f"--samples must be positive, got {num_samples}")
-    network = ReceiverNetwork.load(network_path) if network_path else default_network()
+    if network is not None and network_path is not None:
+        raise InputError("give a receiver network or a network file, not both")
+    if network is None:
+        network = ReceiverNetwork.load(network_path) if network_path else default_network()
     clean_stale_work(ctx)
     start = time.perf_counter()
     make = generate_dataset

@@ -18,6 +18,7 @@ from heimdall.export.geojson import prediction_records, predictions_geojson
 from heimdall.export.localizer import Localizer
 from heimdall.models.localization_net import BASE_INPUTS
 from heimdall.pipelines.context import Context
+from heimdall.requests import EvaluateRequest, TrainRequest, check_bounds
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +89,7 @@ def training_settings(ctx: Context, meta: dict[str, Any]) -> dict[str, Any]:
         job = get_job(ctx.db, job_id)
     except NotFoundError:
         return settings
-    kept = ("epochs", "batch_size", "learning_rate", "weight_decay", "validation_split", "seed", "precision", "devices")
-    settings.update({k: v for k, v in (job.params or {}).items() if k in kept})
+    settings.update(TrainRequest.from_job_params(job.params).card_settings())
     settings["epochs_run"] = len(job_metrics(ctx.db, job_id))
     return settings
 
@@ -182,8 +182,8 @@ def _measured_baselines(
 
 
 def _check_split(split: str) -> None:
-    if split not in ("train", "val", "test", "all"):
-        raise InputError(f"unknown split {split!r}; expected train, val, test or all")
+    # The split values are EvaluateRequest's (one list for the CLI, the API and jobs).
+    check_bounds(EvaluateRequest(model="", dataset="", split=split))  # type: ignore[arg-type]
 
 
 def _evaluation(ctx: Context, model: str, reader: DatasetReader, split: str, variant: str) -> Evaluation:

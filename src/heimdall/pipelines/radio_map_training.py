@@ -9,7 +9,6 @@ like any other.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import tempfile
@@ -68,16 +67,17 @@ def train_radio_map(
     reader: DatasetReader,
     job_id: str | None = None,
     progress: ProgressFn | None = None,
+    finish: bool = True,
 ) -> tuple[Path, str, str]:
     """Fit a radio map on the train and validation splits (the test split stays unseen).
 
     `request` is the `TrainRequest` (its dataset and seed are used). Returns the
-    checkpoint path, the MLflow run id and the job id.
+    checkpoint path, the MLflow run id and the job id. `finish` False leaves the job
+    running once fitted (for the stages that follow, as `train`'s).
     """
     from heimdall.training.radio_map_fit import fit_radio_map
 
-    params = {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(request).items() if k != "given"}
-    job_id = job_id or jobs.create_job(ctx.db, "train", request.dataset, params, total_epochs=1)
+    job_id = job_id or jobs.create_job(ctx.db, "train", request.dataset, {"spec": request.to_json()}, total_epochs=1)
     checkpoint_dir = ctx.settings.checkpoints_dir / job_id
     tracker = ctx.tracker
     run_id = tracker.start_run(run_name=f"train-{request.dataset}", tags={"heimdall.model_kind": "radio_map"})
@@ -115,7 +115,8 @@ def train_radio_map(
         jobs.finish_job(ctx.db, job_id, "failed", error=str(exc)[:2000])
         tracker.set_terminated(run_id)
         raise
-    jobs.finish_job(ctx.db, job_id, "completed")
+    if finish:
+        jobs.finish_job(ctx.db, job_id, "completed")
     tracker.set_terminated(run_id)
     log.info("radio map fitted in %.1f s: %s", seconds, fit.hyperparameters)
     return path, run_id, job_id

@@ -62,7 +62,10 @@ def _stored_settings(ctx: Context, meta: dict[str, Any], hyper: dict[str, Any]) 
         from heimdall.jobs.repository import get_job
 
         try:
-            stored.update({k: v for k, v in (get_job(ctx.db, meta["job_id"]).params or {}).items() if k in (*RESTORED, "epochs")})
+            from heimdall.requests import TrainRequest
+
+            row = TrainRequest.stored_fields(get_job(ctx.db, meta["job_id"]).params)
+            stored.update({k: v for k, v in row.items() if k in (*RESTORED, "epochs")})
         except NotFoundError:
             pass
     model = meta.get("model_config", {})

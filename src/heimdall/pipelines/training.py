@@ -17,88 +17,11 @@ from heimdall.names import to_slug
 from heimdall.pipelines.context import Context
 from heimdall.pipelines.resume import finished_epochs, restore_request, settings_of
 from heimdall.progress import ProgressFn
+from heimdall.requests import TrainRequest
 
 __all__ = ["TrainRequest", "TrainResult", "train"]
 
 log = logging.getLogger(__name__)
-
-@dataclass(frozen=True)
-class TrainRequest:
-    """Everything `heimdall train` accepts (CLI names, SI units)."""
-
-    dataset: str | None = None
-    epochs: int = 40
-    batch_size: int = 256
-    learning_rate: float = 2e-3
-    weight_decay: float = 1e-4
-    warmup_epochs: int = 2
-    validation_split: float | None = None
-    accelerator: Literal["cpu", "gpu", "auto"] = "cpu"
-    devices: int = 1
-    num_nodes: int = 1
-    #: Lightning strategy; "auto" is DDP when devices x nodes > 1 (gloo on CPU, NCCL on GPU).
-    strategy: Literal["auto", "ddp", "ddp_spawn"] = "auto"
-    #: 32-true, or mixed precision: bf16-mixed (CPU or GPU), 16-mixed (GPU only).
-    precision: Literal["32-true", "bf16-mixed", "16-mixed"] = "32-true"
-    num_workers: int = 0
-    #: torch intra-op threads while training (None: torch's default, one per core).
-    num_threads: int | None = None
-    checkpoint: Path | None = None
-    resume_training: bool = False
-    init_from: str | None = None
-    seed: int = 0
-    hidden_dim: int = 128
-    num_layers: int = 2
-    #: Dropout probability inside the set-attention blocks (0 = none).
-    dropout: float = 0.0
-    #: ConvNeXt size of a spectrogram branch (datasets of kind "iq"); None = RSS features only.
-    spectrogram_encoder: str | None = None
-    early_stopping_patience: int = 12
-    progress_bar: bool = False
-    #: Stream the training split shard by shard (None: when it exceeds data.datamodule.STREAM_THRESHOLD).
-    stream: bool | None = None
-    #: "net" (LocalizationNet), "radio-map" (RadioMapNet) or "auto": the radio map for
-    #: measured datasets (it wins there, docs/REAL_DATA.md), the network otherwise.
-    estimator: Literal["auto", "net", "radio-map"] = "auto"
-    #: Fields the caller set on purpose (the CLI's flags given on the command line); None:
-    #: those that differ from their defaults. A resumed run refuses a given field that
-    #: contradicts its checkpoint and restores every other (`pipelines.resume`).
-    given: frozenset[str] | None = None
-
-    def validate(self) -> None:
-        """One clear error per bad flag."""
-        if self.epochs < 1:
-            raise InputError(f"--epochs must be at least 1, got {self.epochs}")
-        if self.batch_size < 1:
-            raise InputError(f"--batch-size must be at least 1, got {self.batch_size}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise InputError(f"--dropout must be in [0, 1), got {self.dropout}")
-        if not (0.0 < self.learning_rate < 1.0):
-            raise InputError(f"--learning-rate must be in (0, 1), got {self.learning_rate}")
-        if self.validation_split is not None and not 0.0 < self.validation_split < 1.0:
-            raise InputError(f"--validation-split must be in (0, 1), got {self.validation_split}")
-        if self.devices < 1 or self.num_nodes < 1:
-            raise InputError(f"--devices and --num-nodes must be at least 1, got {self.devices} and {self.num_nodes}")
-        if self.num_workers < 0:
-            raise InputError(f"--num-workers must be at least 0, got {self.num_workers}")
-        if self.num_threads is not None and self.num_threads < 1:
-            raise InputError(f"--threads must be at least 1, got {self.num_threads}")
-        if self.accelerator not in ("cpu", "gpu", "auto"):
-            raise InputError(f"--accelerator must be cpu, gpu or auto, got {self.accelerator!r}")
-        if self.precision not in ("32-true", "bf16-mixed", "16-mixed"):
-            raise InputError(f"--precision must be 32-true, bf16-mixed or 16-mixed, got {self.precision!r}")
-        if self.strategy not in ("auto", "ddp", "ddp_spawn"):
-            raise InputError(f"--strategy must be auto, ddp or ddp_spawn, got {self.strategy!r}")
-        if self.estimator not in ("auto", "net", "radio-map"):
-            raise InputError(f"--estimator must be auto, net or radio-map, got {self.estimator!r}")
-        if self.estimator == "radio-map" and (self.init_from or self.spectrogram_encoder or self.resume_training):
-            raise InputError("--estimator radio-map is fitted in one step from measurements: it takes no "
-                             "--init-from, --spectrogram-encoder or --resume-training")
-        if self.resume_training and self.checkpoint is None:
-            raise InputError("--resume-training needs --checkpoint PATH")
-        if self.dataset is None and not self.resume_training:
-            raise InputError("--dataset is required (unless resuming from a checkpoint)")
-
 
 @dataclass(frozen=True)
 class TrainResult:
@@ -155,6 +78,7 @@ def train(
     poll: Callable[[], str | None] | None = None,
     progress: ProgressFn | None = None,
     extra_callbacks: Sequence[Any] = (),
+    finish: bool = True,
 ) -> TrainResult:
     """Train (or resume training) a model; returns checkpoint paths and the MLflow run.
 
@@ -164,6 +88,8 @@ def train(
     batches done, batches in all epochs, note). `extra_callbacks` are Lightning callbacks
     added to the trainer (e.g. hyperparameter-search pruning). Under DDP every process
     runs this function; only rank 0 writes the job row, the MLflow run and the checkpoints.
+    `finish` False leaves a completed run's job running, for the stages that follow
+    (a queued job's export); a paused, cancelled or failed run ends its job all the same.
     """
     import lightning as L
     import torch
@@ -184,7 +110,7 @@ def train(
         if resolve_estimator(request, reader.manifest.kind) == "radio-map":
             from heimdall.pipelines.radio_map_training import train_radio_map
 
-            path, run_id, job_id = train_radio_map(ctx, request, reader, job_id=job_id, progress=progress)
+            path, run_id, job_id = train_radio_map(ctx, request, reader, job_id=job_id, progress=progress, finish=finish)
             return TrainResult(checkpoint=str(path), best_checkpoint=str(path), epochs_run=1, mlflow_run_id=run_id,
                                job_id=job_id)
     leader = is_global_zero()
@@ -218,8 +144,9 @@ def train(
     else:
         net = _initial_network(ctx, request, reader, train_split)
         if leader:
-            params = {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(request).items() if k != "given"}
-            job_id = job_id or jobs.create_job(ctx.db, "train", request.dataset, params, total_epochs=request.epochs)
+            job_id = job_id or jobs.create_job(
+                ctx.db, "train", request.dataset, {"spec": request.to_json()}, total_epochs=request.epochs
+            )
         # Other DDP ranks receive rank 0's directory from ModelCheckpoint (a broadcast).
         checkpoint_dir = ctx.settings.checkpoints_dir / (job_id or "rank-nonzero")
     tracker = ctx.tracker
@@ -299,7 +226,7 @@ def train(
     finally:
         torch.set_num_threads(threads)  # a worker process trains many jobs
     status = {"pause": "paused", "cancel": "cancelled"}.get(control.stopped_by if control else None, "completed")
-    if leader:
+    if leader and (finish or status != "completed"):
         jobs.finish_job(ctx.db, job_id, status)  # type: ignore[arg-type]
     callback = trainer.checkpoint_callback
     return TrainResult(

@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, create_model, field_validator, model_validator
 
 from heimdall.data.measurements import RSS_RANGE_DBM, RX_ALT_RANGE_M, SNR_RANGE_DB, MeasurementTable
 from heimdall.errors import InputError
 from heimdall.names import NAME_PATTERN, to_slug
+from heimdall.requests import EvaluateRequest, GenerateRequest, TrainRequest, body_fields
 
 __all__ = [
     "NAME_PATTERN",
@@ -70,28 +71,22 @@ class NetworkIn(_Body):
     bandwidth_hz: Annotated[float, Field(gt=0.0, le=1e9)] | None = None
 
 
-class GenerateIn(_Body):
-    """`POST /v1/training/synthetic/generate`.
+class _GenerateBody(_Body):
+    """`POST /v1/training/synthetic/generate`: `GenerateRequest`'s API fields, and the
+    body's own spellings of the others (MHz, transmitter shortcuts for the scenario).
 
     `name` may be a display name ("Test Dataset 1k"): it is stored as its slug
     ("test-dataset-1k"), the name the dataset's URLs use.
     """
 
-    name: Annotated[str, StringConstraints(min_length=1, max_length=128)]
-    num_samples: Annotated[int, Field(ge=1, le=5_000_000)]
-    description: Annotated[str, StringConstraints(max_length=2000)] | None = None
     frequency_mhz: Annotated[float, Field(gt=0.0, le=100_000.0)] | None = None
     tx_power_dbm: PowerDbm | Annotated[list[PowerDbm], Field(min_length=2, max_length=2)] | None = Field(
         None, description="Transmit power in dBm, fixed or a [min, max] range drawn uniformly"
     )
     min_snr_db: Annotated[float, Field(ge=-50.0, le=100.0)] | None = None
     min_receivers: Annotated[int, Field(ge=1, le=256)] | None = None
-    network: NetworkIn | None = Field(None, description="Inline receiver network; omitted = the default network")
-    kind: Literal["features"] = "features"
-    split_mode: Literal["random", "grid"] = "random"
-    seed: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
 
-    @field_validator("name")
+    @field_validator("name", check_fields=False)
     @classmethod
     def _slug(cls, value: str) -> str:
         try:
@@ -106,33 +101,60 @@ class GenerateIn(_Body):
             raise ValueError("tx_power_dbm range must be [min, max] with min <= max")
         return value
 
+    def to_request(self) -> GenerateRequest:
+        """The generation this body asks for: the transmitter shortcuts become scenario
+        fields, MHz becomes Hz, and the inline network travels in the request (a queued
+        job resumes what an interrupted run of it staged)."""
+        scenario: dict[str, Any] = {}
+        if self.tx_power_dbm is not None:
+            low, high = self.tx_power_dbm if isinstance(self.tx_power_dbm, list) else (self.tx_power_dbm,) * 2
+            scenario.update(tx_power_min_dbm=low, tx_power_max_dbm=high)
+        if self.min_snr_db is not None:
+            scenario["min_snr_db"] = self.min_snr_db
+        if self.min_receivers is not None:
+            scenario["min_receivers"] = self.min_receivers
+        network = None
+        if self.network is not None:
+            network = self.network.model_dump(exclude_none=True)
+            for receiver in network["receivers"]:
+                receiver.setdefault("name", receiver["receiver_id"])
+        return GenerateRequest(
+            name=self.name,
+            num_samples=self.num_samples,
+            seed=self.seed,
+            description=self.description,
+            kind=self.kind,
+            split_mode=self.split_mode,
+            scenario=scenario,
+            network=network,
+            frequency_hz=self.frequency_mhz * 1e6 if self.frequency_mhz is not None else None,
+            resume=True,
+        )
 
-class TrainIn(_Body):
-    """`POST /v1/training/jobs` (and the seeds' `POST /train`)."""
 
-    dataset: Name
-    epochs: Annotated[int, Field(ge=1, le=10_000)] = 40
-    batch_size: Annotated[int, Field(ge=1, le=65_536)] = 256
-    learning_rate: Annotated[float, Field(gt=0.0, lt=1.0)] = 2e-3
-    validation_split: Annotated[float, Field(gt=0.0, lt=1.0)] | None = None
-    init_from: Annotated[str, StringConstraints(pattern=INIT_FROM_PATTERN)] | None = Field(
-        None, description="Fine-tune from a training job id or models:/NAME/VERSION"
-    )
-    seed: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
-    hidden_dim: Annotated[int, Field(ge=8, le=2048)] = 128
-    num_layers: Annotated[int, Field(ge=1, le=16)] = 2
-    weight_decay: Annotated[float, Field(ge=0.0, lt=1.0)] = 1e-4
-    dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = Field(0.0, description="Inside the set-attention blocks")
-    spectrogram_encoder: Literal["nano", "tiny", "small", "base", "large"] | None = Field(
-        None, description="ConvNeXt size of a spectrogram branch (datasets of kind iq); none: RSS features only"
-    )
-    accelerator: Literal["cpu", "gpu", "auto"] = Field("cpu", description="Where the worker trains")
-    precision: Literal["32-true", "bf16-mixed", "16-mixed"] = Field("32-true", description="16-mixed needs a GPU")
-    num_threads: Annotated[int, Field(ge=1, le=256)] | None = Field(None, description="torch threads for this job")
-    devices: int = Field(1, description="Accepted for the seeds; a queued job trains on one device, so only 1")
-    export: bool = Field(True, description="Export, evaluate and register the model when training completes")
+#: Generated from `GenerateRequest`; a queued job simulates feature datasets only, and its
+#: size is bounded (HEIMDALL_MAX_JOB_SAMPLES bounds it further).
+GenerateIn = create_model(
+    "GenerateIn",
+    __base__=_GenerateBody,
+    **body_fields(
+        GenerateRequest,
+        types={
+            "name": Annotated[str, StringConstraints(min_length=1, max_length=128)],
+            "num_samples": Annotated[int, Field(le=5_000_000)],
+            "description": Annotated[str, StringConstraints(max_length=2000)] | None,
+            "kind": Literal["features"],
+            "network": NetworkIn | None,
+        },
+    ),
+)
 
-    @field_validator("devices")
+
+class _TrainBody(_Body):
+    """`POST /v1/training/jobs` (and the seeds' `POST /train`): the API fields of
+    `heimdall.requests.TrainRequest`, its defaults, bounds and allowed values."""
+
+    @field_validator("devices", check_fields=False)
     @classmethod
     def _one_device(cls, value: int) -> int:
         if value != 1:
@@ -141,6 +163,19 @@ class TrainIn(_Body):
                 "omit devices (or pass 1), or run `heimdall train --devices N` for multi-device DDP"
             )
         return value
+
+    def to_request(self) -> TrainRequest:
+        """The training request this body asks for, as a job row stores it."""
+        return TrainRequest(**self.model_dump())
+
+
+InitFrom = Annotated[str, StringConstraints(pattern=INIT_FROM_PATTERN)]
+#: Generated from `TrainRequest`: a field added there appears here (tests/test_requests.py).
+TrainIn = create_model(
+    "TrainIn",
+    __base__=_TrainBody,
+    **body_fields(TrainRequest, types={"dataset": Name, "init_from": InitFrom | None}, required=frozenset({"dataset"})),
+)
 
 
 class JobAccepted(BaseModel):
@@ -174,6 +209,9 @@ class JobOut(BaseModel):
     result: dict[str, Any] | None
     model: ModelRefOut | None
     export_job_id: str | None
+    stages: dict[str, Any] | None = Field(
+        None, description="Training jobs: each stage (train, export) with its status and progress"
+    )
     error: str | None
     pause_requested: bool
     cancel_requested: bool
@@ -191,9 +229,14 @@ class PromoteIn(_Body):
     alias: Alias = "production"
 
 
-class EvaluateIn(_Body):
-    dataset: Name
-    split: Literal["train", "val", "test", "all"] = "test"
+class _EvaluateBody(_Body):
+    def to_request(self, model: str) -> EvaluateRequest:
+        """The evaluation of registry model `model` this body asks for."""
+        return EvaluateRequest(model=model, **self.model_dump())
+
+
+#: Generated from `EvaluateRequest` (the model is named by the URL).
+EvaluateIn = create_model("EvaluateIn", __base__=_EvaluateBody, **body_fields(EvaluateRequest, types={"dataset": Name}))
 
 
 class MeasurementIn(_Body):

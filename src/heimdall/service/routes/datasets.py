@@ -9,7 +9,6 @@ from fastapi.responses import JSONResponse
 
 from heimdall import pipelines
 from heimdall.pipelines.dataset_admin import MAX_OFFSET, MAX_PAGE, dataset_samples, delete_dataset
-from heimdall.jobs.queue import GenerateSpec
 from heimdall.service.dependencies import ContextDep, DatasetName, QueueDep
 from heimdall.service.routes.jobs import accepted
 from heimdall.service.schemas import GenerateIn, JobAccepted
@@ -19,37 +18,10 @@ __all__ = ["router"]
 router = APIRouter(prefix="/v1/training/synthetic", tags=["datasets"])
 
 
-def _spec(body: GenerateIn) -> GenerateSpec:
-    scenario: dict[str, Any] = {}
-    if body.tx_power_dbm is not None:
-        low, high = body.tx_power_dbm if isinstance(body.tx_power_dbm, list) else (body.tx_power_dbm,) * 2
-        scenario.update(tx_power_min_dbm=low, tx_power_max_dbm=high)
-    if body.min_snr_db is not None:
-        scenario["min_snr_db"] = body.min_snr_db
-    if body.min_receivers is not None:
-        scenario["min_receivers"] = body.min_receivers
-    network = None
-    if body.network is not None:
-        network = body.network.model_dump(exclude_none=True)
-        for receiver in network["receivers"]:
-            receiver.setdefault("name", receiver["receiver_id"])
-    return GenerateSpec(
-        name=body.name,
-        num_samples=body.num_samples,
-        seed=body.seed,
-        description=body.description,
-        kind=body.kind,
-        split_mode=body.split_mode,
-        scenario=scenario,
-        network=network,
-        frequency_hz=body.frequency_mhz * 1e6 if body.frequency_mhz is not None else None,
-    )
-
-
 @router.post("/generate", status_code=202, response_model=JobAccepted)
 def generate(body: GenerateIn, queue: QueueDep, request: Request) -> JSONResponse:
     """Queue the simulation of a dataset; poll the returned status URL."""
-    return accepted(request, queue.submit_generate(_spec(body)))
+    return accepted(request, queue.submit_generate(body.to_request()))
 
 
 @router.get("/datasets")

@@ -15,11 +15,11 @@ from starlette.concurrency import run_in_threadpool
 
 from heimdall.jobs import repository as jobs
 from heimdall.pipelines.dataset_admin import MAX_OFFSET
-from heimdall.jobs.queue import TrainSpec, describe_job
+from heimdall.jobs.queue import describe_job
 from heimdall.service.dependencies import ContextDep, JobId, QueueDep
 from heimdall.service.schemas import JobAccepted, JobList, JobOut, TrainIn
 
-__all__ = ["router", "accepted", "job_out", "train_spec"]
+__all__ = ["router", "accepted", "job_out"]
 
 router = APIRouter(prefix="/v1/training/jobs", tags=["jobs"])
 
@@ -44,14 +44,11 @@ def job_out(ctx: Any, job_id: str) -> JobOut:
     return JobOut(**describe_job(ctx, job_id), status_url=status_url(job_id))
 
 
-def train_spec(body: TrainIn) -> TrainSpec:
-    return TrainSpec(**body.model_dump())
-
-
 @router.post("", status_code=202, response_model=JobAccepted)
 def submit_training(body: TrainIn, queue: QueueDep, request: Request) -> JSONResponse:
-    """Queue a training run on a dataset; it is exported and registered when it completes."""
-    return accepted(request, queue.submit_train(train_spec(body)))
+    """Queue a training run on a dataset; it completes once its model is exported, evaluated
+    and registered (the job's `model` and `result.evaluation`), unless `export` is false."""
+    return accepted(request, queue.submit_train(body.to_request()))
 
 
 @router.get("", response_model=JobList)

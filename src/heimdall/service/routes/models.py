@@ -48,4 +48,4 @@ def promote(
 def evaluate(name: ModelName, version: ModelVersion, body: EvaluateIn, ctx: ContextDep, queue: QueueDep, request: Request) -> JSONResponse:
     """Queue an evaluation of this version on a dataset split (result in the job's `result`)."""
     model_show(ctx, name, version)
-    return accepted(request, queue.submit_evaluate(f"models:/{name}/{version}", body.dataset, body.split))
+    return accepted(request, queue.submit_evaluate(body.to_request(f"models:/{name}/{version}")))

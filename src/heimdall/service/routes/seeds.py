@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from heimdall.service.dependencies import ContextDep, JobId, QueueDep
-from heimdall.service.routes.jobs import accepted, job_out, train_spec
+from heimdall.service.routes.jobs import accepted, job_out
 from heimdall.service.schemas import TrainIn
 
 __all__ = ["router"]
@@ -17,7 +17,7 @@ router = APIRouter(tags=["seed aliases"])
 @router.post("/train", status_code=202)
 def train(body: TrainIn, queue: QueueDep, request: Request) -> JSONResponse:
     """Alias of `POST /v1/training/jobs`; also answers the seeds' `task_id`."""
-    job_id = queue.submit_train(train_spec(body))
+    job_id = queue.submit_train(body.to_request())
     return accepted(request, job_id, task_id=job_id)
 
 
