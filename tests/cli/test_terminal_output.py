@@ -99,17 +99,36 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_serve_prints_its_url_and_docs(home: Path) -> None:
+def test_serve_prints_its_url_and_docs(home: Path, tmp_path: Path) -> None:
+    """The URL and the docs URL come first, and the server then answers there; Ctrl-C stops it."""
+    import urllib.request
+
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HEIMDALL_", "MLFLOW_"))}
     env.update(HEIMDALL_HOME=str(home), PYTHONPATH=str(REPO / "src"))
-    process = subprocess.Popen([sys.executable, "-c", CLI, "serve", "--port", str(port)], cwd=REPO, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    try:
-        first = process.stdout.readline() + process.stdout.readline()
-    finally:
-        process.send_signal(signal.SIGINT)
-        process.communicate(timeout=60)
+    log = tmp_path / "serve.log"
+    with log.open("w") as stderr:
+        process = subprocess.Popen([sys.executable, "-c", CLI, "serve", "--port", str(port)], cwd=REPO, env=env,
+                                   stdout=subprocess.PIPE, stderr=stderr, text=True)
+        try:
+            first = process.stdout.readline() + process.stdout.readline()
+            # Ctrl-C on a server that is up, as a user would press it.
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and process.poll() is None:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as response:
+                        if response.status == 200:
+                            break
+                except OSError:
+                    time.sleep(0.5)
+        finally:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.communicate()
+                pytest.fail(f"serve did not stop within 60 s of Ctrl-C; its log ends: {log.read_text()[-2000:]}")
     assert f"http://127.0.0.1:{port}" in first and f"  http://127.0.0.1:{port}/docs\n" in first
 
 
