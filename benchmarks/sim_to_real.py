@@ -6,8 +6,9 @@ seed), on the real measurements of a POWDER-format file:
 1. fit a scenario on the fold's training split (`scenario fit`), simulate the network with
    it and train on simulation only (no real label): "sim_only";
 2. for each fraction of the real training labels (a random subset of the training rows,
-   seeded by the fold), train from scratch ("scratch") and fine-tune the simulation model
-   (`train --init-from`, "finetune") on it;
+   seeded by the fold), train the network from scratch ("scratch"), fine-tune the
+   simulation model (`train --init-from`, "finetune"), and fit the default estimator for
+   measured data (`--estimator radio-map`, "radio_map") on it;
 3. evaluate everything on the fold's test split, beside the RSS-weighted centroid.
 
 Validation rows (for the epoch choice) are the fold's whole val split in every arm. Prints
@@ -47,10 +48,12 @@ def _subset_dataset(ctx: Any, source: str, name: str, fraction: float, seed: int
 
 
 def _train_eval(ctx: Any, dataset: str, test_dataset: str, epochs: int, seed: int, init_from: str | None = None,
-                batch_size: int = 64) -> tuple[str, dict[str, Any]]:
+                batch_size: int = 64, estimator: str = "net") -> tuple[str, dict[str, Any]]:
     from heimdall.pipelines import TrainRequest, evaluate, train
 
-    trained = train(ctx, TrainRequest(dataset=dataset, epochs=epochs, batch_size=batch_size, seed=seed, init_from=init_from))
+    request = TrainRequest(dataset=dataset, epochs=epochs, batch_size=batch_size, seed=seed, init_from=init_from,
+                           estimator=estimator)
+    trained = train(ctx, request)
     report = evaluate(ctx, trained.best_checkpoint, test_dataset, split="test")
     return trained.best_checkpoint, report
 
@@ -82,9 +85,12 @@ def run_fold(ctx: Any, powder: Path, fold: int, fractions: list[float], sim_samp
     for fraction in fractions:
         subset = f"real-f{fold}-p{int(round(fraction * 100))}"
         _subset_dataset(ctx, real, subset, fraction, fold)
-        for arm, init in (("scratch", None), ("finetune", sim_checkpoint)):
+        # The network from scratch and fine-tuned from simulation, and what `train` does by
+        # default on measured data (the radio map), on the same labels.
+        for arm, init, estimator in (("scratch", None, "net"), ("finetune", sim_checkpoint, "net"),
+                                     ("radio_map", None, "radio-map")):
             start = time.perf_counter()
-            _, report = _train_eval(ctx, subset, real, real_epochs, fold, init_from=init)
+            _, report = _train_eval(ctx, subset, real, real_epochs, fold, init_from=init, estimator=estimator)
             record(arm, fraction, report, time.perf_counter() - start)
     return rows
 
