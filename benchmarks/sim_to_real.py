@@ -4,7 +4,8 @@ For each spatially disjoint split (import with `--split-mode grid --seed S`, one
 seed), on the real measurements of a POWDER-format file:
 
 1. fit a scenario on the fold's training split (`scenario fit`), simulate the network with
-   it and train on simulation only (no real label): "sim_only";
+   it and train on simulation only (no real label): the network ("sim_only") and the
+   radio map (`--estimator radio-map`, "sim_radio_map");
 2. for each fraction of the real training labels (a random subset of the training rows,
    seeded by the fold), train the network from scratch ("scratch"), fine-tune the
    simulation model (`train --init-from`, "finetune"), and fit the default estimator for
@@ -82,6 +83,10 @@ def run_fold(ctx: Any, powder: Path, fold: int, fractions: list[float], sim_samp
     start = time.perf_counter()
     sim_checkpoint, report = _train_eval(ctx, sim, real, sim_epochs, fold, batch_size=256)
     record("sim_only", 0.0, report, time.perf_counter() - start)
+    # The radio map fitted to the same simulated transmissions: no real label either.
+    start = time.perf_counter()
+    _, report = _train_eval(ctx, sim, real, sim_epochs, fold, estimator="radio-map")
+    record("sim_radio_map", 0.0, report, time.perf_counter() - start)
     for fraction in fractions:
         subset = f"real-f{fold}-p{int(round(fraction * 100))}"
         _subset_dataset(ctx, real, subset, fraction, fold)
