@@ -48,7 +48,8 @@ Precision = Literal["32-true", "bf16-mixed", "16-mixed"]
 #: Lightning strategy; "auto" is DDP when devices x nodes > 1 (gloo on CPU, NCCL on GPU).
 Strategy = Literal["auto", "ddp", "ddp_spawn"]
 #: "net" (LocalizationNet), "radio-map" (RadioMapNet) or "auto": the radio map for
-#: measured datasets (it wins there, docs/REAL_DATA.md), the network otherwise.
+#: measured datasets and simulations of a scenario fitted to measurements (it wins there,
+#: docs/REAL_DATA.md), the network otherwise.
 Estimator = Literal["auto", "net", "radio-map"]
 SpectrogramEncoder = Literal["nano", "tiny", "small", "base", "large"]
 Split = Literal["train", "val", "test", "all"]
@@ -238,8 +239,9 @@ class TrainRequest(_Request):
     progress_bar: bool = setting(False, help="Lightning's own progress bar.", surfaces=frozenset({"facade"}))
     stream: bool | None = setting(None, help="Stream the training split shard by shard (None: when it is large).",
                                   surfaces=frozenset({"facade"}))
-    estimator: Estimator = setting("auto", help="auto (radio map for measured datasets, the network otherwise), net or "
-                                   "radio-map.", surfaces=frozenset({"cli", "facade"}))
+    estimator: Estimator = setting("auto", help="auto (radio map for measured datasets and simulations of a "
+                                   "fitted scenario, the network otherwise), net or radio-map.",
+                                   surfaces=frozenset({"cli", "facade"}))
     #: Export, evaluate and register the model as stages of a queued job (`heimdall train`
     #: does not export; the facade always does).
     export: bool = setting(True, help="Export, evaluate and register the model when training completes.",

@@ -35,12 +35,22 @@ class TrainResult:
     is_global_zero: bool = True
 
 
-def resolve_estimator(request: TrainRequest, kind: str) -> Literal["net", "radio-map"]:
-    """The estimator `request` trains on a dataset of `kind`."""
+def resolve_estimator(
+    request: TrainRequest, kind: str, scenario: dict[str, Any] | None = None
+) -> Literal["net", "radio-map"]:
+    """The estimator `request` trains on a dataset of `kind` simulated under `scenario`.
+
+    "auto" picks the radio map for measured datasets and for feature datasets simulated from
+    a scenario fitted to measurements (one with a kriged static field, as `scenario fit` and
+    `network from-measurements` write): on the April data it beat the network in both
+    cases (docs/REAL_DATA.md). Otherwise, and whenever the request needs a network
+    (`init_from`, a spectrogram encoder, resuming), the network.
+    """
     if request.estimator != "auto":
         return request.estimator
     plain = request.init_from is None and request.spectrogram_encoder is None and not request.resume_training
-    return "radio-map" if kind == "measured" and plain else "net"
+    twin = kind == "features" and bool((scenario or {}).get("static_field_file"))
+    return "radio-map" if (kind == "measured" or twin) and plain else "net"
 
 
 def _initial_network(ctx: Context, request: TrainRequest, reader: DatasetReader, train: SampleArrays) -> Any:
@@ -107,7 +117,7 @@ def train(
         check_hardware(request.accelerator, request.precision, request.devices)
         request = dataclasses.replace(request, dataset=to_slug(str(request.dataset), "dataset"))
         reader = DatasetReader(ctx.store, request.dataset)
-        if resolve_estimator(request, reader.manifest.kind) == "radio-map":
+        if resolve_estimator(request, reader.manifest.kind, reader.manifest.scenario) == "radio-map":
             from heimdall.pipelines.radio_map_training import train_radio_map
 
             path, run_id, job_id = train_radio_map(ctx, request, reader, job_id=job_id, progress=progress, finish=finish)
