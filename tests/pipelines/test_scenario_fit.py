@@ -12,7 +12,10 @@ import yaml
 from typer.testing import CliRunner
 
 from heimdall.cli import app
+from heimdall.data.shards import DatasetReader
 from heimdall.network import Receiver, ReceiverNetwork
+from heimdall.pipelines import open_context
+from heimdall.settings import Settings
 from heimdall.sim.scenario import ScenarioConfig, load_scenario
 
 TRUTH_OFFSETS = {"a": -20.0, "b": -5.0, "c": 4.0, "d": -12.0, "e": 0.0, "f": -30.0}
@@ -81,7 +84,7 @@ def test_fit_recovers_the_truth_and_beats_plain_log_distance(measured: str, tmp_
     assert checked["scenario"]["rmse_db"] < unkriged["scenario"]["rmse_db"] - 0.5
 
 
-def test_network_from_measurements_writes_the_fitted_scenario_beside(measured: str, tmp_path: Path) -> None:
+def test_network_from_measurements_writes_the_fitted_scenario_beside(measured: str, home: Path, tmp_path: Path) -> None:
     out = _json(["network", "from-measurements", measured, "-o", str(tmp_path / "net.yaml")])
     assert out["scenario"] == str(tmp_path / "net.scenario.yaml")
     scenario = load_scenario(tmp_path / "net.scenario.yaml")
@@ -90,6 +93,11 @@ def test_network_from_measurements_writes_the_fitted_scenario_beside(measured: s
     generated = _json(["generate", "--name", "twin", "--samples", "300", "--network", str(tmp_path / "net.yaml"),
                        "--scenario", str(tmp_path / "net.scenario.yaml"), "--quiet"])
     assert generated["samples"] == 300
+    # Without --scenario the fitted one beside the network is used, not the default scenario.
+    _json(["generate", "--name", "twin2", "--samples", "300", "--network", str(tmp_path / "net.yaml"), "--quiet"])
+    store = open_context(Settings(home=home)).store
+    assert DatasetReader(store, "twin2").manifest.scenario == DatasetReader(store, "twin").manifest.scenario
+    assert DatasetReader(store, "twin2").manifest.scenario["rx_offset_db"]
 
 
 def test_fit_on_a_synthetic_dataset_is_a_one_line_error(home: Path, tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ __all__ = [
     "import_measurements",
     "network_from_dataset",
 ]
+
+log = logging.getLogger(__name__)
 
 
 
@@ -75,6 +78,16 @@ def generate(
         raise InputError("give a receiver network or a network file, not both")
     if network is None:
         network = ReceiverNetwork.load(network_path) if network_path else default_network()
+    if scenario is None and network_path is not None:
+        from heimdall.pipelines.scenario import scenario_path_beside
+        from heimdall.sim.scenario import load_scenario
+
+        # `network from-measurements` writes the scenario fitted to the network beside it:
+        # the network's own physics, not the default WebSDR scenario's.
+        beside = scenario_path_beside(network_path)
+        if beside.is_file():
+            scenario = load_scenario(beside)
+            log.info("simulating with the scenario fitted beside the network: %s", beside)
     clean_stale_work(ctx)
     start = time.perf_counter()
     make = generate_dataset
