@@ -30,6 +30,9 @@ __all__ = ["train_radio_map", "write_radio_map_checkpoint", "CHECKPOINT_NAME"]
 log = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "radio_map.ckpt"
+#: Transmissions a radio map is fitted on at most. Measured campaigns are smaller; a large
+#: simulation adds little beyond this, and fitting time and memory grow with it.
+MAX_RADIO_MAP_SAMPLES = 20_000
 
 
 def write_radio_map_checkpoint(path: Path, net: Any, meta: dict[str, Any]) -> Path:
@@ -53,12 +56,18 @@ def write_radio_map_checkpoint(path: Path, net: Any, meta: dict[str, Any]) -> Pa
 
 
 def labelled_samples(reader: DatasetReader, splits: tuple[str, ...]) -> SampleArrays:
-    """The samples of `splits` whose transmitter position is known."""
+    """The samples of `splits` whose transmitter position is known, at most
+    `MAX_RADIO_MAP_SAMPLES` of them (a seeded random subset of a larger simulation)."""
     parts = [reader.load(s) for s in splits if reader.manifest.split_counts.get(s, 0)]
     if not parts:
         raise DataError(f"dataset {reader.name!r} has no samples in {', '.join(splits)}")
     samples = SampleArrays.concatenate(parts)
-    return samples.select(np.all(np.isfinite(samples.tx_position_m), axis=1))
+    samples = samples.select(np.all(np.isfinite(samples.tx_position_m), axis=1))
+    if len(samples) > MAX_RADIO_MAP_SAMPLES:
+        log.info("radio map: fitting on %d of %d labelled samples", MAX_RADIO_MAP_SAMPLES, len(samples))
+        keep = np.sort(np.random.default_rng(0).permutation(len(samples))[:MAX_RADIO_MAP_SAMPLES])
+        samples = samples.select(keep)
+    return samples
 
 
 def train_radio_map(

@@ -148,10 +148,13 @@ def kernel_sums(points: np.ndarray, centres: np.ndarray, length_m: float, values
     out = np.zeros((len(points), values.shape[1]))
     c = torch.from_numpy(centres)
     v = torch.from_numpy(values)
-    for start in range(0, len(points), 2048):
-        p = torch.from_numpy(points[start : start + 2048])
+    # Rows per chunk: the kernel block stays near 2^25 entries (256 MiB in float64)
+    # however many centres there are.
+    rows = int(np.clip(2**25 // max(len(centres), 1), 16, 2048))
+    for start in range(0, len(points), rows):
+        p = torch.from_numpy(points[start : start + rows])
         kernel = torch.exp(-0.5 * torch.cdist(p, c).square() / length_m**2)
-        out[start : start + 2048] = (kernel @ v).numpy()
+        out[start : start + rows] = (kernel @ v).numpy()
     return out
 
 
