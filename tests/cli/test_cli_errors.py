@@ -93,3 +93,14 @@ def test_unreachable_database_is_one_line_at_start(home: Path, monkeypatch: pyte
     result = _run(["datasets", "list"])
     _assert_one_line_error(result, "database")
     assert "secret" not in result.output
+
+
+def test_ctrl_c_before_a_server_is_up_stops_it_without_a_resume_hint(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server ends with Ctrl-C; there is no job to resume, so no resume command is printed."""
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("heimdall.service.server.serve", interrupted)
+    result = runner.invoke(app, ["serve", "--port", "8765"])
+    assert result.exit_code == 130, result.output
+    assert result.output.strip().splitlines()[-1] == "error: interrupted; stopped"

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from heimdall.data.importers import (
@@ -27,6 +28,7 @@ from heimdall.data.measured import (
     network_from_measurements,
     write_measured_dataset,
 )
+from heimdall.data.measurement_files import read_long_frame, write_measurements
 from heimdall.data.measurements import MeasurementTable
 from heimdall.data.shards import DatasetReader
 from heimdall.errors import DataError, InputError
@@ -225,3 +227,14 @@ def test_write_measured_dataset_round_trips(tmp_path: Path, powder: ImportedMeas
     assert sum(manifest.split_counts.values()) == len(loaded) == 811
     counts = [manifest.split_counts[n] for n in ("train", "val", "test")]
     assert np.array_equal(np.bincount(loaded.split, minlength=3), counts)
+    # The transmission times travel with the dataset (time-ordered calibration needs them)
+    # and back out to a long file as the importer read them.
+    assert loaded.timestamp_s is not None and np.isfinite(loaded.timestamp_s).all()
+    earliest = np.datetime64("2022-04-25T14:12:32").astype("datetime64[s]").astype(np.int64)
+    assert loaded.timestamp_s.min() == earliest
+    path = tmp_path / "back.csv"
+    write_measurements(path, loaded, manifest.reference, list(manifest.station_ids))
+    again = read_long_frame(path)
+    first = again.drop_duplicates("sample_id").set_index("sample_id")["timestamp"]
+    expected = pd.to_datetime(loaded.timestamp_s, unit="s").strftime("%Y-%m-%dT%H:%M:%S")
+    assert list(first.loc[[str(i) for i in loaded.sample_id]]) == list(expected)

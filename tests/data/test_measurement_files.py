@@ -23,7 +23,8 @@ from heimdall.data.importers import (
     ImportedMeasurements,
     read_measurements_lenient,
 )
-from heimdall.data.measurements import MeasurementTable, read_long_frame, read_measurements
+from heimdall.data.measurement_files import read_long_frame, read_measurements
+from heimdall.data.measurements import MeasurementTable
 from heimdall.errors import HeimdallError, InputError
 
 FIELDS = ("sample_id", "receiver_id", "rx_lat_deg", "rx_lon_deg", "rx_alt_m", "rss_dbm", "snr_db", "tx_lat_deg", "tx_lon_deg")

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from heimdall.data.measurements import read_measurements, write_measurements
+from heimdall.data.measurement_files import read_measurements, write_measurements
 from heimdall.data.shards import DatasetReader
 from heimdall.errors import InputError, NotFoundError
 from heimdall.pipelines import generate

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from heimdall.data.importers import read_measurements_lenient
-from heimdall.data.measurements import read_measurements
+from heimdall.data.measurement_files import read_measurements
 from heimdall.data.sigmf import read_recording
 from heimdall.errors import HeimdallError
 from heimdall.network import ReceiverNetwork, default_network

@@ -74,6 +74,9 @@ def handle_errors(func: F) -> F:
             # A library may turn Ctrl-C into SystemExit (Lightning does); that is still Ctrl-C.
             if isinstance(exc, SystemExit) and not isinstance(exc.__context__, KeyboardInterrupt):
                 raise
+            if getattr(wrapper, "stopped_by_interrupt", False):
+                # Ctrl-C is how a server is stopped: nothing to resume.
+                fail("interrupted; stopped", code=130)
             fail(f"interrupted; resume with: {_resume_command(exc, wrapper)}", code=130)
 
     return wrapper  # type: ignore[return-value]

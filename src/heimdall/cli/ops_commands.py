@@ -180,3 +180,7 @@ def doctor(
 
     emit(payload, as_json, render)
 
+
+# Services run until Ctrl-C; being interrupted is their normal end, not a job to resume.
+for _service in (serve, ui, worker):
+    _service.stopped_by_interrupt = True  # type: ignore[attr-defined]

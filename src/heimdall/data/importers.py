@@ -39,11 +39,10 @@ from heimdall.data.measurements import (
     MeasurementTable,
     coordinates_out_of_range,
     duplicate_receivers,
-    number_cells,
     out_of_range,
-    read_long_file,
     unheard_samples,
 )
+from heimdall.data.measurement_files import number_cells, read_long_file
 from heimdall.errors import DataError, InputError, NotFoundError
 
 __all__ = [

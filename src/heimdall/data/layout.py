@@ -18,7 +18,7 @@ __all__ = ["SampleArrays", "SPLIT_CODES", "SPLIT_NAMES", "UNKNOWN_STATION"]
 SPLIT_CODES: dict[str, int] = {"train": 0, "val": 1, "test": 2}
 SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
 
-_OPTIONAL = ("spectrogram", "line_of_sight", "obstructions", "diffraction_loss_db")
+_OPTIONAL = ("spectrogram", "line_of_sight", "obstructions", "diffraction_loss_db", "timestamp_s")
 
 #: `rx_id` of a station the model has no embedding for (new or unknown receivers).
 UNKNOWN_STATION = -1
@@ -47,6 +47,10 @@ class SampleArrays:
     line_of_sight: np.ndarray | None = None
     obstructions: np.ndarray | None = None
     diffraction_loss_db: np.ndarray | None = None
+    #: Optional [N] float64 time of each transmission, seconds since 1970-01-01 (NaN when
+    #: unknown): UTC when the file's timestamps carried an offset, else its wall-clock time.
+    #: Measured datasets whose file gave timestamps carry it.
+    timestamp_s: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = self.sample_id.shape[0]
@@ -74,6 +78,8 @@ class SampleArrays:
             value = getattr(self, name)
             if value is not None and value.shape != (n, r):
                 raise InputError(f"sample field {name} has shape {value.shape}, expected {(n, r)}")
+        if self.timestamp_s is not None and self.timestamp_s.shape != (n,):
+            raise InputError(f"sample field timestamp_s has shape {self.timestamp_s.shape}, expected ({n},)")
         if np.any(self.heard & ~self.present):
             raise InputError("a receiver is marked heard but not present")
         heard_rss = self.rss_dbm[self.heard]

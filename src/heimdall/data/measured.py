@@ -193,6 +193,11 @@ def measured_samples(
         raise InputError(f"timestamps have shape {timestamps.shape}, expected one per table row ({m},)")
     earliest = pd.Series(timestamps).groupby(pd.Series(table.sample_id).astype(str).to_numpy(), sort=False).min()
     per_sample = earliest.reindex(names).to_numpy().astype("datetime64[s]")
+    if not np.isnat(per_sample).all():
+        # Kept in the dataset so training can hold out later transmissions (time-ordered
+        # calibration); NaT becomes NaN.
+        seconds = per_sample.astype("int64").astype(np.float64)
+        samples = replace(samples, timestamp_s=np.where(np.isnat(per_sample), np.nan, seconds))
     return MeasuredSamples(samples=samples, sample_names=tuple(names), timestamps=per_sample)
 
 

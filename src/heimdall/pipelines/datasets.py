@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from heimdall.data.catalog import dataset_row, list_datasets, register_dataset
-from heimdall.data.measurements import write_measurements
+from heimdall.data.measurement_files import write_measurements
 from heimdall.data.shards import DatasetReader, dataset_prefix
 from heimdall.data.splits import SplitMode
 from heimdall.data.synthetic import SimulationPlan, generate_dataset

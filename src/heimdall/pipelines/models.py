@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from heimdall.data.align import align_samples
-from heimdall.data.measurements import read_measurements
+from heimdall.data.measurement_files import read_measurements
 from heimdall.data.shards import DatasetReader
 from heimdall.errors import InputError, NotFoundError
 from heimdall.evaluation.evaluate import Evaluation, PhysicsModel, evaluate_predictions

@@ -106,7 +106,8 @@ def train_radio_map(
         metrics = dict(fit.cross_validation, fit_seconds=seconds)
         tracker.log_params(run_id, {f"radio_map_{k}": v for k, v in fit.hyperparameters.to_dict().items()})
         tracker.log_metrics(run_id, metrics)
-        validation = np.mean(list(fit.cross_validation.values())) if fit.cross_validation else float("nan")
+        medians = [v for k, v in fit.cross_validation.items() if k.endswith("_median_error_m")]
+        validation = np.mean(medians) if medians else float("nan")
         jobs.record_epoch(ctx.db, job_id, 1, {"val_median_error_m": float(validation)})
         meta = {
             "dataset": request.dataset,

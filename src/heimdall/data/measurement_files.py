@@ -1,0 +1,191 @@
+"""Files in the long measurement format (CSV or Parquet): reading, cell parsing, writing.
+
+The table and its rules are `data.measurements.MeasurementTable`; this module turns files
+into it (`read_measurements`) and samples back into files (`write_measurements`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from heimdall.data.layout import SPLIT_NAMES, SampleArrays
+from heimdall.data.measurements import REQUIRED_COLUMNS, MeasurementTable
+from heimdall.errors import InputError, NotFoundError
+from heimdall.fileio import temp_file_beside
+from heimdall.geo import ReferencePoint, enu_to_geodetic
+
+__all__ = [
+    "MAX_ROWS",
+    "NUMERIC_COLUMNS",
+    "number_cells",
+    "read_long_file",
+    "read_long_frame",
+    "read_measurements",
+    "write_measurements",
+]
+
+NUMERIC_COLUMNS = ("rx_lat", "rx_lon", "rx_alt_m", "rss_dbm", "snr_db", "frequency_hz", "tx_lat", "tx_lon")
+#: A request or file larger than this many rows is refused rather than half-processed.
+MAX_ROWS = 5_000_000
+
+
+def _cell_text(column: pd.Series) -> pd.Series:
+    """A column of any dtype as stripped Python strings, "" for every kind of missing value
+    (null, None, NaN, NaT, NA): exactly what an empty CSV cell reads as."""
+    missing = column.isna().to_numpy()
+    text = np.array([str(v).strip() for v in column.to_numpy(dtype=object)], dtype=object)
+    text[missing] = ""
+    return pd.Series(text, index=column.index, dtype=object)
+
+
+def _is_number_dtype(dtype: object) -> bool:
+    return pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
+
+
+def read_long_frame(path: Path) -> pd.DataFrame:
+    """The one reader of long-format files (CSV or Parquet), with one meaning of "missing".
+
+    Every cell is a stripped string, "" where the value is missing (an empty CSV cell; a
+    Parquet null, NaN or NaT), except the numeric columns (`NUMERIC_COLUMNS`) a Parquet file
+    stores as numbers: those stay float64 with NaN where missing (formatting millions of
+    floats as text only to parse them again cost seconds). `number_cells` reads either form
+    the same way; callers decide what a missing value means per column (an empty `rss_dbm`
+    = listened, heard nothing; an empty `snr_db` = not measured). At most `MAX_ROWS` rows.
+    """
+    try:
+        if path.suffix.lower() == ".parquet":
+            raw = pd.read_parquet(path)
+            if len(raw) > MAX_ROWS:
+                raise InputError(f"{path.name}: more than {MAX_ROWS} rows; split the file")
+            frame = pd.DataFrame(
+                {
+                    str(name).strip(): (
+                        raw[name].to_numpy(dtype=np.float64, na_value=np.nan)
+                        if str(name).strip() in NUMERIC_COLUMNS and _is_number_dtype(raw[name].dtype)
+                        else _cell_text(raw[name])
+                    )
+                    for name in raw.columns
+                },
+                index=raw.index,
+            )
+        else:
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False, nrows=MAX_ROWS + 1)
+            frame = frame.apply(lambda column: column.astype(object).str.strip()) if len(frame.columns) else frame
+    except (ValueError, OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path.name}: not a readable CSV/Parquet measurement file ({exc})") from exc
+    if len(frame) > MAX_ROWS:
+        raise InputError(f"{path.name}: more than {MAX_ROWS} rows; split the file")
+    frame.columns = [str(c).strip() for c in frame.columns]
+    return frame
+
+
+def number_cells(column: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A column of `read_long_frame` as numbers: (float64 values, NaN where missing or
+    invalid; mask of missing cells; mask of cells present but not a finite number).
+
+    Text cells: "" is missing; "nan", "inf", "abc" are present and invalid. Numeric cells
+    (Parquet): NaN is missing (Parquet writers store a null float as NaN), +-inf invalid.
+    """
+    if _is_number_dtype(column.dtype):
+        values = column.to_numpy(dtype=np.float64, na_value=np.nan)
+        missing = np.isnan(values)
+        return values, missing, ~missing & ~np.isfinite(values)
+    text = column.astype(object)
+    missing = (text == "").to_numpy() | text.isna().to_numpy()
+    values = pd.to_numeric(text.where(~missing, "nan"), errors="coerce").to_numpy(dtype=np.float64)
+    invalid = ~missing & ~np.isfinite(values)
+    return np.where(missing, np.nan, values), missing, invalid
+
+
+def _parse_numeric(column: pd.Series, name: str, allow_empty: bool) -> np.ndarray:
+    """A column -> float64; missing cells -> NaN when allowed; anything non-finite is an error."""
+    values, missing, invalid = number_cells(column)
+    if missing.any() and not allow_empty:
+        raise InputError(f"column {name!r} is empty in row {int(np.flatnonzero(missing)[0]) + 2}")
+    if invalid.any():
+        row = int(np.flatnonzero(invalid)[0])
+        raise InputError(
+            f"column {name!r} has a non-finite or non-numeric value {str(column.iloc[row])!r} in row {row + 2}"
+        )
+    return values
+
+
+def read_measurements(path: Path, require_truth: bool = False) -> MeasurementTable:
+    """Read and validate a CSV or Parquet file in the long measurement format."""
+    path = Path(path)
+    frame = read_long_file(path, REQUIRED_COLUMNS + (("tx_lat", "tx_lon") if require_truth else ()))
+    if frame.empty:
+        raise InputError(f"{path.name}: no measurement rows")
+    # Cell-level rules (a number that is not one, an empty required cell) with their row;
+    # the value rules are `MeasurementTable.from_columns`'s, the API's too.
+    allow_empty = {"rx_lat": False, "rx_lon": False, "tx_lat": not require_truth, "tx_lon": not require_truth}
+    columns = {
+        name: _parse_numeric(frame[name], name, allow_empty.get(name, True))
+        for name in ("rx_lat", "rx_lon", "tx_lat", "tx_lon", "rss_dbm", "rx_alt_m", "snr_db")
+        if name in frame.columns
+    }
+    return MeasurementTable.from_columns(
+        path.name, frame["sample_id"].to_numpy(), frame["receiver_id"].to_numpy(), columns
+    )
+
+
+def read_long_file(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
+    """`read_long_frame` of an existing file that has the `required` columns (else an error)."""
+    path = Path(path)
+    if not path.is_file():
+        raise NotFoundError(f"measurement file {path} not found")
+    frame = read_long_frame(path)
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise InputError(f"{path.name}: missing required column(s): {', '.join(missing)}")
+    return frame
+
+
+def write_measurements(
+    path: Path, samples: SampleArrays, reference: ReferencePoint, station_ids: list[str]
+) -> int:
+    """Write `samples` in the long format (truth included), atomically; return rows written."""
+    n, r = samples.rx_id.shape
+    sample_index, slot = np.nonzero(samples.present)
+    pos = samples.rx_position_m[sample_index, slot].astype(np.float64)
+    lat, lon, alt = enu_to_geodetic(pos[:, 0], pos[:, 1], pos[:, 2], reference)
+    ids = samples.rx_id[sample_index, slot]
+    rss = samples.rss_dbm[sample_index, slot].astype(np.float64)
+    heard = samples.heard[sample_index, slot]
+    frame = pd.DataFrame(
+        {
+            "sample_id": samples.sample_id[sample_index],
+            "receiver_id": [station_ids[i] if 0 <= i < len(station_ids) else f"station-{i}" for i in ids],
+            "rx_lat": np.round(lat, 7),
+            "rx_lon": np.round(lon, 7),
+            "rx_alt_m": np.round(alt, 2),
+            "rss_dbm": np.where(heard, np.round(rss, 3), np.nan),
+            "snr_db": np.where(heard, np.round(samples.snr_db[sample_index, slot].astype(np.float64), 3), np.nan),
+            "tx_lat": np.round(samples.tx_lat_deg[sample_index], 7),
+            "tx_lon": np.round(samples.tx_lon_deg[sample_index], 7),
+            "split": [SPLIT_NAMES[c] for c in samples.split[sample_index]],
+        }
+    )
+    if samples.timestamp_s is not None:
+        # Written as the importer read them (naive times stay naive), so a round trip keeps them.
+        seconds = samples.timestamp_s[sample_index]
+        stamps = pd.to_datetime(np.where(np.isfinite(seconds), seconds, np.nan), unit="s")
+        frame.insert(1, "timestamp", pd.Series(stamps).dt.strftime("%Y-%m-%dT%H:%M:%S").fillna("").to_numpy())
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = temp_file_beside(path)
+    os.close(fd)
+    try:
+        if path.suffix.lower() == ".parquet":
+            frame.to_parquet(tmp, index=False)
+        else:
+            frame.to_csv(tmp, index=False, na_rep="")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return len(frame)

@@ -1,0 +1,83 @@
+"""Time-ordered cross-fitting: a radio map fitted on timestamped measurements also calibrates
+its ellipses on forward time blocks (each predicted from the earlier ones only)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from heimdall.data.layout import SampleArrays
+from heimdall.errors import InputError
+from heimdall.training.radio_map_fit import CROSS_FOLDS, _folds, cross_fitting_schemes, fit_radio_map
+from tests.training.test_radio_map import EXTENT_M, STATIONS, _predict, _samples
+
+HOUR_S = 3600.0
+
+
+def _timestamped(samples: SampleArrays, hours: np.ndarray) -> SampleArrays:
+    return replace(samples, timestamp_s=1.65e9 + hours * HOUR_S)
+
+
+def test_time_blocks_are_contiguous_and_keep_ties_together() -> None:
+    rng = np.random.default_rng(3)
+    samples = _samples(rng.uniform(0.0, EXTENT_M, size=(120, 2)), rng)
+    hours = np.repeat(rng.permutation(60).astype(float), 2)  # every timestamp twice, shuffled
+    folds = _folds(_timestamped(samples, hours), "time", rng)
+    assert set(np.unique(folds)) == set(range(CROSS_FOLDS))
+    for fold in range(CROSS_FOLDS - 1):
+        assert hours[folds == fold].max() < hours[folds == fold + 1].min()
+    for hour in np.unique(hours):
+        assert len(np.unique(folds[hours == hour])) == 1
+
+
+def test_time_scheme_only_with_a_timestamp_for_every_sample() -> None:
+    rng = np.random.default_rng(4)
+    samples = _samples(rng.uniform(0.0, EXTENT_M, size=(100, 2)), rng)
+    assert cross_fitting_schemes(samples) == ("random", "spatial")
+    hours = np.linspace(0.0, 5.0, 100)
+    assert cross_fitting_schemes(_timestamped(samples, hours)) == ("random", "spatial", "time")
+    hours[7] = np.nan  # one unknown time: no time order to hold out by
+    assert cross_fitting_schemes(_timestamped(samples, hours)) == ("random", "spatial")
+    # A handful of distinct times (one burst per hour) is not a time series.
+    assert cross_fitting_schemes(_timestamped(samples, np.floor(np.linspace(0, 4.9, 100)))) == ("random", "spatial")
+
+
+def test_timestamps_must_be_one_per_sample() -> None:
+    rng = np.random.default_rng(5)
+    samples = _samples(rng.uniform(0.0, EXTENT_M, size=(10, 2)), rng)
+    with pytest.raises(InputError, match="timestamp_s"):
+        replace(samples, timestamp_s=np.zeros(9))
+
+
+def _walk(n: int, rng: np.random.Generator) -> SampleArrays:
+    """n transmissions over 10 hours from a transmitter sweeping the area west to east, so a
+    later stretch of the campaign is also a place the earlier ones never visited."""
+    hours = np.sort(rng.uniform(0.0, 10.0, size=n))
+    tx = np.stack([hours / 10.0 * EXTENT_M + rng.normal(0.0, 60.0, n), rng.uniform(0.0, EXTENT_M, n)], axis=1)
+    return _timestamped(_samples(tx, rng), hours)
+
+
+@pytest.mark.slow
+def test_timestamps_calibrate_the_ellipses_and_never_move_the_answer() -> None:
+    samples = _walk(500, np.random.default_rng(11))
+    timed = fit_radio_map(samples, STATIONS, seed=0)
+    untimed = fit_radio_map(replace(samples, timestamp_s=None), STATIONS, seed=0)
+    # The settings that place the answer are chosen on random and spatial folds either way.
+    for name in ("length_scale_m", "fingerprint_bandwidth_db", "fingerprint_background", "fingerprint_weight",
+                 "temperature"):
+        assert getattr(timed.hyperparameters, name) == getattr(untimed.hyperparameters, name)
+    later = _walk(120, np.random.default_rng(12))
+    position_timed, covariance_timed = _predict(timed.net, later)
+    position_untimed, _ = _predict(untimed.net, later)
+    np.testing.assert_array_equal(position_timed, position_untimed)
+    assert np.all(np.isfinite(covariance_timed))
+    # The forward time blocks were scored and calibrated against, and say how they held.
+    assert "cv_time_median_error_m" not in timed.cross_validation
+    for report, schemes in ((timed.cross_validation, ("random", "spatial", "time")),
+                            (untimed.cross_validation, ("random", "spatial"))):
+        assert {k.rsplit("_coverage", 1)[0] for k in report if "_coverage_" in k} == {f"cv_{s}" for s in schemes}
+        for scheme in schemes:
+            one, two = report[f"cv_{scheme}_coverage_1sigma"], report[f"cv_{scheme}_coverage_2sigma"]
+            assert 0.0 < one < two < 1.0
