@@ -35,6 +35,7 @@ import httpx
 import numpy as np
 
 from heimdall.network import default_network
+from heimdall.service.server import KEEP_ALIVE_S
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -75,18 +76,28 @@ def prepare_model(home: Path, versions: int = 1) -> str:
     return f"models:/{name}/{ctx.tracker.latest_version(name)}"
 
 
-def switch(base_url: str, home: Path, via: str) -> dict:
-    """Point `production` at version 2: through the API, or in the registry directly."""
-    from heimdall.pipelines import open_context
-    from heimdall.settings import Settings
+def _server_env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEIMDALL_")}
+    env["HEIMDALL_HOME"] = str(home)
+    return env
 
+
+def switch(base_url: str, home: Path, via: str) -> dict:
+    """Point `production` at version 2: through the API, or in the registry directly, by
+    `heimdall models promote` in another process, as an operator does from another shell
+    (in this process its imports would hold the GIL and stall the load generator itself)."""
     started = time.perf_counter()
     if via == "api":
         response = httpx.post(f"{base_url}/v1/models/heimdall-localizer/2/promote", json={"alias": "production"}, timeout=120)
         status = response.status_code
     else:
-        ctx = open_context(Settings(home=home))
-        ctx.tracker.set_alias(ctx.settings.registered_model_name, 2, "production")
+        done = subprocess.run(
+            [sys.executable, "-c", "from heimdall.cli import app; app()", "models", "promote", "heimdall-localizer", "2",
+             "--alias", "production", "--json"],
+            cwd=REPO, env=_server_env(home), capture_output=True, text=True, timeout=300,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"models promote failed: {done.stderr.strip()[-2000:]}")
         status = 200
     return {"via": via, "status": status, "seconds": round(time.perf_counter() - started, 2)}
 
@@ -190,11 +201,10 @@ def main() -> None:
     home = (args.home or Path(tempfile.mkdtemp(prefix="heimdall-load-")) / "home").resolve()
     model = prepare_model(home, versions=2 if args.switch_after_s is not None else 1)
     port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HEIMDALL_")}
-    env["HEIMDALL_HOME"] = str(home)
+    env = _server_env(home)
     server = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "--factory", "heimdall.service.app:create_app", "--host", "127.0.0.1",
-         "--port", str(port), "--log-level", "warning", "--no-access-log"],
+         "--port", str(port), "--log-level", "warning", "--no-access-log", "--timeout-keep-alive", str(KEEP_ALIVE_S)],
         cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"

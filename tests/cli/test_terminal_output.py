@@ -100,7 +100,9 @@ def _free_port() -> int:
 
 @pytest.mark.slow
 def test_serve_prints_its_url_and_docs(home: Path, tmp_path: Path) -> None:
-    """The URL and the docs URL come first, and the server then answers there; Ctrl-C stops it."""
+    """The URL and the docs URL come first, and the server then answers there; a keep-alive
+    connection idle longer than client pools keep theirs (5 s) still answers; Ctrl-C stops it."""
+    import http.client
     import urllib.request
 
     port = _free_port()
@@ -121,6 +123,16 @@ def test_serve_prints_its_url_and_docs(home: Path, tmp_path: Path) -> None:
                             break
                 except OSError:
                     time.sleep(0.5)
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            try:
+                for pause_s in (0.0, 6.0):
+                    time.sleep(pause_s)
+                    connection.request("GET", "/health")
+                    response = connection.getresponse()
+                    response.read()
+                    assert response.status == 200
+            finally:
+                connection.close()
         finally:
             process.send_signal(signal.SIGINT)
             try:

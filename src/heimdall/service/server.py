@@ -6,7 +6,7 @@ import logging
 
 from heimdall.settings import Settings
 
-__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "LOOPBACK_HOSTS", "serve"]
+__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "KEEP_ALIVE_S", "LOOPBACK_HOSTS", "serve"]
 
 log = logging.getLogger("heimdall.service")
 
@@ -15,6 +15,10 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8002
+#: Seconds an idle keep-alive connection stays open. Longer than the idle expiry of common
+#: client pools (httpx and requests: 5 s; proxies: up to 60 s): when the server closes
+#: first, a client may send its next request into the closing connection and get a reset.
+KEEP_ALIVE_S = 75
 
 
 def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, settings: Settings | None = None) -> None:
@@ -43,4 +47,5 @@ def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, settings: Settings
         server_header=False,
         proxy_headers=False,
         timeout_graceful_shutdown=30,
+        timeout_keep_alive=KEEP_ALIVE_S,
     )
