@@ -231,11 +231,19 @@ def fit_radio_map(
     lengths = [share * extent for share in LENGTH_SCALE_SHARES]
     mobile = mobile_stations(samples, num_stations)
     schemes = cross_fitting_schemes(samples)
-    total = len(schemes) * CROSS_FOLDS * len(lengths)
+    # Settings are chosen on random and spatial folds only; time blocks join the calibration,
+    # so they are fitted for the chosen length scale only. Choosing on time blocks too cost
+    # 10 +- 7 m of median on random April folds and won nothing across time (5 folds,
+    # benchmarks/real_data.py).
+    choosing = tuple(s for s in schemes if s != "time")
+    total = (len(choosing) * len(lengths) + (len(schemes) - len(choosing))) * CROSS_FOLDS
     done = 0
     # held[scheme][length index] -> list of per-fold held-out terms
     held: dict[str, list[list[_HeldOut]]] = {s: [[] for _ in lengths] for s in schemes}
-    for scheme in schemes:
+
+    def cross_fit(scheme: str, length_indices: list[int]) -> None:
+        """Fit each fold's maps (one per length scale) and keep the held-out terms."""
+        nonlocal done
         folds = _folds(samples, scheme, rng)
         chosen = rng.permutation(len(samples))[: min(CROSS_SAMPLES, len(samples))]
         for fold in range(CROSS_FOLDS):
@@ -244,22 +252,21 @@ def fit_radio_map(
             train = samples.select(folds < fold if scheme == "time" else folds != fold)
             test_index = np.intersect1d(np.nonzero(folds == fold)[0], chosen)
             if len(train) < 10 or len(test_index) == 0:
-                done += len(lengths)
+                done += len(length_indices)
                 continue
             grid = map_grid(train.tx_position_m.astype(np.float64))
             shared = None
-            for li, length in enumerate(lengths):
-                net = build_radio_map(train, num_stations, length, grid=grid, mobile=mobile)
+            for li in length_indices:
+                net = build_radio_map(train, num_stations, lengths[li], grid=grid, mobile=mobile)
                 terms = _held_out_terms(net, samples.select(test_index), shared)
                 shared = terms
                 held[scheme][li].append(terms)
                 done += 1
                 if progress is not None:
                     progress(done, total + 1)
-    # Settings are chosen on random and spatial folds only; time blocks join the calibration.
-    # Choosing on time blocks too cost 10 +- 7 m of median on random April folds and won
-    # nothing across time (5 folds, benchmarks/real_data.py).
-    choosing = tuple(s for s in schemes if s != "time")
+
+    for scheme in choosing:
+        cross_fit(scheme, list(range(len(lengths))))
     keys = list(itertools.product(FINGERPRINT_BANDWIDTHS_DB, FINGERPRINT_BACKGROUNDS))
     scores: dict[tuple, tuple[float, list[float]]] = {}
 
@@ -285,6 +292,8 @@ def fit_radio_map(
             choice = min((choice[:axis] + (v,) + choice[axis + 1 :] for v in values), key=score)
     li, key, weight, temperature = choice
     medians = scores[choice][1]
+    if "time" in schemes:
+        cross_fit("time", [li])
     # Covariance temperature, floor and scale on the same out-of-fold predictions.
     step = float(map_grid(tx)[1])
     calibration: tuple[float, ...] | None = None
@@ -302,6 +311,7 @@ def fit_radio_map(
             misfit, scale, floor = _calibrate(deltas, widened, step, groups)
             if calibration is None or misfit < calibration[0]:
                 calibration = (misfit, factor, scale, floor, novelty_db)
+                best_widened = widened
     assert calibration is not None
     _, factor, scale, floor, novelty_db = calibration
     hyper = RadioMapHyperparameters(
@@ -319,11 +329,7 @@ def fit_radio_map(
     if progress is not None:
         progress(total + 1, total + 1)
     report = {f"cv_{s}_median_error_m": m for s, m in zip(choosing, medians, strict=False)}
-    covariances = np.concatenate(
-        [_posterior_moments(h, key, weight, temperature, temperature * factor)[1] for _, h in held_best]
-    )
-    widened = covariances * novelty_factor(nearest, novelty_db)[:, None, None]
-    d2 = mahalanobis_sq(deltas, widened + (floor * floor + step * step / 12.0) * np.eye(2)) / scale
+    d2 = mahalanobis_sq(deltas, best_widened + (floor * floor + step * step / 12.0) * np.eye(2)) / scale
     for si, scheme in enumerate(schemes):
         part = d2[groups == si]
         if len(part):
