@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -15,19 +14,13 @@ import pytest
 
 from heimdall.geo import ReferencePoint, local_to_ground
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "real_data.py"
 REFERENCE = ReferencePoint(40.76, -111.84)
 STATIONS_M = np.array([[0, 0], [1500, 0], [0, 1500], [1500, 1500], [750, -300], [-300, 750]], float)
 
 
 @pytest.fixture(scope="module")
-def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("real_data_bench", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+def bench(load_benchmark: Callable[[str], ModuleType]) -> ModuleType:
+    return load_benchmark("real_data")
 
 
 def _tiny_long_csv(path: Path, n: int) -> None:

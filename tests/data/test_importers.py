@@ -164,6 +164,23 @@ def test_lenient_csv_drops_bad_rows_and_keeps_timestamps(tmp_path: Path) -> None
     }
 
 
+def test_lenient_csv_reads_not_received_markers_as_heard_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "m.csv"
+    path.write_text(
+        HEADER
+        + "s1,,a,40.76,-111.84,-60,40.765,-111.835\n"
+        + "s1,,b,40.77,-111.83,-200,40.765,-111.835\n"  # marker: listened, heard nothing
+        + "s1,,c,40.75,-111.85,-999,40.765,-111.835\n"  # beyond +-400: not a reading, dropped
+        + "s2,,a,40.76,-111.84,-200,40.761,-111.845\n"  # only markers: nothing heard
+    )
+    imported = read_measurements_lenient(path)
+    report = imported.report
+    assert report.readings_not_received == 1 and "1 readings below -174 dBm" in report.summary()
+    assert report.samples == 1 and report.samples_dropped == {DROP_NO_HEARD: 1}
+    assert list(imported.table.receiver_id) == ["a", "b"]
+    assert imported.table.rss_dbm[0] == -60 and np.isnan(imported.table.rss_dbm[1])
+
+
 def test_lenient_csv_missing_column_and_empty_result_are_errors(tmp_path: Path) -> None:
     path = tmp_path / "m.csv"
     path.write_text("sample_id,receiver_id,rx_lat,rx_lon,rss_dbm\ns1,a,40.7,-111.8,-60\n")

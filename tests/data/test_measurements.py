@@ -28,6 +28,19 @@ def test_empty_rss_means_not_heard(tmp_path: Path) -> None:
     assert table.has_truth
 
 
+def test_readings_below_the_thermal_floor_are_not_received_markers(tmp_path: Path) -> None:
+    # -200 dBm is far below kTB in 1 Hz (-174 dBm): fingerprint files write it for "not received".
+    rows = "s1,torino,45.044,7.672,-90.5,45.1,7.5\ns1,genova,44.395,8.956,{},45.1,7.5\n"
+    marked = read_measurements(_write(tmp_path, HEADER + rows.format("-200"), "marked.csv"))
+    empty = read_measurements(_write(tmp_path, HEADER + rows.format(""), "empty.csv"))
+    assert np.isnan(marked.rss_dbm[1]) and marked.rss_dbm[0] == -90.5
+    np.testing.assert_array_equal(marked.rss_dbm, empty.rss_dbm)
+    # Just above the floor is a (weak) power reading.
+    assert read_measurements(_write(tmp_path, HEADER + rows.format("-173.5"))).rss_dbm[1] == -173.5
+    with pytest.raises(InputError, match="no receiver that heard"):
+        read_measurements(_write(tmp_path, HEADER + "s1,a,45,7,-200,45,7\n", "silent.csv"))
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [

@@ -28,6 +28,7 @@ def test_import_train_evaluate_powder(home: Path, tmp_path: Path) -> None:
     imported = _json(["import-measurements", str(POWDER), "--name", "powder", "--format", "powder-json", "--split-mode", "grid"])
     assert imported["samples"] == 811 and imported["rows_read"] == 8498
     assert imported["rows_dropped"] == {"receiver at (0, 0)": 89, "non-finite rss": 3}
+    assert imported["readings_not_received"] == 0  # every POWDER reading is a power
     network = _json(["network", "from-measurements", "powder", "-o", str(tmp_path / "net.yaml")])
     assert ReceiverNetwork.load(tmp_path / "net.yaml").frequency_hz == pytest.approx(462.7e6)
     assert network["receivers"] == 12

@@ -97,11 +97,14 @@ def import_measurements(
             ctx, file, name, file_format, split_mode, seed, frequency_hz  # type: ignore[arg-type]
         )
     payload = {"dataset": result.dataset, "samples": result.samples, "rows_read": result.rows_read,
-               "rows_dropped": result.rows_dropped, "splits": result.splits}
+               "rows_dropped": result.rows_dropped, "splits": result.splits,
+               "readings_not_received": result.readings_not_received}
     dropped = ", ".join(f"{count} {why}" for why, count in result.rows_dropped.items()) or "none"
+    markers = (f"\n  {result.readings_not_received} readings below -174 dBm read as heard nothing"
+               if result.readings_not_received else "")
     emit(payload, as_json, lambda: Console().print(
         f"dataset {result.dataset}: {result.samples} samples from {result.rows_read} rows\n"
-        f"  rows dropped: {dropped}\n  {fmt_splits(result.splits)}", highlight=False
+        f"  rows dropped: {dropped}{markers}\n  {fmt_splits(result.splits)}", highlight=False
     ))
 
 

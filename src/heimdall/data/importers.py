@@ -33,12 +33,14 @@ import pandas as pd
 
 from heimdall.data.measurements import (
     REQUIRED_COLUMNS,
+    NOT_RECEIVED_BELOW_DBM,
     RSS_RANGE_DBM,
     RX_ALT_RANGE_M,
     SNR_RANGE_DB,
     MeasurementTable,
     coordinates_out_of_range,
     duplicate_receivers,
+    not_received_markers,
     out_of_range,
     unheard_samples,
 )
@@ -95,6 +97,9 @@ class ImportReport:
     rows_dropped: dict[str, int]
     samples: int
     samples_dropped: dict[str, int] = field(default_factory=dict)
+    #: Kept readings below `NOT_RECEIVED_BELOW_DBM` (-174 dBm): "not received" markers, read
+    #: as "listened, heard nothing".
+    readings_not_received: int = 0
 
     @property
     def rows_kept(self) -> int:
@@ -104,9 +109,13 @@ class ImportReport:
         """One line: rows read/kept, samples kept, drop counts by reason."""
         drops = ", ".join(f"{reason}: {count}" for reason, count in sorted(self.rows_dropped.items()))
         lost = ", ".join(f"{reason}: {count}" for reason, count in sorted(self.samples_dropped.items()))
+        markers = (
+            f"; {self.readings_not_received} readings below {NOT_RECEIVED_BELOW_DBM:g} dBm read as heard nothing"
+            if self.readings_not_received else ""
+        )
         return (
             f"{self.rows_read} rows read, {self.rows_kept} kept, {self.samples} samples"
-            f" (rows dropped: {drops or 'none'}; samples dropped: {lost or 'none'})"
+            f" (rows dropped: {drops or 'none'}; samples dropped: {lost or 'none'}{markers})"
         )
 
 
@@ -135,7 +144,8 @@ def _finalise(
     columns: dict[str, np.ndarray], drop: np.ndarray, reasons: Counter[str], rows_read: int,
     samples_dropped: Counter[str], file_name: str, frequency_hz: float | None,
 ) -> ImportedMeasurements:
-    """Apply the duplicate and no-heard rules to the surviving rows; build the result."""
+    """Apply the duplicate, not-received-marker and no-heard rules to the surviving rows;
+    build the result."""
     keep = ~drop
     # A receiver listed twice in a sample: the first kept row wins.
     duplicated = np.zeros_like(keep)
@@ -143,6 +153,8 @@ def _finalise(
     duplicated[np.flatnonzero(keep)[repeated]] = True
     reasons[DROP_DUPLICATE] += int(duplicated.sum())
     keep &= ~duplicated
+    markers = keep & not_received_markers(columns["rss_dbm"])
+    columns["rss_dbm"] = np.where(markers, np.nan, columns["rss_dbm"])
     heard = keep & np.isfinite(columns["rss_dbm"])
     all_ids = pd.unique(columns["sample_id"])
     heard_ids = set(columns["sample_id"][heard])
@@ -168,8 +180,9 @@ def _finalise(
         rows_dropped={k: v for k, v in reasons.items() if v},
         samples=len(heard_ids),
         samples_dropped={k: v for k, v in samples_dropped.items() if v},
+        readings_not_received=int((markers & keep).sum()),
     )
-    if report.rows_dropped or report.samples_dropped:
+    if report.rows_dropped or report.samples_dropped or report.readings_not_received:
         log.warning("%s: %s", file_name, report.summary())
     else:
         log.info("%s: %s", file_name, report.summary())
@@ -313,7 +326,8 @@ def read_measurements_lenient(path: Path) -> ImportedMeasurements:
 
     Required columns: `REQUIRED_COLUMNS` plus `tx_lat`, `tx_lon`; optional: `timestamp`
     (ISO 8601), `rx_alt_m`, `snr_db`, `frequency_hz`. An empty `rss_dbm` means "listened,
-    heard nothing" and is kept; a present but non-finite or non-numeric one drops the row.
+    heard nothing" and is kept, as is a marker below -174 dBm (`NOT_RECEIVED_BELOW_DBM`); a
+    present but non-finite or non-numeric one drops the row.
     A single finite value in `frequency_hz` is carried to `ImportedMeasurements.frequency_hz`.
     """
     path = Path(path)

@@ -1,7 +1,8 @@
 """The long measurement format of DESIGN.md: one row per (sample, receiver).
 
 `sample_id, timestamp?, receiver_id, rx_lat, rx_lon, rx_alt_m?, rss_dbm?, snr_db?,
-frequency_hz?, tx_lat?, tx_lon?`. An empty `rss_dbm` means the receiver listened and heard
+frequency_hz?, tx_lat?, tx_lon?`. An empty `rss_dbm`, or one below the thermal noise floor
+(-174 dBm: a "not received" marker such as -200), means the receiver listened and heard
 nothing; a value that is present but not a finite number is an error.
 """
 
@@ -28,6 +29,8 @@ __all__ = [
     "coordinates_out_of_range",
     "duplicate_receivers",
     "unheard_samples",
+    "NOT_RECEIVED_BELOW_DBM",
+    "not_received_markers",
 ]
 
 REQUIRED_COLUMNS = ("sample_id", "receiver_id", "rx_lat", "rx_lon", "rss_dbm")
@@ -35,6 +38,12 @@ REQUIRED_COLUMNS = ("sample_id", "receiver_id", "rx_lat", "rx_lon", "rss_dbm")
 #: same ones, so a file and a request are held to the same rules. |rss_dbm| beyond 400 is no
 #: power reading; an antenna more than 500 m below sea level or 100 km up is a typo.
 RSS_RANGE_DBM = (-400.0, 400.0)
+#: A received power below the thermal noise floor in 1 Hz (kTB at 290 K: -174 dBm) is no
+#: measurement: fingerprint files write such values (-200 dBm is common) for "not received".
+#: They are read as "listened, heard nothing", the same as an empty `rss_dbm`; read as powers,
+#: they skewed the path-loss fit and cost the radio map 25-37 m of median on two synthetic
+#: LoRaWAN-like campaigns (benchmarks/not_received.py, docs/REAL_DATA.md).
+NOT_RECEIVED_BELOW_DBM = -174.0
 SNR_RANGE_DB = (-400.0, 400.0)
 RX_ALT_RANGE_M = (-500.0, 100_000.0)
 #: Up to this many rows (a localisation request's size) per-sample checks run in Python.
@@ -46,6 +55,11 @@ def out_of_range(values: np.ndarray, bounds: tuple[float, float]) -> np.ndarray:
     with np.errstate(invalid="ignore"):
         return np.isfinite(values) & ((values < bounds[0]) | (values > bounds[1]))
 
+
+def not_received_markers(rss_dbm: np.ndarray) -> np.ndarray:
+    """Mask of readings below `NOT_RECEIVED_BELOW_DBM`: "not received" markers, not powers."""
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(rss_dbm) & (rss_dbm < NOT_RECEIVED_BELOW_DBM)
 
 
 @dataclass(frozen=True)
@@ -75,9 +89,9 @@ class MeasurementTable:
         `InputError` naming `source` and the first problem.
 
         `columns` holds float64 arrays (NaN = empty) named as in the file format: `rx_lat`,
-        `rx_lon` (required), `rss_dbm` (NaN = listened, heard nothing), `rx_alt_m`, `snr_db`,
-        `tx_lat`, `tx_lon` (optional). Row numbers in messages start at `first_row` (2 in a
-        file with a header line).
+        `rx_lon` (required), `rss_dbm` (NaN or below `NOT_RECEIVED_BELOW_DBM` = listened, heard
+        nothing), `rx_alt_m`, `snr_db`, `tx_lat`, `tx_lon` (optional). Row numbers in messages
+        start at `first_row` (2 in a file with a header line).
         """
         m = len(sample_id)
         if m == 0:
@@ -100,6 +114,7 @@ class MeasurementTable:
         rss = column("rss_dbm")
         if np.any(out_of_range(rss, RSS_RANGE_DBM)):
             raise InputError(f"{source}: rss_dbm outside +-400 dBm is not a power reading")
+        rss = np.where(not_received_markers(rss), np.nan, rss)
         rx_alt, snr = column("rx_alt_m"), column("snr_db")
         for name, values, bounds in (("rx_alt_m", rx_alt, RX_ALT_RANGE_M), ("snr_db", snr, SNR_RANGE_DB)):
             bad = out_of_range(values, bounds)

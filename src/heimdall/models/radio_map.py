@@ -26,7 +26,9 @@ combined with two more terms:
 The output is the posterior mean (metres) and a covariance: the posterior spread at a
 wider temperature, plus a floor, times a calibration scale (all fitted on held-out folds).
 Stations with `rx_id` outside [0, num_stations) use the generic row (mean offset, no
-residual map, the largest variance) and take no part in fingerprint matching.
+residual map, the largest variance) and take no part in fingerprint matching. When the
+fit found that files list only the receivers that heard (`RadioMapConfig.fill_absent`), a
+fixed station missing from a sample is scored as listening and hearing nothing.
 """
 
 from __future__ import annotations
@@ -73,6 +75,10 @@ class RadioMapConfig:
     min_common_stations: int = 3
     #: Not-heard stations enter fingerprints this far (dB) below the sample's weakest heard one.
     not_heard_margin_db: float = 10.0
+    #: The fit found that a station missing from a sample listened and heard nothing (files
+    #: that list only the receivers that heard): such stations are added, at their fixed
+    #: positions, before scoring. Off: a missing station is unknown, as before.
+    fill_absent: bool = False
     model_kind: str = RADIO_MAP_KIND
 
     def to_dict(self) -> dict[str, float | int | str]:
@@ -119,6 +125,11 @@ class RadioMapNet(nn.Module):
         self.register_buffer("novelty_db", torch.zeros(()))
         # Post-hoc variance calibration factor (the same name as LocalizationNet's).
         self.register_buffer("covariance_scale", torch.ones(()))
+        if config.fill_absent:
+            #: Each station's fixed position (east/north/up, m) and whether it is added to a
+            #: sample that lacks it (fixed stations that listened in training).
+            self.register_buffer("station_position_m", torch.zeros(config.num_stations, 3))
+            self.register_buffer("fill_station", torch.zeros(config.num_stations, dtype=torch.bool))
 
     @property
     def input_names(self) -> tuple[str, ...]:
@@ -128,6 +139,29 @@ class RadioMapNet(nn.Module):
     def _stations(self, rx_id: torch.Tensor) -> torch.Tensor:
         known = (rx_id >= 0) & (rx_id < self.config.num_stations)
         return torch.where(known, rx_id, torch.full_like(rx_id, self.config.num_stations))
+
+    def with_absent_stations(
+        self, rx_position_m: torch.Tensor, rx_id: torch.Tensor, rss_dbm: torch.Tensor, heard: torch.Tensor,
+        present: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The inputs with one more receiver per station (`num_stations` columns appended):
+        listening and hearing nothing where `fill_station` and the sample lacks that station,
+        not listening otherwise. Unchanged when the config's `fill_absent` is off."""
+        if not self.config.fill_absent:
+            return rx_position_m, rx_id, rss_dbm, heard, present
+        s = self.config.num_stations
+        one_hot = torch.nn.functional.one_hot(self._stations(rx_id), s + 1)[..., :s].to(rss_dbm.dtype)
+        listed = torch.einsum("br,brs->bs", present.to(rss_dbm.dtype), one_hot) > 0
+        extra = self.fill_station[None, :] & ~listed  # [B,S]
+        # Broadcast the per-station tables over the (dynamic) batch by adding batch-shaped zeros.
+        ids = torch.arange(s, dtype=rx_id.dtype)[None, :] + torch.zeros_like(rx_id[:, :1])
+        positions = self.station_position_m.to(rx_position_m.dtype)[None] + torch.zeros_like(rx_position_m[:, :1, :])
+        silent = torch.zeros_like(extra)
+        return (
+            torch.cat([rx_position_m, positions], dim=1), torch.cat([rx_id, ids], dim=1),
+            torch.cat([rss_dbm, torch.zeros_like(extra, dtype=rss_dbm.dtype)], dim=1),
+            torch.cat([heard, silent], dim=1), torch.cat([present, extra], dim=1),
+        )
 
     def map_log_likelihood(
         self, rx_position_m: torch.Tensor, station: torch.Tensor, rss_dbm: torch.Tensor, heard: torch.Tensor,
@@ -229,8 +263,12 @@ class RadioMapNet(nn.Module):
         heard: torch.Tensor,
         present: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(map log-likelihood [B,G], fingerprint log-density [B,G], residuals [B,R,G] dB,
-        distance to the nearest training fingerprint [B] dB)."""
+        """(map log-likelihood [B,G], fingerprint log-density [B,G], residuals [B,R',G] dB,
+        distance to the nearest training fingerprint [B] dB); R' = R, plus `num_stations`
+        when the config's `fill_absent` is on (`with_absent_stations`)."""
+        rx_position_m, rx_id, rss_dbm, heard, present = self.with_absent_stations(
+            rx_position_m, rx_id, rss_dbm, heard, present
+        )
         station = self._stations(rx_id)
         rss = torch.where(heard, rss_dbm, torch.zeros_like(rss_dbm))
         distance_db, index = self.fingerprint_neighbours(station, rss, heard, present)
@@ -274,4 +312,5 @@ class RadioMapNet(nn.Module):
         log_likelihood, density, residual, nearest_db = self.log_terms(rx_position_m, rx_id, rss_dbm, heard, present)
         position_m, covariance_m2 = self.summarize(log_likelihood, density, nearest_db)
         weights = self.posterior(log_likelihood, density, self.temperature)
-        return position_m, covariance_m2, torch.einsum("bg,brg->br", weights, residual)
+        # Residuals of the input's receivers only (added stations heard nothing).
+        return position_m, covariance_m2, torch.einsum("bg,brg->br", weights, residual)[:, : rx_id.shape[1]]

@@ -174,6 +174,8 @@ class ImportResult:
     rows_read: int
     rows_dropped: dict[str, int]
     splits: dict[str, int]
+    #: Readings below -174 dBm kept as "listened, heard nothing" ("not received" markers).
+    readings_not_received: int = 0
 
 
 def import_measurements(
@@ -210,6 +212,7 @@ def import_measurements(
         rows_read=imported.report.rows_read,
         rows_dropped=dropped,
         splits=manifest.split_counts,
+        readings_not_received=imported.report.readings_not_received,
     )
 
 

@@ -10,12 +10,15 @@
 3. Prior and fingerprints: a smoothed density of training transmitters, and every training
    fingerprint with its position.
 
+With `fill_absent`, a fixed station missing from a sample is first added as listening and
+hearing nothing (`fill_absent_stations`), for files that list only the receivers that heard.
+
 `training.radio_map_fit` chooses the hyperparameters. Distances in metres, powers in dB.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
@@ -27,7 +30,7 @@ from heimdall.models.radio_map import RadioMapConfig, RadioMapNet
 
 __all__ = [
     "RadioMapHyperparameters", "Physics", "fit_physics", "map_grid", "mobile_stations", "build_radio_map",
-    "apply_hyperparameters", "refit_radio_map", "MOBILE_SPREAD_M",
+    "apply_hyperparameters", "refit_radio_map", "MOBILE_SPREAD_M", "station_positions", "fill_absent_stations",
 ]
 
 #: A station whose receiver positions stray further than this (metres) from their median is mobile.
@@ -59,6 +62,8 @@ class RadioMapHyperparameters:
     covariance_scale: float = 1.0
     #: d0 of `novelty_factor` (dB); 0: ellipses do not widen with fingerprint novelty.
     novelty_db: float = 0.0
+    #: A fixed station missing from a sample listened and heard nothing (`fill_absent_stations`).
+    fill_absent: bool = False
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -78,6 +83,53 @@ def mobile_stations(samples: SampleArrays, num_stations: int) -> np.ndarray:
         p = positions[stations == s]
         mobile[s] = float(np.max(np.linalg.norm(p - np.median(p, axis=0), axis=1))) > MOBILE_SPREAD_M
     return mobile
+
+
+def station_positions(samples: SampleArrays, num_stations: int, mobile: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(median position [S,3] m of each station where it listened, fillable [S] bool: fixed
+    stations that listened in `samples`)."""
+    positions = np.zeros((num_stations, 3))
+    fillable = np.zeros(num_stations, dtype=bool)
+    listening = samples.present & (samples.rx_id >= 0) & (samples.rx_id < num_stations)
+    stations = samples.rx_id[listening]
+    points = samples.rx_position_m[listening].astype(np.float64)
+    for s in np.unique(stations):
+        positions[s] = np.median(points[stations == s], axis=0)
+        fillable[s] = not mobile[s]
+    return positions, fillable
+
+
+def fill_absent_stations(samples: SampleArrays, positions_m: np.ndarray, fillable: np.ndarray) -> SampleArrays:
+    """`samples` with a receiver per `fillable` station a sample lacks: listening, heard
+    nothing, at `positions_m` [S,3]. The same object when no sample lacks one."""
+    n, s = len(samples), len(fillable)
+    known = samples.present & (samples.rx_id >= 0) & (samples.rx_id < s)
+    listed = np.zeros((n, s), dtype=bool)
+    listed[np.nonzero(known)[0], samples.rx_id[known]] = True
+    extra = fillable[None, :] & ~listed
+    width = int(extra.sum(axis=1).max()) if n else 0
+    if width == 0:
+        return samples
+    # Each sample's missing stations first (stable order), in `width` new columns.
+    ids = np.argsort(~extra, axis=1, kind="stable")[:, :width]
+    valid = np.take_along_axis(extra, ids, axis=1)
+
+    def widen(values: np.ndarray, added: np.ndarray) -> np.ndarray:
+        return np.concatenate([values, added.astype(values.dtype)], axis=1)
+
+    return replace(
+        samples,
+        rx_position_m=widen(samples.rx_position_m, positions_m[ids]),
+        rx_id=widen(samples.rx_id, ids),
+        rss_dbm=widen(samples.rss_dbm, np.full((n, width), np.nan)),
+        snr_db=widen(samples.snr_db, np.full((n, width), np.nan)),
+        heard=widen(samples.heard, np.zeros((n, width), dtype=bool)),
+        present=widen(samples.present, valid),
+        line_of_sight=None if samples.line_of_sight is None else widen(samples.line_of_sight, np.zeros((n, width))),
+        obstructions=None if samples.obstructions is None else widen(samples.obstructions, np.zeros((n, width))),
+        diffraction_loss_db=None if samples.diffraction_loss_db is None
+        else widen(samples.diffraction_loss_db, np.zeros((n, width))),
+    )
 
 
 @dataclass(frozen=True)
@@ -164,10 +216,13 @@ def build_radio_map(
     length_scale_m: float,
     grid: tuple[np.ndarray, float, int, int] | None = None,
     mobile: np.ndarray | None = None,
+    fill_absent: bool = False,
 ) -> RadioMapNet:
     """Fit steps 1-3 on `samples` (positions known) for one residual length scale.
 
     Fingerprint and calibration settings keep their defaults; `fit_radio_map` sets them.
+    `fill_absent`: a fixed station missing from a sample listened and heard nothing, in
+    training (`fill_absent_stations`) and in every query (`RadioMapNet.with_absent_stations`).
     """
     known = np.all(np.isfinite(samples.tx_position_m), axis=1)
     samples = samples.select(known)
@@ -176,6 +231,9 @@ def build_radio_map(
     tx = samples.tx_position_m.astype(np.float64)
     points, step, rows, cols = grid if grid is not None else map_grid(tx)
     mobile = mobile_stations(samples, num_stations) if mobile is None else mobile
+    station_position_m, fillable = station_positions(samples, num_stations, mobile)
+    if fill_absent:
+        samples = fill_absent_stations(samples, station_position_m, fillable)
     physics = fit_physics(samples, num_stations)
     s, n = num_stations, len(samples)
     residuals = np.zeros((n, s))
@@ -205,9 +263,14 @@ def build_radio_map(
     extent = max(float(np.max(tx.max(axis=0) - tx.min(axis=0))), 1.0)
     density = kernel_sums(points, tx, PRIOR_BANDWIDTH_SHARE * extent, np.ones((n, 1)))[:, 0]
     knn = fit_knn(samples, num_stations)
-    config = RadioMapConfig(num_stations=s, grid_rows=rows, grid_cols=cols, num_fingerprints=len(knn))
+    config = RadioMapConfig(
+        num_stations=s, grid_rows=rows, grid_cols=cols, num_fingerprints=len(knn), fill_absent=fill_absent
+    )
     net = RadioMapNet(config)
     with torch.no_grad():
+        if fill_absent:
+            net.station_position_m.copy_(torch.from_numpy(station_position_m))
+            net.fill_station.copy_(torch.from_numpy(fillable))
         net.grid_m.copy_(torch.from_numpy(points))
         net.grid_east_m.copy_(torch.from_numpy(points[:cols, 0]))
         net.grid_north_m.copy_(torch.from_numpy(points[::cols, 1]))
@@ -245,4 +308,5 @@ def refit_radio_map(samples: SampleArrays, num_stations: int, hyper: RadioMapHyp
     """A radio map on `samples` with hyperparameters chosen before (no new cross-fitting)."""
     known = np.all(np.isfinite(samples.tx_position_m), axis=1)
     samples = samples.select(known)
-    return apply_hyperparameters(build_radio_map(samples, num_stations, hyper.length_scale_m), hyper)
+    net = build_radio_map(samples, num_stations, hyper.length_scale_m, fill_absent=hyper.fill_absent)
+    return apply_hyperparameters(net, hyper)

@@ -2,6 +2,9 @@
 
 `fit_radio_map` is what `heimdall train` runs on a measured dataset. Steps:
 
+0. When some samples lack a fixed station: whether a missing station heard nothing (files
+   listing only the receivers that heard) or is unknown (dropped readings), whichever
+   predicts the held-out folds better (middle L, each at its best fingerprint settings).
 1-3. Physics, residual maps, prior and fingerprints (`training.radio_map_build`).
 4. Choice and calibration: L, the fingerprint bandwidth and background, the fingerprint
    weight and the temperature minimise the mean of the median errors under random and
@@ -34,9 +37,11 @@ from heimdall.training.radio_map_build import (
     RadioMapHyperparameters,
     apply_hyperparameters,
     build_radio_map,
+    fill_absent_stations,
     map_grid,
     mobile_stations,
     refit_radio_map,
+    station_positions,
 )
 
 __all__ = [
@@ -65,6 +70,9 @@ MIN_DISTINCT_TIMES = 10 * CROSS_FOLDS
 #: Samples per chunk when evaluating the grid likelihood (memory: chunk x G x R floats).
 _CHUNK = 32
 _TARGETS = ((1.0, 1.0 - math.exp(-0.5)), (2.0, 1.0 - math.exp(-2.0)))
+#: Where the coordinate descent starts: (length index: the middle one, fingerprint
+#: (bandwidth dB, background), fingerprint weight, temperature).
+_START = (len(LENGTH_SCALE_SHARES) // 2, (2.0, 1.0e-2), 1.0, 0.5)
 
 
 @dataclass(frozen=True)
@@ -165,6 +173,42 @@ def _folds(samples: SampleArrays, scheme: str, rng: np.random.Generator) -> np.n
     return rng.permutation(int(block.max()) + 1)[block] % CROSS_FOLDS
 
 
+def _absence_is_silence(
+    samples: SampleArrays, filled: SampleArrays, num_stations: int, length_m: float, mobile: np.ndarray, seed: int,
+) -> tuple[bool, float, float]:
+    """Whether a fixed station missing from a sample is better read as "listened, heard
+    nothing" (`filled`) than as unknown: (choice, best mean out-of-fold median error (m)
+    without, with). Both use the same random and spatial folds and maps of length `length_m`;
+    each is scored at its best fingerprint and temperature settings (which differ: reading
+    the gaps as silence gives fingerprints many more stations to compare)."""
+    best = []
+    for fill, data in ((False, samples), (True, filled)):
+        rng = np.random.default_rng(seed)
+        held: list[list[_HeldOut]] = []
+        for scheme in ("random", "spatial"):
+            folds = _folds(data, scheme, rng)
+            chosen = rng.permutation(len(data))[: min(CROSS_SAMPLES, len(data))]
+            held.append([])
+            for fold in range(CROSS_FOLDS):
+                train, test_index = data.select(folds != fold), np.intersect1d(np.nonzero(folds == fold)[0], chosen)
+                if len(train) >= 10 and len(test_index):
+                    net = build_radio_map(train, num_stations, length_m, mobile=mobile, fill_absent=fill)
+                    held[-1].append(_held_out_terms(net, data.select(test_index)))
+
+        def score(key: tuple[float, float], weight: float, temperature: float) -> float:
+            medians = [
+                float(np.median(np.concatenate([
+                    np.linalg.norm(_posterior_mean(h, key, weight, temperature) - h.truth_m, axis=1) for h in part
+                ])))
+                for part in held if part
+            ]
+            return float(np.mean(medians)) if medians else np.inf
+
+        keys = itertools.product(FINGERPRINT_BANDWIDTHS_DB, FINGERPRINT_BACKGROUNDS)
+        best.append(min(score(*c) for c in itertools.product(keys, FINGERPRINT_WEIGHTS, TEMPERATURES)))
+    return best[1] < best[0], best[0], best[1]
+
+
 def cross_fitting_schemes(samples: SampleArrays) -> tuple[str, ...]:
     """The cross-fitting schemes for `samples`: random and spatial blocks always, and
     time-ordered blocks when every sample has a timestamp and there are enough distinct ones
@@ -230,6 +274,15 @@ def fit_radio_map(
     extent = max(float(np.max(tx.max(axis=0) - tx.min(axis=0))), 1.0)
     lengths = [share * extent for share in LENGTH_SCALE_SHARES]
     mobile = mobile_stations(samples, num_stations)
+    # Files that list only the receivers that heard: a fixed station missing from a sample
+    # heard nothing. Measured, not assumed: elsewhere a missing row is a dropped reading.
+    filled = fill_absent_stations(samples, *station_positions(samples, num_stations, mobile))
+    fill = False
+    if filled is not samples:
+        fill, without_m, with_m = _absence_is_silence(samples, filled, num_stations, lengths[_START[0]], mobile, seed)
+        log.info("radio map: missing fixed stations read as %s (out-of-fold median %.1f m as unknown, %.1f m as "
+                 "heard nothing)", "heard nothing" if fill else "unknown", without_m, with_m)
+        samples = filled if fill else samples
     schemes = cross_fitting_schemes(samples)
     # Settings are chosen on random and spatial folds only; time blocks join the calibration,
     # so they are fitted for the chosen length scale only. Choosing on time blocks too cost
@@ -257,7 +310,7 @@ def fit_radio_map(
             grid = map_grid(train.tx_position_m.astype(np.float64))
             shared = None
             for li in length_indices:
-                net = build_radio_map(train, num_stations, lengths[li], grid=grid, mobile=mobile)
+                net = build_radio_map(train, num_stations, lengths[li], grid=grid, mobile=mobile, fill_absent=fill)
                 terms = _held_out_terms(net, samples.select(test_index), shared)
                 shared = terms
                 held[scheme][li].append(terms)
@@ -286,7 +339,7 @@ def fit_radio_map(
     # Coordinate descent over the four settings (a full product is 30x the softmaxes for the
     # same choice on the data tried): each in turn takes its best value, the others held.
     options = (range(len(lengths)), keys, FINGERPRINT_WEIGHTS, TEMPERATURES)
-    choice = (len(lengths) // 2, (2.0, 1.0e-2), 1.0, 0.5)
+    choice = _START
     for _ in range(SEARCH_ROUNDS):
         for axis, values in enumerate(options):
             choice = min((choice[:axis] + (v,) + choice[axis + 1 :] for v in values), key=score)
@@ -324,8 +377,10 @@ def fit_radio_map(
         covariance_floor_m=floor,
         covariance_scale=scale,
         novelty_db=novelty_db,
+        fill_absent=fill,
     )
-    net = apply_hyperparameters(build_radio_map(samples, num_stations, hyper.length_scale_m, mobile=mobile), hyper)
+    net = build_radio_map(samples, num_stations, hyper.length_scale_m, mobile=mobile, fill_absent=fill)
+    net = apply_hyperparameters(net, hyper)
     if progress is not None:
         progress(total + 1, total + 1)
     report = {f"cv_{s}_median_error_m": m for s, m in zip(choosing, medians, strict=False)}

@@ -1,0 +1,147 @@
+"""How a file's "not received" rows should read: the radio map against kNN on a sparse network.
+
+A synthetic LoRaWAN-like campaign: 37 fixed gateways over 6 km, 3,000 transmissions along
+30 vehicle routes, log-distance law (exponent 3.5) with per-gateway offsets, a smooth
+repeatable shadowing field (6 dB), unknown transmit power, 3 dB noise, and a gateway hears
+a transmission only above a sensitivity (so each hears 8-13 %). The same campaign is given
+to the fit three ways:
+
+- `marker`: every gateway has a row; the ones that heard nothing read -200 dBm as a power
+  (what the importer did before it read readings below -174 dBm as "heard nothing");
+- `heard_nothing`: the same rows, "listened, heard nothing" (empty `rss_dbm`, or the marker
+  as the importer reads it now);
+- `absent`: rows only for the gateways that heard (the rest are left out of the file); the
+  fit decides on held-out folds whether a missing fixed gateway heard nothing.
+
+Each way: one random split (600 test transmissions), `fit_radio_map` on the rest and kNN
+(k chosen on a seventh of the training rows); median errors (m) and the fit's seconds.
+
+    PYTHONPATH=src python benchmarks/not_received.py [--seeds 1,2] [--sensitivity-dbm=-132,-136]
+        [--samples 3000] [--ways marker,heard_nothing,absent]
+
+Prints one JSON object per (seed, sensitivity).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+
+from heimdall.data.layout import SampleArrays
+from heimdall.evaluation.knn import choose_k, fit_knn
+from heimdall.training.radio_map_fit import fit_radio_map
+
+GATEWAYS = 37
+EXTENT_M = 6000.0
+ROUTES = 30
+TEST_SAMPLES = 600
+MARKER_DBM = -200.0
+WAYS = ("marker", "heard_nothing", "absent")
+
+
+def campaign(rng: np.random.Generator, samples: int, sensitivity_dbm: float) -> tuple[np.ndarray, ...]:
+    """(gateways [S,2] m, transmitters [N,2] m, rss [N,S] dBm, heard [N,S]); every kept
+    transmission was heard by at least one gateway."""
+    gateways = rng.uniform(0.0, EXTENT_M, (GATEWAYS, 2))
+    points = []
+    for _ in range(ROUTES):
+        position, heading = rng.uniform(500.0, EXTENT_M - 500.0, 2), rng.uniform(0.0, 2 * np.pi)
+        for _ in range(samples // ROUTES):
+            heading += rng.normal(0.0, 0.3)
+            position = np.clip(position + 40.0 * np.array([np.cos(heading), np.sin(heading)]), 0.0, EXTENT_M)
+            points.append(position)
+    tx = np.array(points)
+    # Shadowing: random Fourier features per gateway (correlation length ~300 m), sd 6 dB.
+    features = 40
+    frequency = rng.normal(0.0, 1.0 / 300.0, (GATEWAYS, features, 2))
+    phase = rng.uniform(0.0, 2 * np.pi, (GATEWAYS, features))
+    field = 6.0 * np.sqrt(2.0 / features) * np.cos(np.einsum("nd,skd->nsk", tx, frequency) + phase).sum(2)
+    distance = np.maximum(np.linalg.norm(gateways[None] - tx[:, None], axis=2), 10.0)
+    offsets = rng.normal(0.0, 3.0, GATEWAYS)
+    rss = (-30.0 + offsets - 35.0 * np.log10(distance) + field
+           + rng.normal(0.0, 2.0, (len(tx), 1)) + rng.normal(0.0, 3.0, (len(tx), GATEWAYS)))
+    heard = rss > sensitivity_dbm
+    kept = heard.any(axis=1)
+    return gateways, tx[kept], rss[kept], heard[kept]
+
+
+def as_samples(gateways: np.ndarray, tx: np.ndarray, rss: np.ndarray, heard: np.ndarray, way: str) -> SampleArrays:
+    """The campaign as the fit sees it when the file is written `way`."""
+    n = len(tx)
+    every = np.ones_like(heard)
+    if way == "marker":
+        rss, heard_mask, present = np.where(heard, rss, MARKER_DBM), every, every
+    elif way == "heard_nothing":
+        heard_mask, present = heard, every
+    else:
+        heard_mask, present = heard, heard
+    positions = np.concatenate([np.broadcast_to(gateways[None], (n, GATEWAYS, 2)), np.zeros((n, GATEWAYS, 1))], axis=2)
+    return SampleArrays(
+        sample_id=np.arange(n, dtype=np.int64), rx_position_m=positions.astype(np.float32),
+        rx_id=np.broadcast_to(np.arange(GATEWAYS), (n, GATEWAYS)).copy(), rss_dbm=rss.astype(np.float32),
+        snr_db=np.full((n, GATEWAYS), np.nan, np.float32), heard=heard_mask.astype(bool), present=present.astype(bool),
+        tx_position_m=tx.astype(np.float32), tx_lat_deg=np.full(n, np.nan), tx_lon_deg=np.full(n, np.nan),
+        tx_power_dbm=np.full(n, np.nan, np.float32), split=np.zeros(n, np.int8),
+    )
+
+
+def predict(net: torch.nn.Module, samples: SampleArrays) -> np.ndarray:
+    """Positions [N,2] m from the fitted module, 32 samples at a time."""
+    parts = []
+    with torch.no_grad():
+        for start in range(0, len(samples), 32):
+            part = samples.select(np.arange(start, min(start + 32, len(samples))))
+            rss = np.where(part.heard, part.rss_dbm, 0.0).astype(np.float32)
+            parts.append(net(torch.from_numpy(part.rx_position_m), torch.from_numpy(part.rx_id), torch.from_numpy(rss),
+                             torch.from_numpy(part.heard), torch.from_numpy(part.present))[0])
+    return torch.cat(parts).double().numpy()
+
+
+def run(seed: int, sensitivity_dbm: float, samples: int = 3000, ways: tuple[str, ...] = WAYS) -> dict[str, object]:
+    rng = np.random.default_rng(seed)
+    gateways, tx, rss, heard = campaign(rng, samples, sensitivity_dbm)
+    order = rng.permutation(len(tx))
+    test_index, train_index = order[:TEST_SAMPLES], order[TEST_SAMPLES:]
+    result: dict[str, object] = {"seed": seed, "sensitivity_dbm": sensitivity_dbm, "samples": len(tx),
+                                 "heard_fraction": round(float(heard.mean()), 3)}
+    for way in ways:
+        data = as_samples(gateways, tx, rss, heard, way)
+        train, test = data.select(train_index), data.select(test_index)
+        is_val = np.zeros(len(train), dtype=bool)
+        is_val[np.random.default_rng(seed).permutation(len(train))[: len(train) // 7]] = True
+        k = choose_k(fit_knn(train.select(~is_val), GATEWAYS), train.select(is_val))
+        knn_error = np.linalg.norm(fit_knn(train, GATEWAYS).predict(test, k) - test.tx_position_m, axis=1)
+        start = time.perf_counter()
+        net = fit_radio_map(train, GATEWAYS, seed=0).net
+        fit_s = time.perf_counter() - start
+        model_error = np.linalg.norm(predict(net, test) - test.tx_position_m, axis=1)
+        # kNN leaves a transmission sharing too few gateways with every fingerprint unplaced (NaN).
+        result[way] = {"model_median_m": round(float(np.median(model_error)), 1),
+                       "knn_median_m": round(float(np.median(np.where(np.isfinite(knn_error), knn_error, np.inf))), 1),
+                       "knn_k": k, "fit_s": round(fit_s, 1)}
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", default="1,2")
+    parser.add_argument("--sensitivity-dbm", default="-132,-136")
+    parser.add_argument("--samples", type=int, default=3000)
+    parser.add_argument("--ways", default=",".join(WAYS))
+    args = parser.parse_args(argv)
+    ways = tuple(w for w in args.ways.split(",") if w)
+    if not ways or set(ways) - set(WAYS):
+        parser.error(f"--ways must be a comma-separated subset of {','.join(WAYS)}")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    sensitivities = [float(s) for s in args.sensitivity_dbm.split(",")]
+    for seed, sensitivity in zip(seeds, sensitivities, strict=True):
+        print(json.dumps(run(seed, sensitivity, args.samples, ways)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
