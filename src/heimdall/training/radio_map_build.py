@@ -64,6 +64,9 @@ class RadioMapHyperparameters:
     novelty_db: float = 0.0
     #: A fixed station missing from a sample listened and heard nothing (`fill_absent_stations`).
     fill_absent: bool = False
+    #: Path-loss exponent held fixed (`training.censored_physics`); None: least squares on
+    #: the heard readings (`fit_physics`).
+    path_loss_exponent: float | None = None
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -143,8 +146,12 @@ class Physics:
     residual_db: np.ndarray  # [M]
 
 
-def fit_physics(samples: SampleArrays, num_stations: int, iterations: int = 25) -> Physics:
-    """Alternating least squares for a_s, n and c_i (see the module docstring)."""
+def fit_physics(
+    samples: SampleArrays, num_stations: int, iterations: int = 25, exponent: float | None = None
+) -> Physics:
+    """Alternating least squares for a_s, n and c_i (see the module docstring); with
+    `exponent`, n is held at that value (`training.censored_physics` estimates it where
+    receivers often hear nothing) and only a_s and c_i are fitted."""
     heard = _finite_heard(samples) & (samples.rx_id >= 0) & (samples.rx_id < num_stations)
     rows, cols = np.nonzero(heard)
     if rows.size < 3:
@@ -158,7 +165,8 @@ def fit_physics(samples: SampleArrays, num_stations: int, iterations: int = 25) 
     per_station = np.maximum(np.bincount(station, minlength=num_stations), 1)
     offset = np.zeros(num_stations)
     common = np.zeros(n_samples)
-    exponent = 3.0
+    fixed = exponent is not None
+    exponent = float(exponent) if fixed else 3.0
     for _ in range(iterations):
         common = np.bincount(rows, rss - offset[station] + 10 * exponent * log_d, n_samples) / per_sample
         common -= common[np.bincount(rows, minlength=n_samples) > 0].mean()
@@ -166,7 +174,7 @@ def fit_physics(samples: SampleArrays, num_stations: int, iterations: int = 25) 
         z = rss - offset[station] - common[rows]
         centred = log_d - log_d.mean()
         denominator = 10.0 * float(centred @ centred)
-        if denominator > 0:
+        if denominator > 0 and not fixed:
             exponent = float(np.clip(-((z - z.mean()) @ centred) / denominator, 1.0, 6.0))
     heard_stations = np.bincount(station, minlength=num_stations) > 0
     # A station never heard in training reads like the average station until the runtime
@@ -217,12 +225,14 @@ def build_radio_map(
     grid: tuple[np.ndarray, float, int, int] | None = None,
     mobile: np.ndarray | None = None,
     fill_absent: bool = False,
+    path_loss_exponent: float | None = None,
 ) -> RadioMapNet:
     """Fit steps 1-3 on `samples` (positions known) for one residual length scale.
 
     Fingerprint and calibration settings keep their defaults; `fit_radio_map` sets them.
     `fill_absent`: a fixed station missing from a sample listened and heard nothing, in
     training (`fill_absent_stations`) and in every query (`RadioMapNet.with_absent_stations`).
+    `path_loss_exponent`: hold n at this value (None: fit it with the offsets).
     """
     known = np.all(np.isfinite(samples.tx_position_m), axis=1)
     samples = samples.select(known)
@@ -234,7 +244,7 @@ def build_radio_map(
     station_position_m, fillable = station_positions(samples, num_stations, mobile)
     if fill_absent:
         samples = fill_absent_stations(samples, station_position_m, fillable)
-    physics = fit_physics(samples, num_stations)
+    physics = fit_physics(samples, num_stations, exponent=path_loss_exponent)
     s, n = num_stations, len(samples)
     residuals = np.zeros((n, s))
     weights = np.zeros((n, s))
@@ -308,5 +318,8 @@ def refit_radio_map(samples: SampleArrays, num_stations: int, hyper: RadioMapHyp
     """A radio map on `samples` with hyperparameters chosen before (no new cross-fitting)."""
     known = np.all(np.isfinite(samples.tx_position_m), axis=1)
     samples = samples.select(known)
-    net = build_radio_map(samples, num_stations, hyper.length_scale_m, fill_absent=hyper.fill_absent)
+    net = build_radio_map(
+        samples, num_stations, hyper.length_scale_m, fill_absent=hyper.fill_absent,
+        path_loss_exponent=hyper.path_loss_exponent,
+    )
     return apply_hyperparameters(net, hyper)

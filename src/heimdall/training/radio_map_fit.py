@@ -2,9 +2,12 @@
 
 `fit_radio_map` is what `heimdall train` runs on a measured dataset. Steps:
 
-0. When some samples lack a fixed station: whether a missing station heard nothing (files
-   listing only the receivers that heard) or is unknown (dropped readings), whichever
-   predicts the held-out folds better (middle L, each at its best fingerprint settings).
+0. How to read the file, whichever predicts held-out folds better (middle L, each at its
+   best fingerprint settings; `_choose_readings`): when some samples lack a fixed station,
+   whether it heard nothing (files listing only the receivers that heard) or is unknown
+   (dropped readings); where stations listened and heard nothing, whether the path-loss
+   exponent is the censored (Tobit) estimate of `training.censored_physics`, held fixed in
+   every map, or least squares on the heard readings.
 1-3. Physics, residual maps, prior and fingerprints (`training.radio_map_build`).
 4. Choice and calibration: L, the fingerprint bandwidth and background, the fingerprint
    weight and the temperature minimise the mean of the median errors under random and
@@ -27,21 +30,30 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from heimdall.data.layout import SampleArrays
 from heimdall.errors import DataError
 from heimdall.evaluation.metrics import mahalanobis_sq
 from heimdall.models.radio_map import RadioMapNet
+from heimdall.training.censored_physics import censored_path_loss_exponent, silent_readings
 from heimdall.training.radio_map_build import (
     RadioMapHyperparameters,
     apply_hyperparameters,
     build_radio_map,
     fill_absent_stations,
+    fit_physics,
     map_grid,
     mobile_stations,
     refit_radio_map,
     station_positions,
+)
+from heimdall.training.radio_map_heldout import (
+    FINGERPRINT_BACKGROUNDS,
+    FINGERPRINT_BANDWIDTHS_DB,
+    HeldOut,
+    held_out_terms,
+    posterior_mean,
+    posterior_moments,
 )
 
 __all__ = [
@@ -53,8 +65,6 @@ log = logging.getLogger(__name__)
 
 #: Kernel length scales of the residual maps tried, as shares of the transmitters' extent.
 LENGTH_SCALE_SHARES = (1 / 120, 1 / 60, 1 / 30)
-FINGERPRINT_BANDWIDTHS_DB = (1.0, 2.0, 4.0)
-FINGERPRINT_BACKGROUNDS = (1.0e-3, 1.0e-2)
 FINGERPRINT_WEIGHTS = (0.5, 1.0, 2.0, 4.0)
 TEMPERATURES = (0.25, 0.5, 1.0, 2.0)
 #: Widening scales d0 (dB) tried for `novelty_factor` (0: none), and the cap on d (dB).
@@ -65,10 +75,13 @@ SEARCH_ROUNDS = 2
 #: Folds of each cross-fitting scheme, and the held-out samples scored per scheme at most.
 CROSS_FOLDS = 3
 CROSS_SAMPLES = 1500
+#: Held-out samples scored per scheme in step 0 (`_choose_readings`): its choices were
+#: decided by 10 % or more wherever measured, and step 0 can take three variants.
+DECISION_SAMPLES = 750
+#: Censored and heard-only path-loss exponents closer than this are one law (no held-out choice).
+EXPONENT_MARGIN = 0.25
 #: Distinct timestamps needed before time-ordered blocks join the cross-fitting.
 MIN_DISTINCT_TIMES = 10 * CROSS_FOLDS
-#: Samples per chunk when evaluating the grid likelihood (memory: chunk x G x R floats).
-_CHUNK = 32
 _TARGETS = ((1.0, 1.0 - math.exp(-0.5)), (2.0, 1.0 - math.exp(-2.0)))
 #: Where the coordinate descent starts: (length index: the middle one, fingerprint
 #: (bandwidth dB, background), fingerprint weight, temperature).
@@ -85,74 +98,6 @@ class RadioMapFit:
     #: schemes the settings were chosen on, `cv_<scheme>_coverage_1sigma`/`_2sigma` after
     #: calibration (fractions) of every scheme, "time" included when it ran.
     cross_validation: dict[str, float]
-
-
-def _inputs(samples: SampleArrays) -> tuple[torch.Tensor, ...]:
-    return (
-        torch.from_numpy(samples.rx_position_m.astype(np.float32)),
-        torch.from_numpy(samples.rx_id.astype(np.int64)),
-        torch.from_numpy(np.where(samples.heard, samples.rss_dbm, 0.0).astype(np.float32)),
-        torch.from_numpy(samples.heard.astype(bool)),
-        torch.from_numpy(samples.present.astype(bool)),
-    )
-
-
-@dataclass
-class _HeldOut:
-    """Log terms of held-out samples under one fold's map, per fingerprint setting."""
-
-    truth_m: np.ndarray  # [N,2]
-    grid_m: torch.Tensor
-    log_prior: torch.Tensor
-    log_likelihood: torch.Tensor  # [N,G]
-    log_density: dict[tuple[float, float], torch.Tensor]  # (bandwidth, background) -> [N,G]
-    nearest_db: np.ndarray  # [N] distance to the nearest training fingerprint
-
-
-def _held_out_terms(net: RadioMapNet, samples: SampleArrays, shared: _HeldOut | None = None) -> _HeldOut:
-    """Log terms of `samples` under `net`; `density` reuses the fingerprint terms of a map
-    with the same fingerprints and grid (they do not depend on the residual length scale)."""
-    lls, distances, indices = [], [], []
-    with torch.no_grad():
-        for start in range(0, len(samples), _CHUNK):
-            part = samples.select(np.arange(start, min(start + _CHUNK, len(samples))))
-            rx, rx_id, rss, heard, present = _inputs(part)
-            station = net._stations(rx_id)
-            lls.append(net.map_log_likelihood(rx, station, rss, heard, present))
-            if shared is None:
-                d, i = net.fingerprint_neighbours(station, rss, heard, present)
-                distances.append(d)
-                indices.append(i)
-        truth = samples.tx_position_m.astype(np.float64)
-        if shared is not None:
-            return _HeldOut(truth, net.grid_m, net.log_prior, torch.cat(lls), shared.log_density, shared.nearest_db)
-        distance, index = torch.cat(distances), torch.cat(indices)
-        density = {}
-        for bandwidth, background in itertools.product(FINGERPRINT_BANDWIDTHS_DB, FINGERPRINT_BACKGROUNDS):
-            parts = [
-                net.fingerprint_log_density(distance[s : s + _CHUNK], index[s : s + _CHUNK],
-                                            torch.tensor(bandwidth), torch.tensor(background))
-                for s in range(0, len(samples), _CHUNK)
-            ]
-            density[(bandwidth, background)] = torch.cat(parts)
-    return _HeldOut(truth, net.grid_m, net.log_prior, torch.cat(lls), density, distance[:, 0].double().numpy())
-
-
-def _posterior_mean(held: _HeldOut, key: tuple[float, float], weight: float, temperature: float) -> np.ndarray:
-    scaled = (held.log_likelihood + weight * temperature * held.log_density[key]) / temperature
-    return (torch.softmax(scaled + held.log_prior, dim=1) @ held.grid_m).double().numpy()
-
-
-def _posterior_moments(
-    held: _HeldOut, key: tuple[float, float], weight: float, temperature: float, covariance_temperature: float,
-) -> tuple[np.ndarray, np.ndarray]:
-    scaled = held.log_likelihood + weight * temperature * held.log_density[key]
-    w = torch.softmax(scaled / temperature + held.log_prior, dim=1)
-    mean = w @ held.grid_m
-    wide = torch.softmax(scaled / covariance_temperature + held.log_prior, dim=1)
-    spread = held.grid_m[None] - mean[:, None, :]
-    covariance = torch.einsum("bg,bgi,bgj->bij", wide, spread, spread)
-    return mean.double().numpy(), covariance.double().numpy()
 
 
 def _folds(samples: SampleArrays, scheme: str, rng: np.random.Generator) -> np.ndarray:
@@ -173,40 +118,93 @@ def _folds(samples: SampleArrays, scheme: str, rng: np.random.Generator) -> np.n
     return rng.permutation(int(block.max()) + 1)[block] % CROSS_FOLDS
 
 
-def _absence_is_silence(
+def _censored_exponent(samples: SampleArrays, num_stations: int) -> tuple[float | None, float]:
+    """(censored path-loss exponent, or None when no known station ever listened and heard
+    nothing; the exponent from the heard readings alone)."""
+    heard_only = fit_physics(samples, num_stations)
+    if not silent_readings(samples, num_stations).any():
+        return None, heard_only.exponent
+    return censored_path_loss_exponent(samples, num_stations, heard_only), heard_only.exponent
+
+
+def _held_out_median(
+    data: SampleArrays, num_stations: int, length_m: float, mobile: np.ndarray, seed: int, fill: bool,
+    exponent: float | None,
+) -> float:
+    """Mean over random and spatial folds of the out-of-fold median error (m) of maps of
+    length `length_m` built as told (`build_radio_map`'s `fill_absent`, `path_loss_exponent`),
+    at the best fingerprint and temperature settings (readings that differ can favour
+    different settings: reading gaps as silence gives fingerprints many more stations to
+    compare). The folds depend on `seed` and the number of samples only, so two readings of
+    the same campaign are scored on the same folds."""
+    rng = np.random.default_rng(seed)
+    held: list[list[HeldOut]] = []
+    for scheme in ("random", "spatial"):
+        folds = _folds(data, scheme, rng)
+        chosen = rng.permutation(len(data))[: min(DECISION_SAMPLES, len(data))]
+        held.append([])
+        for fold in range(CROSS_FOLDS):
+            train, test_index = data.select(folds != fold), np.intersect1d(np.nonzero(folds == fold)[0], chosen)
+            if len(train) >= 10 and len(test_index):
+                net = build_radio_map(train, num_stations, length_m, mobile=mobile, fill_absent=fill,
+                                      path_loss_exponent=exponent)
+                held[-1].append(held_out_terms(net, data.select(test_index)))
+
+    def score(key: tuple[float, float], weight: float, temperature: float) -> float:
+        medians = [
+            float(np.median(np.concatenate([
+                np.linalg.norm(posterior_mean(h, key, weight, temperature) - h.truth_m, axis=1) for h in part
+            ])))
+            for part in held if part
+        ]
+        return float(np.mean(medians)) if medians else np.inf
+
+    keys = itertools.product(FINGERPRINT_BANDWIDTHS_DB, FINGERPRINT_BACKGROUNDS)
+    return min(score(*c) for c in itertools.product(keys, FINGERPRINT_WEIGHTS, TEMPERATURES))
+
+
+def _choose_readings(
     samples: SampleArrays, filled: SampleArrays, num_stations: int, length_m: float, mobile: np.ndarray, seed: int,
-) -> tuple[bool, float, float]:
-    """Whether a fixed station missing from a sample is better read as "listened, heard
-    nothing" (`filled`) than as unknown: (choice, best mean out-of-fold median error (m)
-    without, with). Both use the same random and spatial folds and maps of length `length_m`;
-    each is scored at its best fingerprint and temperature settings (which differ: reading
-    the gaps as silence gives fingerprints many more stations to compare)."""
-    best = []
-    for fill, data in ((False, samples), (True, filled)):
-        rng = np.random.default_rng(seed)
-        held: list[list[_HeldOut]] = []
-        for scheme in ("random", "spatial"):
-            folds = _folds(data, scheme, rng)
-            chosen = rng.permutation(len(data))[: min(CROSS_SAMPLES, len(data))]
-            held.append([])
-            for fold in range(CROSS_FOLDS):
-                train, test_index = data.select(folds != fold), np.intersect1d(np.nonzero(folds == fold)[0], chosen)
-                if len(train) >= 10 and len(test_index):
-                    net = build_radio_map(train, num_stations, length_m, mobile=mobile, fill_absent=fill)
-                    held[-1].append(_held_out_terms(net, data.select(test_index)))
+) -> tuple[SampleArrays, bool, float | None]:
+    """Step 0: (samples as read, fill_absent, path-loss exponent or None for least squares).
 
-        def score(key: tuple[float, float], weight: float, temperature: float) -> float:
-            medians = [
-                float(np.median(np.concatenate([
-                    np.linalg.norm(_posterior_mean(h, key, weight, temperature) - h.truth_m, axis=1) for h in part
-                ])))
-                for part in held if part
-            ]
-            return float(np.mean(medians)) if medians else np.inf
+    Each question is answered by `_held_out_median`, never assumed:
+    - a fixed station missing from a sample (`filled` differs from `samples`): "listened,
+      heard nothing" (files listing only the receivers that heard) or unknown (a dropped
+      reading), each with its censored exponent;
+    - where stations listened and heard nothing, the censored (Tobit) exponent or the one
+      from the heard readings alone, when they differ by more than `EXPONENT_MARGIN`: the
+      censored fit assumes a silence means a level below the station's weakest heard ones,
+      which a network mixing sensitivities (LoRa spreading factors) can break.
+    """
+    scores: dict[tuple[bool, bool], float] = {}
 
-        keys = itertools.product(FINGERPRINT_BANDWIDTHS_DB, FINGERPRINT_BACKGROUNDS)
-        best.append(min(score(*c) for c in itertools.product(keys, FINGERPRINT_WEIGHTS, TEMPERATURES)))
-    return best[1] < best[0], best[0], best[1]
+    def held_out(fill: bool, exponent: float | None) -> float:
+        key = (fill, exponent is None)
+        if key not in scores:
+            scores[key] = _held_out_median(filled if fill else samples, num_stations, length_m, mobile, seed, fill,
+                                           exponent)
+        return scores[key]
+
+    exponents = {False: _censored_exponent(samples, num_stations)}
+    fill = False
+    if filled is not samples:
+        exponents[True] = _censored_exponent(filled, num_stations)
+        without_m, with_m = held_out(False, exponents[False][0]), held_out(True, exponents[True][0])
+        fill = with_m < without_m
+        log.info("radio map: missing fixed stations read as %s (out-of-fold median %.1f m as unknown, %.1f m as "
+                 "heard nothing)", "heard nothing" if fill else "unknown", without_m, with_m)
+    censored, heard_only = exponents[fill]
+    if censored is not None and abs(censored - heard_only) > EXPONENT_MARGIN:
+        censored_m, heard_only_m = held_out(fill, censored), held_out(fill, None)
+        log.info("radio map: path-loss exponent %.2f counting the silent receivers (out-of-fold median %.1f m), "
+                 "%.2f from the heard readings alone (%.1f m): %s", censored, censored_m, heard_only, heard_only_m,
+                 "counting the silent receivers" if censored_m < heard_only_m else "heard readings alone")
+        if censored_m >= heard_only_m:
+            censored = None
+    elif censored is not None:
+        censored = None  # the same law either way: the per-map least squares keeps each fold's own
+    return (filled if fill else samples), fill, censored
 
 
 def cross_fitting_schemes(samples: SampleArrays) -> tuple[str, ...]:
@@ -277,12 +275,9 @@ def fit_radio_map(
     # Files that list only the receivers that heard: a fixed station missing from a sample
     # heard nothing. Measured, not assumed: elsewhere a missing row is a dropped reading.
     filled = fill_absent_stations(samples, *station_positions(samples, num_stations, mobile))
-    fill = False
-    if filled is not samples:
-        fill, without_m, with_m = _absence_is_silence(samples, filled, num_stations, lengths[_START[0]], mobile, seed)
-        log.info("radio map: missing fixed stations read as %s (out-of-fold median %.1f m as unknown, %.1f m as "
-                 "heard nothing)", "heard nothing" if fill else "unknown", without_m, with_m)
-        samples = filled if fill else samples
+    # The censored exponent is fitted once on every labelled sample and held in each fold's
+    # map: one number, and its fit takes seconds where a map's takes a fraction of one.
+    samples, fill, exponent = _choose_readings(samples, filled, num_stations, lengths[_START[0]], mobile, seed)
     schemes = cross_fitting_schemes(samples)
     # Settings are chosen on random and spatial folds only; time blocks join the calibration,
     # so they are fitted for the chosen length scale only. Choosing on time blocks too cost
@@ -292,7 +287,7 @@ def fit_radio_map(
     total = (len(choosing) * len(lengths) + (len(schemes) - len(choosing))) * CROSS_FOLDS
     done = 0
     # held[scheme][length index] -> list of per-fold held-out terms
-    held: dict[str, list[list[_HeldOut]]] = {s: [[] for _ in lengths] for s in schemes}
+    held: dict[str, list[list[HeldOut]]] = {s: [[] for _ in lengths] for s in schemes}
 
     def cross_fit(scheme: str, length_indices: list[int]) -> None:
         """Fit each fold's maps (one per length scale) and keep the held-out terms."""
@@ -310,8 +305,9 @@ def fit_radio_map(
             grid = map_grid(train.tx_position_m.astype(np.float64))
             shared = None
             for li in length_indices:
-                net = build_radio_map(train, num_stations, lengths[li], grid=grid, mobile=mobile, fill_absent=fill)
-                terms = _held_out_terms(net, samples.select(test_index), shared)
+                net = build_radio_map(train, num_stations, lengths[li], grid=grid, mobile=mobile, fill_absent=fill,
+                                      path_loss_exponent=exponent)
+                terms = held_out_terms(net, samples.select(test_index), shared)
                 shared = terms
                 held[scheme][li].append(terms)
                 done += 1
@@ -329,7 +325,7 @@ def fit_radio_map(
             li, key, weight, temperature = choice
             medians = []
             for scheme in choosing:
-                errors = [np.linalg.norm(_posterior_mean(h, key, weight, temperature) - h.truth_m, axis=1)
+                errors = [np.linalg.norm(posterior_mean(h, key, weight, temperature) - h.truth_m, axis=1)
                           for h in held[scheme][li]]
                 if errors:
                     medians.append(float(np.median(np.concatenate(errors))))
@@ -351,13 +347,13 @@ def fit_radio_map(
     step = float(map_grid(tx)[1])
     calibration: tuple[float, ...] | None = None
     held_best = [(si, h) for si, s in enumerate(schemes) for h in held[s][li]]
-    means = [_posterior_moments(h, key, weight, temperature, temperature)[0] for _, h in held_best]
+    means = [posterior_moments(h, key, weight, temperature, temperature)[0] for _, h in held_best]
     deltas = np.concatenate([h.truth_m - mean for (_, h), mean in zip(held_best, means, strict=True)])
     groups = np.concatenate([np.full(len(h.truth_m), si) for si, h in held_best])
     nearest = np.concatenate([h.nearest_db for _, h in held_best])
     for factor in (1.0, 2.0, 4.0, 8.0):
         covariances = np.concatenate(
-            [_posterior_moments(h, key, weight, temperature, temperature * factor)[1] for _, h in held_best]
+            [posterior_moments(h, key, weight, temperature, temperature * factor)[1] for _, h in held_best]
         )
         for novelty_db in NOVELTY_SCALES_DB:
             widened = covariances * novelty_factor(nearest, novelty_db)[:, None, None]
@@ -378,8 +374,10 @@ def fit_radio_map(
         covariance_scale=scale,
         novelty_db=novelty_db,
         fill_absent=fill,
+        path_loss_exponent=exponent,
     )
-    net = build_radio_map(samples, num_stations, hyper.length_scale_m, mobile=mobile, fill_absent=fill)
+    net = build_radio_map(samples, num_stations, hyper.length_scale_m, mobile=mobile, fill_absent=fill,
+                          path_loss_exponent=exponent)
     net = apply_hyperparameters(net, hyper)
     if progress is not None:
         progress(total + 1, total + 1)
