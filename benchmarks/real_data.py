@@ -280,6 +280,9 @@ def run(
 
 def _mean_sd(values: list[float]) -> dict[str, float]:
     array = np.asarray(values, dtype=np.float64)
+    if not np.all(np.isfinite(array)):
+        # kNN leaves transmissions sharing too few receivers unplaced, so its p90 can be inf.
+        return {"mean": float(array.mean()), "sd": float("nan")}
     return {"mean": float(array.mean()), "sd": float(array.std(ddof=1)) if len(array) > 1 else 0.0}
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -103,3 +105,12 @@ def test_model_rows_are_scored_paired_and_trained_once_per_time_fold(
         assert paired["best_classical"] == "centroid"
         assert paired["mean"] == pytest.approx(model["median_m"]["mean"] - centroid)
     assert "model - centroid (paired)" in bench.markdown(result)
+
+
+def test_an_infinite_fold_figure_summarises_without_a_warning(bench: ModuleType) -> None:
+    # kNN leaves transmissions that share too few receivers unplaced: its p90 can be inf.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        summary = bench._mean_sd([120.0, float("inf")])
+    assert summary["mean"] == float("inf") and math.isnan(summary["sd"])
+    assert bench._mean_sd([1.0, 3.0]) == {"mean": 2.0, "sd": pytest.approx(math.sqrt(2.0))}
