@@ -31,6 +31,7 @@ from heimdall.sim.fitting import (
 )
 from heimdall.sim.scenario import ScenarioConfig, path_loss_db
 from heimdall.sim.terrain import StaticMap
+from heimdall.training.censored_physics import censored_path_loss_exponent
 
 __all__ = ["Links", "links_of", "ScenarioFit", "fit_scenario_to_samples", "predict_links_db", "validate_scenario"]
 
@@ -123,9 +124,15 @@ def fit_scenario_to_samples(
     if heard.sum() < 10:
         raise DataError(f"the training split has {int(heard.sum())} heard links with known transmitters; a fit needs at least 10")
     num_rx = len(network.receivers)
-    fit = fit_links(
-        links.distance_m[heard], links.rss_db[heard], links.rx_index[heard], links.sample_index[heard], num_rx, _REFERENCE_DISTANCE_M
-    )
+    arguments = (links.distance_m[heard], links.rss_db[heard], links.rx_index[heard], links.sample_index[heard], num_rx,
+                 _REFERENCE_DISTANCE_M)
+    fit = fit_links(*arguments)
+    heard_only_exponent = fit.path_loss_exponent
+    if not heard.all():
+        # Receivers that listened and heard nothing: least squares on the heard links sees only
+        # the far transmissions that arrived strong and flattens the law the simulator would
+        # then reproduce; the censored estimate counts the silences (equal when there are none).
+        fit = fit_links(*arguments, exponent=censored_path_loss_exponent(train, num_rx))
     tx_heard = links.tx_position_m[heard]
     extent_m = float(np.max(np.ptp(tx_heard, axis=0)))
     variogram = empirical_variogram(tx_heard, fit.residual_db, links.rx_index[heard], max_lag_m=max(extent_m / 2.0, 1.0))
@@ -186,6 +193,7 @@ def fit_scenario_to_samples(
     report = _fit_report(fit, variogram, (nugget, sill, length_m), links, heard, ids, per_rx_present, per_rx_heard, n_train)
     report["scenario"] = scenario.model_dump()
     report["transmit_level_spread_db"] = round(level_spread_db, 3)
+    report["path_loss_exponent_heard_only"] = round(heard_only_exponent, 4)
     if static_map is not None:
         report["static_field"] = {"grid_step_m": round(static_map.step_m, 1), "grid_shape": list(static_map.values_db.shape),
                                   "unexplained_sigma_db": round(float(np.sqrt(terrain_db2)), 3)}

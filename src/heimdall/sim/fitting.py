@@ -76,8 +76,11 @@ def fit_links(
     sample_index: np.ndarray,
     num_receivers: int,
     reference_distance_m: float = 100.0,
+    exponent: float | None = None,
 ) -> LinkFit:
-    """Fit exponent, receiver offsets and transmission levels jointly (least squares).
+    """Fit exponent, receiver offsets and transmission levels jointly (least squares);
+    with `exponent`, the exponent is held at that value (a censored estimate where most
+    links are not heard) and only the offsets and levels are fitted.
 
     Every coefficient is identified from differences within a transmission (the exponent
     from how RSS falls across receivers at different distances) and across transmissions
@@ -97,14 +100,16 @@ def fit_links(
     sample_count = np.bincount(sample_index, minlength=num_samples).astype(np.float64)
     offset = np.zeros(num_receivers)
     level = np.zeros(num_samples)
-    exponent = 3.0
+    fixed = exponent is not None
+    exponent = float(exponent) if fixed else 3.0
     for _ in range(200):
         level = np.bincount(sample_index, rss_db + exponent * x - offset[rx_index], num_samples) / sample_count
         offset = np.bincount(rx_index, rss_db + exponent * x - level[sample_index], num_receivers) / np.maximum(rx_count, 1.0)
         target = level[sample_index] + offset[rx_index] - rss_db
         # Regress on x within both groupings: centring x by the same two-way means would be
         # exact; the alternating sweeps reach the same fixed point.
-        exponent = float(np.dot(x - x.mean(), target - target.mean()) / max(np.dot(x - x.mean(), x - x.mean()), 1e-12))
+        if not fixed:
+            exponent = float(np.dot(x - x.mean(), target - target.mean()) / max(np.dot(x - x.mean(), x - x.mean()), 1e-12))
     if not 1.0 < exponent <= 6.0:
         raise DataError(f"the fitted path-loss exponent {exponent:.2f} is outside (1, 6]; the links do not fall with distance")
     has_data = rx_count > 0
