@@ -54,10 +54,20 @@ def test_a_large_simulation_is_fitted_on_a_seeded_subset(ctx, monkeypatch) -> No
 def test_kernel_sums_match_the_direct_sum() -> None:
     import numpy as np
 
-    from heimdall.training.radio_map_build import kernel_sums
+    import math
+
+    from heimdall.training.radio_map_build import KERNEL_CUTOFF, kernel_sums
 
     rng = np.random.default_rng(0)
     points, centres = rng.uniform(0, 500, (300, 2)), rng.uniform(0, 500, (70, 2))
     values = rng.normal(size=(70, 3))
     direct = np.exp(-0.5 * ((points[:, None] - centres[None]) ** 2).sum(-1) / 40.0**2) @ values
-    np.testing.assert_allclose(kernel_sums(points, centres, 40.0, values), direct, rtol=1e-9, atol=1e-12)
+    # Centres beyond the cutoff are left out: each weighs under exp(-cutoff^2 / 2).
+    bound = math.exp(-0.5 * KERNEL_CUTOFF**2) * np.abs(values).sum(axis=0)
+    assert np.all(np.abs(kernel_sums(points, centres, 40.0, values) - direct) <= bound + 1e-12)
+    # A centre on a point counts with weight exactly 1 (the leave-one-out variance relies on it).
+    np.testing.assert_allclose(kernel_sums(centres, centres, 1e-3, values), values, rtol=0, atol=1e-12)
+    # A length scale where every centre is within reach: the full sum.
+    wide = kernel_sums(points, centres, 400.0, values)
+    every = np.exp(-0.5 * ((points[:, None] - centres[None]) ** 2).sum(-1) / 400.0**2) @ values
+    np.testing.assert_allclose(wide, every, rtol=1e-9, atol=1e-12)

@@ -18,10 +18,13 @@ hearing nothing (`fill_absent_stations`), for files that list only the receivers
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
+from scipy.sparse import csr_matrix
+from scipy.spatial import cKDTree
 
 from heimdall.data.layout import SampleArrays
 from heimdall.errors import DataError
@@ -46,6 +49,8 @@ PRIOR_BANDWIDTH_SHARE = 1 / 40
 PRIOR_FLOOR = 0.05
 #: Shrinkage of the residual maps: kernel weight that counts as much as the zero prior.
 SHRINKAGE = 1.0
+#: Kernel sums ignore centres further than this many length scales (`kernel_sums`).
+KERNEL_CUTOFF = 6.0
 
 
 @dataclass(frozen=True)
@@ -204,17 +209,28 @@ def map_grid(tx_position_m: np.ndarray) -> tuple[np.ndarray, float, int, int]:
 
 
 def kernel_sums(points: np.ndarray, centres: np.ndarray, length_m: float, values: np.ndarray) -> np.ndarray:
-    """sum_i exp(-|p - c_i|^2 / 2L^2) values_i for every point, [P, V] (chunked)."""
+    """sum_i exp(-|p - c_i|^2 / 2L^2) values_i for every point, [P, V].
+
+    Only centres within `KERNEL_CUTOFF` L of a point count: each one left out weighs less
+    than exp(-CUTOFF^2 / 2) = 1.5e-8, and the sum costs the pairs that matter instead of
+    P x C (a 20,000-transmission campaign: 9 s -> 0.3 s for the leave-one-out sums at the
+    shortest length scale).
+    """
     out = np.zeros((len(points), values.shape[1]))
-    c = torch.from_numpy(centres)
-    v = torch.from_numpy(values)
-    # Rows per chunk: the kernel block stays near 2^25 entries (256 MiB in float64)
-    # however many centres there are.
-    rows = int(np.clip(2**25 // max(len(centres), 1), 16, 2048))
+    if len(points) == 0 or len(centres) == 0:
+        return out
+    tree = cKDTree(centres)
+    radius = KERNEL_CUTOFF * length_m
+    # Rows per chunk: about 4 million pairs at a time however dense the centres are.
+    span = np.maximum(np.ptp(centres, axis=0), radius)
+    share = min(1.0, math.pi * radius * radius / float(span[0] * span[1]))
+    rows = int(np.clip(4_000_000 / max(share * len(centres), 1.0), 64, 8192))
     for start in range(0, len(points), rows):
-        p = torch.from_numpy(points[start : start + rows])
-        kernel = torch.exp(-0.5 * torch.cdist(p, c).square() / length_m**2)
-        out[start : start + rows] = (kernel @ v).numpy()
+        chunk = points[start : start + rows]
+        pairs = cKDTree(chunk).sparse_distance_matrix(tree, radius, output_type="ndarray")
+        weight = np.exp(-0.5 * (pairs["v"] / length_m) ** 2)
+        kernel = csr_matrix((weight, (pairs["i"], pairs["j"])), shape=(len(chunk), len(centres)))
+        out[start : start + rows] = kernel @ values
     return out
 
 
