@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "heimdall"
 # registry's rows) is written by pipelines, while the rest of `jobs/` runs pipelines.
 RANK = {
     "geo": 0, "network": 0, "errors": 0, "extras": 0, "fileio": 0, "settings": 0, "logging_setup": 0, "progress": 0,
-    "processes": 0, "jit": 0, "names": 0, "pausepoints": 0,
+    "processes": 0, "jit": 0, "names": 0, "pausepoints": 0, "memory": 0,
     "models": 1, "features": 1, "sim": 1, "storage": 1,
     "training": 2, "evaluation": 2, "export": 2, "tracking": 2, "data": 2, "jobs.repository": 2, "requests": 2,
     "pipelines": 3,
