@@ -7,9 +7,10 @@ import numpy as np
 from heimdall.errors import DataError
 from heimdall.evaluation.metrics import mahalanobis_sq
 
-__all__ = ["fit_covariance_scale"]
+__all__ = ["COVERAGE_TARGETS", "fit_covariance_scale"]
 
-_TARGETS = ((1.0, 1.0 - np.exp(-0.5)), (2.0, 1.0 - np.exp(-2.0)))
+#: (k, fraction of truths a calibrated 2-D Gaussian's k-sigma ellipse holds) at 1 and 2 sigma.
+COVERAGE_TARGETS = ((1.0, 1.0 - float(np.exp(-0.5))), (2.0, 1.0 - float(np.exp(-2.0))))
 
 
 def fit_covariance_scale(delta_m: np.ndarray, covariance_m2: np.ndarray) -> float:
@@ -24,7 +25,7 @@ def fit_covariance_scale(delta_m: np.ndarray, covariance_m2: np.ndarray) -> floa
         raise DataError("need at least 10 validation samples to calibrate the covariance")
     scales = np.exp(np.linspace(np.log(0.01), np.log(100.0), 2001))
     misfit = np.zeros_like(scales)
-    for k, target in _TARGETS:
+    for k, target in COVERAGE_TARGETS:
         coverage = (d2[None, :] <= (k * k) * scales[:, None]).mean(axis=1)
         misfit += (coverage - target) ** 2
     return float(scales[int(np.argmin(misfit))])

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -33,10 +32,10 @@ import numpy as np
 
 from heimdall.data.layout import SampleArrays
 from heimdall.errors import DataError
-from heimdall.evaluation.metrics import mahalanobis_sq
 from heimdall.memory import reuse_freed_memory
 from heimdall.models.radio_map import RadioMapNet
 from heimdall.training.censored_physics import censored_path_loss_exponent, silent_readings
+from heimdall.training.radio_map_calibration import calibrate_ellipses
 from heimdall.training.radio_map_build import (
     RadioMapHyperparameters,
     apply_hyperparameters,
@@ -54,12 +53,11 @@ from heimdall.training.radio_map_heldout import (
     HeldOut,
     held_out_terms,
     posterior_mean,
-    posterior_moments,
 )
 
 __all__ = [
     "RadioMapHyperparameters", "RadioMapFit", "fit_radio_map", "build_radio_map", "refit_radio_map",
-    "apply_hyperparameters", "novelty_factor", "cross_fitting_schemes",
+    "apply_hyperparameters", "cross_fitting_schemes",
 ]
 
 log = logging.getLogger(__name__)
@@ -68,9 +66,6 @@ log = logging.getLogger(__name__)
 LENGTH_SCALE_SHARES = (1 / 120, 1 / 60, 1 / 30)
 FINGERPRINT_WEIGHTS = (0.5, 1.0, 2.0, 4.0)
 TEMPERATURES = (0.25, 0.5, 1.0, 2.0)
-#: Widening scales d0 (dB) tried for `novelty_factor` (0: none), and the cap on d (dB).
-NOVELTY_SCALES_DB = (0.0, 1.0, 2.0, 4.0, 8.0)
-NOVELTY_CAP_DB = 20.0
 #: Rounds of coordinate descent over the settings above.
 SEARCH_ROUNDS = 2
 #: Folds of each cross-fitting scheme, and the held-out samples scored per scheme at most.
@@ -83,7 +78,6 @@ DECISION_SAMPLES = 750
 EXPONENT_MARGIN = 0.25
 #: Distinct timestamps needed before time-ordered blocks join the cross-fitting.
 MIN_DISTINCT_TIMES = 10 * CROSS_FOLDS
-_TARGETS = ((1.0, 1.0 - math.exp(-0.5)), (2.0, 1.0 - math.exp(-2.0)))
 #: Where the coordinate descent starts: (length index: the middle one, fingerprint
 #: (bandwidth dB, background), fingerprint weight, temperature).
 _START = (len(LENGTH_SCALE_SHARES) // 2, (2.0, 1.0e-2), 1.0, 0.5)
@@ -218,41 +212,6 @@ def cross_fitting_schemes(samples: SampleArrays) -> tuple[str, ...]:
     return ("random", "spatial", "time")
 
 
-def novelty_factor(nearest_db: np.ndarray, novelty_db: float) -> np.ndarray:
-    """Covariance multiplier 1 + (d / d0)^2 for a query d dB from its nearest training fingerprint.
-
-    d is capped at `NOVELTY_CAP_DB`; d0 = 0 turns the widening off. The same formula runs
-    in `RadioMapNet.summarize`.
-    """
-    if novelty_db <= 0:
-        return np.ones_like(nearest_db)
-    return 1.0 + (np.minimum(nearest_db, NOVELTY_CAP_DB) / novelty_db) ** 2
-
-
-def _calibrate(
-    delta_m: np.ndarray, covariance_m2: np.ndarray, step_m: float, groups: np.ndarray
-) -> tuple[float, float, float]:
-    """(misfit, scale, floor_m): scale * (covariance + floor^2 I) best matching 1/2-sigma coverage.
-
-    The misfit adds each group's (cross-fitting scheme's) squared coverage errors, so one
-    setting must hold for interpolation and extrapolation alike.
-    """
-    floors = np.concatenate([[0.0], step_m * np.exp(np.linspace(np.log(0.25), np.log(40.0), 24))])
-    scales = np.exp(np.linspace(np.log(0.005), np.log(50.0), 400))
-    best = (np.inf, 1.0, 0.0)
-    eye = np.eye(2)
-    for floor in floors:
-        d2 = mahalanobis_sq(delta_m, covariance_m2 + (floor * floor + step_m * step_m / 12.0) * eye)
-        misfit = np.zeros(len(scales))
-        for group in np.unique(groups):
-            part = d2[groups == group]
-            misfit += sum(((part[None, :] <= k * k * scales[:, None]).mean(axis=1) - target) ** 2 for k, target in _TARGETS)
-        i = int(np.argmin(misfit))
-        if misfit[i] < best[0] - 1e-12:
-            best = (float(misfit[i]), float(scales[i]), float(floor))
-    return best
-
-
 def fit_radio_map(
     samples: SampleArrays,
     num_stations: int,
@@ -352,36 +311,20 @@ def _fit_radio_map(
     medians = scores[choice][1]
     if "time" in schemes:
         cross_fit("time", [li])
-    # Covariance temperature, floor and scale on the same out-of-fold predictions.
-    step = float(map_grid(tx)[1])
-    calibration: tuple[float, ...] | None = None
+    # Covariance temperature, novelty widening, floor and scale on the same out-of-fold predictions.
     held_best = [(si, h) for si, s in enumerate(schemes) for h in held[s][li]]
-    means = [posterior_moments(h, key, weight, temperature, temperature)[0] for _, h in held_best]
-    deltas = np.concatenate([h.truth_m - mean for (_, h), mean in zip(held_best, means, strict=True)])
-    groups = np.concatenate([np.full(len(h.truth_m), si) for si, h in held_best])
-    nearest = np.concatenate([h.nearest_db for _, h in held_best])
-    for factor in (1.0, 2.0, 4.0, 8.0):
-        covariances = np.concatenate(
-            [posterior_moments(h, key, weight, temperature, temperature * factor)[1] for _, h in held_best]
-        )
-        for novelty_db in NOVELTY_SCALES_DB:
-            widened = covariances * novelty_factor(nearest, novelty_db)[:, None, None]
-            misfit, scale, floor = _calibrate(deltas, widened, step, groups)
-            if calibration is None or misfit < calibration[0]:
-                calibration = (misfit, factor, scale, floor, novelty_db)
-                best_widened = widened
-    assert calibration is not None
-    _, factor, scale, floor, novelty_db = calibration
+    calibration = calibrate_ellipses([h for _, h in held_best], [si for si, _ in held_best], key, weight,
+                                     temperature, float(map_grid(tx)[1]))
     hyper = RadioMapHyperparameters(
         length_scale_m=lengths[li],
         fingerprint_bandwidth_db=key[0],
         fingerprint_background=key[1],
         fingerprint_weight=weight,
         temperature=temperature,
-        covariance_temperature=temperature * factor,
-        covariance_floor_m=floor,
-        covariance_scale=scale,
-        novelty_db=novelty_db,
+        covariance_temperature=calibration.covariance_temperature,
+        covariance_floor_m=calibration.floor_m,
+        covariance_scale=calibration.scale,
+        novelty_db=calibration.novelty_db,
         fill_absent=fill,
         path_loss_exponent=exponent,
     )
@@ -391,9 +334,9 @@ def _fit_radio_map(
     if progress is not None:
         progress(total + 1, total + 1)
     report = {f"cv_{s}_median_error_m": m for s, m in zip(choosing, medians, strict=False)}
-    d2 = mahalanobis_sq(deltas, best_widened + (floor * floor + step * step / 12.0) * np.eye(2)) / scale
+    groups = np.concatenate([np.full(len(h.truth_m), si) for si, h in held_best])
     for si, scheme in enumerate(schemes):
-        part = d2[groups == si]
+        part = calibration.mahalanobis_sq[groups == si]
         if len(part):
             report[f"cv_{scheme}_coverage_1sigma"] = float(np.mean(part <= 1.0))
             report[f"cv_{scheme}_coverage_2sigma"] = float(np.mean(part <= 4.0))

@@ -1,0 +1,104 @@
+"""Ellipse calibration of a radio map on its out-of-fold predictions.
+
+Step 4 of `training.radio_map_fit`: the covariance temperature, the novelty widening, the
+floor and the scale that bring the 1- and 2-sigma coverage of the cross-fitting schemes'
+held-out predictions closest to 0.393 / 0.865, one setting for every scheme at once.
+Distances in metres, fingerprint distances in dB.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from heimdall.evaluation.calibration import COVERAGE_TARGETS
+from heimdall.evaluation.metrics import mahalanobis_sq
+from heimdall.training.radio_map_heldout import HeldOut, posterior_moments
+
+__all__ = ["EllipseCalibration", "NOVELTY_CAP_DB", "NOVELTY_SCALES_DB", "calibrate_ellipses", "novelty_factor"]
+
+#: Widening scales d0 (dB) tried for `novelty_factor` (0: none), and the cap on d (dB).
+NOVELTY_SCALES_DB = (0.0, 1.0, 2.0, 4.0, 8.0)
+NOVELTY_CAP_DB = 20.0
+#: Covariance temperatures tried, as multiples of the posterior's temperature.
+COVARIANCE_TEMPERATURE_FACTORS = (1.0, 2.0, 4.0, 8.0)
+
+
+@dataclass(frozen=True)
+class EllipseCalibration:
+    """The chosen calibration and the squared Mahalanobis radius of each out-of-fold truth under it."""
+
+    covariance_temperature: float
+    novelty_db: float
+    floor_m: float
+    scale: float
+    mahalanobis_sq: np.ndarray  # [N], in the order of the held-out terms given
+
+
+def novelty_factor(nearest_db: np.ndarray, novelty_db: float) -> np.ndarray:
+    """Covariance multiplier 1 + (d / d0)^2 for a query d dB from its nearest training fingerprint.
+
+    d is capped at `NOVELTY_CAP_DB`; d0 = 0 turns the widening off. The same formula runs
+    in `RadioMapNet.summarize`.
+    """
+    if novelty_db <= 0:
+        return np.ones_like(nearest_db)
+    return 1.0 + (np.minimum(nearest_db, NOVELTY_CAP_DB) / novelty_db) ** 2
+
+
+def _floored(covariance_m2: np.ndarray, floor_m: float, step_m: float) -> np.ndarray:
+    """The covariance plus the floor and the grid's quantisation variance (step^2 / 12)."""
+    return covariance_m2 + (floor_m * floor_m + step_m * step_m / 12.0) * np.eye(2)
+
+
+def _scale_and_floor(
+    delta_m: np.ndarray, covariance_m2: np.ndarray, step_m: float, groups: np.ndarray
+) -> tuple[float, float, float]:
+    """(misfit, scale, floor_m): scale * (covariance + floor^2 I) best matching 1/2-sigma coverage.
+
+    The misfit adds each group's (cross-fitting scheme's) squared coverage errors, so one
+    setting must hold for interpolation and extrapolation alike.
+    """
+    floors = np.concatenate([[0.0], step_m * np.exp(np.linspace(np.log(0.25), np.log(40.0), 24))])
+    scales = np.exp(np.linspace(np.log(0.005), np.log(50.0), 400))
+    best = (np.inf, 1.0, 0.0)
+    for floor in floors:
+        d2 = mahalanobis_sq(delta_m, _floored(covariance_m2, floor, step_m))
+        misfit = np.zeros(len(scales))
+        for group in np.unique(groups):
+            part = d2[groups == group]
+            misfit += sum(
+                ((part[None, :] <= k * k * scales[:, None]).mean(axis=1) - target) ** 2 for k, target in COVERAGE_TARGETS
+            )
+        i = int(np.argmin(misfit))
+        if misfit[i] < best[0] - 1e-12:
+            best = (float(misfit[i]), float(scales[i]), float(floor))
+    return best
+
+
+def calibrate_ellipses(
+    held: list[HeldOut], groups: list[int], key: tuple[float, float], weight: float, temperature: float,
+    step_m: float,
+) -> EllipseCalibration:
+    """Search covariance temperature x novelty d0 x floor x scale on the held-out terms `held`
+    (one per fold; `groups[i]` is fold i's cross-fitting scheme) at the chosen fingerprint
+    `key`, fingerprint `weight` and posterior `temperature`; `step_m` is the grid step."""
+    deltas = np.concatenate([h.truth_m - posterior_moments(h, key, weight, temperature, temperature)[0] for h in held])
+    labels = np.concatenate([np.full(len(h.truth_m), g) for h, g in zip(held, groups, strict=True)])
+    nearest = np.concatenate([h.nearest_db for h in held])
+    best: tuple[float, ...] | None = None
+    for factor in COVARIANCE_TEMPERATURE_FACTORS:
+        covariances = np.concatenate(
+            [posterior_moments(h, key, weight, temperature, temperature * factor)[1] for h in held]
+        )
+        for novelty_db in NOVELTY_SCALES_DB:
+            widened = covariances * novelty_factor(nearest, novelty_db)[:, None, None]
+            misfit, scale, floor = _scale_and_floor(deltas, widened, step_m, labels)
+            if best is None or misfit < best[0]:
+                best = (misfit, factor, novelty_db, floor, scale)
+                best_widened = widened
+    assert best is not None
+    _, factor, novelty_db, floor, scale = best
+    d2 = mahalanobis_sq(deltas, _floored(best_widened, floor, step_m)) / scale
+    return EllipseCalibration(temperature * factor, novelty_db, floor, scale, d2)

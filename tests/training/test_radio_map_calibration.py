@@ -1,0 +1,74 @@
+"""Ellipse calibration of a radio map on out-of-fold predictions (`training.radio_map_calibration`):
+errors drawn from known Gaussians must come out covered at 39.3% / 86.5%, with the scale and
+the novelty widening that generated them."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from heimdall.evaluation.metrics import mahalanobis_sq
+from heimdall.training.radio_map_calibration import calibrate_ellipses, novelty_factor
+from heimdall.training.radio_map_heldout import HeldOut, posterior_moments
+
+STEP_M = 10.0
+KEY = (2.0, 1.0e-2)
+TARGET_1, TARGET_2 = 1.0 - math.exp(-0.5), 1.0 - math.exp(-2.0)
+
+
+def _held_out(rng: np.random.Generator, n: int, error_scale: np.ndarray, nearest_db: np.ndarray) -> HeldOut:
+    """Gaussian posteriors (centres within +-50 m, sd 30-80 m) on a 10 m grid; each truth drawn
+    from its posterior's Gaussian with the sd times `error_scale`."""
+    axis = np.arange(-400.0, 400.0 + STEP_M / 2, STEP_M)
+    grid = np.stack(np.meshgrid(axis, axis, indexing="ij"), axis=-1).reshape(-1, 2)
+    centre = rng.uniform(-50.0, 50.0, size=(n, 2))
+    sd_m = rng.uniform(30.0, 80.0, size=n)
+    log_likelihood = -0.5 * ((grid[None] - centre[:, None]) ** 2).sum(-1) / sd_m[:, None] ** 2
+    truth = centre + rng.normal(size=(n, 2)) * (sd_m * error_scale)[:, None]
+    zeros = torch.zeros(n, len(grid), dtype=torch.float64)
+    return HeldOut(truth, torch.from_numpy(grid), torch.zeros(len(grid), dtype=torch.float64),
+                   torch.from_numpy(log_likelihood), {KEY: zeros}, nearest_db)
+
+
+def _coverage(d2: np.ndarray) -> tuple[float, float]:
+    return float(np.mean(d2 <= 1.0)), float(np.mean(d2 <= 4.0))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_errors_twice_the_posterior_spread_are_covered_at_every_spread(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    folds = [_held_out(rng, 400, np.full(400, 2.0), np.zeros(400)) for _ in range(3)]
+    uncalibrated = np.concatenate([
+        mahalanobis_sq(f.truth_m - mean, covariance)
+        for f in folds for mean, covariance in [posterior_moments(f, KEY, 1.0, 1.0, 1.0)]
+    ])
+    # Errors twice the spread: the raw 1-sigma ellipse holds 1 - exp(-1/8) = 12%.
+    assert _coverage(uncalibrated)[0] < 0.2
+    calibration = calibrate_ellipses(folds, [0, 0, 1], KEY, 1.0, 1.0, STEP_M)
+    inside_1, inside_2 = _coverage(calibration.mahalanobis_sq)
+    assert abs(inside_1 - TARGET_1) < 0.03 and abs(inside_2 - TARGET_2) < 0.03, (inside_1, inside_2)
+    # Scale, floor and covariance temperature trade off within sampling noise, but no choice
+    # may leave the tight posteriors or the wide ones badly covered.
+    spread_m = np.concatenate([np.linalg.det(posterior_moments(f, KEY, 1.0, 1.0, 1.0)[1]) ** 0.25 for f in folds])
+    for half in (spread_m < 55.0, spread_m >= 55.0):
+        inside_1, inside_2 = _coverage(calibration.mahalanobis_sq[half])
+        assert abs(inside_1 - TARGET_1) < 0.07 and abs(inside_2 - TARGET_2) < 0.07, (inside_1, inside_2)
+
+
+def test_errors_that_grow_with_novelty_widen_the_novel_queries() -> None:
+    rng = np.random.default_rng(1)
+    nearest = [rng.uniform(0.0, 8.0, size=400) for _ in range(3)]
+    folds = [_held_out(rng, 400, np.sqrt(novelty_factor(d, 2.0)), d) for d in nearest]
+    calibration = calibrate_ellipses(folds, [0, 1, 1], KEY, 1.0, 1.0, STEP_M)
+    assert calibration.novelty_db > 0.0
+    d = np.concatenate(nearest)
+    for half in (d < 4.0, d >= 4.0):
+        inside_1, inside_2 = _coverage(calibration.mahalanobis_sq[half])
+        assert abs(inside_1 - TARGET_1) < 0.08 and abs(inside_2 - TARGET_2) < 0.08, (inside_1, inside_2)
+    # Without the widening no single scale serves both halves: the novel one is under-covered.
+    plain = calibrate_ellipses([HeldOut(f.truth_m, f.grid_m, f.log_prior, f.log_likelihood, f.log_density,
+                                        np.zeros_like(f.nearest_db)) for f in folds], [0, 1, 1], KEY, 1.0, 1.0, STEP_M)
+    assert _coverage(plain.mahalanobis_sq[d >= 4.0])[1] < TARGET_2 - 0.1
