@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from heimdall.evaluation.metrics import mahalanobis_sq
+from heimdall.models.radio_map import NOVELTY_CAP_DB, RadioMapConfig, RadioMapNet
 from heimdall.training.radio_map_calibration import calibrate_ellipses, novelty_factor
 from heimdall.training.radio_map_heldout import HeldOut, posterior_moments
 
@@ -72,3 +73,17 @@ def test_errors_that_grow_with_novelty_widen_the_novel_queries() -> None:
     plain = calibrate_ellipses([HeldOut(f.truth_m, f.grid_m, f.log_prior, f.log_likelihood, f.log_density,
                                         np.zeros_like(f.nearest_db)) for f in folds], [0, 1, 1], KEY, 1.0, 1.0, STEP_M)
     assert _coverage(plain.mahalanobis_sq[d >= 4.0])[1] < TARGET_2 - 0.1
+
+
+def test_the_runtime_widens_as_the_calibration_assumed() -> None:
+    net = RadioMapNet(RadioMapConfig(num_stations=1, grid_rows=3, grid_cols=3, num_fingerprints=1))
+    axis = torch.tensor([-100.0, 0.0, 100.0])
+    with torch.no_grad():
+        net.grid_m.copy_(torch.stack(torch.meshgrid(axis, axis, indexing="ij"), dim=-1).reshape(-1, 2))
+        net.novelty_db.fill_(2.0)
+    nearest_db = np.array([0.0, 3.0, 30.0])  # the last beyond the cap
+    flat = torch.zeros(3, 9)
+    _, covariance = net.summarize(flat, flat, torch.from_numpy(nearest_db).float())
+    ratio = (covariance[:, 0, 0] / covariance[0, 0, 0]).double().numpy()
+    np.testing.assert_allclose(ratio, novelty_factor(nearest_db, 2.0), rtol=1e-5)
+    assert ratio[2] == pytest.approx(1.0 + (NOVELTY_CAP_DB / 2.0) ** 2, rel=1e-5)

@@ -41,7 +41,7 @@ from torch import nn
 
 from heimdall.models.localization_net import BASE_INPUTS
 
-__all__ = ["RadioMapConfig", "RadioMapNet", "RADIO_MAP_KIND", "RADIO_MAP_OUTPUTS"]
+__all__ = ["NOVELTY_CAP_DB", "RadioMapConfig", "RadioMapNet", "RADIO_MAP_KIND", "RADIO_MAP_OUTPUTS"]
 
 #: `model_kind` of a radio-map model in checkpoints and bundles.
 RADIO_MAP_KIND = "radio_map"
@@ -55,8 +55,8 @@ _STUDENT_NU = 4.0
 _MIN_DISTANCE_M = 1.0
 #: Fingerprint distance (dB) of a pair sharing too few stations: never a neighbour.
 _NO_MATCH_DB = 1.0e3
-#: Cap (dB) on the fingerprint distance that widens the ellipse (training uses the same).
-_NOVELTY_CAP_DB = 20.0
+#: Cap (dB) on the fingerprint distance that widens the ellipse (the calibration in training uses it too).
+NOVELTY_CAP_DB = 20.0
 #: Bounds of the standard-normal CDF argument for not-heard receivers (float32-safe).
 _CENSOR_Z = 8.0
 
@@ -295,7 +295,7 @@ class RadioMapNet(nn.Module):
         covariance = torch.einsum("bg,bgi,bgj->bij", wide, spread, spread)
         floor = self.grid_step_m**2 / 12.0 + self.covariance_floor_m2
         covariance = covariance + floor * torch.eye(2, dtype=covariance.dtype)
-        ratio = nearest_db.clamp(max=_NOVELTY_CAP_DB) / self.novelty_db.clamp_min(1.0e-6)
+        ratio = nearest_db.clamp(max=NOVELTY_CAP_DB) / self.novelty_db.clamp_min(1.0e-6)
         widening = torch.where(self.novelty_db > 0, 1.0 + ratio * ratio, torch.ones_like(ratio))
         return position_m, covariance * (self.covariance_scale * widening)[:, None, None]
 

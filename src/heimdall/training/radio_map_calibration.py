@@ -14,13 +14,13 @@ import numpy as np
 
 from heimdall.evaluation.calibration import COVERAGE_TARGETS
 from heimdall.evaluation.metrics import mahalanobis_sq
+from heimdall.models.radio_map import NOVELTY_CAP_DB
 from heimdall.training.radio_map_heldout import HeldOut, posterior_moments
 
 __all__ = ["EllipseCalibration", "NOVELTY_CAP_DB", "NOVELTY_SCALES_DB", "calibrate_ellipses", "novelty_factor"]
 
-#: Widening scales d0 (dB) tried for `novelty_factor` (0: none), and the cap on d (dB).
+#: Widening scales d0 (dB) tried for `novelty_factor` (0: none).
 NOVELTY_SCALES_DB = (0.0, 1.0, 2.0, 4.0, 8.0)
-NOVELTY_CAP_DB = 20.0
 #: Covariance temperatures tried, as multiples of the posterior's temperature.
 COVARIANCE_TEMPERATURE_FACTORS = (1.0, 2.0, 4.0, 8.0)
 
@@ -39,8 +39,8 @@ class EllipseCalibration:
 def novelty_factor(nearest_db: np.ndarray, novelty_db: float) -> np.ndarray:
     """Covariance multiplier 1 + (d / d0)^2 for a query d dB from its nearest training fingerprint.
 
-    d is capped at `NOVELTY_CAP_DB`; d0 = 0 turns the widening off. The same formula runs
-    in `RadioMapNet.summarize`.
+    d is capped at `NOVELTY_CAP_DB` (the model's own); d0 = 0 turns the widening off. The
+    same formula runs in `RadioMapNet.summarize`.
     """
     if novelty_db <= 0:
         return np.ones_like(nearest_db)
