@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # real_data.py beside 
 
 from real_data import Campaign, load_campaign, model_direct_fold  # noqa: E402
 
+from heimdall.evaluation.by_distance import bin_by_distance  # noqa: E402
 from heimdall.evaluation.crossval import ellipse_mahalanobis_sq, make_folds  # noqa: E402
 from heimdall.geo import ReferencePoint, ground_to_local  # noqa: E402
 
@@ -37,21 +38,9 @@ def bin_rows(
     distance_m: np.ndarray, error_m: np.ndarray, sigma_m: np.ndarray, mahalanobis_sq: np.ndarray,
     edges_m: tuple[float, ...],
 ) -> list[dict[str, Any]]:
-    """Per distance bin [0, e1), [e1, e2), ..., [e_last, inf): rows, median error and sigma (m),
-    1- and 2-sigma coverage; empty bins are left out."""
-    bounds = (0.0, *edges_m, np.inf)
-    rows = []
-    for low, high in zip(bounds[:-1], bounds[1:], strict=True):
-        inside = (distance_m >= low) & (distance_m < high)
-        if inside.any():
-            rows.append({
-                "from_m": low, "to_m": high, "n": int(inside.sum()),
-                "median_error_m": float(np.median(error_m[inside])),
-                "median_sigma_m": float(np.median(sigma_m[inside])),
-                "coverage_1sigma": float(np.mean(mahalanobis_sq[inside] <= 1.0)),
-                "coverage_2sigma": float(np.mean(mahalanobis_sq[inside] <= 4.0)),
-            })
-    return rows
+    """Per distance bin [0, e1), ..., [e_last, inf): rows, median error and sigma (m), 1- and
+    2-sigma coverage (`heimdall.evaluation.by_distance.bin_by_distance`); empty bins left out."""
+    return bin_by_distance(distance_m, error_m, mahalanobis_sq, edges_m, sigma_m)
 
 
 def fold_rows(campaign: Campaign, train_index: np.ndarray, test_index: np.ndarray) -> dict[str, np.ndarray]:

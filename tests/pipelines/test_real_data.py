@@ -43,6 +43,10 @@ def test_import_train_evaluate_powder(home: Path, tmp_path: Path) -> None:
     assert held_out["n"] == imported["splits"]["test"]
     # Measured before the refit: the test split was unseen. On 43 samples only coarse claims hold.
     assert held_out["median_error_m"] < held_out["baselines"]["weighted_centroid"]["median_error_m"]
+    # Grid split: every test transmitter lies in a cell with no training one, so none is at 0 m.
+    groups = held_out["by_distance_to_training"]
+    assert len(groups) == 3 and sum(g["n"] for g in groups) == held_out["n"]
+    assert 0.0 < groups[0]["to_m"] < groups[1]["to_m"] and groups[2]["to_m"] is None
     report = _json(["evaluate", "--model", exported["bundle"], "--dataset", "powder"])
     assert report["n"] == imported["splits"]["test"] and report["in_sample"] is True
     assert set(report["baselines"]) == {"weighted_centroid", "mle_grid", "knn", "ml_offsets"}

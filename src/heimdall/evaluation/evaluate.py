@@ -10,12 +10,14 @@ import numpy as np
 from heimdall.data.layout import SampleArrays
 from heimdall.errors import DataError
 from heimdall.evaluation.baselines import GridSpec, mle_grid, weighted_centroid
+from heimdall.evaluation.by_distance import by_distance_to_training
 from heimdall.evaluation.crlb import crlb_rms_m, rss_crlb_rmse_m
 from heimdall.evaluation.metrics import (
     default_radii_m,
     ellipse_coverage,
     error_summary,
     gaussian_nll_2d,
+    mahalanobis_sq,
 )
 from heimdall.geo import ReferencePoint, haversine_m, local_to_ground
 
@@ -105,12 +107,15 @@ def evaluate_predictions(
     area_margin_m: float,
     synthetic: bool,
     extra_baselines: dict[str, np.ndarray] | None = None,
+    training_position_m: np.ndarray | None = None,
 ) -> Evaluation:
     """Scores of predictions for `samples`, all expressed about `reference`.
 
     Errors are great-circle distances between predicted and true positions. Baselines run on
     the same samples; the CRLB (unknown transmit power, heard receivers only, Gaussian noise
-    of the data's total RSS variance) is reported for synthetic data.
+    of the data's total RSS variance) is reported for synthetic data. With the training
+    transmitters' positions [T,2] (measured data), `by_distance_to_training` breaks the
+    model's error and coverage down by terciles of the distance to the nearest of them.
     """
     if len(samples) == 0:
         raise DataError("no samples to evaluate")
@@ -126,6 +131,10 @@ def evaluate_predictions(
     result["coverage_1sigma"] = ellipse_coverage(delta, covariance_m2, 1.0)
     result["coverage_2sigma"] = ellipse_coverage(delta, covariance_m2, 2.0)
     result["mean_nll"] = float(np.mean(gaussian_nll_2d(delta, covariance_m2)))
+    if training_position_m is not None:
+        groups = by_distance_to_training(truth, training_position_m, errors, mahalanobis_sq(delta, covariance_m2))
+        if groups:
+            result["by_distance_to_training"] = groups
     centroid = weighted_centroid(rx, samples.rss_dbm.astype(np.float64), samples.heard)
     mle = mle_grid(
         rx,

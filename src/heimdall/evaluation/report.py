@@ -67,6 +67,20 @@ def _markdown(evaluation: Evaluation, context: ReportContext) -> str:
     if "crlb_rmse_m" in s:
         lines.append(f"\nCRLB (unknown TX power, Gaussian RSS noise of {s['physics']['sigma_db']:.2f} dB): median {s['crlb_median_m']:,.0f} m, RMS {s['crlb_rmse_m']:,.0f} m.")
     lines += ["", "A calibrated 2-D Gaussian holds 0.393 of truths in its 1-sigma ellipse and 0.865 in its 2-sigma ellipse.", ""]
+    if s.get("by_distance_to_training"):
+        lines += [
+            "By distance from the true transmitter to the nearest training one (terciles): on measured data the "
+            "error follows it, and the ellipses are wider than needed near measured places and too narrow away "
+            "from them.",
+            "",
+            "| distance to training | samples | median error | 1-sigma coverage | 2-sigma coverage |",
+            "|---|---|---|---|---|",
+        ]
+        for group in s["by_distance_to_training"]:
+            upper = f"{group['to_m']:,.0f} m" if group["to_m"] is not None else "..."
+            lines.append(f"| {group['from_m']:,.0f} m - {upper} | {group['n']} | {group['median_error_m']:,.0f} m | "
+                         f"{group['coverage_1sigma']:.3f} | {group['coverage_2sigma']:.3f} |")
+        lines.append("")
     captions = {
         "error_cdf.png": "Error CDF of the model and the baselines (cut at p99); the per-sample CRLB beside it (log scale).",
         "calibration.png": "Share of truths inside the k-sigma ellipse against the nominal share.",

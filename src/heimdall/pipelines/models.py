@@ -117,8 +117,9 @@ def evaluate_localizer(localizer: Localizer, reader: DatasetReader, split: str) 
     predictions = localizer.predict(samples, check_area=False)
     physics, margin = _physics(reader)
     extra: dict[str, np.ndarray] = {}
+    training_m = None
     if reader.manifest.kind == "measured":
-        physics, extra = _measured_baselines(reader, localizer, samples)
+        physics, extra, training_m = _measured_baselines(reader, localizer, samples)
     elif reader.manifest.scenario is not None:
         extra["oracle_ml"] = _oracle_estimates(reader, split, localizer.reference_point)
     evaluation = evaluate_predictions(
@@ -130,6 +131,7 @@ def evaluate_localizer(localizer: Localizer, reader: DatasetReader, split: str) 
         margin,
         synthetic=reader.manifest.kind != "measured",
         extra_baselines=extra,
+        training_position_m=training_m,
     )
     evaluation.summary.update(model=localizer.name, dataset=reader.name, split=split)
     fitted_on = localizer.config.get("fitted_on") or []
@@ -161,9 +163,10 @@ def _oracle_estimates(reader: DatasetReader, split: str, reference: Any) -> np.n
 
 def _measured_baselines(
     reader: DatasetReader, localizer: Localizer, samples: Any
-) -> tuple[PhysicsModel, dict[str, np.ndarray]]:
+) -> tuple[PhysicsModel, dict[str, np.ndarray], np.ndarray]:
     """Real data: path-loss exponent fitted on the training split; kNN with k chosen on val;
-    log-distance ML with per-receiver offsets fitted on the training split."""
+    log-distance ML with per-receiver offsets fitted on the training split; and the labelled
+    transmitters of the train and val splits (what the model learnt from, [T,2] m)."""
     from heimdall.evaluation.evaluate import fit_path_loss_exponent
     from heimdall.evaluation.knn import choose_k, fit_knn
     from heimdall.evaluation.ml_offsets import fit_ml_offsets
@@ -178,7 +181,8 @@ def _measured_baselines(
     physics = PhysicsModel(path_loss_exponent=fit_path_loss_exponent(train), sigma_db=6.0)
     knn = fit_knn(train, num_stations=len(localizer.station_ids))
     ml_offsets = fit_ml_offsets(train, num_stations=len(localizer.station_ids))
-    return physics, {"knn": knn.predict(samples, choose_k(knn, val)), "ml_offsets": ml_offsets.predict(samples)}
+    training_m = np.concatenate([train.tx_position_m, val.tx_position_m]).astype(np.float64)
+    return physics, {"knn": knn.predict(samples, choose_k(knn, val)), "ml_offsets": ml_offsets.predict(samples)}, training_m
 
 
 def _check_split(split: str) -> None:
