@@ -156,3 +156,24 @@ def test_quiet_silences_library_warnings_and_bars(trained, tmp_path: Path) -> No
     assert loud.returncode == 0 and "log_every_n_steps" in loud.stderr
     quiet = run("train", "--dataset", "q", "--epochs", "1", "--batch-size", "256", "--hidden-dim", "16", "-q")
     assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
+
+
+def test_evaluate_shows_the_error_by_distance_to_training_in_80_columns() -> None:
+    import io
+
+    from rich.console import Console
+
+    from heimdall.cli.common import distance_table
+
+    groups = [
+        {"from_m": 0.0, "to_m": 8.4, "n": 270, "median_error_m": 46.2, "coverage_1sigma": 0.74, "coverage_2sigma": 0.94},
+        {"from_m": 8.4, "to_m": 21.0, "n": 270, "median_error_m": 74.0, "coverage_1sigma": 0.6, "coverage_2sigma": 0.85},
+        {"from_m": 21.0, "to_m": None, "n": 271, "median_error_m": 12_500.0, "coverage_1sigma": 0.4,
+         "coverage_2sigma": 0.7},
+    ]
+    console = Console(file=io.StringIO(), width=80)
+    console.print(distance_table({"by_distance_to_training": groups}))
+    text = console.file.getvalue()
+    assert all(len(line) <= 80 for line in text.splitlines()) and "error by distance to the training data" in text
+    assert "0 m - 8 m" in text and "21 m - ..." in text and "12.5 km" in text and "0.740" in text
+    assert distance_table({"median_error_m": 10.0}) is None  # synthetic data: no table

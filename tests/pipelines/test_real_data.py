@@ -51,6 +51,8 @@ def test_import_train_evaluate_powder(home: Path, tmp_path: Path) -> None:
     assert report["n"] == imported["splits"]["test"] and report["in_sample"] is True
     assert set(report["baselines"]) == {"weighted_centroid", "mle_grid", "knn", "ml_offsets"}
     assert "crlb_rmse_m" not in report  # no CRLB for real data
+    shown = CliRunner().invoke(app, ["evaluate", "--model", exported["bundle"], "--dataset", "powder"])
+    assert shown.exit_code == 0 and "error by distance to the training data" in shown.stdout, shown.output
     # Metres, on a 3 km campus: every method lands within a few km.
     assert all(b["median_error_m"] < 3_000 for b in report["baselines"].values())
 

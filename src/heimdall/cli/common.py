@@ -143,4 +143,19 @@ def summary_table(evaluation: dict[str, Any], title: str) -> Table:
     return table
 
 
+def distance_table(evaluation: dict[str, Any]) -> Table | None:
+    """The model's error and coverage by distance to the training data (measured data), or None."""
+    groups = evaluation.get("by_distance_to_training")
+    if not groups:
+        return None
+    table = Table(title="error by distance to the training data")
+    for column in ("distance", "samples", "median", "cov. 1σ", "cov. 2σ"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for group in groups:
+        upper = fmt_m(group["to_m"]) if group["to_m"] is not None else "..."
+        table.add_row(f"{fmt_m(group['from_m'])} - {upper}", str(group["n"]), fmt_m(group["median_error_m"]),
+                      f"{group['coverage_1sigma']:.3f}", f"{group['coverage_2sigma']:.3f}")
+    return table
+
+
 QuietFlag = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or step lines; errors only.")]

@@ -14,6 +14,7 @@ from heimdall.cli.common import (
     JsonFlag,
     QuietFlag,
     context,
+    distance_table,
     emit,
     fail,
     fmt_m,
@@ -180,7 +181,14 @@ def evaluate(
     ctx = context()
     with progress_bars(quiet) as progress, step(progress, "evaluate", f"{dataset}/{split}: model, baselines, bounds"):
         result = pipelines.evaluate(ctx, model, dataset, split, report, variant)
-    emit(result, as_json, lambda: Console().print(summary_table(result, f"{dataset} / {split} ({result['n']} samples)")))
+    def show() -> None:
+        console = Console()
+        console.print(summary_table(result, f"{dataset} / {split} ({result['n']} samples)"))
+        by_distance = distance_table(result)
+        if by_distance is not None:
+            console.print(by_distance)
+
+    emit(result, as_json, show)
 
 
 
