@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 
-__all__ = ["ctrl_c_ignored", "spawn_pool"]
+__all__ = ["ctrl_c_deferred", "ctrl_c_ignored", "spawn_pool"]
 
 
 @contextmanager
@@ -36,6 +36,29 @@ def ctrl_c_ignored() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+@contextmanager
+def ctrl_c_deferred() -> Iterator[None]:
+    """Hold a Ctrl-C that arrives inside the block and deliver it when the block ends.
+
+    For writes that must not stop half-way: a KeyboardInterrupt raised inside a database
+    transaction can leave it open, and the next writer (the run's own "failed" status)
+    then waits on the lock and fails. The signal is re-raised after the block with the
+    previous handler back in place, so it has its usual effect (KeyboardInterrupt, or
+    nothing where it was ignored). Outside the main thread this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, _frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught:
+            signal.raise_signal(signal.SIGINT)
 
 
 def spawn_pool(workers: int, initializer: Callable[[], object] | None = None) -> ProcessPoolExecutor:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import functools
 import logging
 import re
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 from heimdall.errors import ConfigError, NotFoundError
 from heimdall.extras import require_database_driver
+from heimdall.processes import ctrl_c_deferred
 from heimdall.settings import Settings
 
 __all__ = [
@@ -52,6 +54,34 @@ def _probe_database(uri: str) -> None:
 def _redact_uri(uri: str) -> str:
     """`uri` with its credentials masked."""
     return re.sub(r"//[^/@]*@", "//***@", uri)
+
+
+@functools.cache
+def _interrupt_safe_logger_class() -> type:
+    """Lightning's MLFlowLogger with each write finished before a Ctrl-C takes effect.
+
+    Ctrl-C lands wherever training happens to be, often inside a metrics write; left
+    half-way, that write's SQLite transaction can hold the lock while the logger marks the
+    run failed, and the interrupted command then ends in "database is locked" instead of
+    its resume line. Deferring the interrupt to the end of each write costs one write's
+    time (milliseconds).
+    """
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    class InterruptSafeMLFlowLogger(MLFlowLogger):
+        def log_hyperparams(self, params: Any) -> None:
+            with ctrl_c_deferred():
+                super().log_hyperparams(params)
+
+        def log_metrics(self, metrics: Any, step: int | None = None) -> None:
+            with ctrl_c_deferred():
+                super().log_metrics(metrics, step)
+
+        def finalize(self, status: str = "success") -> None:
+            with ctrl_c_deferred():
+                super().finalize(status)
+
+    return InterruptSafeMLFlowLogger
 
 
 class Tracker:
@@ -117,10 +147,8 @@ class Tracker:
 
     def lightning_logger(self, run_id: str | None, run_name: str | None) -> Any:
         """A Lightning MLFlowLogger writing to this store (continuing `run_id` if given)."""
-        from lightning.pytorch.loggers import MLFlowLogger
-
         self.experiment_id()
-        return MLFlowLogger(
+        return _interrupt_safe_logger_class()(
             experiment_name=self.settings.mlflow_experiment,
             tracking_uri=self.tracking_uri,
             run_id=run_id,
