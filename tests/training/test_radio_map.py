@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -19,6 +21,7 @@ from heimdall.training.radio_map_build import (
     fit_physics,
 )
 from heimdall.training.radio_map_fit import fit_radio_map
+from heimdall.training.radio_map_heldout import held_out_terms, posterior_mean
 
 STATIONS = 8
 EXTENT_M = 2000.0
@@ -139,6 +142,35 @@ def test_as_good_as_knn_where_knn_is_exact(campaign, fitted) -> None:  # noqa: A
 
 
 @pytest.mark.slow
+def test_lands_on_the_place_where_fixed_transmitters_are_heard_again(tmp_path) -> None:  # noqa: ANN001
+    from heimdall.export.onnx_export import onnx_parity
+    from heimdall.export.publish import parity_inputs
+
+    # Fixed transmitters, each heard 6 times with fresh noise, anywhere inside grid cells:
+    # kNN finds the place itself, and so must the model, not the nearest grid point.
+    rng = np.random.default_rng(11)
+    places = rng.uniform(100.0, EXTENT_M - 100.0, size=(120, 2))
+    train = _samples(np.repeat(places, 5, axis=0), rng, noise_db=0.5)
+    again = _samples(places[:60], rng, noise_db=0.5)
+    fit = fit_radio_map(train, STATIONS, seed=0)
+    knn = fit_knn(train, STATIONS)
+    knn_error = np.linalg.norm(knn.predict(again, 1) - again.tx_position_m, axis=1)
+    position, _ = _predict(fit.net, again)
+    error = np.linalg.norm(position - again.tx_position_m, axis=1)
+    step_m = float(fit.net.grid_step_m)
+    assert fit.hyperparameters.fingerprint_point_mass > 0.0
+    assert np.median(knn_error) < 0.1 * step_m
+    assert np.median(error) < 0.1 * step_m, (np.median(error), step_m)
+    # The fit scored this setting with the same posterior the model computes.
+    hyper = fit.hyperparameters
+    scored = posterior_mean(held_out_terms(fit.net, again), (hyper.fingerprint_bandwidth_db, hyper.fingerprint_background),
+                            hyper.fingerprint_weight, hyper.temperature, hyper.fingerprint_point_mass)
+    np.testing.assert_allclose(scored, position, atol=0.05)
+    # The exported graph lands there too.
+    assert onnx_parity(fit.net, export_onnx(fit.net, tmp_path / "model.onnx"), parity_inputs(again, limit=16)) < 0.5
+
+
+@pytest.mark.slow
 def test_one_receiver_off_by_8_db_barely_moves_the_answer(campaign, fitted, tmp_path) -> None:  # noqa: ANN001
     _, test = campaign
     localizer = _localizer(fitted.net, tmp_path)
@@ -236,3 +268,19 @@ def test_silent_and_rare_receivers_do_not_hurt(campaign, fitted) -> None:  # noq
     base_error = np.linalg.norm(_predict(fitted.net, test)[0] - test.tx_position_m, axis=1)
     error = np.linalg.norm(_predict(noisy.net, _with_extra_stations(test, rng))[0] - test.tx_position_m, axis=1)
     assert np.median(error) < 1.15 * np.median(base_error) + 5.0
+
+
+def test_a_checkpoint_from_before_fingerprint_points_loads_without_them(campaign, fitted, tmp_path) -> None:  # noqa: ANN001
+    from heimdall.pipelines.radio_map_training import write_radio_map_checkpoint
+    from heimdall.training.checkpoints import load_checkpoint
+
+    path = write_radio_map_checkpoint(tmp_path / "old.ckpt", fitted.net, {"model_kind": "radio_map"})
+    checkpoint = torch.load(path, weights_only=False)
+    del checkpoint["state_dict"]["model.fingerprint_point_mass"]
+    torch.save(checkpoint, path)
+    net, _ = load_checkpoint(path)
+    assert float(net.fingerprint_point_mass) == 0.0
+    _, test = campaign
+    reference = apply_hyperparameters(build_radio_map(campaign[0], STATIONS, fitted.hyperparameters.length_scale_m),
+                                      dataclasses.replace(fitted.hyperparameters, fingerprint_point_mass=0.0))
+    np.testing.assert_allclose(_predict(net, test)[0], _predict(reference, test)[0], atol=1e-3)

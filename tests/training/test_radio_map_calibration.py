@@ -4,6 +4,7 @@ the novelty widening that generated them."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -30,8 +31,10 @@ def _held_out(rng: np.random.Generator, n: int, error_scale: np.ndarray, nearest
     log_likelihood = -0.5 * ((grid[None] - centre[:, None]) ** 2).sum(-1) / sd_m[:, None] ** 2
     truth = centre + rng.normal(size=(n, 2)) * (sd_m * error_scale)[:, None]
     zeros = torch.zeros(n, len(grid), dtype=torch.float64)
+    no_neighbours = torch.zeros(n, 0, dtype=torch.int64)
     return HeldOut(truth, torch.from_numpy(grid), torch.zeros(len(grid), dtype=torch.float64),
-                   torch.from_numpy(log_likelihood), {KEY: zeros}, nearest_db)
+                   torch.from_numpy(log_likelihood), {KEY: zeros}, nearest_db, no_neighbours,
+                   torch.zeros(n, 0, 2, dtype=torch.float64), torch.zeros(n, 0, dtype=torch.float64))
 
 
 def _coverage(d2: np.ndarray) -> tuple[float, float]:
@@ -70,8 +73,8 @@ def test_errors_that_grow_with_novelty_widen_the_novel_queries() -> None:
         inside_1, inside_2 = _coverage(calibration.mahalanobis_sq[half])
         assert abs(inside_1 - TARGET_1) < 0.08 and abs(inside_2 - TARGET_2) < 0.08, (inside_1, inside_2)
     # Without the widening no single scale serves both halves: the novel one is under-covered.
-    plain = calibrate_ellipses([HeldOut(f.truth_m, f.grid_m, f.log_prior, f.log_likelihood, f.log_density,
-                                        np.zeros_like(f.nearest_db)) for f in folds], [0, 1, 1], KEY, 1.0, 1.0, STEP_M)
+    plain = calibrate_ellipses([dataclasses.replace(f, nearest_db=np.zeros_like(f.nearest_db)) for f in folds],
+                               [0, 1, 1], KEY, 1.0, 1.0, STEP_M)
     assert _coverage(plain.mahalanobis_sq[d >= 4.0])[1] < TARGET_2 - 0.1
 
 

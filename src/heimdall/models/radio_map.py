@@ -21,7 +21,13 @@ combined with two more terms:
 - fingerprint memory: the k nearest training fingerprints (RMS dB distance after removing
   the mean difference, as `evaluation.knn` does) put a kernel density at their positions,
   weighted by exp(-d^2 / 2h^2) on top of a constant background, so a query unlike every
-  training fingerprint leaves the map alone.
+  training fingerprint leaves the map alone;
+- fingerprint points: the same neighbours are also candidates in their own right, beside
+  the grid points, at their exact positions, with the map likelihood of the grid cell
+  holding them and a mass rho exp(-d^2 / 2h^2) in place of the density. Where fingerprints
+  repeat (fixed transmitters heard again) the answer can land on the place itself rather
+  than on the nearest grid point; rho = 0 (as fitted where that does not pay) leaves the
+  grid posterior alone.
 
 The output is the posterior mean (metres) and a covariance: the posterior spread at a
 wider temperature, plus a floor, times a calibration scale (all fitted on held-out folds).
@@ -41,7 +47,9 @@ from torch import nn
 
 from heimdall.models.localization_net import BASE_INPUTS
 
-__all__ = ["NOVELTY_CAP_DB", "RadioMapConfig", "RadioMapNet", "RADIO_MAP_KIND", "RADIO_MAP_OUTPUTS"]
+__all__ = [
+    "NOVELTY_CAP_DB", "RadioMapConfig", "RadioMapNet", "RADIO_MAP_KIND", "RADIO_MAP_OUTPUTS", "with_fingerprint_points",
+]
 
 #: `model_kind` of a radio-map model in checkpoints and bundles.
 RADIO_MAP_KIND = "radio_map"
@@ -59,6 +67,37 @@ _NO_MATCH_DB = 1.0e3
 NOVELTY_CAP_DB = 20.0
 #: Bounds of the standard-normal CDF argument for not-heard receivers (float32-safe).
 _CENSOR_Z = 8.0
+#: Fingerprint point mass standing for "none": its points weigh under e^-69 of the grid's.
+_NO_POINT_MASS = 1.0e-30
+
+
+def with_fingerprint_points(
+    log_likelihood: torch.Tensor,
+    log_density: torch.Tensor,
+    log_prior: torch.Tensor,
+    grid_m: torch.Tensor,
+    cell: torch.Tensor,
+    position_m: torch.Tensor,
+    distance_db: torch.Tensor,
+    bandwidth_db: torch.Tensor,
+    point_mass: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The grid's candidates [B,G] and the k fingerprint neighbours [B,k] as one set [B,G+k].
+
+    `cell` [B,k]: the grid point whose cell holds each neighbour, `position_m` [B,k,2] its
+    position, `distance_db` [B,k] its fingerprint distance. A neighbour takes its cell's map
+    log-likelihood and prior and the log-mass log(rho) - d^2 / 2h^2 in place of the
+    fingerprint log-density (rho = `point_mass`; 0 gives the points no weight).
+    Returns (log-likelihood, log-density, log-prior [B,G+k], locations [B,G+k,2] m).
+    """
+    zeros = torch.zeros_like(log_likelihood)
+    point_density = torch.log(point_mass.clamp_min(_NO_POINT_MASS)) - 0.5 * (distance_db / bandwidth_db) ** 2
+    return (
+        torch.cat([log_likelihood, log_likelihood.gather(1, cell)], dim=1),
+        torch.cat([log_density, point_density], dim=1),
+        torch.cat([log_prior[None, :] + zeros, log_prior[cell]], dim=1),
+        torch.cat([grid_m[None] + torch.zeros_like(position_m[:, :1, :]), position_m], dim=1),
+    )
 
 
 @dataclass(frozen=True)
@@ -117,6 +156,8 @@ class RadioMapNet(nn.Module):
         self.register_buffer("fingerprint_position_bandwidth_m", torch.ones(()))
         self.register_buffer("fingerprint_weight", torch.ones(()))
         self.register_buffer("fingerprint_background", torch.full((), 1.0e-2))
+        #: rho of the fingerprint points (`with_fingerprint_points`); 0: grid points only.
+        self.register_buffer("fingerprint_point_mass", torch.zeros(()))
         self.register_buffer("temperature", torch.ones(()))
         self.register_buffer("covariance_temperature", torch.ones(()))
         self.register_buffer("covariance_floor_m2", torch.zeros(()))
@@ -255,17 +296,24 @@ class RadioMapNet(nn.Module):
         density = torch.einsum("brk,bck->brc", north * weight[:, None, :], east)
         return torch.log(background + density.reshape(density.shape[0], -1))
 
-    def log_terms(
+    def cell_of(self, position_m: torch.Tensor) -> torch.Tensor:
+        """Index of the grid point whose cell holds each position [..., 2] (clamped to the grid)."""
+        cols, rows = self.config.grid_cols, self.config.grid_rows
+        col = torch.round((position_m[..., 0] - self.grid_east_m[0]) / self.grid_step_m).clamp(0, cols - 1)
+        row = torch.round((position_m[..., 1] - self.grid_north_m[0]) / self.grid_step_m).clamp(0, rows - 1)
+        return (row * cols + col).long()
+
+    def candidate_terms(
         self,
         rx_position_m: torch.Tensor,
         rx_id: torch.Tensor,
         rss_dbm: torch.Tensor,
         heard: torch.Tensor,
         present: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(map log-likelihood [B,G], fingerprint log-density [B,G], residuals [B,R',G] dB,
-        distance to the nearest training fingerprint [B] dB); R' = R, plus `num_stations`
-        when the config's `fill_absent` is on (`with_absent_stations`)."""
+    ) -> tuple[torch.Tensor, ...]:
+        """The grid points and the fingerprint neighbours as candidates (`with_fingerprint_points`):
+        (log-likelihood, log-density, log-prior [B,C], locations [B,C,2] m, residuals
+        [B,R',C] dB, distance to the nearest training fingerprint [B] dB), C = G + top_k."""
         rx_position_m, rx_id, rss_dbm, heard, present = self.with_absent_stations(
             rx_position_m, rx_id, rss_dbm, heard, present
         )
@@ -274,24 +322,36 @@ class RadioMapNet(nn.Module):
         distance_db, index = self.fingerprint_neighbours(station, rss, heard, present)
         log_likelihood, residual = self._map_terms(rx_position_m, station, rss, heard, present)
         density = self.fingerprint_log_density(distance_db, index, self.fingerprint_bandwidth_db, self.fingerprint_background)
-        return log_likelihood, density, residual, distance_db[:, 0]
+        position = self.fingerprint_position_m[index]  # [B,k,2]
+        cell = self.cell_of(position)
+        log_likelihood, density, log_prior, location = with_fingerprint_points(
+            log_likelihood, density, self.log_prior, self.grid_m, cell, position, distance_db,
+            self.fingerprint_bandwidth_db, self.fingerprint_point_mass,
+        )
+        gathered = residual.gather(2, cell[:, None, :].expand(-1, residual.shape[1], -1))
+        return log_likelihood, density, log_prior, location, torch.cat([residual, gathered], dim=2), distance_db[:, 0]
 
     def posterior(
-        self, log_likelihood: torch.Tensor, log_density: torch.Tensor, temperature: torch.Tensor
+        self, log_likelihood: torch.Tensor, log_density: torch.Tensor, temperature: torch.Tensor,
+        log_prior: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Posterior weights over the grid, [B, G], at `temperature` (>= 1 widens)."""
+        """Posterior weights over the candidates, [B, C], at `temperature` (>= 1 widens);
+        `log_prior` [B,C] defaults to the grid's [G]."""
         scaled = (log_likelihood + self.fingerprint_weight * self.temperature * log_density) / temperature
-        return torch.softmax(scaled + self.log_prior, dim=1)
+        return torch.softmax(scaled + (self.log_prior if log_prior is None else log_prior), dim=1)
 
     def summarize(
-        self, log_likelihood: torch.Tensor, log_density: torch.Tensor, nearest_db: torch.Tensor
+        self, log_likelihood: torch.Tensor, log_density: torch.Tensor, nearest_db: torch.Tensor,
+        log_prior: torch.Tensor | None = None, location_m: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior mean [B,2] (m) and calibrated covariance [B,2,2] (m^2), widened for
-        queries far (`nearest_db`) from every training fingerprint."""
-        weights = self.posterior(log_likelihood, log_density, self.temperature)
-        position_m = weights @ self.grid_m
-        wide = self.posterior(log_likelihood, log_density, self.covariance_temperature)
-        spread = self.grid_m[None] - position_m[:, None, :]  # [B,G,2]
+        queries far (`nearest_db`) from every training fingerprint. Candidates are the grid
+        points unless `log_prior` [B,C] and `location_m` [B,C,2] say otherwise."""
+        location = self.grid_m[None] if location_m is None else location_m
+        weights = self.posterior(log_likelihood, log_density, self.temperature, log_prior)
+        position_m = torch.einsum("bc,bci->bi", weights, location.expand(weights.shape[0], -1, -1))
+        wide = self.posterior(log_likelihood, log_density, self.covariance_temperature, log_prior)
+        spread = location - position_m[:, None, :]  # [B,C,2]
         covariance = torch.einsum("bg,bgi,bgj->bij", wide, spread, spread)
         floor = self.grid_step_m**2 / 12.0 + self.covariance_floor_m2
         covariance = covariance + floor * torch.eye(2, dtype=covariance.dtype)
@@ -309,8 +369,10 @@ class RadioMapNet(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Position east/north [B,2] (m), its covariance [B,2,2] (m^2), and each heard
         reading's expected residual under the posterior [B,R] (dB; 0 where not heard)."""
-        log_likelihood, density, residual, nearest_db = self.log_terms(rx_position_m, rx_id, rss_dbm, heard, present)
-        position_m, covariance_m2 = self.summarize(log_likelihood, density, nearest_db)
-        weights = self.posterior(log_likelihood, density, self.temperature)
+        log_likelihood, density, log_prior, location, residual, nearest_db = self.candidate_terms(
+            rx_position_m, rx_id, rss_dbm, heard, present
+        )
+        position_m, covariance_m2 = self.summarize(log_likelihood, density, nearest_db, log_prior, location)
+        weights = self.posterior(log_likelihood, density, self.temperature, log_prior)
         # Residuals of the input's receivers only (added stations heard nothing).
         return position_m, covariance_m2, torch.einsum("bg,brg->br", weights, residual)[:, : rx_id.shape[1]]

@@ -65,6 +65,9 @@ def load_checkpoint(path: Path) -> tuple[Any, dict[str, Any]]:
     else:
         net = LocalizationNet(ModelConfig(**config))
     state = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
+    if isinstance(net, RadioMapNet):
+        # Radio maps fitted before fingerprint points existed: none (what they were fitted as).
+        state.setdefault("fingerprint_point_mass", torch.zeros(()))
     net.load_state_dict(state)
     net.eval()
     return net, dict(meta, epoch=int(checkpoint.get("epoch", 0)))

@@ -67,6 +67,8 @@ class RadioMapHyperparameters:
     covariance_scale: float = 1.0
     #: d0 of `novelty_factor` (dB); 0: ellipses do not widen with fingerprint novelty.
     novelty_db: float = 0.0
+    #: rho of the fingerprint points (`models.radio_map.with_fingerprint_points`); 0: none.
+    fingerprint_point_mass: float = 0.0
     #: A fixed station missing from a sample listened and heard nothing (`fill_absent_stations`).
     fill_absent: bool = False
     #: Path-loss exponent held fixed (`training.censored_physics`); None: least squares on
@@ -322,6 +324,7 @@ def apply_hyperparameters(net: RadioMapNet, hyper: RadioMapHyperparameters) -> R
         net.fingerprint_bandwidth_db.fill_(hyper.fingerprint_bandwidth_db)
         net.fingerprint_background.fill_(hyper.fingerprint_background)
         net.fingerprint_weight.fill_(hyper.fingerprint_weight)
+        net.fingerprint_point_mass.fill_(hyper.fingerprint_point_mass)
         net.temperature.fill_(hyper.temperature)
         net.covariance_temperature.fill_(hyper.covariance_temperature)
         net.covariance_floor_m2.fill_(hyper.covariance_floor_m**2)

@@ -79,18 +79,21 @@ def _scale_and_floor(
 
 def calibrate_ellipses(
     held: list[HeldOut], groups: list[int], key: tuple[float, float], weight: float, temperature: float,
-    step_m: float,
+    step_m: float, point_mass: float = 0.0,
 ) -> EllipseCalibration:
     """Search covariance temperature x novelty d0 x floor x scale on the held-out terms `held`
     (one per fold; `groups[i]` is fold i's cross-fitting scheme) at the chosen fingerprint
-    `key`, fingerprint `weight` and posterior `temperature`; `step_m` is the grid step."""
-    deltas = np.concatenate([h.truth_m - posterior_moments(h, key, weight, temperature, temperature)[0] for h in held])
+    `key`, fingerprint `weight`, posterior `temperature` and fingerprint `point_mass`;
+    `step_m` is the grid step."""
+    deltas = np.concatenate(
+        [h.truth_m - posterior_moments(h, key, weight, temperature, temperature, point_mass)[0] for h in held]
+    )
     labels = np.concatenate([np.full(len(h.truth_m), g) for h, g in zip(held, groups, strict=True)])
     nearest = np.concatenate([h.nearest_db for h in held])
     best: tuple[float, ...] | None = None
     for factor in COVARIANCE_TEMPERATURE_FACTORS:
         covariances = np.concatenate(
-            [posterior_moments(h, key, weight, temperature, temperature * factor)[1] for h in held]
+            [posterior_moments(h, key, weight, temperature, temperature * factor, point_mass)[1] for h in held]
         )
         for novelty_db in NOVELTY_SCALES_DB:
             widened = covariances * novelty_factor(nearest, novelty_db)[:, None, None]

@@ -10,8 +10,9 @@
    every map, or least squares on the heard readings.
 1-3. Physics, residual maps, prior and fingerprints (`training.radio_map_build`).
 4. Choice and calibration: L, the fingerprint bandwidth and background, the fingerprint
-   weight and the temperature minimise the mean of the median errors under random and
-   under spatial-block cross-fitting of the labelled samples (so the choice serves both
+   weight, the temperature and the fingerprint point mass minimise the geometric mean of
+   the median errors under random and under spatial-block cross-fitting of the labelled
+   samples (`combined_median_m`; so the choice serves both
    the interpolation users do on a campaign's paths and the extrapolation to places nobody
    measured); then the covariance temperature, floor and scale bring the 1- and 2-sigma
    coverage of the same out-of-fold predictions to 0.393 / 0.865. When every sample has a
@@ -50,6 +51,7 @@ from heimdall.training.radio_map_build import (
 from heimdall.training.radio_map_heldout import (
     FINGERPRINT_BACKGROUNDS,
     FINGERPRINT_BANDWIDTHS_DB,
+    FINGERPRINT_POINT_MASSES,
     HeldOut,
     held_out_terms,
     posterior_mean,
@@ -76,11 +78,14 @@ CROSS_SAMPLES = 1500
 DECISION_SAMPLES = 750
 #: Censored and heard-only path-loss exponents closer than this are one law (no held-out choice).
 EXPONENT_MARGIN = 0.25
+#: Added to each scheme's median before the geometric mean (`combined_median_m`): a median of
+#: 0 m (every held-out transmitter at a training place) must not dominate the score.
+MEDIAN_FLOOR_M = 1.0
 #: Distinct timestamps needed before time-ordered blocks join the cross-fitting.
 MIN_DISTINCT_TIMES = 10 * CROSS_FOLDS
 #: Where the coordinate descent starts: (length index: the middle one, fingerprint
-#: (bandwidth dB, background), fingerprint weight, temperature).
-_START = (len(LENGTH_SCALE_SHARES) // 2, (2.0, 1.0e-2), 1.0, 0.5)
+#: (bandwidth dB, background), fingerprint weight, temperature, fingerprint point mass: none).
+_START = (len(LENGTH_SCALE_SHARES) // 2, (2.0, 1.0e-2), 1.0, 0.5, 0.0)
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,19 @@ class RadioMapFit:
     #: schemes the settings were chosen on, `cv_<scheme>_coverage_1sigma`/`_2sigma` after
     #: calibration (fractions) of every scheme, "time" included when it ran.
     cross_validation: dict[str, float]
+
+
+def combined_median_m(medians: list[float]) -> float:
+    """One score (m) for the out-of-fold medians of several cross-fitting schemes: their
+    geometric mean (each plus `MEDIAN_FLOOR_M`), inf for none.
+
+    Geometric, not arithmetic: a setting is judged by relative changes, so the scheme with
+    the larger errors (extrapolation to unmeasured places, often several times the random
+    folds' median) cannot outvote a large gain in the other by a few metres of its noise.
+    """
+    if not medians:
+        return np.inf
+    return float(np.exp(np.mean(np.log(np.asarray(medians) + MEDIAN_FLOOR_M))) - MEDIAN_FLOOR_M)
 
 
 def _folds(samples: SampleArrays, scheme: str, rng: np.random.Generator) -> np.ndarray:
@@ -126,7 +144,7 @@ def _held_out_median(
     data: SampleArrays, num_stations: int, length_m: float, mobile: np.ndarray, seed: int, fill: bool,
     exponent: float | None,
 ) -> float:
-    """Mean over random and spatial folds of the out-of-fold median error (m) of maps of
+    """Combined (`combined_median_m`) random and spatial out-of-fold median error (m) of maps of
     length `length_m` built as told (`build_radio_map`'s `fill_absent`, `path_loss_exponent`),
     at the best fingerprint and temperature settings (readings that differ can favour
     different settings: reading gaps as silence gives fingerprints many more stations to
@@ -152,7 +170,7 @@ def _held_out_median(
             ])))
             for part in held if part
         ]
-        return float(np.mean(medians)) if medians else np.inf
+        return combined_median_m(medians)
 
     keys = itertools.product(FINGERPRINT_BANDWIDTHS_DB, FINGERPRINT_BACKGROUNDS)
     return min(score(*c) for c in itertools.product(keys, FINGERPRINT_WEIGHTS, TEMPERATURES))
@@ -288,38 +306,41 @@ def _fit_radio_map(
     scores: dict[tuple, tuple[float, list[float]]] = {}
 
     def score(choice: tuple) -> float:
-        """Mean over schemes of the out-of-fold median error (m) for (length index, key, weight, T)."""
+        """Combined out-of-fold median error (m, `combined_median_m`) for (length index, key,
+        weight, T, point mass)."""
         if choice not in scores:
-            li, key, weight, temperature = choice
+            li, key, weight, temperature, point_mass = choice
             medians = []
             for scheme in choosing:
-                errors = [np.linalg.norm(posterior_mean(h, key, weight, temperature) - h.truth_m, axis=1)
+                errors = [np.linalg.norm(posterior_mean(h, key, weight, temperature, point_mass) - h.truth_m, axis=1)
                           for h in held[scheme][li]]
                 if errors:
                     medians.append(float(np.median(np.concatenate(errors))))
-            scores[choice] = (float(np.mean(medians)) if medians else np.inf, medians)
+            scores[choice] = (combined_median_m(medians), medians)
         return scores[choice][0]
 
-    # Coordinate descent over the four settings (a full product is 30x the softmaxes for the
-    # same choice on the data tried): each in turn takes its best value, the others held.
-    options = (range(len(lengths)), keys, FINGERPRINT_WEIGHTS, TEMPERATURES)
+    # Coordinate descent over the five settings (a full product is 30x the softmaxes for the
+    # same choice on the data tried, without the point masses): each in turn takes its best
+    # value, the others held.
+    options = (range(len(lengths)), keys, FINGERPRINT_WEIGHTS, TEMPERATURES, FINGERPRINT_POINT_MASSES)
     choice = _START
     for _ in range(SEARCH_ROUNDS):
         for axis, values in enumerate(options):
             choice = min((choice[:axis] + (v,) + choice[axis + 1 :] for v in values), key=score)
-    li, key, weight, temperature = choice
+    li, key, weight, temperature, point_mass = choice
     medians = scores[choice][1]
     if "time" in schemes:
         cross_fit("time", [li])
     # Covariance temperature, novelty widening, floor and scale on the same out-of-fold predictions.
     held_best = [(si, h) for si, s in enumerate(schemes) for h in held[s][li]]
     calibration = calibrate_ellipses([h for _, h in held_best], [si for si, _ in held_best], key, weight,
-                                     temperature, float(map_grid(tx)[1]))
+                                     temperature, float(map_grid(tx)[1]), point_mass)
     hyper = RadioMapHyperparameters(
         length_scale_m=lengths[li],
         fingerprint_bandwidth_db=key[0],
         fingerprint_background=key[1],
         fingerprint_weight=weight,
+        fingerprint_point_mass=point_mass,
         temperature=temperature,
         covariance_temperature=calibration.covariance_temperature,
         covariance_floor_m=calibration.floor_m,

@@ -9,6 +9,7 @@ powers in dB.
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,12 +19,15 @@ from heimdall.data.layout import SampleArrays
 from heimdall.models.radio_map import RadioMapNet
 
 __all__ = [
-    "FINGERPRINT_BANDWIDTHS_DB", "FINGERPRINT_BACKGROUNDS", "HeldOut", "held_out_terms", "posterior_mean",
+    "FINGERPRINT_BANDWIDTHS_DB", "FINGERPRINT_BACKGROUNDS", "FINGERPRINT_POINT_MASSES", "HeldOut", "held_out_terms", "posterior_mean",
     "posterior_moments",
 ]
 
 FINGERPRINT_BANDWIDTHS_DB = (1.0, 2.0, 4.0)
 FINGERPRINT_BACKGROUNDS = (1.0e-3, 1.0e-2)
+#: Masses rho of the fingerprint points tried (`models.radio_map.with_fingerprint_points`);
+#: 0 first: grid points only. The large ones let a repeated place win over its grid cell.
+FINGERPRINT_POINT_MASSES = (0.0, 1.0, 10.0, 100.0, 1.0e3, 1.0e4)
 #: Samples per chunk when evaluating the grid likelihood (memory: chunk x G x R floats).
 _CHUNK = 32
 
@@ -48,6 +52,9 @@ class HeldOut:
     log_likelihood: torch.Tensor  # [N,G]
     log_density: dict[tuple[float, float], torch.Tensor]  # (bandwidth, background) -> [N,G]
     nearest_db: np.ndarray  # [N] distance to the nearest training fingerprint
+    neighbour_cell: torch.Tensor  # [N,k] grid point whose cell holds each fingerprint neighbour
+    neighbour_position_m: torch.Tensor  # [N,k,2]
+    neighbour_distance_db: torch.Tensor  # [N,k]
 
 
 def held_out_terms(net: RadioMapNet, samples: SampleArrays, shared: HeldOut | None = None) -> HeldOut:
@@ -66,8 +73,10 @@ def held_out_terms(net: RadioMapNet, samples: SampleArrays, shared: HeldOut | No
                 indices.append(i)
         truth = samples.tx_position_m.astype(np.float64)
         if shared is not None:
-            return HeldOut(truth, net.grid_m, net.log_prior, torch.cat(lls), shared.log_density, shared.nearest_db)
+            return HeldOut(truth, net.grid_m, net.log_prior, torch.cat(lls), shared.log_density, shared.nearest_db,
+                           shared.neighbour_cell, shared.neighbour_position_m, shared.neighbour_distance_db)
         distance, index = torch.cat(distances), torch.cat(indices)
+        position = net.fingerprint_position_m[index]
         density = {}
         for bandwidth, background in itertools.product(FINGERPRINT_BANDWIDTHS_DB, FINGERPRINT_BACKGROUNDS):
             parts = [
@@ -76,21 +85,61 @@ def held_out_terms(net: RadioMapNet, samples: SampleArrays, shared: HeldOut | No
                 for s in range(0, len(samples), _CHUNK)
             ]
             density[(bandwidth, background)] = torch.cat(parts)
-    return HeldOut(truth, net.grid_m, net.log_prior, torch.cat(lls), density, distance[:, 0].double().numpy())
+    return HeldOut(truth, net.grid_m, net.log_prior, torch.cat(lls), density, distance[:, 0].double().numpy(),
+                   net.cell_of(position), position, distance)
 
 
-def posterior_mean(held: HeldOut, key: tuple[float, float], weight: float, temperature: float) -> np.ndarray:
-    scaled = (held.log_likelihood + weight * temperature * held.log_density[key]) / temperature
-    return (torch.softmax(scaled + held.log_prior, dim=1) @ held.grid_m).double().numpy()
+def _scaled(
+    held: HeldOut, key: tuple[float, float], weight: float, temperature: float, point_mass: float
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """log-likelihood + weight x temperature x log-density, before the temperature and the
+    prior: over the grid [N,G], and over the fingerprint points [N,k] (None when
+    `point_mass` <= 0), as `models.radio_map.with_fingerprint_points` builds them."""
+    grid = held.log_likelihood + weight * temperature * held.log_density[key]
+    if point_mass <= 0:
+        return grid, None
+    point_density = math.log(point_mass) - 0.5 * (held.neighbour_distance_db / key[0]) ** 2
+    return grid, held.log_likelihood.gather(1, held.neighbour_cell) + weight * temperature * point_density
+
+
+def _weights(held: HeldOut, grid: torch.Tensor, points: torch.Tensor | None, temperature: float) -> torch.Tensor:
+    """Posterior weights [N,G] or [N,G+k] at `temperature`."""
+    logits = grid / temperature + held.log_prior
+    if points is None:
+        return torch.softmax(logits, dim=1)
+    return torch.softmax(torch.cat([logits, points / temperature + held.log_prior[held.neighbour_cell]], dim=1), dim=1)
+
+
+def _mean(held: HeldOut, weights: torch.Tensor) -> torch.Tensor:
+    """[N,2] weighted mean of the candidates (m): the grid part as one matrix product."""
+    g = held.grid_m.shape[0]
+    mean = weights[:, :g] @ held.grid_m
+    if weights.shape[1] > g:
+        mean = mean + torch.einsum("nk,nki->ni", weights[:, g:], held.neighbour_position_m)
+    return mean
+
+
+def posterior_mean(
+    held: HeldOut, key: tuple[float, float], weight: float, temperature: float, point_mass: float = 0.0
+) -> np.ndarray:
+    """[N,2] posterior means (m) at fingerprint `key` (bandwidth dB, background), `weight`,
+    `temperature` and fingerprint point mass (`RadioMapNet.summarize`'s mean)."""
+    grid, points = _scaled(held, key, weight, temperature, point_mass)
+    return _mean(held, _weights(held, grid, points, temperature)).double().numpy()
 
 
 def posterior_moments(
     held: HeldOut, key: tuple[float, float], weight: float, temperature: float, covariance_temperature: float,
+    point_mass: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    scaled = held.log_likelihood + weight * temperature * held.log_density[key]
-    w = torch.softmax(scaled / temperature + held.log_prior, dim=1)
-    mean = w @ held.grid_m
-    wide = torch.softmax(scaled / covariance_temperature + held.log_prior, dim=1)
+    """([N,2] posterior means (m), [N,2,2] covariances (m^2) at `covariance_temperature`)."""
+    grid, points = _scaled(held, key, weight, temperature, point_mass)
+    mean = _mean(held, _weights(held, grid, points, temperature))
+    wide = _weights(held, grid, points, covariance_temperature)
+    g = held.grid_m.shape[0]
     spread = held.grid_m[None] - mean[:, None, :]
-    covariance = torch.einsum("bg,bgi,bgj->bij", wide, spread, spread)
+    covariance = torch.einsum("ng,ngi,ngj->nij", wide[:, :g], spread, spread)
+    if points is not None:
+        spread = held.neighbour_position_m - mean[:, None, :]
+        covariance = covariance + torch.einsum("nk,nki,nkj->nij", wide[:, g:], spread, spread)
     return mean.double().numpy(), covariance.double().numpy()
