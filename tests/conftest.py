@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import signal
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,3 +84,13 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> TrainedModel:
         max_abs_diff=exported.max_abs_diff,
         evaluation=exported.evaluation,
     )
+
+
+@pytest.fixture
+def ctrl_c_raises() -> Iterator[None]:
+    """Ctrl-C as a command's process has it (KeyboardInterrupt), for the test's duration: an
+    earlier test in this process may have left it ignored (Lightning ignores it after an
+    interrupted fit)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)

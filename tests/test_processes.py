@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
 import threading
 
 import pytest
@@ -12,13 +11,7 @@ import pytest
 from heimdall.processes import ctrl_c_deferred, ctrl_c_ignored
 
 
-@pytest.fixture(autouse=True)
-def _ctrl_c_raises() -> Iterator[None]:
-    """Ctrl-C as a command's process has it (KeyboardInterrupt): an earlier test in this
-    process may have left it ignored (Lightning ignores it after an interrupted fit)."""
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    yield
-    signal.signal(signal.SIGINT, previous)
+pytestmark = pytest.mark.usefixtures("ctrl_c_raises")
 
 
 def test_a_ctrl_c_inside_a_deferred_block_lands_after_it() -> None:

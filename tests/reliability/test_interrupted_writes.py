@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,13 +13,7 @@ from heimdall.settings import Settings
 from heimdall.tracking import Tracker
 
 
-@pytest.fixture(autouse=True)
-def _ctrl_c_raises() -> Iterator[None]:
-    """Ctrl-C as a command's process has it (KeyboardInterrupt): an earlier test in this
-    process may have left it ignored (Lightning ignores it after an interrupted fit)."""
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    yield
-    signal.signal(signal.SIGINT, previous)
+pytestmark = pytest.mark.usefixtures("ctrl_c_raises")
 
 
 def test_ctrl_c_inside_a_metrics_write_waits_for_the_write(tmp_path: Path) -> None:
