@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from heimdall.processes import ctrl_c_deferred, ctrl_c_ignored
+from heimdall.processes import ctrl_c_deferred, ctrl_c_ignored, ctrl_c_kept
 
 
 pytestmark = pytest.mark.usefixtures("ctrl_c_raises")
@@ -61,3 +61,29 @@ def test_outside_the_main_thread_deferral_does_nothing() -> None:
     thread.start()
     thread.join()
     assert seen == [signal.default_int_handler]
+
+
+def test_a_handler_changed_inside_a_kept_block_is_put_back() -> None:
+    with pytest.raises(KeyboardInterrupt):
+        with ctrl_c_kept():
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # as Lightning does after an interrupted fit
+            raise KeyboardInterrupt
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_outside_the_main_thread_keeping_does_nothing() -> None:
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            with ctrl_c_kept():
+                pass
+        except BaseException as exc:  # signal.signal would raise ValueError off the main thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    assert errors == []

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 
-__all__ = ["ctrl_c_deferred", "ctrl_c_ignored", "spawn_pool"]
+__all__ = ["ctrl_c_deferred", "ctrl_c_ignored", "ctrl_c_kept", "spawn_pool"]
 
 
 @contextmanager
@@ -59,6 +59,27 @@ def ctrl_c_deferred() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
         if caught:
             signal.raise_signal(signal.SIGINT)
+
+
+@contextmanager
+def ctrl_c_kept() -> Iterator[None]:
+    """Put back, when the block ends, the Ctrl-C handler it started with.
+
+    For library code that changes the handler and does not restore it: Lightning ignores
+    SIGINT for the rest of the process after a fit it interrupted, and its distributed
+    teardown sets the default action. A process that trains more than once (a Celery
+    worker, a notebook) would then ignore the next Ctrl-C, or die of it without clean-up.
+    Outside the main thread this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        yield
+    finally:
+        if previous is not None:  # None: set outside Python, which cannot be put back
+            signal.signal(signal.SIGINT, previous)
 
 
 def spawn_pool(workers: int, initializer: Callable[[], object] | None = None) -> ProcessPoolExecutor:

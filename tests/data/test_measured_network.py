@@ -1,13 +1,12 @@
-"""Building a receiver network from measurements stays linear in the number of receivers.
+"""Building a receiver network from measurements where many receiver ids share a place.
 
 Issue 20, finding 2: the collision nudge of `network_from_measurements` grew as n^3 with
 receivers sharing a position (400 ids: 12.7 s; 1,957 ids over 7 positions: killed after
-10 minutes).
+10 minutes). Its speed is measured by benchmarks/network_import.py (target: 1 s a case);
+these tests check what it builds.
 """
 
 from __future__ import annotations
-
-import time
 
 import numpy as np
 import pytest
@@ -30,12 +29,9 @@ def _table(lat: np.ndarray, lon: np.ndarray) -> MeasurementTable:
     )
 
 
-def test_thousand_receivers_at_one_position_under_a_second() -> None:
+def test_thousand_receivers_at_one_position_are_moved_apart_in_steps() -> None:
     table = _table(np.full(1000, 40.76), np.full(1000, -111.84))
-    start = time.perf_counter()
     network = network_from_measurements(table, "crowd", 462.7e6)
-    elapsed_s = time.perf_counter() - start
-    assert elapsed_s < 1.0, f"{elapsed_s:.2f} s for 1,000 receivers at one position"
     assert len(network) == 1000
     # Moved east in steps of the nudge: receiver k sits k steps from the first (the sphere
     # of haversine and the ellipsoid of the local frame differ by a few parts per thousand).
@@ -44,15 +40,16 @@ def test_thousand_receivers_at_one_position_under_a_second() -> None:
     assert abs(haversine_m(first.lat_deg, first.lon_deg, last.lat_deg, last.lon_deg) - 999 * COLLISION_NUDGE_M) < 0.01 * 999 * COLLISION_NUDGE_M
 
 
-def test_two_thousand_ids_over_seven_positions_under_a_second() -> None:
+def test_two_thousand_ids_over_seven_positions_all_get_a_place_of_their_own() -> None:
     """The shape of the reported 150 KB CSV: 1,957 ids over 7 positions."""
     rng = np.random.default_rng(0)
     spots = np.column_stack([40.76 + 0.001 * np.arange(7), np.full(7, -111.84)])
     pick = rng.integers(0, 7, 1957)
-    start = time.perf_counter()
     network = network_from_measurements(_table(spots[pick, 0], spots[pick, 1]), "crowd", 462.7e6)
-    assert time.perf_counter() - start < 1.0
     assert len(network) == 1957
+    positions = network.positions_enu_m()
+    gaps = np.linalg.norm(positions[:, None] - positions[None], axis=2) + np.eye(1957) * 1e9
+    assert gaps.min() >= 0.99 * COLLISION_NUDGE_M  # no two ids left on one spot
 
 
 def test_nudge_places_like_the_step_by_step_rule() -> None:
@@ -65,11 +62,9 @@ def test_nudge_places_like_the_step_by_step_rule() -> None:
     np.testing.assert_allclose(east, [0.0, COLLISION_NUDGE_M, 2 * COLLISION_NUDGE_M], atol=1e-3)
 
 
-def test_network_separation_check_is_fast_and_names_the_first_pair() -> None:
+def test_network_separation_check_names_the_first_pair() -> None:
     receivers = [Receiver(f"r{i}", f"r{i}", 40.0 + 0.001 * i, -111.0) for i in range(3000)]
-    start = time.perf_counter()
-    ReceiverNetwork("big", tuple(receivers))
-    assert time.perf_counter() - start < 1.0
+    assert len(ReceiverNetwork("big", tuple(receivers))) == 3000
     clash = [*receivers[:5], Receiver("dup-b", "b", 40.002, -111.0), Receiver("dup-a", "a", 40.001, -111.0)]
     with pytest.raises(InputError, match="receivers 'r1' and 'dup-a' are 0.000 m apart"):
         ReceiverNetwork("clash", tuple(clash))

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import signal
+
+import lightning as L
 import pytest
 
+from heimdall.errors import Interrupted
 from heimdall.jobs.repository import get_job, job_metrics
 from heimdall.pipelines import TrainRequest, generate, train
 
@@ -28,3 +32,24 @@ def test_cancel_stops_within_the_first_epoch(ctx) -> None:
     assert result.status == "cancelled"
     assert get_job(ctx.db, result.job_id).status == "cancelled"
     assert result.epochs_run <= 1
+
+
+class _CtrlCDuringSetup(L.Callback):
+    """Ctrl-C while the trainer sets up (data loading), before Lightning registers the
+    signal handlers its teardown would put back."""
+
+    def setup(self, *args: object, **kwargs: object) -> None:
+        signal.raise_signal(signal.SIGINT)
+
+
+@pytest.mark.usefixtures("ctrl_c_raises")
+def test_ctrl_c_still_interrupts_the_next_training_in_the_same_process(ctx) -> None:
+    # Lightning ignores SIGINT once a fit is interrupted, and puts the old handler back only
+    # where the interrupt came after its set-up; a worker or notebook that trains again
+    # must still stop on Ctrl-C.
+    generate(ctx, "ic", 600, seed=4)
+    request = TrainRequest(dataset="ic", epochs=2, batch_size=128, hidden_dim=16, num_layers=1)
+    for _ in range(2):
+        with pytest.raises(Interrupted):
+            train(ctx, request, extra_callbacks=[_CtrlCDuringSetup()])
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

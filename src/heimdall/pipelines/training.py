@@ -16,6 +16,7 @@ from heimdall.errors import InputError, Interrupted, NotFoundError
 from heimdall.names import to_slug
 from heimdall.pipelines.context import Context
 from heimdall.pipelines.resume import finished_epochs, restore_request, settings_of
+from heimdall.processes import ctrl_c_kept
 from heimdall.progress import ProgressFn
 from heimdall.requests import TrainRequest
 
@@ -216,7 +217,7 @@ def train(
         torch.set_num_threads(request.num_threads)
     try:
         # Lightning loads the resumed checkpoint itself: weights only, as `load_checkpoint` does.
-        with safe_globals():
+        with safe_globals(), ctrl_c_kept():
             trainer.fit(
                 module, datamodule=datamodule, weights_only=True,
                 ckpt_path=str(request.checkpoint) if request.resume_training else None,
