@@ -17,6 +17,11 @@ The development protocol of real data (docs/REAL_DATA.md, "How to measure"). For
   training rows;
 - `centroid`: the RSS-weighted centroid (nothing to fit).
 
+With `--test-drift-db D`, every receiver's readings in a fold's test rows are shifted by an
+offset drawn once per (seed, fold) and receiver from N(0, D^2) (dB): the calibration drift of
+a later season, seen by every method alike (the training rows are left as measured). Which
+receivers heard is left as it was. Each seed draws its own drift, time folds included.
+
 Errors are great-circle metres between the prediction and the truth, scored here, outside
 the product. Reported per fold and as mean and standard deviation over folds x seeds:
 median and p90 error, 1- and 2-sigma coverage of the model's ellipses, training wall time,
@@ -25,7 +30,8 @@ method with the lowest mean median in that mode).
 
     PYTHONPATH=src .venv/bin/python benchmarks/real_data.py FILE [--format long|powder-json]
         [--folds 5] [--seeds 0,1,2] [--modes random,grid,time]
-        [--methods model,knn,ml_offsets,centroid] [--fold-limit N] [--json OUT.json]
+        [--methods model,knn,ml_offsets,centroid] [--fold-limit N] [--test-drift-db D]
+        [--json OUT.json]
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +82,7 @@ class Campaign:
     timestamps: np.ndarray  # [N] datetime64[s], NaT when unknown
     reference: ReferencePoint
     num_stations: int
+    station_ids: tuple[str, ...] = ()  # receiver id of each station index
 
     @property
     def has_time(self) -> bool:
@@ -94,7 +101,28 @@ def load_campaign(path: Path, file_format: str) -> Campaign:
     network = network_from_measurements(imported.table, "campaign", imported.frequency_hz or 1e9)
     reference = network.reference_point()
     measured = measured_samples(imported.table, imported.timestamps, network, reference)
-    return Campaign(imported, measured.samples, measured.sample_names, measured.timestamps, reference, len(network.ids))
+    return Campaign(imported, measured.samples, measured.sample_names, measured.timestamps, reference, len(network.ids),
+                    tuple(network.ids))
+
+
+def drifted(campaign: Campaign, test_index: np.ndarray, drift_db: float, rng: np.random.Generator) -> Campaign:
+    """`campaign` with the readings of the samples `test_index` shifted per receiver by offsets
+    drawn from N(0, drift_db^2) dB, in the samples and in the table the CLI files are written from."""
+    offset_db = rng.normal(0.0, drift_db, campaign.num_stations)
+    samples = campaign.samples
+    rows = np.zeros(len(samples), dtype=bool)
+    rows[test_index] = True
+    known = samples.heard & (samples.rx_id >= 0) & (samples.rx_id < campaign.num_stations) & rows[:, None]
+    rss = samples.rss_dbm.copy()
+    rss[known] += offset_db[samples.rx_id[known]]
+    table = campaign.imported.table
+    station_of = {name: i for i, name in enumerate(campaign.station_ids)}
+    station = np.array([station_of.get(str(r), -1) for r in table.receiver_id])
+    test_rows = np.isin(table.sample_id, [campaign.names[i] for i in test_index]) & (station >= 0)
+    table_rss = table.rss_dbm.copy()
+    table_rss[test_rows] += offset_db[station[test_rows]]  # NaN (heard nothing) stays NaN
+    imported = replace(campaign.imported, table=replace(table, rss_dbm=table_rss))
+    return replace(campaign, imported=imported, samples=replace(samples, rss_dbm=rss))
 
 
 def classical_fold(
@@ -241,9 +269,12 @@ def model_direct_fold(campaign: Campaign, train_index: np.ndarray, test_index: n
 
 def run(
     campaign: Campaign, modes: tuple[str, ...], n_folds: int, seeds: tuple[int, ...], methods: tuple[str, ...],
-    fold_limit: int | None = None,
+    fold_limit: int | None = None, test_drift_db: float = 0.0,
 ) -> dict[str, Any]:
-    """Every (mode, seed, fold): per-method scores; then the summary per mode and method."""
+    """Every (mode, seed, fold): per-method scores; then the summary per mode and method.
+
+    `test_drift_db` > 0 shifts each fold's test readings by per-receiver offsets (`drifted`).
+    """
     truth_lat, truth_lon = campaign.samples.tx_lat_deg, campaign.samples.tx_lon_deg
     folds: list[dict[str, Any]] = []
     trained: dict[tuple[Any, ...], dict[str, Any]] = {}
@@ -255,18 +286,23 @@ def run(
             fold_of = make_folds(mode, n_folds, seed, campaign.samples.tx_position_m, campaign.timestamps)
             for fold in range(n_folds if fold_limit is None else min(fold_limit, n_folds)):
                 test_index, train_index = np.flatnonzero(fold_of == fold), np.flatnonzero(fold_of != fold)
+                # Time folds do not change with the seed: the model is trained once per fold,
+                # unless each seed draws its own drift of the test rows.
+                key = (mode, fold) if mode == "time" and test_drift_db == 0 else (mode, seed, fold)
+                fold_campaign = campaign
+                if test_drift_db > 0:
+                    drift_rng = np.random.default_rng([seed, fold, 7])
+                    fold_campaign = drifted(campaign, test_index, test_drift_db, drift_rng)
                 classical = tuple(m for m in methods if m not in ("model", "model_direct"))
-                predictions = classical_fold(campaign, train_index, test_index, classical, seed)
+                predictions = classical_fold(fold_campaign, train_index, test_index, classical, seed)
                 if "model" in methods:
-                    # Time folds do not change with the seed: the model is trained once per fold.
-                    key = (mode, fold) if mode == "time" else (mode, seed, fold)
                     if key not in trained:
-                        trained[key] = model_fold(campaign, train_index, test_index)
+                        trained[key] = model_fold(fold_campaign, train_index, test_index)
                     predictions["model"] = trained[key]
                 if "model_direct" in methods:
-                    predictions["model_direct"] = model_direct_fold(campaign, train_index, test_index)
+                    predictions["model_direct"] = model_direct_fold(fold_campaign, train_index, test_index)
                 row: dict[str, Any] = {"mode": mode, "seed": seed, "fold": fold, "n_train": len(train_index),
-                                       "n_test": len(test_index), "methods": {}}
+                                       "n_test": len(test_index), "test_drift_db": test_drift_db, "methods": {}}
                 for method, p in predictions.items():
                     scores = score(truth_lat[test_index], truth_lon[test_index], p["lat"], p["lon"], p.get("ellipse"))
                     scores["train_s"] = p["train_s"]
@@ -355,18 +391,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--fold-limit", type=int, default=None, help="run only the first N folds of each seed")
+    parser.add_argument("--test-drift-db", type=float, default=0.0,
+                        help="shift each receiver's test readings by N(0, D^2) dB per fold (a season's drift)")
     parser.add_argument("--json", dest="json_path", type=Path, default=None, help="write the full result here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
         seeds = tuple(int(s) for s in _csv(args.seeds))
         campaign = load_campaign(args.file, args.file_format)
-        result = run(campaign, _csv(args.modes, MODES), args.folds, seeds, _csv(args.methods, METHODS), args.fold_limit)
+        if not np.isfinite(args.test_drift_db) or args.test_drift_db < 0:
+            raise InputError(f"--test-drift-db must be a finite number >= 0, got {args.test_drift_db}")
+        result = run(campaign, _csv(args.modes, MODES), args.folds, seeds, _csv(args.methods, METHODS), args.fold_limit,
+                     args.test_drift_db)
     except (HeimdallError, ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     result["config"] = {"file": str(args.file), "format": args.file_format, "folds": args.folds, "seeds": list(seeds),
-                        "samples": len(campaign.samples)}
+                        "samples": len(campaign.samples), "test_drift_db": args.test_drift_db}
     print(markdown(result))
     if args.json_path is not None:
         args.json_path.write_text(json.dumps(result, indent=1))

@@ -114,3 +114,48 @@ def test_an_infinite_fold_figure_summarises_without_a_warning(bench: ModuleType)
         summary = bench._mean_sd([120.0, float("inf")])
     assert summary["mean"] == float("inf") and math.isnan(summary["sd"])
     assert bench._mean_sd([1.0, 3.0]) == {"mean": 2.0, "sd": pytest.approx(math.sqrt(2.0))}
+
+
+def test_test_drift_shifts_each_receiver_of_the_test_rows_alike_and_nothing_else(bench: ModuleType, tmp_path: Path) -> None:
+    source = tmp_path / "tiny.csv"
+    _tiny_long_csv(source, 40)
+    campaign = bench.load_campaign(source, "long")
+    test_index = np.arange(10, 20)
+    shifted = bench.drifted(campaign, test_index, 4.0, np.random.default_rng(0))
+    change = shifted.samples.rss_dbm - campaign.samples.rss_dbm
+    heard = campaign.samples.heard
+    others = np.setdiff1d(np.arange(len(campaign.samples)), test_index)
+    assert np.all(change[others][heard[others]] == 0.0)
+    # One offset per receiver, the same in every test row, the size of the drift asked for.
+    per_station = {int(s): set(np.round(change[test_index][campaign.samples.rx_id[test_index] == s], 9))
+                   for s in range(campaign.num_stations)}
+    assert all(len(values) == 1 for values in per_station.values())
+    offsets = np.array([next(iter(v)) for v in per_station.values()])
+    assert np.all(offsets != 0.0) and 1.0 < np.std(offsets) < 10.0
+    # The CLI's files are written from the table: its test rows carry the same shift.
+    test_csv, before_csv = tmp_path / "test.csv", tmp_path / "before.csv"
+    names = {campaign.names[i] for i in test_index}
+    bench.write_long_csv(shifted, names, test_csv, with_truth=False)
+    bench.write_long_csv(campaign, names, before_csv, with_truth=False)
+    moved = pd.read_csv(test_csv).rss_dbm - pd.read_csv(before_csv).rss_dbm
+    receiver = pd.read_csv(test_csv).receiver_id.map({name: i for i, name in enumerate(campaign.station_ids)})
+    np.testing.assert_allclose(moved, offsets[receiver.to_numpy()], atol=1e-4)  # samples hold float32
+
+
+def test_the_drifted_run_reports_its_drift_and_rejects_a_negative_one(bench: ModuleType, tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    source = tmp_path / "tiny.csv"
+    _tiny_long_csv(source, 60)
+    out = tmp_path / "drift.json"
+    assert bench.main([str(source), "--folds", "3", "--seeds", "0", "--modes", "random", "--methods", "ml_offsets",
+                       "--test-drift-db", "6", "--json", str(out)]) == 0
+    drifted = json.loads(out.read_text())
+    assert drifted["config"]["test_drift_db"] == 6.0 and all(f["test_drift_db"] == 6.0 for f in drifted["folds"])
+    assert bench.main([str(source), "--folds", "3", "--seeds", "0", "--modes", "random", "--methods", "ml_offsets",
+                       "--json", str(out)]) == 0
+    plain = json.loads(out.read_text())
+    # ML with the offsets fitted on training loses accuracy when the receivers drift.
+    assert drifted["summary"]["random"]["methods"]["ml_offsets"]["median_m"]["mean"] > \
+        plain["summary"]["random"]["methods"]["ml_offsets"]["median_m"]["mean"]
+    assert bench.main([str(source), "--test-drift-db", "-1"]) == 2
+    assert "--test-drift-db must be" in capsys.readouterr().err
