@@ -31,15 +31,13 @@ FREQUENCY_HZ = 462.7e6
 
 
 def crowd_table(lat_deg: np.ndarray, lon_deg: np.ndarray) -> MeasurementTable:
-    """One sample heard by one receiver id per (lat, lon) row, every id distinct."""
+    """One sample heard by one receiver id per (lat, lon) row, every id distinct, through the
+    validator every imported file goes through."""
     m = len(lat_deg)
-    return MeasurementTable(
-        sample_id=np.array(["s0"] * m, dtype=object),
-        receiver_id=np.array([f"id-{i:05d}" for i in range(m)], dtype=object),
-        rx_lat_deg=np.asarray(lat_deg, dtype=np.float64), rx_lon_deg=np.asarray(lon_deg, dtype=np.float64),
-        rx_alt_m=np.zeros(m), rss_dbm=np.full(m, -60.0), snr_db=np.full(m, np.nan),
-        tx_lat_deg=np.full(m, 40.76), tx_lon_deg=np.full(m, -111.84),
-    )
+    columns = {"rx_lat": np.asarray(lat_deg, dtype=np.float64), "rx_lon": np.asarray(lon_deg, dtype=np.float64),
+               "rss_dbm": np.full(m, -60.0), "tx_lat": np.full(m, 40.76), "tx_lon": np.full(m, -111.84)}
+    ids = np.array([f"id-{i:05d}" for i in range(m)], dtype=object)
+    return MeasurementTable.from_columns("crowd.csv", np.array(["s0"] * m, dtype=object), ids, columns)
 
 
 def cases(rng: np.random.Generator) -> dict[str, tuple[object, int]]:
