@@ -398,9 +398,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
         seeds = tuple(int(s) for s in _csv(args.seeds))
-        campaign = load_campaign(args.file, args.file_format)
         if not np.isfinite(args.test_drift_db) or args.test_drift_db < 0:
             raise InputError(f"--test-drift-db must be a finite number >= 0, got {args.test_drift_db}")
+        campaign = load_campaign(args.file, args.file_format)
         result = run(campaign, _csv(args.modes, MODES), args.folds, seeds, _csv(args.methods, METHODS), args.fold_limit,
                      args.test_drift_db)
     except (HeimdallError, ValueError, RuntimeError) as exc:
