@@ -21,7 +21,7 @@ from heimdall.training.radio_map_build import (
     fit_physics,
 )
 from heimdall.training.radio_map_fit import fit_radio_map
-from heimdall.training.radio_map_heldout import held_out_terms, posterior_mean
+from heimdall.training.radio_map_heldout import held_out_terms, posterior_answer
 
 STATIONS = 8
 EXTENT_M = 2000.0
@@ -163,7 +163,7 @@ def test_lands_on_the_place_where_fixed_transmitters_are_heard_again(tmp_path) -
     assert np.median(error) < 0.1 * step_m, (np.median(error), step_m)
     # The fit scored this setting with the same posterior the model computes.
     hyper = fit.hyperparameters
-    scored = posterior_mean(held_out_terms(fit.net, again), (hyper.fingerprint_bandwidth_db, hyper.fingerprint_background),
+    scored = posterior_answer(held_out_terms(fit.net, again), (hyper.fingerprint_bandwidth_db, hyper.fingerprint_background),
                             hyper.fingerprint_weight, hyper.temperature, hyper.fingerprint_point_mass)
     np.testing.assert_allclose(scored, position, atol=0.05)
     # The exported graph lands there too.

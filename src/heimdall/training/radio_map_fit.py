@@ -54,7 +54,7 @@ from heimdall.training.radio_map_heldout import (
     FINGERPRINT_POINT_MASSES,
     HeldOut,
     held_out_terms,
-    posterior_mean,
+    posterior_answer,
 )
 
 __all__ = [
@@ -166,7 +166,7 @@ def _held_out_median(
     def score(key: tuple[float, float], weight: float, temperature: float) -> float:
         medians = [
             float(np.median(np.concatenate([
-                np.linalg.norm(posterior_mean(h, key, weight, temperature) - h.truth_m, axis=1) for h in part
+                np.linalg.norm(posterior_answer(h, key, weight, temperature) - h.truth_m, axis=1) for h in part
             ])))
             for part in held if part
         ]
@@ -312,7 +312,7 @@ def _fit_radio_map(
             li, key, weight, temperature, point_mass = choice
             medians = []
             for scheme in choosing:
-                errors = [np.linalg.norm(posterior_mean(h, key, weight, temperature, point_mass) - h.truth_m, axis=1)
+                errors = [np.linalg.norm(posterior_answer(h, key, weight, temperature, point_mass) - h.truth_m, axis=1)
                           for h in held[scheme][li]]
                 if errors:
                     medians.append(float(np.median(np.concatenate(errors))))

@@ -16,10 +16,10 @@ import numpy as np
 import torch
 
 from heimdall.data.layout import SampleArrays
-from heimdall.models.radio_map import RadioMapNet
+from heimdall.models.radio_map import GEOMETRIC_MEDIAN_CANDIDATES, RadioMapNet, geometric_median
 
 __all__ = [
-    "FINGERPRINT_BANDWIDTHS_DB", "FINGERPRINT_BACKGROUNDS", "FINGERPRINT_POINT_MASSES", "HeldOut", "held_out_terms", "posterior_mean",
+    "FINGERPRINT_BANDWIDTHS_DB", "FINGERPRINT_BACKGROUNDS", "FINGERPRINT_POINT_MASSES", "HeldOut", "held_out_terms", "posterior_answer",
     "posterior_moments",
 ]
 
@@ -110,36 +110,44 @@ def _weights(held: HeldOut, grid: torch.Tensor, points: torch.Tensor | None, tem
     return torch.softmax(torch.cat([logits, points / temperature + held.log_prior[held.neighbour_cell]], dim=1), dim=1)
 
 
-def _mean(held: HeldOut, weights: torch.Tensor) -> torch.Tensor:
-    """[N,2] weighted mean of the candidates (m): the grid part as one matrix product."""
+def _answer(held: HeldOut, weights: torch.Tensor) -> torch.Tensor:
+    """[N,2] geometric median of the candidates under `weights` (m), as `RadioMapNet.summarize`
+    answers: Weiszfeld steps from the weighted mean."""
     g = held.grid_m.shape[0]
     mean = weights[:, :g] @ held.grid_m
     if weights.shape[1] > g:
         mean = mean + torch.einsum("nk,nki->ni", weights[:, g:], held.neighbour_position_m)
-    return mean
+    # The candidates the steps use, looked up by index: no [N, G+k, 2] table of locations.
+    top, index = torch.topk(weights, min(GEOMETRIC_MEDIAN_CANDIDATES, weights.shape[1]), dim=1)
+    location = held.grid_m[index.clamp(max=g - 1)]
+    if weights.shape[1] > g:
+        point = (index - g).clamp(min=0)[..., None].expand(-1, -1, 2)
+        location = torch.where((index >= g)[..., None], held.neighbour_position_m.gather(1, point), location)
+    return geometric_median(top, location, mean)
 
 
-def posterior_mean(
+def posterior_answer(
     held: HeldOut, key: tuple[float, float], weight: float, temperature: float, point_mass: float = 0.0
 ) -> np.ndarray:
-    """[N,2] posterior means (m) at fingerprint `key` (bandwidth dB, background), `weight`,
-    `temperature` and fingerprint point mass (`RadioMapNet.summarize`'s mean)."""
+    """[N,2] answers (m, the posterior's geometric median) at fingerprint `key` (bandwidth dB,
+    background), `weight`, `temperature` and fingerprint point mass (`RadioMapNet.summarize`'s)."""
     grid, points = _scaled(held, key, weight, temperature, point_mass)
-    return _mean(held, _weights(held, grid, points, temperature)).double().numpy()
+    return _answer(held, _weights(held, grid, points, temperature)).double().numpy()
 
 
 def posterior_moments(
     held: HeldOut, key: tuple[float, float], weight: float, temperature: float, covariance_temperature: float,
     point_mass: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """([N,2] posterior means (m), [N,2,2] covariances (m^2) at `covariance_temperature`)."""
+    """([N,2] answers (m, `posterior_answer`), [N,2,2] covariances about them (m^2) at
+    `covariance_temperature`)."""
     grid, points = _scaled(held, key, weight, temperature, point_mass)
-    mean = _mean(held, _weights(held, grid, points, temperature))
+    answer = _answer(held, _weights(held, grid, points, temperature))
     wide = _weights(held, grid, points, covariance_temperature)
     g = held.grid_m.shape[0]
-    spread = held.grid_m[None] - mean[:, None, :]
+    spread = held.grid_m[None] - answer[:, None, :]
     covariance = torch.einsum("ng,ngi,ngj->nij", wide[:, :g], spread, spread)
     if points is not None:
-        spread = held.neighbour_position_m - mean[:, None, :]
+        spread = held.neighbour_position_m - answer[:, None, :]
         covariance = covariance + torch.einsum("nk,nki,nkj->nij", wide[:, g:], spread, spread)
-    return mean.double().numpy(), covariance.double().numpy()
+    return answer.double().numpy(), covariance.double().numpy()
