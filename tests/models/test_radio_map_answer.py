@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from heimdall.models.radio_map import geometric_median
+from heimdall.models.radio_map_candidates import geometric_median
 
 
 def _answer(weights: list[float], points_m: list[tuple[float, float]], candidates: int = 256) -> np.ndarray:

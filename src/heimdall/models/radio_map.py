@@ -47,6 +47,11 @@ import torch
 from torch import nn
 
 from heimdall.models.localization_net import BASE_INPUTS
+from heimdall.models.radio_map_candidates import (
+    GEOMETRIC_MEDIAN_CANDIDATES,
+    geometric_median,
+    with_fingerprint_points,
+)
 
 __all__ = [
     "GEOMETRIC_MEDIAN_CANDIDATES", "NOVELTY_CAP_DB", "RadioMapConfig", "RadioMapNet", "RADIO_MAP_KIND", "RADIO_MAP_OUTPUTS",
@@ -70,72 +75,6 @@ _NO_MATCH_DB = 1.0e3
 NOVELTY_CAP_DB = 20.0
 #: Bounds of the standard-normal CDF argument for not-heard receivers (float32-safe).
 _CENSOR_Z = 8.0
-#: Fingerprint point mass standing for "none": its points weigh under e^-69 of the grid's.
-_NO_POINT_MASS = 1.0e-30
-#: Weiszfeld steps from the posterior mean to its geometric median: on the April folds 3
-#: steps took 6.1 of the 7.4 m the median gains on random folds, 10 all but 0.2 m.
-GEOMETRIC_MEDIAN_STEPS = 10
-#: Candidates of most weight the steps use. On seed 0's 10 random and grid April folds 256,
-#: 1024 and all (about 6,500) gave the same medians to the metre, 64 moved one fold by 4 m;
-#: all of them tripled the fit's time (31 -> 95 s at 4,000 transmissions x 25 receivers).
-GEOMETRIC_MEDIAN_CANDIDATES = 256
-
-
-def geometric_median(
-    weights: torch.Tensor, location_m: torch.Tensor, start_m: torch.Tensor, steps: int = GEOMETRIC_MEDIAN_STEPS,
-    candidates: int = GEOMETRIC_MEDIAN_CANDIDATES,
-) -> torch.Tensor:
-    """The point minimising the expected distance sum_c w_c |x - l_c| [B,2] (m), by Weiszfeld
-    steps from `start_m` [B,2] over the `candidates` of most weight; `weights` [B,C] (need not
-    sum to one), `location_m` [B,C,2] (m).
-
-    The answer that minimises the expected error in metres: where the posterior has a main
-    mode and a far minor one, the mean is pulled toward the minor one by its mass times the
-    distance; the median is not. Distances are clamped at 1 m so a step that lands on a
-    candidate stays finite (and stays there when that candidate holds most of the mass).
-    """
-    weights, index = torch.topk(weights, min(candidates, weights.shape[1]), dim=1)
-    location_m = location_m.gather(1, index[..., None].expand(-1, -1, 2))
-    # Steps on offsets from the start: float32 sums of offsets of a few hundred metres keep
-    # the precision that sums of kilometre coordinates lose.
-    offset = location_m - start_m[:, None, :]
-    step = torch.zeros_like(start_m)
-    for _ in range(steps):
-        distance = ((offset - step[:, None, :]) ** 2).sum(-1).clamp_min(_MIN_DISTANCE_M**2).sqrt()
-        pull = weights / distance
-        step = torch.einsum("bc,bci->bi", pull, offset) / pull.sum(1, keepdim=True)
-    return start_m + step
-
-
-def with_fingerprint_points(
-    log_likelihood: torch.Tensor,
-    log_density: torch.Tensor,
-    log_prior: torch.Tensor,
-    grid_m: torch.Tensor,
-    cell: torch.Tensor,
-    position_m: torch.Tensor,
-    distance_db: torch.Tensor,
-    bandwidth_db: torch.Tensor,
-    point_mass: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The grid's candidates [B,G] and the k fingerprint neighbours [B,k] as one set [B,G+k].
-
-    `cell` [B,k]: the grid point whose cell holds each neighbour, `position_m` [B,k,2] its
-    position, `distance_db` [B,k] its fingerprint distance. A neighbour takes its cell's map
-    log-likelihood and prior and the log-mass log(rho) - d^2 / 2h^2 in place of the
-    fingerprint log-density (rho = `point_mass`; 0 gives the points no weight).
-    Returns (log-likelihood, log-density, log-prior [B,G+k], locations [B,G+k,2] m).
-    """
-    zeros = torch.zeros_like(log_likelihood)
-    point_density = torch.log(point_mass.clamp_min(_NO_POINT_MASS)) - 0.5 * (distance_db / bandwidth_db) ** 2
-    return (
-        torch.cat([log_likelihood, log_likelihood.gather(1, cell)], dim=1),
-        torch.cat([log_density, point_density], dim=1),
-        torch.cat([log_prior[None, :] + zeros, log_prior[cell]], dim=1),
-        torch.cat([grid_m[None] + torch.zeros_like(position_m[:, :1, :]), position_m], dim=1),
-    )
-
-
 @dataclass(frozen=True)
 class RadioMapConfig:
     """Sizes and fitted hyperparameters of a `RadioMapNet` (stored in checkpoints and bundles)."""

@@ -16,7 +16,11 @@ import numpy as np
 import torch
 
 from heimdall.data.layout import SampleArrays
-from heimdall.models.radio_map import GEOMETRIC_MEDIAN_CANDIDATES, RadioMapNet, geometric_median
+from heimdall.models.radio_map import RadioMapNet
+from heimdall.models.radio_map_candidates import (
+    GEOMETRIC_MEDIAN_CANDIDATES,
+    geometric_median,
+)
 
 __all__ = [
     "FINGERPRINT_BANDWIDTHS_DB", "FINGERPRINT_BACKGROUNDS", "FINGERPRINT_POINT_MASSES", "HeldOut", "held_out_terms", "posterior_answer",
