@@ -13,7 +13,7 @@ import torch
 
 from heimdall.evaluation.metrics import mahalanobis_sq
 from heimdall.models.radio_map import NOVELTY_CAP_DB, RadioMapConfig, RadioMapNet
-from heimdall.training.radio_map_calibration import calibrate_ellipses, novelty_factor
+from heimdall.training.radio_map_calibration import calibrate_ellipses, floored_covariance, novelty_factor
 from heimdall.training.radio_map_heldout import HeldOut, posterior_moments
 
 STEP_M = 10.0
@@ -90,3 +90,27 @@ def test_the_runtime_widens_as_the_calibration_assumed() -> None:
     ratio = (covariance[:, 0, 0] / covariance[0, 0, 0]).double().numpy()
     np.testing.assert_allclose(ratio, novelty_factor(nearest_db, 2.0), rtol=1e-5)
     assert ratio[2] == pytest.approx(1.0 + (NOVELTY_CAP_DB / 2.0) ** 2, rel=1e-5)
+
+
+def test_the_runtime_floors_and_widens_the_covariance_the_calibration_scored() -> None:
+    """The fit scores each setting on floored_covariance; the deployed graph must produce the
+    same matrix, floor included in the widening, or its coverage is not the one calibrated."""
+    net = RadioMapNet(RadioMapConfig(num_stations=1, grid_rows=3, grid_cols=3, num_fingerprints=1))
+    axis = torch.tensor([-100.0, 0.0, 100.0])
+    floor_m, step_m, novelty_db, scale = 60.0, 100.0, 2.0, 0.3
+    with torch.no_grad():
+        net.grid_m.copy_(torch.stack(torch.meshgrid(axis, axis, indexing="ij"), dim=-1).reshape(-1, 2))
+        net.grid_step_m.fill_(step_m)
+        net.covariance_floor_m2.fill_(floor_m**2)
+        net.novelty_db.fill_(novelty_db)
+        net.covariance_scale.fill_(scale)
+    nearest_db = np.array([0.0, 3.0, 6.0])
+    flat = torch.zeros(3, 9)
+    position, covariance = net.summarize(flat, flat, torch.from_numpy(nearest_db).float())
+    # A flat posterior over the 3 x 3 grid: variance 2/3 x 100^2 m^2 along each axis about the centre.
+    assert torch.allclose(position, torch.zeros(3, 2), atol=1e-3)
+    raw = np.repeat((2.0 / 3.0 * 100.0**2 * np.eye(2))[None], 3, axis=0)
+    expected = scale * floored_covariance(raw, floor_m, step_m, novelty_factor(nearest_db, novelty_db))
+    np.testing.assert_allclose(covariance.double().numpy(), expected, rtol=1e-4)
+    # The floor widens too: at 3 dB from training (factor 3.25) the floor alone adds 3.25 x 60^2 m^2.
+    assert expected[1, 0, 0] - expected[0, 0, 0] * 3.25 == pytest.approx(0.0, abs=1e-6)

@@ -17,7 +17,9 @@ from heimdall.evaluation.metrics import mahalanobis_sq
 from heimdall.models.radio_map import NOVELTY_CAP_DB
 from heimdall.training.radio_map_heldout import HeldOut, posterior_moments
 
-__all__ = ["EllipseCalibration", "NOVELTY_CAP_DB", "NOVELTY_SCALES_DB", "calibrate_ellipses", "novelty_factor"]
+__all__ = [
+    "EllipseCalibration", "NOVELTY_CAP_DB", "NOVELTY_SCALES_DB", "calibrate_ellipses", "floored_covariance", "novelty_factor",
+]
 
 #: Widening scales d0 (dB) tried for `novelty_factor` (0: none).
 NOVELTY_SCALES_DB = (0.0, 1.0, 2.0, 4.0, 8.0)
@@ -47,15 +49,17 @@ def novelty_factor(nearest_db: np.ndarray, novelty_db: float) -> np.ndarray:
     return 1.0 + (np.minimum(nearest_db, NOVELTY_CAP_DB) / novelty_db) ** 2
 
 
-def _floored(covariance_m2: np.ndarray, floor_m: float, step_m: float) -> np.ndarray:
-    """The covariance plus the floor and the grid's quantisation variance (step^2 / 12)."""
-    return covariance_m2 + (floor_m * floor_m + step_m * step_m / 12.0) * np.eye(2)
+def floored_covariance(covariance_m2: np.ndarray, floor_m: float, step_m: float, widening: np.ndarray) -> np.ndarray:
+    """(covariance + floor^2 + step^2 / 12) x widening: the floor and the grid's quantisation
+    variance widen with the query's novelty, in the order `RadioMapNet.summarize` applies them."""
+    floored = covariance_m2 + (floor_m * floor_m + step_m * step_m / 12.0) * np.eye(2)
+    return floored * widening[:, None, None]
 
 
 def _scale_and_floor(
-    delta_m: np.ndarray, covariance_m2: np.ndarray, step_m: float, groups: np.ndarray
+    delta_m: np.ndarray, covariance_m2: np.ndarray, widening: np.ndarray, step_m: float, groups: np.ndarray
 ) -> tuple[float, float, float]:
-    """(misfit, scale, floor_m): scale * (covariance + floor^2 I) best matching 1/2-sigma coverage.
+    """(misfit, scale, floor_m): scale * (covariance + floor^2 I) * widening best matching 1/2-sigma coverage.
 
     The misfit adds each group's (cross-fitting scheme's) squared coverage errors, so one
     setting must hold for interpolation and extrapolation alike.
@@ -64,7 +68,7 @@ def _scale_and_floor(
     scales = np.exp(np.linspace(np.log(0.005), np.log(50.0), 400))
     best = (np.inf, 1.0, 0.0)
     for floor in floors:
-        d2 = mahalanobis_sq(delta_m, _floored(covariance_m2, floor, step_m))
+        d2 = mahalanobis_sq(delta_m, floored_covariance(covariance_m2, floor, step_m, widening))
         misfit = np.zeros(len(scales))
         for group in np.unique(groups):
             part = d2[groups == group]
@@ -96,12 +100,12 @@ def calibrate_ellipses(
             [posterior_moments(h, key, weight, temperature, temperature * factor, point_mass)[1] for h in held]
         )
         for novelty_db in NOVELTY_SCALES_DB:
-            widened = covariances * novelty_factor(nearest, novelty_db)[:, None, None]
-            misfit, scale, floor = _scale_and_floor(deltas, widened, step_m, labels)
+            widening = novelty_factor(nearest, novelty_db)
+            misfit, scale, floor = _scale_and_floor(deltas, covariances, widening, step_m, labels)
             if best is None or misfit < best[0]:
                 best = (misfit, factor, novelty_db, floor, scale)
-                best_widened = widened
+                best_covariances, best_widening = covariances, widening
     assert best is not None
     _, factor, novelty_db, floor, scale = best
-    d2 = mahalanobis_sq(deltas, _floored(best_widened, floor, step_m)) / scale
+    d2 = mahalanobis_sq(deltas, floored_covariance(best_covariances, floor, step_m, best_widening)) / scale
     return EllipseCalibration(temperature * factor, novelty_db, floor, scale, d2)
