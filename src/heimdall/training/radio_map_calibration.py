@@ -22,7 +22,7 @@ __all__ = [
 ]
 
 #: Widening scales d0 (dB) tried for `novelty_factor` (0: none).
-NOVELTY_SCALES_DB = (0.0, 1.0, 2.0, 4.0, 8.0)
+NOVELTY_SCALES_DB = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 #: Covariance temperatures tried, as multiples of the posterior's temperature.
 COVARIANCE_TEMPERATURE_FACTORS = (1.0, 2.0, 4.0, 8.0)
 
