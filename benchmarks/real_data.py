@@ -22,6 +22,12 @@ offset drawn once per (seed, fold) and receiver from N(0, D^2) (dB): the calibra
 a later season, seen by every method alike (the training rows are left as measured). Which
 receivers heard is left as it was. Each seed draws its own drift, time folds included.
 
+With `--session-drift-db D`, the campaign becomes several measurement sessions: the time
+folds' blocks, each moved by its index in days, every receiver drifting by its own offset
+from N(0, D^2) dB in each session, training and test rows alike (drawn once per seed): a
+campaign measured over several days, tested within them (random, grid folds) or on a day
+held out (time folds).
+
 Errors are great-circle metres between the prediction and the truth, scored here, outside
 the product. Reported per fold and as mean and standard deviation over folds x seeds:
 median and p90 error, 1- and 2-sigma coverage of the model's ellipses, training wall time,
@@ -31,7 +37,7 @@ method with the lowest mean median in that mode).
     PYTHONPATH=src .venv/bin/python benchmarks/real_data.py FILE [--format long|powder-json]
         [--folds 5] [--seeds 0,1,2] [--modes random,grid,time]
         [--methods model,knn,ml_offsets,centroid] [--fold-limit N] [--test-drift-db D]
-        [--json OUT.json]
+        [--session-drift-db D] [--json OUT.json]
 """
 
 from __future__ import annotations
@@ -113,20 +119,44 @@ def drifted(campaign: Campaign, test_index: np.ndarray, drift_db: float, rng: np
     """`campaign` with the readings of the samples `test_index` shifted per receiver by offsets
     drawn from N(0, drift_db^2) dB, in the samples and in the table the CLI files are written from."""
     offset_db = rng.normal(0.0, drift_db, campaign.num_stations)
+    shift = np.zeros((len(campaign.samples), campaign.num_stations))
+    shift[test_index] = offset_db
+    return _shifted(campaign, shift, np.zeros(len(campaign.samples), dtype=np.int64))
+
+
+def in_sessions(campaign: Campaign, n_folds: int, drift_db: float, rng: np.random.Generator) -> Campaign:
+    """`campaign` as `n_folds` measurement sessions a day apart: the time folds' blocks, each
+    moved by its index in days, every receiver's readings in block b shifted by an offset
+    drawn once per (block, receiver) from N(0, drift_db^2) dB, training and test rows alike
+    (a campaign measured over several days whose receivers drift between them)."""
+    block = make_folds("time", n_folds, 0, campaign.samples.tx_position_m, campaign.timestamps)
+    offset_db = rng.normal(0.0, drift_db, (n_folds, campaign.num_stations))
+    return _shifted(campaign, offset_db[block], block)
+
+
+def _shifted(campaign: Campaign, shift_db: np.ndarray, days: np.ndarray) -> Campaign:
+    """Readings of sample i and station s shifted by `shift_db[i, s]` dB, and its time moved by
+    `days[i]` days, in the samples and in the table the CLI files are written from."""
     samples = campaign.samples
-    rows = np.zeros(len(samples), dtype=bool)
-    rows[test_index] = True
-    known = samples.heard & (samples.rx_id >= 0) & (samples.rx_id < campaign.num_stations) & rows[:, None]
+    known = samples.heard & (samples.rx_id >= 0) & (samples.rx_id < campaign.num_stations)
+    rows_of = np.arange(len(samples))[:, None]
     rss = samples.rss_dbm.copy()
-    rss[known] += offset_db[samples.rx_id[known]]
+    rss[known] += shift_db[np.broadcast_to(rows_of, known.shape)[known], samples.rx_id[known]]
     table = campaign.imported.table
     station_of = {name: i for i, name in enumerate(campaign.station_ids)}
     station = np.array([station_of.get(str(r), -1) for r in table.receiver_id])
-    test_rows = np.isin(table.sample_id, [campaign.names[i] for i in test_index]) & (station >= 0)
+    sample_of = {name: i for i, name in enumerate(campaign.names)}
+    row_sample = np.array([sample_of.get(str(s), -1) for s in table.sample_id])
+    ok = (station >= 0) & (row_sample >= 0)
     table_rss = table.rss_dbm.copy()
-    table_rss[test_rows] += offset_db[station[test_rows]]  # NaN (heard nothing) stays NaN
-    imported = replace(campaign.imported, table=replace(table, rss_dbm=table_rss))
-    return replace(campaign, imported=imported, samples=replace(samples, rss_dbm=rss))
+    table_rss[ok] += shift_db[row_sample[ok], station[ok]]  # NaN (heard nothing) stays NaN
+    step = np.timedelta64(86400, "s")
+    row_times = campaign.imported.timestamps.copy()
+    row_times[row_sample >= 0] += days[row_sample[row_sample >= 0]] * step
+    imported = replace(campaign.imported, table=replace(table, rss_dbm=table_rss), timestamps=row_times)
+    times = None if samples.timestamp_s is None else samples.timestamp_s + days * 86400.0
+    return replace(campaign, imported=imported, samples=replace(samples, rss_dbm=rss, timestamp_s=times),
+                   timestamps=campaign.timestamps + days * step)
 
 
 def classical_fold(
@@ -273,11 +303,13 @@ def model_direct_fold(campaign: Campaign, train_index: np.ndarray, test_index: n
 
 def run(
     campaign: Campaign, modes: tuple[str, ...], n_folds: int, seeds: tuple[int, ...], methods: tuple[str, ...],
-    fold_limit: int | None = None, test_drift_db: float = 0.0,
+    fold_limit: int | None = None, test_drift_db: float = 0.0, session_drift_db: float = 0.0,
 ) -> dict[str, Any]:
     """Every (mode, seed, fold): per-method scores; then the summary per mode and method.
 
-    `test_drift_db` > 0 shifts each fold's test readings by per-receiver offsets (`drifted`).
+    `test_drift_db` > 0 shifts each fold's test readings by per-receiver offsets (`drifted`);
+    `session_drift_db` > 0 makes the time blocks sessions with their own offsets, drawn per
+    seed (`in_sessions`).
     """
     truth_lat, truth_lon = campaign.samples.tx_lat_deg, campaign.samples.tx_lon_deg
     folds: list[dict[str, Any]] = []
@@ -287,16 +319,20 @@ def run(
             log.warning("no timestamps: time folds skipped")
             continue
         for seed in seeds:
+            seed_campaign = campaign
+            if session_drift_db > 0:
+                seed_campaign = in_sessions(campaign, n_folds, session_drift_db, np.random.default_rng([seed, 11]))
             fold_of = make_folds(mode, n_folds, seed, campaign.samples.tx_position_m, campaign.timestamps)
             for fold in range(n_folds if fold_limit is None else min(fold_limit, n_folds)):
                 test_index, train_index = np.flatnonzero(fold_of == fold), np.flatnonzero(fold_of != fold)
                 # Time folds do not change with the seed: the model is trained once per fold,
                 # unless each seed draws its own drift of the test rows.
-                key = (mode, fold) if mode == "time" and test_drift_db == 0 else (mode, seed, fold)
-                fold_campaign = campaign
+                drawn = test_drift_db > 0 or session_drift_db > 0
+                key = (mode, fold) if mode == "time" and not drawn else (mode, seed, fold)
+                fold_campaign = seed_campaign
                 if test_drift_db > 0:
                     drift_rng = np.random.default_rng([seed, fold, 7])
-                    fold_campaign = drifted(campaign, test_index, test_drift_db, drift_rng)
+                    fold_campaign = drifted(seed_campaign, test_index, test_drift_db, drift_rng)
                 classical = tuple(m for m in methods if m not in ("model", "model_direct"))
                 predictions = classical_fold(fold_campaign, train_index, test_index, classical, seed)
                 if "model" in methods:
@@ -306,7 +342,8 @@ def run(
                 if "model_direct" in methods:
                     predictions["model_direct"] = model_direct_fold(fold_campaign, train_index, test_index)
                 row: dict[str, Any] = {"mode": mode, "seed": seed, "fold": fold, "n_train": len(train_index),
-                                       "n_test": len(test_index), "test_drift_db": test_drift_db, "methods": {}}
+                                       "n_test": len(test_index), "test_drift_db": test_drift_db,
+                                       "session_drift_db": session_drift_db, "methods": {}}
                 for method, p in predictions.items():
                     scores = score(truth_lat[test_index], truth_lon[test_index], p["lat"], p["lon"], p.get("ellipse"))
                     scores["train_s"] = p["train_s"]
@@ -338,21 +375,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fold-limit", type=int, default=None, help="run only the first N folds of each seed")
     parser.add_argument("--test-drift-db", type=float, default=0.0,
                         help="shift each receiver's test readings by N(0, D^2) dB per fold (a season's drift)")
+    parser.add_argument("--session-drift-db", type=float, default=0.0,
+                        help="make the time blocks sessions a day apart, each receiver drifting N(0, D^2) dB per session")
     parser.add_argument("--json", dest="json_path", type=Path, default=None, help="write the full result here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
         seeds = tuple(int(s) for s in _csv(args.seeds))
-        if not np.isfinite(args.test_drift_db) or args.test_drift_db < 0:
-            raise InputError(f"--test-drift-db must be a finite number >= 0, got {args.test_drift_db}")
+        for flag, value in (("--test-drift-db", args.test_drift_db), ("--session-drift-db", args.session_drift_db)):
+            if not np.isfinite(value) or value < 0:
+                raise InputError(f"{flag} must be a finite number >= 0, got {value}")
         campaign = load_campaign(args.file, args.file_format)
         result = run(campaign, _csv(args.modes, MODES), args.folds, seeds, _csv(args.methods, METHODS), args.fold_limit,
-                     args.test_drift_db)
+                     args.test_drift_db, args.session_drift_db)
     except (HeimdallError, ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     result["config"] = {"file": str(args.file), "format": args.file_format, "folds": args.folds, "seeds": list(seeds),
-                        "samples": len(campaign.samples), "test_drift_db": args.test_drift_db}
+                        "samples": len(campaign.samples), "test_drift_db": args.test_drift_db,
+                        "session_drift_db": args.session_drift_db}
     print(markdown(result))
     if args.json_path is not None:
         args.json_path.write_text(json.dumps(result, indent=1))

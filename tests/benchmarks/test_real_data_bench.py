@@ -160,3 +160,31 @@ def test_the_drifted_run_reports_its_drift_and_rejects_a_negative_one(bench: Mod
         plain["summary"]["random"]["methods"]["ml_offsets"]["median_m"]["mean"]
     assert bench.main([str(source), "--test-drift-db", "-1"]) == 2
     assert "--test-drift-db must be" in capsys.readouterr().err
+
+
+def test_sessions_are_the_time_blocks_a_day_apart_each_with_its_own_receiver_offsets(
+    bench: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "tiny.csv"
+    _tiny_long_csv(source, 60)
+    campaign = bench.load_campaign(source, "long")
+    sessions = bench.in_sessions(campaign, 3, 4.0, np.random.default_rng(0))
+    block = bench.make_folds("time", 3, 0, campaign.samples.tx_position_m, campaign.timestamps)
+    days = (sessions.samples.timestamp_s - campaign.samples.timestamp_s) / 86400.0
+    np.testing.assert_allclose(days, block)
+    np.testing.assert_array_equal((sessions.timestamps - campaign.timestamps).astype("timedelta64[D]").astype(int), block)
+    change = sessions.samples.rss_dbm - campaign.samples.rss_dbm
+    offsets = np.zeros((3, campaign.num_stations))
+    for b in range(3):
+        for s in range(campaign.num_stations):
+            values = np.unique(np.round(change[block == b][campaign.samples.rx_id[block == b] == s], 4))
+            assert len(values) == 1  # one offset per (session, receiver)
+            offsets[b, s] = values[0]
+    assert 1.0 < np.std(offsets) < 10.0 and len(np.unique(offsets.round(4))) == offsets.size
+    # The CLI's files carry the moved times and shifted readings too.
+    out = tmp_path / "sessions.csv"
+    bench.write_long_csv(sessions, set(campaign.names), out, with_truth=False)
+    frame = pd.read_csv(out)
+    assert frame.timestamp.str[:10].nunique() == 3
+    assert bench.main([str(source), "--session-drift-db", "nan"]) == 2
+    assert "--session-drift-db must be" in capsys.readouterr().err
