@@ -139,9 +139,9 @@ def _shifted(campaign: Campaign, shift_db: np.ndarray, days: np.ndarray) -> Camp
     `days[i]` days, in the samples and in the table the CLI files are written from."""
     samples = campaign.samples
     known = samples.heard & (samples.rx_id >= 0) & (samples.rx_id < campaign.num_stations)
-    rows_of = np.arange(len(samples))[:, None]
+    rows, cols = np.nonzero(known)
     rss = samples.rss_dbm.copy()
-    rss[known] += shift_db[np.broadcast_to(rows_of, known.shape)[known], samples.rx_id[known]]
+    rss[rows, cols] += shift_db[rows, samples.rx_id[rows, cols]]
     table = campaign.imported.table
     station_of = {name: i for i, name in enumerate(campaign.station_ids)}
     station = np.array([station_of.get(str(r), -1) for r in table.receiver_id])
