@@ -263,16 +263,19 @@ def model_fold(campaign: Campaign, train_index: np.ndarray, test_index: np.ndarr
 
 
 def model_direct_fold(campaign: Campaign, train_index: np.ndarray, test_index: np.ndarray) -> dict[str, Any]:
-    """The radio map fitted in-process on the training rows; two passes as `Localizer.predict` runs them."""
+    """The radio map fitted in-process on the training rows; two passes and the widening with
+    time as `Localizer.predict` runs them."""
     import torch
 
+    from heimdall.evaluation.calibration import seconds_to_nearest, time_widening_factor
     from heimdall.evaluation.metrics import covariance_to_ellipse
     from heimdall.export.localizer import station_corrections
     from heimdall.training.radio_map_fit import fit_radio_map
 
     train, test = campaign.samples.select(train_index), campaign.samples.select(test_index)
     start = time.perf_counter()
-    net = fit_radio_map(train, campaign.num_stations, seed=0).net
+    fit = fit_radio_map(train, campaign.num_stations, seed=0)
+    net, hyper = fit.net, fit.hyperparameters
     train_s = time.perf_counter() - start
 
     def forward(rss: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -292,6 +295,9 @@ def model_direct_fold(campaign: Campaign, train_index: np.ndarray, test_index: n
     correction = station_corrections(test.rx_id, test.heard, residual, campaign.num_stations)
     known = test.heard & (test.rx_id >= 0) & (test.rx_id < campaign.num_stations)
     position, covariance, _ = forward(rss - np.where(known, correction[np.clip(test.rx_id, 0, None)], 0.0))
+    if test.timestamp_s is not None and train.timestamp_s is not None:
+        gap_s = seconds_to_nearest(test.timestamp_s, train.timestamp_s)
+        covariance = covariance * time_widening_factor(gap_s, hyper.time_widening, hyper.time_scale_s)[:, None, None]
     lat, lon = local_to_ground(position[:, 0], position[:, 1], campaign.reference)
     major, minor, orientation = covariance_to_ellipse(covariance)
     return {"lat": np.asarray(lat), "lon": np.asarray(lon), "train_s": train_s,

@@ -188,3 +188,31 @@ def test_any_frame_reads_the_same_from_csv_and_parquet(rows: list[dict]) -> None
                 _same_table(a, b)
             else:
                 _same_import(a, b)
+
+
+def test_a_timestamp_column_gives_each_sample_its_earliest_time(tmp_path: Path) -> None:
+    from heimdall.geo import ReferencePoint
+
+    path = tmp_path / "q.csv"
+    path.write_text(
+        "sample_id,timestamp,receiver_id,rx_lat,rx_lon,rss_dbm\n"
+        "a,2022-04-25T10:00:05,r1,40.76,-111.84,-60\n"
+        "a,2022-04-25T10:00:03,r2,40.765,-111.845,-70\n"
+        "b,,r1,40.76,-111.84,-65\n"
+        "c,2022-04-25T11:00:00+01:00,r1,40.76,-111.84,-62\n"
+    )
+    samples, names = read_measurements(path).to_samples(ReferencePoint(40.76, -111.84, 0.0), ["r1", "r2"])
+    assert names == ["a", "b", "c"]
+    start = float(np.datetime64("2022-04-25T10:00:00", "s").astype("int64"))
+    # a: its earlier row; b: unknown; c: a UTC offset read as UTC.
+    np.testing.assert_array_equal(samples.timestamp_s - start, [3.0, np.nan, 0.0])
+    path.write_text("sample_id,receiver_id,rx_lat,rx_lon,rss_dbm\na,r1,40.76,-111.84,-60\n")
+    assert read_measurements(path).to_samples(ReferencePoint(40.76, -111.84, 0.0), ["r1"])[0].timestamp_s is None
+
+
+def test_a_timestamp_that_is_not_a_time_is_refused_with_its_row(tmp_path: Path) -> None:
+    path = tmp_path / "q.csv"
+    path.write_text("sample_id,timestamp,receiver_id,rx_lat,rx_lon,rss_dbm\n"
+                    "a,2022-04-25T10:00:05,r1,40.76,-111.84,-60\na,yesterday,r2,40.76,-111.84,-60\n")
+    with pytest.raises(InputError, match="'timestamp'.*'yesterday' in row 3"):
+        read_measurements(path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -55,6 +56,21 @@ def test_import_train_evaluate_powder(home: Path, tmp_path: Path) -> None:
     assert shown.exit_code == 0 and "error by distance to the training data" in shown.stdout, shown.output
     # Metres, on a 3 km campus: every method lands within a few km.
     assert all(b["median_error_m"] < 3_000 for b in report["baselines"].values())
+    # The ellipses widen with the time since the nearest training transmission: the bundle
+    # keeps the times of every transmission the deployed graph was fitted on.
+    amount = config["hyperparameters"]["time_widening"]
+    assert amount > 0 and len(set(config["training_times_s"])) == len(config["training_times_s"]) > 700
+    _json(["datasets", "export", "powder", "--split", "test", "-o", str(tmp_path / "test.csv")])
+    rows = pd.read_csv(tmp_path / "test.csv")
+    rows["timestamp"] = (pd.to_datetime(rows["timestamp"]) + pd.Timedelta(days=30)).dt.strftime("%Y-%m-%dT%H:%M:%S")
+    rows.to_csv(tmp_path / "later.csv", index=False)
+    now = _json(["localize", "--model", exported["bundle"], "--measurements", str(tmp_path / "test.csv")])
+    later = _json(["localize", "--model", exported["bundle"], "--measurements", str(tmp_path / "later.csv")])
+    # Fitted on every labelled transmission, the test ones included (gap 0); a month later the
+    # variance is (1 + a) times as large, the answer where it was.
+    for a_now, a_later in zip(now["predictions"], later["predictions"], strict=True):
+        assert (a_later["lat"], a_later["lon"]) == (a_now["lat"], a_now["lon"])
+        assert a_later["sigma_major_m"] == pytest.approx(a_now["sigma_major_m"] * (1.0 + amount) ** 0.5, rel=1e-3)
 
 
 def test_bad_import_is_one_line_error(home: Path, tmp_path: Path) -> None:

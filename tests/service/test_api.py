@@ -7,6 +7,7 @@ import logging
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
@@ -172,6 +173,20 @@ def test_localize_bodies_follow_the_measurement_rules(client: TestClient, rows: 
     response = client.post("/v1/localize", json={"measurements": rows})
     assert response.status_code == 422
     assert fragment in _one_line_detail(response)
+
+
+def test_a_localize_body_carries_its_time_as_the_importers_count_it(client: TestClient) -> None:
+    from heimdall.service.schemas import LocalizeIn
+
+    naive = LocalizeIn(measurements=[_heard(0), _heard(1)], timestamp="2022-04-25T10:00:03").table()
+    aware = LocalizeIn(measurements=[_heard(0)], timestamp="2022-04-25T11:00:03+01:00").table()
+    expected = float(np.datetime64("2022-04-25T10:00:03", "s").astype("int64"))
+    np.testing.assert_array_equal(naive.timestamp_s, [expected, expected])
+    np.testing.assert_array_equal(aware.timestamp_s, [expected])
+    assert LocalizeIn(measurements=[_heard(0)]).table().timestamp_s is None
+    response = client.post("/v1/localize", json={"measurements": [_heard(0)], "timestamp": "yesterday"})
+    assert response.status_code == 422
+    assert "timestamp" in _one_line_detail(response)
 
 
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])

@@ -13,7 +13,14 @@ import torch
 
 from heimdall.evaluation.metrics import mahalanobis_sq
 from heimdall.models.radio_map import NOVELTY_CAP_DB, RadioMapConfig, RadioMapNet
-from heimdall.training.radio_map_calibration import calibrate_ellipses, floored_covariance, novelty_factor
+from heimdall.evaluation.calibration import time_widening_factor
+from heimdall.training.radio_map_calibration import (
+    calibrate_ellipses,
+    calibrate_time_widening,
+    coverage_misfit,
+    floored_covariance,
+    novelty_factor,
+)
 from heimdall.training.radio_map_heldout import HeldOut, posterior_moments
 
 STEP_M = 10.0
@@ -114,3 +121,40 @@ def test_the_runtime_floors_and_widens_the_covariance_the_calibration_scored() -
     np.testing.assert_allclose(covariance.double().numpy(), expected, rtol=1e-4)
     # The floor widens too: at 3 dB from training (factor 3.25) the floor alone adds 3.25 x 60^2 m^2.
     assert expected[1, 0, 0] - expected[0, 0, 0] * 3.25 == pytest.approx(0.0, abs=1e-6)
+
+
+def _calibrated_radii(n: int) -> np.ndarray:
+    """Squared Mahalanobis radii of n truths from a calibrated 2-D Gaussian, at its exact
+    quantiles (a chi-square with 2 degrees of freedom): 39.3% within 1, 86.5% within 4."""
+    return -2.0 * np.log1p(-(np.arange(n) + 0.5) / n)
+
+
+def test_ellipses_of_later_transmissions_widen_by_what_their_held_out_errors_need() -> None:
+    rng = np.random.default_rng(5)
+    # Random folds: held out seconds from a training transmission, calibrated. Time blocks:
+    # minutes to an hour later, errors twice the sigma (radii x 4).
+    d2 = np.concatenate([_calibrated_radii(1000), 4.0 * _calibrated_radii(1000)])
+    gap_s = np.concatenate([rng.uniform(2.0, 8.0, 1000), rng.uniform(300.0, 3600.0, 1000)])
+    groups = np.repeat([0, 2], 1000)
+    amount, scale_s = calibrate_time_widening(d2, gap_s, groups)
+    factor = time_widening_factor(gap_s, amount, scale_s)
+    assert amount >= 2.0  # the later ones need their variance x 4
+    widened = d2 / factor
+    assert coverage_misfit(widened, groups) < 0.5 * coverage_misfit(d2, groups)
+    later = widened[groups == 2]
+    assert abs(np.mean(later <= 1.0) - TARGET_1) < 0.1 and abs(np.mean(later <= 4.0) - TARGET_2) < 0.1
+    # The queries amid the campaign keep nearly their calibrated ellipses.
+    amid = widened[groups == 0]
+    assert abs(np.mean(amid <= 1.0) - TARGET_1) < 0.06 and abs(np.mean(amid <= 4.0) - TARGET_2) < 0.06
+
+
+def test_no_widening_where_time_says_nothing_or_is_unknown() -> None:
+    rng = np.random.default_rng(6)
+    d2 = np.concatenate([_calibrated_radii(800), _calibrated_radii(800)])
+    gap_s = rng.uniform(1.0, 3600.0, 1600)  # calibrated at every gap: widening only hurts
+    groups = np.repeat([0, 1], 800)
+    assert calibrate_time_widening(d2, gap_s, groups) == (0.0, 0.0)
+    overconfident = 4.0 * d2
+    unknown = gap_s.copy()
+    unknown[3] = np.nan  # a sample without a time: no gap to fit on
+    assert calibrate_time_widening(overconfident, unknown, groups) == (0.0, 0.0)

@@ -9,7 +9,12 @@ import numpy as np
 import pytest
 
 from heimdall.data.layout import SampleArrays
+from heimdall.data.measurement_files import read_measurements, write_measurements
 from heimdall.errors import InputError
+from heimdall.export.bundle import model_card, write_bundle_files
+from heimdall.export.localizer import Localizer
+from heimdall.export.onnx_export import export_onnx
+from heimdall.training.radio_map_build import build_radio_map
 from heimdall.training.radio_map_fit import CROSS_FOLDS, _folds, cross_fitting_schemes, fit_radio_map
 from tests.training.test_radio_map import EXTENT_M, STATIONS, _predict, _samples
 
@@ -81,3 +86,36 @@ def test_timestamps_calibrate_the_ellipses_and_never_move_the_answer() -> None:
         for scheme in schemes:
             one, two = report[f"cv_{scheme}_coverage_1sigma"], report[f"cv_{scheme}_coverage_2sigma"]
             assert 0.0 < one < two < 1.0
+
+
+def test_the_runtime_widens_the_ellipses_of_transmissions_later_than_training(tmp_path) -> None:  # noqa: ANN001
+    rng = np.random.default_rng(13)
+    train = _timestamped(_samples(rng.uniform(0.0, EXTENT_M, size=(300, 2)), rng), np.linspace(0.0, 2.0, 300))
+    export_onnx(build_radio_map(train, STATIONS, EXTENT_M / 60.0), tmp_path / "model.onnx")
+    config = {
+        "name": "test", "version": 1, "reference_point": {"lat_deg": 45.0, "lon_deg": 9.0, "alt_m": 0.0},
+        "station_ids": [f"s{i}" for i in range(STATIONS)], "max_batch": 16,
+        "hyperparameters": {"time_widening": 2.0, "time_scale_s": 60.0},
+        "training_times_s": [int(t) for t in train.timestamp_s],
+    }
+    write_bundle_files(tmp_path, config, {}, "test bundle")
+    localizer = Localizer(tmp_path)
+    queries = _samples(rng.uniform(100.0, EXTENT_M - 100.0, size=(40, 2)), rng)
+    plain = localizer.predict(queries)  # no timestamps: the graph's ellipses
+    stored = np.asarray(config["training_times_s"], dtype=np.float64)
+    amid = localizer.predict(replace(queries, timestamp_s=stored[:40]))
+    month = localizer.predict(replace(queries, timestamp_s=stored[:40] + 30 * 86400.0))
+    np.testing.assert_allclose(amid.covariance_m2, plain.covariance_m2)
+    # A month later: variance x (1 + a), the answer unchanged.
+    np.testing.assert_allclose(month.covariance_m2, 3.0 * plain.covariance_m2, rtol=1e-9)
+    np.testing.assert_array_equal(month.position_m, plain.position_m)
+    # The same from a measurement file with a timestamp column, as `heimdall localize` reads it.
+    later = replace(queries, timestamp_s=stored[:40] + 30 * 86400.0)
+    write_measurements(tmp_path / "later.csv", later, localizer.reference_point, localizer.station_ids)
+    write_measurements(tmp_path / "untimed.csv", queries, localizer.reference_point, localizer.station_ids)
+    _, from_file = localizer.localize_table(read_measurements(tmp_path / "later.csv"))
+    _, untimed = localizer.localize_table(read_measurements(tmp_path / "untimed.csv"))
+    np.testing.assert_allclose(from_file.covariance_m2, 3.0 * untimed.covariance_m2, rtol=1e-9)
+    # The model card says so.
+    card = model_card({**config, "network": {"name": "n", "frequency_hz": 462.7e6}, "dataset_kind": "measured"}, {})
+    assert "widen with the time since the nearest training one: variance x (1 + 2 (1 - exp(-gap / 60 s)))" in card

@@ -44,7 +44,7 @@ from heimdall.data.measurements import (
     out_of_range,
     unheard_samples,
 )
-from heimdall.data.measurement_files import number_cells, read_long_file
+from heimdall.data.measurement_files import number_cells, parse_timestamps, read_long_file
 from heimdall.errors import DataError, InputError, NotFoundError
 
 __all__ = [
@@ -294,7 +294,7 @@ def read_powder_json(path: Path) -> ImportedMeasurements:
         "tx_lat": np.array(tx_lat_col, dtype=np.float64),
         "tx_lon": np.array(tx_lon_col, dtype=np.float64),
     }
-    columns["timestamp"], unparsed = _parse_timestamps(columns["sample_id"])
+    columns["timestamp"], unparsed = parse_timestamps(columns["sample_id"])
     if unparsed.any():
         log.warning("%s: %d sample keys are not timestamps; their time is unknown", path.name, int(unparsed.sum()))
     drop = np.zeros(m, dtype=bool)
@@ -310,15 +310,6 @@ def read_powder_json(path: Path) -> ImportedMeasurements:
 
 
 # --- lenient long format -----------------------------------------------------------------
-
-
-def _parse_timestamps(text: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """ISO strings -> (datetime64[s] with NaT for empty, bool mask of unparseable values)."""
-    series = pd.Series(text, dtype=object).astype(str).str.strip()
-    empty = series.isin(["", "nan", "NaT", "None"])
-    parsed = pd.to_datetime(series.where(~empty, None), errors="coerce", format="ISO8601", utc=True)
-    values = parsed.dt.tz_localize(None).to_numpy().astype("datetime64[s]")
-    return values, (~empty & parsed.isna()).to_numpy()
 
 
 def read_measurements_lenient(path: Path) -> ImportedMeasurements:
@@ -363,7 +354,7 @@ def read_measurements_lenient(path: Path) -> ImportedMeasurements:
     implausible = out_of_range(columns["rx_alt_m"], RX_ALT_RANGE_M) | out_of_range(columns["snr_db"], SNR_RANGE_DB)
     columns["rx_alt_m"] = np.nan_to_num(columns["rx_alt_m"], nan=0.0)
     timestamps, bad_time = (
-        _parse_timestamps(frame["timestamp"].to_numpy()) if "timestamp" in frame.columns
+        parse_timestamps(frame["timestamp"].to_numpy()) if "timestamp" in frame.columns
         else (np.full(m, np.datetime64("NaT", "s")), np.zeros(m, dtype=bool))
     )
     columns["timestamp"] = timestamps

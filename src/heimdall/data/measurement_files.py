@@ -22,6 +22,7 @@ __all__ = [
     "MAX_ROWS",
     "NUMERIC_COLUMNS",
     "number_cells",
+    "parse_timestamps",
     "read_long_file",
     "read_long_frame",
     "read_measurements",
@@ -114,6 +115,15 @@ def _parse_numeric(column: pd.Series, name: str, allow_empty: bool) -> np.ndarra
     return values
 
 
+def parse_timestamps(text: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ISO strings -> (datetime64[s] with NaT for empty, bool mask of unparseable values)."""
+    series = pd.Series(text, dtype=object).astype(str).str.strip()
+    empty = series.isin(["", "nan", "NaT", "None"])
+    parsed = pd.to_datetime(series.where(~empty, None), errors="coerce", format="ISO8601", utc=True)
+    values = parsed.dt.tz_localize(None).to_numpy().astype("datetime64[s]")
+    return values, (~empty & parsed.isna()).to_numpy()
+
+
 def read_measurements(path: Path, require_truth: bool = False) -> MeasurementTable:
     """Read and validate a CSV or Parquet file in the long measurement format."""
     path = Path(path)
@@ -128,6 +138,17 @@ def read_measurements(path: Path, require_truth: bool = False) -> MeasurementTab
         for name in ("rx_lat", "rx_lon", "tx_lat", "tx_lon", "rss_dbm", "rx_alt_m", "snr_db")
         if name in frame.columns
     }
+    if "timestamp" in frame.columns:
+        # Optional: at localisation a radio map widens the ellipses of transmissions far in
+        # time from its training ones (`Localizer.predict`).
+        times, unparsed = parse_timestamps(frame["timestamp"].to_numpy())
+        if unparsed.any():
+            row = int(np.flatnonzero(unparsed)[0])
+            raise InputError(
+                f"{path.name}: column 'timestamp' has a value that is not an ISO 8601 time "
+                f"{str(frame['timestamp'].iloc[row])!r} in row {row + 2}"
+            )
+        columns["timestamp_s"] = np.where(np.isnat(times), np.nan, times.astype("int64").astype(np.float64))
     return MeasurementTable.from_columns(
         path.name, frame["sample_id"].to_numpy(), frame["receiver_id"].to_numpy(), columns
     )

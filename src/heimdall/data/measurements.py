@@ -75,6 +75,8 @@ class MeasurementTable:
     snr_db: np.ndarray
     tx_lat_deg: np.ndarray  # NaN when absent
     tx_lon_deg: np.ndarray
+    #: [M] seconds (the file's `timestamp`), NaN where unknown; None: no timestamp column.
+    timestamp_s: np.ndarray | None = None
 
     @classmethod
     def from_columns(
@@ -90,7 +92,8 @@ class MeasurementTable:
 
         `columns` holds float64 arrays (NaN = empty) named as in the file format: `rx_lat`,
         `rx_lon` (required), `rss_dbm` (NaN or below `NOT_RECEIVED_BELOW_DBM` = listened, heard
-        nothing), `rx_alt_m`, `snr_db`, `tx_lat`, `tx_lon` (optional). Row numbers in messages
+        nothing), `rx_alt_m`, `snr_db`, `tx_lat`, `tx_lon`, `timestamp_s` (optional; seconds,
+        NaN where unknown). Row numbers in messages
         start at `first_row` (2 in a file with a header line).
         """
         m = len(sample_id)
@@ -133,15 +136,16 @@ class MeasurementTable:
             snr_db=snr,
             tx_lat_deg=tx_lat,
             tx_lon_deg=tx_lon,
+            timestamp_s=column("timestamp_s") if "timestamp_s" in columns else None,
         )
         _check_samples(table, source)
         return table
 
     @classmethod
-    def from_rows(cls, rows: Sequence[Any], source: str = "request") -> MeasurementTable:
+    def from_rows(cls, rows: Sequence[Any], source: str = "request", timestamp_s: float | None = None) -> MeasurementTable:
         """One transmission (sample "0") from per-receiver records with the attributes
         `receiver_id`, `rx_lat`, `rx_lon` and optional `rx_alt_m`, `rss_dbm`, `snr_db`
-        (None = empty), validated by `from_columns`."""
+        (None = empty), validated by `from_columns`; `timestamp_s`: when it was heard (s)."""
 
         def column(name: str) -> np.ndarray:
             values = [getattr(row, name, None) for row in rows]
@@ -152,7 +156,10 @@ class MeasurementTable:
 
         names = ("rx_lat", "rx_lon", "rx_alt_m", "rss_dbm", "snr_db")
         ids = np.array([str(row.receiver_id) for row in rows], dtype=object)
-        return cls.from_columns(source, np.full(len(rows), "0", dtype=object), ids, {n: column(n) for n in names})
+        columns = {n: column(n) for n in names}
+        if timestamp_s is not None:
+            columns["timestamp_s"] = np.full(len(rows), float(timestamp_s))
+        return cls.from_columns(source, np.full(len(rows), "0", dtype=object), ids, columns)
 
     @property
     def has_truth(self) -> bool:
@@ -209,8 +216,17 @@ class MeasurementTable:
             tx_lon_deg=tx_lon,
             tx_power_dbm=np.full(n, np.nan, dtype=np.float32),
             split=np.full(n, 2, dtype=np.int8),
+            timestamp_s=self._sample_times(sample_index, n),
         )
         return samples, names
+
+    def _sample_times(self, sample_index: np.ndarray, n: int) -> np.ndarray | None:
+        """Each sample's earliest known row timestamp (s, NaN where none), None without any."""
+        if self.timestamp_s is None or not np.isfinite(self.timestamp_s).any():
+            return None
+        times = np.full(n, np.inf)
+        np.minimum.at(times, sample_index, np.where(np.isfinite(self.timestamp_s), self.timestamp_s, np.inf))
+        return np.where(np.isinf(times), np.nan, times)
 
 
 def coordinates_out_of_range(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:

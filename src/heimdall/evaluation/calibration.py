@@ -1,4 +1,5 @@
-"""Post-hoc variance calibration: one scale factor for predicted covariances."""
+"""Post-hoc variance calibration: one scale factor for predicted covariances, and the
+widening of a covariance with the time since the nearest training transmission."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import numpy as np
 from heimdall.errors import DataError
 from heimdall.evaluation.metrics import mahalanobis_sq
 
-__all__ = ["COVERAGE_TARGETS", "fit_covariance_scale"]
+__all__ = ["COVERAGE_TARGETS", "fit_covariance_scale", "seconds_to_nearest", "time_widening_factor"]
 
 #: (k, fraction of truths a calibrated 2-D Gaussian's k-sigma ellipse holds) at 1 and 2 sigma.
 COVERAGE_TARGETS = ((1.0, 1.0 - float(np.exp(-0.5))), (2.0, 1.0 - float(np.exp(-2.0))))
@@ -29,3 +30,36 @@ def fit_covariance_scale(delta_m: np.ndarray, covariance_m2: np.ndarray) -> floa
         coverage = (d2[None, :] <= (k * k) * scales[:, None]).mean(axis=1)
         misfit += (coverage - target) ** 2
     return float(scales[int(np.argmin(misfit))])
+
+
+def seconds_to_nearest(times_s: np.ndarray, training_times_s: np.ndarray) -> np.ndarray:
+    """Seconds [N] from each of `times_s` [N] to the nearest of `training_times_s` (any order);
+    NaN where a time is unknown (NaN) or no training time is known."""
+    times_s = np.asarray(times_s, dtype=np.float64)
+    known = np.sort(np.asarray(training_times_s, dtype=np.float64).ravel())
+    known = known[np.isfinite(known)]
+    gap = np.full(times_s.shape, np.nan)
+    if known.size == 0:
+        return gap
+    finite = np.isfinite(times_s)
+    t = times_s[finite]
+    right = np.clip(np.searchsorted(known, t), 0, known.size - 1)
+    left = np.clip(right - 1, 0, known.size - 1)
+    gap[finite] = np.minimum(np.abs(t - known[left]), np.abs(t - known[right]))
+    return gap
+
+
+def time_widening_factor(gap_s: np.ndarray, amount: float, scale_s: float) -> np.ndarray:
+    """Covariance multiplier 1 + a (1 - exp(-gap / g0)) for a query `gap_s` seconds from the
+    nearest training transmission (`seconds_to_nearest`); a = `amount`, g0 = `scale_s`.
+
+    1 where the gap is unknown (NaN) or a is 0; it grows with the gap and levels off at
+    1 + a, so a transmission months after the campaign gets the widening fitted on ones
+    minutes after it: in a campaign walked or driven with the transmitter, one sent seconds
+    from a labelled transmission was sent metres from it, a later one was not.
+    """
+    gap_s = np.asarray(gap_s, dtype=np.float64)
+    if amount <= 0 or scale_s <= 0:
+        return np.ones(gap_s.shape)
+    factor = 1.0 + amount * -np.expm1(-np.maximum(gap_s, 0.0) / scale_s)
+    return np.where(np.isfinite(gap_s), factor, 1.0)

@@ -57,6 +57,12 @@ def _training_lines(config: dict[str, Any]) -> list[str]:
         lines.append("- model: " + ", ".join(f"{k} {v}" for k, v in model.items() if not isinstance(v, (list, dict))))
     if "covariance_scale" in config:
         lines.append(f"- covariance calibrated on the validation split: scale {float(config['covariance_scale']):.3f}")
+    hyper = config.get("hyperparameters") or {}
+    if float(hyper.get("time_widening", 0.0)) > 0 and config.get("training_times_s"):
+        lines.append(
+            f"- ellipses of transmissions with a timestamp widen with the time since the nearest training one: "
+            f"variance x (1 + {float(hyper['time_widening']):g} (1 - exp(-gap / {float(hyper['time_scale_s']):g} s)))"
+        )
     lines.append(f"- MLflow run `{config.get('mlflow_run_id')}`, job `{config.get('job_id')}`")
     return [*lines, ""]
 

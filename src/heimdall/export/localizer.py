@@ -14,6 +14,7 @@ import numpy as np
 from heimdall.data.layout import SampleArrays
 from heimdall.data.measurements import MeasurementTable
 from heimdall.errors import HeimdallError, InputError
+from heimdall.evaluation.calibration import seconds_to_nearest, time_widening_factor
 from heimdall.evaluation.metrics import covariance_to_ellipse
 from heimdall.export.area import TrainingArea
 from heimdall.export.bundle import read_bundle_config
@@ -110,6 +111,10 @@ class Localizer:
         self.output_names = [o.name for o in self.session.get_outputs()]
         #: Samples per onnxruntime call (a radio map asks for small batches in its config).
         self.max_batch = int(self.config.get("max_batch", _CHUNK))
+        hyper = self.config.get("hyperparameters") or {}
+        #: (a, g0 s) of `time_widening_factor` and the training timestamps (s) it measures from.
+        self.time_widening = (float(hyper.get("time_widening", 0.0)), float(hyper.get("time_scale_s", 0.0)))
+        self.training_times_s = np.asarray(self.config.get("training_times_s") or [], dtype=np.float64)
         try:
             self.area = TrainingArea.from_config(self.config, self.reference_point)
         except HeimdallError as exc:
@@ -152,6 +157,8 @@ class Localizer:
         With `check_area` (the default: what users see) inputs outside the training area
         and single-receiver samples are flagged and their ellipses widened
         (`TrainingArea.check`); evaluation turns it off to score the model's own output.
+        Samples with a timestamp (`timestamp_s`) get a radio map's widening with the time
+        since its nearest training transmission (`time_widening_factor`), evaluation included.
         """
         if len(samples) == 0:
             raise InputError("no samples to localise")
@@ -176,6 +183,11 @@ class Localizer:
             known = (samples.rx_id >= 0) & (samples.rx_id < len(self.station_ids)) & samples.heard
             feeds_all["rss_dbm"] = (feeds_all["rss_dbm"] - np.where(known, correction[station], 0.0)).astype(np.float32)
             position_m, covariance_m2, _ = self._run(feeds_all)
+        if samples.timestamp_s is not None and self.training_times_s.size:
+            # Transmissions later than the campaign (or between its walks) get the widening
+            # its cross-fitting measured for them; ones without a timestamp keep the graph's.
+            gap_s = seconds_to_nearest(samples.timestamp_s, self.training_times_s)
+            covariance_m2 = covariance_m2 * time_widening_factor(gap_s, *self.time_widening)[:, None, None]
         warnings: tuple[tuple[str, ...], ...] = ((),) * len(samples)
         out_of_area = np.zeros(len(samples), dtype=bool)
         if check_area and self.area is not None:

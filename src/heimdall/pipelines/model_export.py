@@ -70,6 +70,21 @@ def _refit_on_all_labels(ctx: Context, draft: Any, meta: dict[str, Any], reader:
     return refit
 
 
+def _training_times(meta: dict[str, Any], reader: DatasetReader, splits: tuple[str, ...]) -> dict[str, Any]:
+    """`training_times_s`: the distinct timestamps (whole seconds, sorted) of the samples a
+    radio map was fitted on, which the runtime's widening with time measures queries from
+    (`Localizer`); empty where the map does not widen with time."""
+    import numpy as np
+
+    from heimdall.pipelines.radio_map_training import labelled_samples
+
+    if float((meta.get("hyperparameters") or {}).get("time_widening", 0.0)) <= 0:
+        return {}
+    times = labelled_samples(reader, splits).timestamp_s
+    known = np.unique(np.round(times[np.isfinite(times)])) if times is not None else np.zeros(0)
+    return {"training_times_s": [int(t) for t in known]} if known.size else {}
+
+
 def _stage_export(
     ctx: Context, net: Any, meta: dict[str, Any], reader: DatasetReader, name: str, number: int, quantize: str | None
 ) -> tuple[Any, dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any] | None]:
@@ -102,6 +117,8 @@ def _stage_export(
     try:
         config = bundle_config(meta, reader, name=name, version=number)
         config.update(covariance_scale=scale, training=training_settings(ctx, meta))
+        if radio_map:
+            config.update(_training_times(meta, reader, tuple(meta.get("fitted_on") or ("train", "val"))))
         localizer = Localizer(draft.directory, reference=f"{name}/v{number}", config=config)
         evaluation = evaluate_localizer(localizer, reader, test_split).summary
         if radio_map and test_split == "test":
@@ -109,6 +126,7 @@ def _stage_export(
             config.update(
                 fitted_on=["train", "val", "test"],
                 evaluated_as="fitted on train and val; the test figures are held-out, measured before the refit",
+                **_training_times(meta, reader, ("train", "val", "test")),
             )
         metrics = {"evaluation": evaluation, "onnx_max_abs_diff": draft.max_abs_diff, "covariance_scale": scale}
         quantization = None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, create_model, field_validator, model_validator
@@ -250,6 +250,15 @@ class MeasurementIn(_Body):
     snr_db: Annotated[float, Field(ge=SNR_RANGE_DB[0], le=SNR_RANGE_DB[1])] | None = None
 
 
+def _seconds(moment: datetime | None) -> float | None:
+    """Seconds since 1970-01-01 as the importers count them (aware times in UTC, naive ones as written)."""
+    if moment is None:
+        return None
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+    return (moment - datetime(1970, 1, 1)).total_seconds()
+
+
 class LocalizeIn(_Body):
     """`POST /v1/localize`: one transmission as heard by a set of receivers."""
 
@@ -259,6 +268,12 @@ class LocalizeIn(_Body):
         "else the newest version while nothing is promoted",
     )
     measurements: Annotated[list[MeasurementIn], Field(min_length=1, max_length=1024)]
+    timestamp: datetime | None = Field(
+        None,
+        description="When it was heard (ISO 8601; with a UTC offset read as UTC, without one as the "
+        "training data's times were written). A radio map widens the ellipse of a transmission far in "
+        "time from the ones it was trained on",
+    )
 
     _table: MeasurementTable | None = PrivateAttr(None)
 
@@ -266,7 +281,7 @@ class LocalizeIn(_Body):
     def _one_transmission(self) -> LocalizeIn:
         # The measurement rules of files and requests alike (a 422 naming the problem).
         try:
-            self._table = MeasurementTable.from_rows(self.measurements, source="request")
+            self._table = MeasurementTable.from_rows(self.measurements, "request", _seconds(self.timestamp))
         except InputError as exc:
             raise ValueError(str(exc)) from exc
         return self
@@ -274,7 +289,7 @@ class LocalizeIn(_Body):
     def table(self) -> MeasurementTable:
         """The validated transmission as a `MeasurementTable`."""
         if self._table is None:  # built by model_construct, which skips validation
-            self._table = MeasurementTable.from_rows(self.measurements, source="request")
+            self._table = MeasurementTable.from_rows(self.measurements, "request", _seconds(self.timestamp))
         return self._table
 
 

@@ -74,6 +74,10 @@ class RadioMapHyperparameters:
     #: Path-loss exponent held fixed (`training.censored_physics`); None: least squares on
     #: the heard readings (`fit_physics`).
     path_loss_exponent: float | None = None
+    #: a and g0 (s) of `evaluation.calibration.time_widening_factor`, applied by the runtime
+    #: to queries with a timestamp; a = 0: no widening with time.
+    time_widening: float = 0.0
+    time_scale_s: float = 0.0
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)

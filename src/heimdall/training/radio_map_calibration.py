@@ -3,7 +3,9 @@
 Step 4 of `training.radio_map_fit`: the covariance temperature, the novelty widening, the
 floor and the scale that bring the 1- and 2-sigma coverage of the cross-fitting schemes'
 held-out predictions closest to 0.393 / 0.865, one setting for every scheme at once.
-Distances in metres, fingerprint distances in dB.
+Then, where the samples have timestamps, the widening with the time since the nearest
+training transmission (`calibrate_time_widening`). Distances in metres, fingerprint
+distances in dB, times in seconds.
 """
 
 from __future__ import annotations
@@ -12,19 +14,23 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from heimdall.evaluation.calibration import COVERAGE_TARGETS
+from heimdall.evaluation.calibration import COVERAGE_TARGETS, time_widening_factor
 from heimdall.evaluation.metrics import mahalanobis_sq
 from heimdall.models.radio_map import NOVELTY_CAP_DB
 from heimdall.training.radio_map_heldout import HeldOut, posterior_moments
 
 __all__ = [
-    "EllipseCalibration", "NOVELTY_CAP_DB", "NOVELTY_SCALES_DB", "calibrate_ellipses", "floored_covariance", "novelty_factor",
+    "EllipseCalibration", "NOVELTY_CAP_DB", "NOVELTY_SCALES_DB", "TIME_SCALES_S", "TIME_WIDENING_AMOUNTS",
+    "calibrate_ellipses", "calibrate_time_widening", "coverage_misfit", "floored_covariance", "novelty_factor",
 ]
 
 #: Widening scales d0 (dB) tried for `novelty_factor` (0: none).
 NOVELTY_SCALES_DB = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 #: Covariance temperatures tried, as multiples of the posterior's temperature.
 COVARIANCE_TEMPERATURE_FACTORS = (1.0, 2.0, 4.0, 8.0)
+#: Widening amounts a (0: none) and time scales g0 (s) tried for `time_widening_factor`.
+TIME_WIDENING_AMOUNTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
+TIME_SCALES_S = (5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
 
 
 @dataclass(frozen=True)
@@ -109,3 +115,33 @@ def calibrate_ellipses(
     _, factor, novelty_db, floor, scale = best
     d2 = mahalanobis_sq(deltas, floored_covariance(best_covariances, floor, step_m, best_widening)) / scale
     return EllipseCalibration(temperature * factor, novelty_db, floor, scale, d2)
+
+
+def coverage_misfit(mahalanobis_sq: np.ndarray, groups: np.ndarray) -> float:
+    """Summed over the groups (cross-fitting schemes): squared 1- and 2-sigma coverage errors."""
+    return float(sum(
+        (np.mean(mahalanobis_sq[groups == g] <= k * k) - target) ** 2
+        for g in np.unique(groups) for k, target in COVERAGE_TARGETS
+    ))
+
+
+def calibrate_time_widening(
+    mahalanobis_sq: np.ndarray, gap_s: np.ndarray, groups: np.ndarray
+) -> tuple[float, float]:
+    """(a, g0 s) of `time_widening_factor` best matching the groups' 1-/2-sigma coverage.
+
+    `mahalanobis_sq` [N] are the held-out truths' squared radii under the chosen
+    calibration, `gap_s` [N] each one's seconds to the nearest transmission its fold was
+    fitted on, `groups` [N] its cross-fitting scheme. The widening only widens (a >= 0, the
+    calibration kept underneath), so queries amid the campaign keep their ellipses; (0, 0)
+    unless a widening lowers the misfit, or where any gap is unknown.
+    """
+    if len(gap_s) == 0 or not np.all(np.isfinite(gap_s)):
+        return 0.0, 0.0
+    best = (coverage_misfit(mahalanobis_sq, groups), 0.0, 0.0)
+    for amount in TIME_WIDENING_AMOUNTS[1:]:
+        for scale_s in TIME_SCALES_S:
+            misfit = coverage_misfit(mahalanobis_sq / time_widening_factor(gap_s, amount, scale_s), groups)
+            if misfit < best[0] - 1e-12:
+                best = (misfit, amount, scale_s)
+    return best[1], best[2]

@@ -17,7 +17,10 @@
    measured); then the covariance temperature, floor and scale bring the 1- and 2-sigma
    coverage of the same out-of-fold predictions to 0.393 / 0.865. When every sample has a
    timestamp, forward time blocks (each predicted from the earlier ones only) join the
-   calibration, so the ellipses also answer for transmissions later than the training ones.
+   calibration, so the ellipses also answer for transmissions later than the training ones;
+   and the covariance widens with the time since the nearest training transmission
+   (`calibrate_time_widening`: a query amid the campaign keeps the calibrated ellipse, a
+   later one gets the widening the held-out gaps called for).
 
 All distances in metres, powers in dB.
 """
@@ -33,10 +36,11 @@ import numpy as np
 
 from heimdall.data.layout import SampleArrays
 from heimdall.errors import DataError
+from heimdall.evaluation.calibration import seconds_to_nearest, time_widening_factor
 from heimdall.memory import reuse_freed_memory
 from heimdall.models.radio_map import RadioMapNet
 from heimdall.training.censored_physics import censored_path_loss_exponent, silent_readings
-from heimdall.training.radio_map_calibration import calibrate_ellipses
+from heimdall.training.radio_map_calibration import calibrate_ellipses, calibrate_time_widening
 from heimdall.training.radio_map_build import (
     RadioMapHyperparameters,
     apply_hyperparameters,
@@ -274,6 +278,10 @@ def _fit_radio_map(
     done = 0
     # held[scheme][length index] -> list of per-fold held-out terms
     held: dict[str, list[list[HeldOut]]] = {s: [[] for _ in lengths] for s in schemes}
+    # gaps[scheme][length index] -> per fold, each held-out sample's seconds to the nearest
+    # transmission its fold's maps were fitted on (NaN without timestamps).
+    gaps: dict[str, list[list[np.ndarray]]] = {s: [[] for _ in lengths] for s in schemes}
+    times = samples.timestamp_s if samples.timestamp_s is not None else np.full(len(samples), np.nan)
 
     def cross_fit(scheme: str, length_indices: list[int]) -> None:
         """Fit each fold's maps (one per length scale) and keep the held-out terms."""
@@ -283,12 +291,14 @@ def _fit_radio_map(
         for fold in range(CROSS_FOLDS):
             # Time blocks are forward: a block is predicted from earlier ones only, as a
             # deployed model predicts transmissions later than everything it was fitted on.
-            train = samples.select(folds < fold if scheme == "time" else folds != fold)
+            in_train = folds < fold if scheme == "time" else folds != fold
+            train = samples.select(in_train)
             test_index = np.intersect1d(np.nonzero(folds == fold)[0], chosen)
             if len(train) < 10 or len(test_index) == 0:
                 done += len(length_indices)
                 continue
             grid = map_grid(train.tx_position_m.astype(np.float64))
+            gap = seconds_to_nearest(times[test_index], times[in_train])
             shared = None
             for li in length_indices:
                 net = build_radio_map(train, num_stations, lengths[li], grid=grid, mobile=mobile, fill_absent=fill,
@@ -296,6 +306,7 @@ def _fit_radio_map(
                 terms = held_out_terms(net, samples.select(test_index), shared)
                 shared = terms
                 held[scheme][li].append(terms)
+                gaps[scheme][li].append(gap)
                 done += 1
                 if progress is not None:
                     progress(done, total + 1)
@@ -335,6 +346,11 @@ def _fit_radio_map(
     held_best = [(si, h) for si, s in enumerate(schemes) for h in held[s][li]]
     calibration = calibrate_ellipses([h for _, h in held_best], [si for si, _ in held_best], key, weight,
                                      temperature, float(map_grid(tx)[1]), point_mass)
+    groups = np.concatenate([np.full(len(h.truth_m), si) for si, h in held_best])
+    # Then the widening with the time since the nearest training transmission, on top.
+    held_gap_s = np.concatenate([g for s in schemes for g in gaps[s][li]])
+    time_widening, time_scale_s = calibrate_time_widening(calibration.mahalanobis_sq, held_gap_s, groups)
+    radius_sq = calibration.mahalanobis_sq / time_widening_factor(held_gap_s, time_widening, time_scale_s)
     hyper = RadioMapHyperparameters(
         length_scale_m=lengths[li],
         fingerprint_bandwidth_db=key[0],
@@ -348,6 +364,8 @@ def _fit_radio_map(
         novelty_db=calibration.novelty_db,
         fill_absent=fill,
         path_loss_exponent=exponent,
+        time_widening=time_widening,
+        time_scale_s=time_scale_s,
     )
     net = build_radio_map(samples, num_stations, hyper.length_scale_m, mobile=mobile, fill_absent=fill,
                           path_loss_exponent=exponent)
@@ -355,9 +373,8 @@ def _fit_radio_map(
     if progress is not None:
         progress(total + 1, total + 1)
     report = {f"cv_{s}_median_error_m": m for s, m in zip(choosing, medians, strict=False)}
-    groups = np.concatenate([np.full(len(h.truth_m), si) for si, h in held_best])
     for si, scheme in enumerate(schemes):
-        part = calibration.mahalanobis_sq[groups == si]
+        part = radius_sq[groups == si]
         if len(part):
             report[f"cv_{scheme}_coverage_1sigma"] = float(np.mean(part <= 1.0))
             report[f"cv_{scheme}_coverage_2sigma"] = float(np.mean(part <= 4.0))
