@@ -22,6 +22,7 @@ import pandas as pd
 
 from heimdall.data.importers import ImportedMeasurements
 from heimdall.data.layout import SPLIT_CODES, SampleArrays
+from heimdall.data.measurement_files import timestamp_seconds
 from heimdall.data.measurements import MeasurementTable
 from heimdall.data.shards import DatasetManifest, DatasetWriter
 from heimdall.data.splits import SplitFractions, assign_splits, check_fractions
@@ -196,8 +197,7 @@ def measured_samples(
     if not np.isnat(per_sample).all():
         # Kept in the dataset so training can hold out later transmissions (time-ordered
         # calibration); NaT becomes NaN.
-        seconds = per_sample.astype("int64").astype(np.float64)
-        samples = replace(samples, timestamp_s=np.where(np.isnat(per_sample), np.nan, seconds))
+        samples = replace(samples, timestamp_s=timestamp_seconds(per_sample))
     return MeasuredSamples(samples=samples, sample_names=tuple(names), timestamps=per_sample)
 
 

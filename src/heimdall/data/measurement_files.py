@@ -23,6 +23,7 @@ __all__ = [
     "NUMERIC_COLUMNS",
     "number_cells",
     "parse_timestamps",
+    "timestamp_seconds",
     "read_long_file",
     "read_long_frame",
     "read_measurements",
@@ -124,6 +125,12 @@ def parse_timestamps(text: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return values, (~empty & parsed.isna()).to_numpy()
 
 
+def timestamp_seconds(times: np.ndarray) -> np.ndarray:
+    """datetime64 -> seconds since 1970-01-01 (float64), NaN for NaT: a dataset's `timestamp_s`."""
+    times = np.asarray(times).astype("datetime64[s]")
+    return np.where(np.isnat(times), np.nan, times.astype("int64").astype(np.float64))
+
+
 def read_measurements(path: Path, require_truth: bool = False) -> MeasurementTable:
     """Read and validate a CSV or Parquet file in the long measurement format."""
     path = Path(path)
@@ -148,7 +155,7 @@ def read_measurements(path: Path, require_truth: bool = False) -> MeasurementTab
                 f"{path.name}: column 'timestamp' has a value that is not an ISO 8601 time "
                 f"{str(frame['timestamp'].iloc[row])!r} in row {row + 2}"
             )
-        columns["timestamp_s"] = np.where(np.isnat(times), np.nan, times.astype("int64").astype(np.float64))
+        columns["timestamp_s"] = timestamp_seconds(times)
     return MeasurementTable.from_columns(
         path.name, frame["sample_id"].to_numpy(), frame["receiver_id"].to_numpy(), columns
     )
