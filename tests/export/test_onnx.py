@@ -10,7 +10,7 @@ import torch
 
 from heimdall.errors import DataError
 from heimdall.export import publish
-from heimdall.export.onnx_export import export_onnx, onnx_parity
+from heimdall.export.onnx_export import ParityCheck, export_onnx, onnx_parity
 from heimdall.models.localization_net import LocalizationNet, ModelConfig, NormalizationStats
 
 pytestmark = pytest.mark.slow
@@ -58,8 +58,22 @@ def test_a_changed_network_is_detected(exported) -> None:
     assert onnx_parity(changed, path, _inputs(8, 5, seed=1)) > publish.PARITY_TOLERANCE
 
 
+def test_parity_allows_a_small_fraction_of_sigma_and_nothing_more() -> None:
+    def check(diff_m: float, sigma_m: float, cov: float = 0.0) -> ParityCheck:
+        return ParityCheck(np.array([0.0, diff_m]), np.array([10.0, sigma_m]), np.array([0.0, cov]))
+
+    assert check(0.4, 1.0).worst(0.5, 0.05) is None  # within 0.5 m
+    assert check(4.3, 116.0).worst(0.5, 0.05) is None  # a flat posterior's median: 0.04 sigma
+    assert check(4.3, 20.0).worst(0.5, 0.05) == 1  # 0.2 sigma: a different answer
+    assert check(0.1, 100.0, cov=0.8).worst(0.5, 0.05) == 1  # the ellipse differs
+    assert check(float("nan"), 100.0).worst(0.5, 0.05) == 1
+    assert check(4.3, 116.0).max_abs_diff == pytest.approx(4.3)
+
+
 def test_stage_bundle_refuses_a_mismatch(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(publish, "onnx_parity", lambda *args: 3.0)
+    monkeypatch.setattr(
+        publish, "onnx_parity_check", lambda *args: ParityCheck(np.array([3.0]), np.array([20.0]), np.array([0.0]))
+    )
     from heimdall.network import default_network
     from heimdall.pipelines import generate, open_context
     from heimdall.settings import Settings

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,9 @@ import torch
 from heimdall.fileio import temp_file_beside
 from heimdall.models.localization_net import BASE_INPUTS, LocalizationNet
 
-__all__ = ["INPUT_NAMES", "OUTPUT_NAMES", "export_onnx", "onnx_parity", "example_inputs"]
+__all__ = [
+    "INPUT_NAMES", "OUTPUT_NAMES", "ParityCheck", "export_onnx", "onnx_parity", "onnx_parity_check", "example_inputs",
+]
 
 #: Inputs of a feature-only model; a spectrogram model adds "spectrogram" (net.input_names).
 INPUT_NAMES = BASE_INPUTS
@@ -74,17 +77,47 @@ def export_onnx(net: LocalizationNet, path: Path) -> Path:
     return path
 
 
-def onnx_parity(net: LocalizationNet, onnx_path: Path, inputs: dict[str, np.ndarray]) -> float:
-    """Max abs difference between PyTorch and onnxruntime (position in m, covariance
-    relative to its own scale) on the same inputs."""
+@dataclass(frozen=True)
+class ParityCheck:
+    """Per-sample differences between onnxruntime and PyTorch on the same inputs."""
+
+    position_diff_m: np.ndarray  # [N] distance between the two answers, m
+    sigma_m: np.ndarray  # [N] PyTorch's larger standard deviation (x or y), m
+    covariance_diff: np.ndarray  # [N] largest covariance difference over sigma^2
+
+    @property
+    def max_abs_diff(self) -> float:
+        """The largest difference: position in m, covariance relative to its own scale."""
+        return float(max(self.position_diff_m.max(initial=0.0), self.covariance_diff.max(initial=0.0)))
+
+    def worst(self, tolerance_m: float, sigma_fraction: float) -> int | None:
+        """Index of the sample furthest over its allowance (position within `tolerance_m` or
+        `sigma_fraction` of its sigma, covariance within `tolerance_m` relative), or None."""
+        allowed_m = np.maximum(tolerance_m, sigma_fraction * self.sigma_m)
+        excess = np.maximum(self.position_diff_m / allowed_m, self.covariance_diff / tolerance_m)
+        # NaN compares as over: a graph that answers NaN where PyTorch does not fails.
+        excess = np.where(np.isfinite(excess), excess, np.inf)
+        return int(np.argmax(excess)) if excess.size and excess.max() > 1.0 else None
+
+
+def onnx_parity_check(net: LocalizationNet, onnx_path: Path, inputs: dict[str, np.ndarray]) -> ParityCheck:
+    """Run onnxruntime and PyTorch on the same inputs and compare them sample by sample."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     feeds = {name: inputs[name] for name in net.input_names}
     ort_position, ort_covariance = session.run(list(OUTPUT_NAMES), feeds)
     with torch.no_grad():
-        position, covariance = net(*(torch.from_numpy(feeds[n]) for n in net.input_names))[:2]
-    position_diff = float(np.max(np.abs(ort_position - position.numpy())))
-    sigma = np.sqrt(np.abs(covariance.numpy()[:, [0, 1], [0, 1]])).max(axis=1)
-    cov_diff = np.abs(ort_covariance - covariance.numpy()) / (sigma[:, None, None] ** 2)
-    return max(position_diff, float(np.max(cov_diff)))
+        position, covariance = (t.numpy() for t in net(*(torch.from_numpy(feeds[n]) for n in net.input_names))[:2])
+    sigma = np.sqrt(np.abs(covariance[:, [0, 1], [0, 1]])).max(axis=1)
+    cov_diff = (np.abs(ort_covariance - covariance) / (sigma[:, None, None] ** 2)).reshape(len(sigma), -1).max(axis=1)
+    return ParityCheck(
+        position_diff_m=np.linalg.norm(ort_position.astype(np.float64) - position, axis=1),
+        sigma_m=sigma.astype(np.float64), covariance_diff=cov_diff.astype(np.float64),
+    )
+
+
+def onnx_parity(net: LocalizationNet, onnx_path: Path, inputs: dict[str, np.ndarray]) -> float:
+    """Max difference between PyTorch and onnxruntime (position in m, covariance relative
+    to its own scale) on the same inputs."""
+    return onnx_parity_check(net, onnx_path, inputs).max_abs_diff

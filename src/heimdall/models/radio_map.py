@@ -50,6 +50,7 @@ from heimdall.models.localization_net import BASE_INPUTS
 from heimdall.models.radio_map_candidates import (
     GEOMETRIC_MEDIAN_CANDIDATES,
     geometric_median,
+    nearest_fingerprints,
     with_fingerprint_points,
 )
 
@@ -237,6 +238,8 @@ class RadioMapNet(nn.Module):
         The distance is the RMS difference over stations both fingerprints have, after
         removing its mean (blind to the unknown transmit power); `_NO_MATCH_DB` for pairs
         sharing fewer than `min_common_stations`. A sample that heard nothing matches nothing.
+        Equal distances are ranked by the mean level difference, then by index
+        (`nearest_fingerprints`), the same in PyTorch and in the ONNX graph.
         """
         s = self.config.num_stations
         one_hot = torch.nn.functional.one_hot(station, s + 1)[..., :s].to(rss_dbm.dtype)  # [B,R,S]
@@ -247,6 +250,12 @@ class RadioMapNet(nn.Module):
         q_mask = torch.einsum("br,brs->bs", listening, one_hot).clamp(max=1.0)
         q = torch.einsum("br,brs->bs", value, one_hot) * q_mask
         t, t_mask = self.fingerprint_db, self.fingerprint_mask
+        # The distance is blind to a constant added to either side, so both are centred on
+        # their own mean first: squares of -120 dBm readings would leave ~1e-3 dB^2 of float32
+        # rounding in the mean square, more than separates a near neighbour from an equal one.
+        q_mean = q.sum(1, keepdim=True) / q_mask.sum(1, keepdim=True).clamp_min(1.0)
+        t_mean = (t * t_mask).sum(1, keepdim=True) / t_mask.sum(1, keepdim=True).clamp_min(1.0)
+        q, t = (q - q_mean) * q_mask, (t - t_mean) * t_mask
         common = q_mask @ t_mask.T
         s1 = q @ t_mask.T - q_mask @ t.T
         s2 = (q * q) @ t_mask.T + q_mask @ (t * t).T - 2.0 * (q @ t.T)
@@ -254,9 +263,9 @@ class RadioMapNet(nn.Module):
         mean_sq = (s2 / safe - (s1 / safe) ** 2).clamp_min(0.0)
         matches = (common >= self.config.min_common_stations) & heard_here.any(dim=1, keepdim=True)
         distance = torch.where(matches, mean_sq.sqrt(), torch.full_like(mean_sq, _NO_MATCH_DB))
-        k = min(self.config.top_k, self.config.num_fingerprints)
-        nearest, index = torch.topk(-distance, k, dim=1)
-        return -nearest, index
+        level_db = s1 / safe + q_mean - t_mean.T  # mean reading difference over the common stations
+        index = nearest_fingerprints(mean_sq, level_db, matches, min(self.config.top_k, self.config.num_fingerprints))
+        return distance.gather(1, index), index
 
     def fingerprint_log_density(
         self, distance_db: torch.Tensor, index: torch.Tensor, bandwidth_db: torch.Tensor, background: torch.Tensor

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["GEOMETRIC_MEDIAN_CANDIDATES", "GEOMETRIC_MEDIAN_STEPS", "geometric_median", "with_fingerprint_points"]
+__all__ = [
+    "GEOMETRIC_MEDIAN_CANDIDATES", "GEOMETRIC_MEDIAN_STEPS", "geometric_median", "nearest_fingerprints",
+    "with_fingerprint_points",
+]
 
 #: Weiszfeld distances are clamped here (m) so a step landing on a candidate stays finite.
 _STEP_FLOOR_M = 1.0
@@ -23,6 +26,15 @@ GEOMETRIC_MEDIAN_STEPS = 10
 #: 1024 and all (about 6,500) gave the same medians to the metre, 64 moved one fold by 4 m;
 #: all of them tripled the fit's time (31 -> 95 s at 4,000 transmissions x 25 receivers).
 GEOMETRIC_MEDIAN_CANDIDATES = 256
+#: Resolution (dB^2) of the mean-square fingerprint distance when ranking neighbours: far above
+#: float32 rounding of the centred sums (~1e-5 dB^2), far below a difference that matters.
+_RANK_STEP_DB2 = 1.0e-3
+#: Mean-square distances above this (dB^2, a 31.6 dB RMS distance) rank as one: their kernel
+#: weight is nil at any bandwidth the fit tries.
+_RANK_CAP_DB2 = 1.0e3
+#: Resolution (dB) and cap of the mean level difference that orders equally distant neighbours.
+_LEVEL_STEP_DB = 0.01
+_LEVEL_CAP_DB = 99.0
 
 
 def geometric_median(
@@ -49,6 +61,30 @@ def geometric_median(
         pull = weights / distance
         step = torch.einsum("bc,bci->bi", pull, offset) / pull.sum(1, keepdim=True)
     return start_m + step
+
+
+def nearest_fingerprints(
+    mean_sq_db2: torch.Tensor, level_db: torch.Tensor, matches: torch.Tensor, k: int
+) -> torch.Tensor:
+    """Indices [B,k] of the k training fingerprints nearest to each query: by mean-square
+    distance `mean_sq_db2` [B,T] (dB^2) rounded to `_RANK_STEP_DB2`, then by the absolute mean
+    level difference `level_db` [B,T] (dB), then by index; pairs without `matches` [B,T] last.
+
+    Equal distances are common where a query is heard by one or two receivers: after the mean
+    is removed, every fingerprint heard by the same one receiver is at distance 0. Ranked on
+    raw float32 distances, which of them make the k depended on rounding noise, so PyTorch and
+    the ONNX graph (and two batch sizes) chose different neighbours and answers hundreds of
+    metres apart. The rounded key ranks them the same everywhere (in float64, exact for up to
+    ~10^5 fingerprints), the most similar level first: blind to the transmit power otherwise,
+    the level is the one thing left to tell such neighbours apart.
+    """
+    steps = torch.round(mean_sq_db2.double().clamp(0.0, _RANK_CAP_DB2) / _RANK_STEP_DB2)
+    steps = torch.where(matches, steps, torch.full_like(steps, _RANK_CAP_DB2 / _RANK_STEP_DB2 + 1.0))
+    level = torch.round(level_db.double().abs().clamp(max=_LEVEL_CAP_DB) / _LEVEL_STEP_DB)
+    count = mean_sq_db2.shape[1]
+    order = torch.arange(count, dtype=torch.float64, device=mean_sq_db2.device)
+    key = (steps * (_LEVEL_CAP_DB / _LEVEL_STEP_DB + 1.0) + level) * count + order
+    return torch.topk(key, k, dim=1, largest=False).indices
 
 
 def with_fingerprint_points(
