@@ -71,7 +71,6 @@ def campaign(rng: np.random.Generator, samples: int, sensitivity_dbm: float) -> 
 
 def as_samples(gateways: np.ndarray, tx: np.ndarray, rss: np.ndarray, heard: np.ndarray, way: str) -> SampleArrays:
     """The campaign as the fit sees it when the file is written `way`."""
-    n = len(tx)
     every = np.ones_like(heard)
     if way == "marker":
         rss, heard_mask, present = np.where(heard, rss, MARKER_DBM), every, every
@@ -79,14 +78,7 @@ def as_samples(gateways: np.ndarray, tx: np.ndarray, rss: np.ndarray, heard: np.
         heard_mask, present = heard, every
     else:
         heard_mask, present = heard, heard
-    positions = np.concatenate([np.broadcast_to(gateways[None], (n, GATEWAYS, 2)), np.zeros((n, GATEWAYS, 1))], axis=2)
-    return SampleArrays(
-        sample_id=np.arange(n, dtype=np.int64), rx_position_m=positions.astype(np.float32),
-        rx_id=np.broadcast_to(np.arange(GATEWAYS), (n, GATEWAYS)).copy(), rss_dbm=rss.astype(np.float32),
-        snr_db=np.full((n, GATEWAYS), np.nan, np.float32), heard=heard_mask.astype(bool), present=present.astype(bool),
-        tx_position_m=tx.astype(np.float32), tx_lat_deg=np.full(n, np.nan), tx_lon_deg=np.full(n, np.nan),
-        tx_power_dbm=np.full(n, np.nan, np.float32), split=np.zeros(n, np.int8),
-    )
+    return SampleArrays.from_fixed_receivers(gateways, tx, rss, heard_mask, present=present)
 
 
 def predict(net: torch.nn.Module, samples: SampleArrays) -> np.ndarray:

@@ -54,15 +54,7 @@ def campaign(rng: np.random.Generator, places: int = 400, per_place: int = 8, ro
            + rng.normal(0.0, 1.5, (n, 1)) + rng.normal(0.0, 1.0, distance_m.shape))
     heard = rss > -125.0
     heard[np.arange(n), np.argmax(rss, axis=1)] = True
-    position = np.concatenate([np.broadcast_to(gateway_m[None], (n, GATEWAYS, 2)), np.zeros((n, GATEWAYS, 1))], axis=2)
-    return SampleArrays(
-        sample_id=np.arange(n, dtype=np.int64), rx_position_m=position.astype(np.float32),
-        rx_id=np.broadcast_to(np.arange(GATEWAYS), (n, GATEWAYS)).copy(),
-        rss_dbm=np.where(heard, rss, np.nan).astype(np.float32), snr_db=np.full((n, GATEWAYS), np.nan, np.float32),
-        heard=heard, present=heard.copy(), tx_position_m=tx_m.astype(np.float32),
-        tx_lat_deg=np.full(n, np.nan), tx_lon_deg=np.full(n, np.nan), tx_power_dbm=np.full(n, np.nan, np.float32),
-        split=np.zeros(n, np.int8),
-    )
+    return SampleArrays.from_fixed_receivers(gateway_m, tx_m, np.where(heard, rss, np.nan), heard, present=heard)
 
 
 def _model_positions(net: torch.nn.Module, samples: SampleArrays) -> np.ndarray:

@@ -55,15 +55,7 @@ def _campaign(rng: np.random.Generator, n: int) -> SampleArrays:
     rss = np.round(-5.0 - 35.0 * np.log10(distance) + rng.normal(0.0, 4.0, (n, GATEWAYS)), 1)
     heard = rss > np.quantile(rss, 0.85)
     heard[np.arange(n), np.argmax(rss, axis=1)] = True
-    positions = np.concatenate([np.broadcast_to(gateways[None], (n, GATEWAYS, 2)), np.zeros((n, GATEWAYS, 1))], axis=2)
-    return SampleArrays(
-        sample_id=np.arange(n, dtype=np.int64), rx_position_m=positions.astype(np.float32),
-        rx_id=np.broadcast_to(np.arange(GATEWAYS), (n, GATEWAYS)).copy(),
-        rss_dbm=np.where(heard, rss, np.nan).astype(np.float32), snr_db=np.full((n, GATEWAYS), np.nan, np.float32),
-        heard=heard, present=np.ones_like(heard), tx_position_m=tx.astype(np.float32),
-        tx_lat_deg=np.full(n, np.nan), tx_lon_deg=np.full(n, np.nan), tx_power_dbm=np.full(n, np.nan, np.float32),
-        split=np.zeros(n, np.int8),
-    )
+    return SampleArrays.from_fixed_receivers(gateways, tx, np.where(heard, rss, np.nan), heard)
 
 
 def _inputs(samples: SampleArrays) -> tuple[torch.Tensor, ...]:

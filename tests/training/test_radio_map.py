@@ -49,21 +49,7 @@ def _samples(tx_m: np.ndarray, rng: np.random.Generator, noise_db: float = 1.0, 
     rss = OFFSETS_DB - 10 * EXPONENT * np.log10(distance) + common + rng.normal(0.0, noise_db, size=(n, STATIONS))
     if field:
         rss = rss + _field_db(tx_m)
-    position = np.concatenate([rx, np.zeros((n, STATIONS, 1))], axis=2).astype(np.float32)
-    return SampleArrays(
-        sample_id=np.arange(n, dtype=np.int64),
-        rx_position_m=position,
-        rx_id=np.broadcast_to(np.arange(STATIONS), (n, STATIONS)).copy(),
-        rss_dbm=rss.astype(np.float32),
-        snr_db=np.full((n, STATIONS), np.nan, dtype=np.float32),
-        heard=np.ones((n, STATIONS), dtype=bool),
-        present=np.ones((n, STATIONS), dtype=bool),
-        tx_position_m=tx_m.astype(np.float32),
-        tx_lat_deg=np.full(n, np.nan),
-        tx_lon_deg=np.full(n, np.nan),
-        tx_power_dbm=np.full(n, np.nan, dtype=np.float32),
-        split=np.zeros(n, dtype=np.int8),
-    )
+    return SampleArrays.from_fixed_receivers(_stations_m(), tx_m, rss, np.ones((n, STATIONS), dtype=bool))
 
 
 def _predict(net: torch.nn.Module, samples: SampleArrays) -> tuple[np.ndarray, np.ndarray]:

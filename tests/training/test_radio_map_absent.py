@@ -33,16 +33,7 @@ def _campaign(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray,
 
 
 def _samples(gateways: np.ndarray, tx: np.ndarray, rss: np.ndarray, heard: np.ndarray, present: np.ndarray) -> SampleArrays:
-    n, s = len(tx), len(gateways)
-    positions = np.concatenate([np.broadcast_to(gateways[None], (n, s, 2)), np.zeros((n, s, 1))], axis=2)
-    return SampleArrays(
-        sample_id=np.arange(n, dtype=np.int64), rx_position_m=positions.astype(np.float32),
-        rx_id=np.broadcast_to(np.arange(s), (n, s)).copy(),
-        rss_dbm=np.where(heard, rss, np.nan).astype(np.float32), snr_db=np.full((n, s), np.nan, np.float32),
-        heard=heard & present, present=present, tx_position_m=tx.astype(np.float32),
-        tx_lat_deg=np.full(n, np.nan), tx_lon_deg=np.full(n, np.nan), tx_power_dbm=np.full(n, np.nan, np.float32),
-        split=np.zeros(n, np.int8),
-    )
+    return SampleArrays.from_fixed_receivers(gateways, tx, np.where(heard, rss, np.nan), heard & present, present=present)
 
 
 def _predict(net: torch.nn.Module, samples: SampleArrays) -> tuple[np.ndarray, np.ndarray]:

@@ -106,6 +106,26 @@ class SampleArrays:
             raise InputError(f"sample arrays missing fields: {', '.join(missing)}")
         return cls(**{f.name: np.asarray(arrays[f.name]) for f in fields(cls) if f.name in arrays})
 
+    @classmethod
+    def from_fixed_receivers(
+        cls, receiver_m: np.ndarray, tx_m: np.ndarray, rss_dbm: np.ndarray, heard: np.ndarray,
+        present: np.ndarray | None = None,
+    ) -> SampleArrays:
+        """Transmissions from known places `tx_m` [N,2] (m) read by one fixed set of receivers
+        at `receiver_m` [S,2] (m, on the ground; ids 0..S-1): `rss_dbm` [N,S] (dBm; ignored where
+        not `heard`), `heard` [N,S], `present` [N,S] (default: every receiver listening). No SNR,
+        latitude/longitude or transmit power: a measured campaign in local coordinates."""
+        n, s = rss_dbm.shape
+        position = np.concatenate([np.broadcast_to(receiver_m[None, :, :2], (n, s, 2)), np.zeros((n, s, 1))], axis=2)
+        return cls(
+            sample_id=np.arange(n, dtype=np.int64), rx_position_m=position.astype(np.float32),
+            rx_id=np.broadcast_to(np.arange(s), (n, s)).copy(), rss_dbm=rss_dbm.astype(np.float32),
+            snr_db=np.full((n, s), np.nan, np.float32), heard=heard.astype(bool),
+            present=np.ones((n, s), dtype=bool) if present is None else present.astype(bool),
+            tx_position_m=tx_m.astype(np.float32), tx_lat_deg=np.full(n, np.nan), tx_lon_deg=np.full(n, np.nan),
+            tx_power_dbm=np.full(n, np.nan, np.float32), split=np.zeros(n, np.int8),
+        )
+
     def select(self, index: np.ndarray) -> SampleArrays:
         """The samples at `index` (boolean mask or integer indices)."""
         return SampleArrays(**{k: v[index] for k, v in self.to_dict().items()})
