@@ -19,7 +19,11 @@ Each way: one random split (600 test transmissions), `fit_radio_map` on the rest
     PYTHONPATH=src python benchmarks/not_received.py [--seeds 1,2] [--sensitivity-dbm=-132,-136]
         [--samples 3000] [--ways marker,heard_nothing,absent]
 
-Prints one JSON object per (seed, sensitivity).
+Prints one JSON object per (seed, sensitivity). With `--write-csv PATH` it writes the first
+seed's campaign instead, as a user's file: long CSV, a row per gateway and transmission (-200
+where a gateway heard nothing), the transmissions' timestamps spread over `--days` along their
+routes, positions in latitude/longitude. `benchmarks/real_data.py PATH` then runs the product
+on a city network's campaign at the size asked for (docs/REAL_DATA.md).
 """
 
 from __future__ import annotations
@@ -28,10 +32,14 @@ import argparse
 import json
 import time
 
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 import torch
 
 from heimdall.data.layout import SampleArrays
+from heimdall.geo import ReferencePoint, local_to_ground
 from heimdall.evaluation.knn import choose_k, fit_knn
 from heimdall.training.radio_map_fit import fit_radio_map
 
@@ -41,6 +49,8 @@ ROUTES = 30
 TEST_SAMPLES = 600
 MARKER_DBM = -200.0
 WAYS = ("marker", "heard_nothing", "absent")
+#: Where the written campaign's local east/north origin lies (a city's centre).
+REFERENCE = ReferencePoint(51.2, 4.4)
 
 
 def campaign(rng: np.random.Generator, samples: int, sensitivity_dbm: float) -> tuple[np.ndarray, ...]:
@@ -79,6 +89,28 @@ def as_samples(gateways: np.ndarray, tx: np.ndarray, rss: np.ndarray, heard: np.
     else:
         heard_mask, present = heard, heard
     return SampleArrays.from_fixed_receivers(gateways, tx, rss, heard_mask, present=present)
+
+
+def write_csv(path: Path, seed: int, samples: int, sensitivity_dbm: float, days: float = 90.0) -> int:
+    """Write the campaign of `seed` as a long CSV a user would import (module docstring);
+    returns the number of transmissions written."""
+    rng = np.random.default_rng(seed)
+    gateways, tx, rss, heard = campaign(rng, samples, sensitivity_dbm)
+    n, s = rss.shape
+    # Transmissions follow their routes in time order, sent at random moments over the days.
+    seconds = np.sort(rng.uniform(0.0, days * 86_400.0, n)).astype(np.int64)
+    timestamp = (np.datetime64("2017-11-01T00:00:00") + seconds.astype("timedelta64[s]")).astype(str)
+    rx_lat, rx_lon = local_to_ground(gateways[:, 0], gateways[:, 1], REFERENCE)
+    tx_lat, tx_lon = local_to_ground(tx[:, 0], tx[:, 1], REFERENCE)
+    table = pd.DataFrame({
+        "sample_id": np.repeat(np.arange(n), s), "timestamp": np.repeat(timestamp, s),
+        "receiver_id": np.tile([f"gw{i:02d}" for i in range(s)], n),
+        "rx_lat": np.tile(rx_lat, n), "rx_lon": np.tile(rx_lon, n),
+        "rss_dbm": np.where(heard, rss, MARKER_DBM).round(1).ravel(), "frequency_hz": 868.1e6,
+        "tx_lat": np.repeat(tx_lat, s), "tx_lon": np.repeat(tx_lon, s),
+    })
+    table.to_csv(path, index=False)
+    return n
 
 
 def predict(net: torch.nn.Module, samples: SampleArrays) -> np.ndarray:
@@ -124,12 +156,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sensitivity-dbm", default="-132,-136")
     parser.add_argument("--samples", type=int, default=3000)
     parser.add_argument("--ways", default=",".join(WAYS))
+    parser.add_argument("--write-csv", type=Path, default=None, help="write the first seed's campaign here and stop")
+    parser.add_argument("--days", type=float, default=90.0, help="days the written campaign's timestamps span")
     args = parser.parse_args(argv)
     ways = tuple(w for w in args.ways.split(",") if w)
     if not ways or set(ways) - set(WAYS):
         parser.error(f"--ways must be a comma-separated subset of {','.join(WAYS)}")
     seeds = [int(s) for s in args.seeds.split(",")]
     sensitivities = [float(s) for s in args.sensitivity_dbm.split(",")]
+    if args.write_csv is not None:
+        written = write_csv(args.write_csv, seeds[0], args.samples, sensitivities[0], args.days)
+        print(json.dumps({"csv": str(args.write_csv), "transmissions": written, "gateways": GATEWAYS}))
+        return 0
     for seed, sensitivity in zip(seeds, sensitivities, strict=True):
         print(json.dumps(run(seed, sensitivity, args.samples, ways)), flush=True)
     return 0

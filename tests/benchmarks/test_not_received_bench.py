@@ -41,3 +41,20 @@ def test_run_reports_every_way(bench: ModuleType) -> None:
         assert figures["model_median_m"] > 0 and figures["fit_s"] > 0 and figures["knn_k"] >= 1
     # Both readers of the same rows place transmissions within the campaign's extent.
     assert result["heard_nothing"]["model_median_m"] < bench.EXTENT_M / 2
+
+
+def test_written_campaign_reads_back_as_the_same_readings(bench: ModuleType, tmp_path) -> None:  # noqa: ANN001
+    from heimdall.data.measurement_files import read_measurements
+
+    path = tmp_path / "city.csv"
+    n = bench.write_csv(path, seed=4, samples=300, sensitivity_dbm=-132.0, days=10.0)
+    gateways, tx, rss, heard = bench.campaign(np.random.default_rng(4), 300, -132.0)
+    table = read_measurements(path, require_truth=True)
+    samples, _ = table.to_samples(bench.REFERENCE, [f"gw{i:02d}" for i in range(bench.GATEWAYS)])
+    assert len(samples) == n == len(tx)
+    # -200 is read as "heard nothing", every gateway listening; the heard readings to 0.1 dB.
+    assert np.array_equal(samples.heard, heard) and samples.present.all()
+    np.testing.assert_allclose(samples.rss_dbm[heard], rss[heard], atol=0.051)
+    np.testing.assert_allclose(samples.tx_position_m, tx, atol=0.05)  # lat/lon round-trip, to centimetres
+    times = samples.timestamp_s
+    assert np.all(np.diff(times) >= 0) and 0.5 * 86_400 < times[-1] - times[0] <= 10 * 86_400
