@@ -123,3 +123,13 @@ def test_request_rows_follow_the_file_rules() -> None:
         MeasurementTable.from_rows([row("a", -90.0, lat=95.0)])
     with pytest.raises(InputError, match="rss_dbm must be a finite number"):
         MeasurementTable.from_rows([row("a", float("inf"))])
+
+
+def test_unheard_samples_flags_every_row_of_a_transmission_nobody_heard() -> None:
+    from heimdall.data.measurements import unheard_samples
+
+    sample_id = np.array(["a", "b", "a", 7, "c", "b", 7, "c"], dtype=object)
+    heard = np.array([False, False, True, False, False, False, False, True])
+    # "a" and "c" were heard by one receiver each; "b" and 7 by none.
+    np.testing.assert_array_equal(unheard_samples(sample_id, heard), [False, True, False, True, False, True, True, False])
+    assert not unheard_samples(np.arange(4), np.ones(4, dtype=bool)).any()

@@ -250,7 +250,11 @@ def duplicate_receivers(sample_id: np.ndarray, receiver_id: np.ndarray) -> np.nd
 
 def unheard_samples(sample_id: np.ndarray, heard: np.ndarray) -> np.ndarray:
     """Mask of rows whose sample has no row with `heard`."""
-    return ~np.isin(sample_id, np.unique(sample_id[heard]))
+    # Hashed, not np.isin: sample ids are often strings, and np.isin on object arrays compares
+    # every row with every id (43 s for a 455,000-row file of 12,309 transmissions).
+    codes, uniques = pd.factorize(pd.Series(sample_id, dtype=object), use_na_sentinel=False)
+    heard_any = np.bincount(codes[heard], minlength=len(uniques)) > 0
+    return ~heard_any[codes]
 
 
 def _check_coordinates(lat: np.ndarray, lon: np.ndarray, what: str, source: str) -> None:
