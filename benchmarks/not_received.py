@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-
 from pathlib import Path
 
 import numpy as np
@@ -39,8 +38,8 @@ import pandas as pd
 import torch
 
 from heimdall.data.layout import SampleArrays
-from heimdall.geo import ReferencePoint, local_to_ground
 from heimdall.evaluation.knn import choose_k, fit_knn
+from heimdall.geo import ReferencePoint, local_to_ground
 from heimdall.training.radio_map_fit import fit_radio_map
 
 GATEWAYS = 37

@@ -131,5 +131,6 @@ def test_unheard_samples_flags_every_row_of_a_transmission_nobody_heard() -> Non
     sample_id = np.array(["a", "b", "a", 7, "c", "b", 7, "c"], dtype=object)
     heard = np.array([False, False, True, False, False, False, False, True])
     # "a" and "c" were heard by one receiver each; "b" and 7 by none.
-    np.testing.assert_array_equal(unheard_samples(sample_id, heard), [False, True, False, True, False, True, True, False])
+    expected = [False, True, False, True, False, True, True, False]
+    np.testing.assert_array_equal(unheard_samples(sample_id, heard), expected)
     assert not unheard_samples(np.arange(4), np.ones(4, dtype=bool)).any()

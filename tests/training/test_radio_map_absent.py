@@ -33,7 +33,8 @@ def _campaign(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray,
 
 
 def _samples(gateways: np.ndarray, tx: np.ndarray, rss: np.ndarray, heard: np.ndarray, present: np.ndarray) -> SampleArrays:
-    return SampleArrays.from_fixed_receivers(gateways, tx, np.where(heard, rss, np.nan), heard & present, present=present)
+    readings = np.where(heard, rss, np.nan)
+    return SampleArrays.from_fixed_receivers(gateways, tx, readings, heard & present, present=present)
 
 
 def _predict(net: torch.nn.Module, samples: SampleArrays) -> tuple[np.ndarray, np.ndarray]:

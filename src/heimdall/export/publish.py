@@ -18,7 +18,10 @@ from heimdall.models.localization_net import LocalizationNet
 from heimdall.storage.artifacts import ArtifactStore
 from heimdall.storage.staging import owned_dir, owner_token
 
-__all__ = ["BundleDraft", "stage_bundle", "finish_bundle", "bundle_prefix", "parity_inputs", "PARITY_TOLERANCE", "PARITY_SIGMA_FRACTION"]
+__all__ = [
+    "BundleDraft", "stage_bundle", "finish_bundle", "bundle_prefix", "parity_inputs", "PARITY_TOLERANCE",
+    "PARITY_SIGMA_FRACTION",
+]
 
 #: Largest accepted ONNX/PyTorch difference (metres for positions, relative for covariance).
 PARITY_TOLERANCE = 0.5
@@ -62,7 +65,8 @@ def stage_bundle(net: LocalizationNet, parity_samples: SampleArrays, staging_roo
     try:
         onnx_path = export_onnx(net, directory / "model.onnx")
         # A radio map scores a whole grid per sample: a few dozen samples prove parity.
-        check = onnx_parity_check(net, onnx_path, parity_inputs(parity_samples, limit=getattr(net, "parity_samples", 512)))
+        inputs = parity_inputs(parity_samples, limit=getattr(net, "parity_samples", 512))
+        check = onnx_parity_check(net, onnx_path, inputs)
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)
         raise
