@@ -214,6 +214,25 @@ def test_separable_kernel_matches_the_direct_sum(campaign) -> None:  # noqa: ANN
     torch.testing.assert_close(fast, direct, rtol=1e-4, atol=1e-5)
 
 
+def test_held_out_terms_do_not_depend_on_the_chunk_size(campaign, monkeypatch) -> None:  # noqa: ANN001
+    from heimdall.training import radio_map_heldout
+
+    train, test = campaign
+    net = build_radio_map(train, STATIONS, 50.0)
+    part = test.select(np.arange(40))
+    whole = held_out_terms(net, part)
+    grid_points = len(net.grid_m)
+    # A network this wide gets one sample per chunk; the campaign's 8 receivers get the most.
+    assert radio_map_heldout.chunk_rows(grid_points, 10_000) == 1
+    budget = radio_map_heldout._CHUNK_ELEMENTS
+    assert radio_map_heldout.chunk_rows(grid_points, STATIONS) == min(32, budget // (grid_points * STATIONS))
+    monkeypatch.setattr(radio_map_heldout, "_CHUNK_ELEMENTS", 3 * grid_points * STATIONS)
+    assert radio_map_heldout.chunk_rows(grid_points, STATIONS) == 3
+    chunked = held_out_terms(net, part)
+    torch.testing.assert_close(chunked.log_likelihood, whole.log_likelihood)
+    np.testing.assert_array_equal(chunked.neighbour_position_m.numpy(), whole.neighbour_position_m.numpy())
+
+
 @pytest.mark.slow
 def test_onnx_graph_matches_torch(campaign, fitted, tmp_path) -> None:  # noqa: ANN001
     from heimdall.export.onnx_export import export_onnx, onnx_parity

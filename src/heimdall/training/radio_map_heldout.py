@@ -23,8 +23,8 @@ from heimdall.models.radio_map_candidates import (
 )
 
 __all__ = [
-    "FINGERPRINT_BANDWIDTHS_DB", "FINGERPRINT_BACKGROUNDS", "FINGERPRINT_POINT_MASSES", "HeldOut", "held_out_terms", "posterior_answer",
-    "posterior_moments",
+    "FINGERPRINT_BANDWIDTHS_DB", "FINGERPRINT_BACKGROUNDS", "FINGERPRINT_POINT_MASSES", "HeldOut", "chunk_rows",
+    "held_out_terms", "posterior_answer", "posterior_moments",
 ]
 
 FINGERPRINT_BANDWIDTHS_DB = (1.0, 2.0, 4.0)
@@ -32,8 +32,17 @@ FINGERPRINT_BACKGROUNDS = (1.0e-3, 1.0e-2)
 #: Masses rho of the fingerprint points tried (`models.radio_map.with_fingerprint_points`);
 #: 0 first: grid points only. The large ones let a repeated place win over its grid cell.
 FINGERPRINT_POINT_MASSES = (0.0, 1.0, 10.0, 100.0, 1.0e3, 1.0e4)
-#: Samples per chunk when evaluating the grid likelihood (memory: chunk x G x R floats).
+#: Samples per chunk when evaluating the grid likelihood, at most (memory: chunk x G x R floats).
 _CHUNK = 32
+#: Grid-likelihood elements (samples x grid points x receiver slots) per chunk, at most: the
+#: likelihood keeps about ten such [chunk, R, G] tensors alive, so this bounds the fit's
+#: working memory near a few hundred MB whatever the number of receivers.
+_CHUNK_ELEMENTS = 8_000_000
+
+
+def chunk_rows(grid_points: int, receiver_slots: int) -> int:
+    """Samples per chunk for a [chunk, R, G] likelihood: `_CHUNK`, fewer for wide networks."""
+    return int(max(1, min(_CHUNK, _CHUNK_ELEMENTS // max(grid_points * receiver_slots, 1))))
 
 
 def _inputs(samples: SampleArrays) -> tuple[torch.Tensor, ...]:
@@ -65,9 +74,10 @@ def held_out_terms(net: RadioMapNet, samples: SampleArrays, shared: HeldOut | No
     """Log terms of `samples` under `net`; `density` reuses the fingerprint terms of a map
     with the same fingerprints and grid (they do not depend on the residual length scale)."""
     lls, distances, indices = [], [], []
+    rows = chunk_rows(len(net.grid_m), samples.rx_id.shape[1])
     with torch.no_grad():
-        for start in range(0, len(samples), _CHUNK):
-            part = samples.select(np.arange(start, min(start + _CHUNK, len(samples))))
+        for start in range(0, len(samples), rows):
+            part = samples.select(np.arange(start, min(start + rows, len(samples))))
             rx, rx_id, rss, heard, present = _inputs(part)
             station = net._stations(rx_id)
             lls.append(net.map_log_likelihood(rx, station, rss, heard, present))
