@@ -30,6 +30,12 @@ RESIDUAL_OUTPUT = "station_residual_db"
 #: Pseudo-count (readings) shrinking a station's re-estimated offset toward zero: one
 #: transmission moves it by a tenth of its residual, a few hundred by nearly all of it.
 OFFSET_SHRINKAGE = 10.0
+#: Fewest known receivers that must have heard a transmission for its residuals to count.
+#: The residuals are taken after the transmission's common offset (its unknown transmit
+#: power), which takes up a lone reading whole and leaves two readings only their
+#: difference, split evenly: neither says which receiver drifted, and counted as readings
+#: they only pulled every estimate toward zero.
+MIN_HEARD_FOR_DRIFT = 3
 
 
 def station_corrections(rx_id: np.ndarray, heard: np.ndarray, residual_db: np.ndarray, num_stations: int) -> np.ndarray:
@@ -38,8 +44,10 @@ def station_corrections(rx_id: np.ndarray, heard: np.ndarray, residual_db: np.nd
     `residual_db` [N, R]: each heard reading minus what the model expected at its answer.
     A receiver whose calibration drifted since training reads high (or low) at every
     transmission; its mean residual over the batch measures that, with no labels needed.
+    Only transmissions heard by at least `MIN_HEARD_FOR_DRIFT` known receivers count.
     """
-    known = heard & (rx_id >= 0) & (rx_id < num_stations) & np.isfinite(residual_db)
+    known = heard & (rx_id >= 0) & (rx_id < num_stations)
+    known &= (known.sum(axis=1, keepdims=True) >= MIN_HEARD_FOR_DRIFT) & np.isfinite(residual_db)
     station = rx_id[known]
     total = np.bincount(station, residual_db[known].astype(np.float64), num_stations)
     count = np.bincount(station, minlength=num_stations)
