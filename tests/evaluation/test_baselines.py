@@ -163,6 +163,11 @@ def test_mle_answers_ill_posed_samples() -> None:
     estimate_m = mle_grid(rx_m, rss_dbm, heard, GRID, EXPONENT, 6.0)
     assert np.all(np.isfinite(estimate_m[:2]))
     assert np.all(np.isnan(estimate_m[2]))
+    # Two heard: a point where the two readings' difference fits the law exactly.
+    assert _profile_sse_db2(rx_m[:1, :2], rss_dbm[:1, :2], estimate_m[:1])[0] < 0.5
+    # One heard: every point fits (the transmit power is free); the answer is at the receiver,
+    # not wherever the grid starts.
+    np.testing.assert_allclose(estimate_m[1], NETWORK_M[0])
 
 
 def test_censoring_not_heard_receivers_improves_the_estimate() -> None:

@@ -333,9 +333,9 @@ def mle_grid(
     leaves the heard term exact.
 
     Ill-posed samples are still answered: with fewer than 3 heard receivers (and no
-    censoring) the minimum is a curve (2 heard) or the whole grid (1 heard: the first grid
-    point is returned), so the answer is one point of that set; a sample no receiver heard
-    gets NaN. Cost is O(N G R): samples sharing a receiver layout share one path-loss
+    censoring) the minimum is a curve (2 heard: one point of it) or the whole plane (1
+    heard: the receiver's own position, the minimiser nearest to where it was heard; any
+    grid point would be an artefact of the grid); a sample no receiver heard gets NaN. Cost is O(N G R): samples sharing a receiver layout share one path-loss
     table and are searched with matrix products (about 1 s for 2,000 samples, 7 receivers
     and a 251 x 251 grid on two CPU cores); receivers that move between samples need a
     table per sample (tens of seconds at that size: use a coarser grid). Censoring adds one
@@ -367,4 +367,8 @@ def mle_grid(
         # Two passes: step/4 over +-2 coarse steps, then step/16 over +-2 of those steps.
         for fine_step_m, polish in ((grid.step_m / 4.0, False), (grid.step_m / 16.0, True)):
             best_m = _refine_search(best_m, fine_step_m, grid, search, polish)
+    lone = mask.sum(axis=1) == 1
+    if censored is not None:
+        lone &= ~censored.any(axis=1)
+    best_m[lone] = rx[lone][mask[lone]]
     return np.where(mask.any(axis=1)[:, None], best_m, np.nan)
