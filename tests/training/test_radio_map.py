@@ -233,6 +233,26 @@ def test_held_out_terms_do_not_depend_on_the_chunk_size(campaign, monkeypatch) -
     np.testing.assert_array_equal(chunked.neighbour_position_m.numpy(), whole.neighbour_position_m.numpy())
 
 
+def test_held_out_terms_skip_the_silences_only_where_there_are_none(campaign) -> None:  # noqa: ANN001
+    train, test = campaign
+    net = build_radio_map(train, STATIONS, 50.0)
+    part = test.select(np.arange(64))
+    # The second half's station 2 listened and heard nothing: its chunks need the silence term.
+    heard = part.heard.copy()
+    heard[32:, 2] = False
+    part = SampleArrays(**{**part.__dict__, "heard": heard, "rss_dbm": np.where(heard, part.rss_dbm, np.nan)})
+    inputs = (torch.from_numpy(part.rx_position_m), net._stations(torch.from_numpy(part.rx_id)),
+              torch.from_numpy(np.where(heard, part.rss_dbm, 0.0).astype(np.float32)), torch.from_numpy(heard),
+              torch.from_numpy(part.present))
+    with torch.no_grad():
+        full = net.map_log_likelihood(*inputs)
+        skipped = net.map_log_likelihood(*inputs, any_silent=False)
+    # Where nothing was silent the skipped term is exactly zero; where it was, it counts.
+    torch.testing.assert_close(skipped[:32], full[:32], rtol=0.0, atol=0.0)
+    assert torch.all((full[32:] - skipped[32:]).abs().amax(dim=1) > 0.1)
+    torch.testing.assert_close(held_out_terms(net, part).log_likelihood, full)
+
+
 @pytest.mark.slow
 def test_onnx_graph_matches_torch(campaign, fitted, tmp_path) -> None:  # noqa: ANN001
     from heimdall.export.onnx_export import export_onnx, onnx_parity

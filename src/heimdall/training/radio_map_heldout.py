@@ -80,7 +80,8 @@ def held_out_terms(net: RadioMapNet, samples: SampleArrays, shared: HeldOut | No
             part = samples.select(np.arange(start, min(start + rows, len(samples))))
             rx, rx_id, rss, heard, present = _inputs(part)
             station = net._stations(rx_id)
-            lls.append(net.map_log_likelihood(rx, station, rss, heard, present))
+            any_silent = bool((present & ~heard).any())
+            lls.append(net.map_log_likelihood(rx, station, rss, heard, present, any_silent))
             if shared is None:
                 d, i = net.fingerprint_neighbours(station, rss, heard, present)
                 distances.append(d)
