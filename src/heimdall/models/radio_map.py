@@ -186,7 +186,7 @@ class RadioMapNet(nn.Module):
     ) -> torch.Tensor:
         """Log-likelihood of the readings at every grid point, [B, G]. `any_silent` False
         (the caller knows no receiver in the batch listened and heard nothing) skips the
-        silences' term, which is then exactly zero (about half the work where every listed
+        silences' term, which is then exactly zero (a third of the time where every listed
         receiver heard)."""
         return self._map_terms(rx_position_m, station, rss_dbm, heard, present, any_silent)[0]
 
