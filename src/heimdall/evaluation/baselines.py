@@ -335,9 +335,10 @@ def mle_grid(
     Ill-posed samples are still answered: with fewer than 3 heard receivers (and no
     censoring) the minimum is a curve (2 heard: one point of it) or the whole plane (1
     heard: the receiver's own position, the minimiser nearest to where it was heard; any
-    grid point would be an artefact of the grid); a sample no receiver heard gets NaN. Cost is O(N G R): samples sharing a receiver layout share one path-loss
-    table and are searched with matrix products (about 1 s for 2,000 samples, 7 receivers
-    and a 251 x 251 grid on two CPU cores); receivers that move between samples need a
+    grid point would be an artefact of the grid); a sample no receiver heard gets NaN.
+    Cost is O(N G R): samples sharing a receiver layout share one path-loss table and are
+    searched with matrix products (about 1 s for 2,000 samples, 7 receivers and a 251 x 251
+    grid on two CPU cores); receivers that move between samples need a
     table per sample (tens of seconds at that size: use a coarser grid). Censoring adds one
     log Phi evaluation (~70 ns) per censored receiver and grid point.
     """
