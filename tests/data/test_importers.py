@@ -13,6 +13,7 @@ import pytest
 from heimdall.data.importers import (
     DROP_INVALID,
     DROP_MISSING_TX,
+    DROP_SEVERAL_TX,
     DROP_NO_HEARD,
     DROP_NON_FINITE_RSS,
     DROP_ZERO_POSITION,
@@ -255,3 +256,31 @@ def test_write_measured_dataset_round_trips(tmp_path: Path, powder: ImportedMeas
     first = again.drop_duplicates("sample_id").set_index("sample_id")["timestamp"]
     expected = pd.to_datetime(loaded.timestamp_s, unit="s").strftime("%Y-%m-%dT%H:%M:%S")
     assert list(first.loc[[str(i) for i in loaded.sample_id]]) == list(expected)
+
+
+def test_samples_with_several_transmitter_positions_are_dropped(tmp_path: Path) -> None:
+    """Two transmitters on the air at once (POWDER lists both) or rows of one sample that
+    disagree: the readings mix two sources, so the sample is dropped and counted, while one
+    position written twice, or rounded differently in its rows, is one transmitter."""
+    two = {"rx_data": ENTRY["rx_data"], "tx_coords": [[40.765, -111.835], [40.770, -111.840]]}
+    same = {"rx_data": ENTRY["rx_data"], "tx_coords": [[40.765, -111.835], [40.765, -111.835]]}
+    data = {"2022-01-01 00:00:00": ENTRY, "2022-01-01 00:00:01": two, "2022-01-01 00:00:02": same}
+    imported = read_powder_json(_powder_file(tmp_path, data))
+    assert imported.report.samples == 2 and imported.report.rows_read == 6
+    assert imported.report.rows_dropped == {DROP_SEVERAL_TX: 2}
+    assert imported.report.samples_dropped == {DROP_SEVERAL_TX: 1}
+    assert "2022-01-01 00:00:01" not in set(imported.table.sample_id)
+
+    path = tmp_path / "m.csv"
+    path.write_text(
+        HEADER
+        + "s1,2022-04-25T14:00:05,a,40.76,-111.84,-60,40.765,-111.835\n"
+        + "s1,2022-04-25T14:00:05,b,40.77,-111.83,-70,40.7650000001,-111.835\n"  # the same place
+        + "s2,2022-04-25T14:00:06,a,40.76,-111.84,-61,40.765,-111.835\n"
+        + "s2,2022-04-25T14:00:06,b,40.77,-111.83,-71,40.768,-111.835\n"  # 330 m away
+        + "s3,2022-04-25T14:00:07,a,40.76,-111.84,-62,40.765,-111.835\n"
+        + "s3,2022-04-25T14:00:07,b,40.77,-111.83,-72,,\n"  # no position: not a second one
+    )
+    imported = read_measurements_lenient(path)
+    assert imported.report.rows_dropped == {DROP_SEVERAL_TX: 2, DROP_MISSING_TX: 1}
+    assert list(imported.table.sample_id) == ["s1", "s1", "s3"]

@@ -13,7 +13,7 @@ position are dropped.
 
 Drop reasons, checked in this order (a row is counted once, under its first reason):
 `DROP_ZERO_POSITION`, `DROP_OUT_OF_RANGE`, `DROP_IMPLAUSIBLE` (long format only), `DROP_NON_FINITE_RSS`, `DROP_MISSING_TX`,
-`DROP_INVALID` (non-finite receiver position; in CSV also an empty id, an unparseable number
+`DROP_SEVERAL_TX` (every row of a sample with more than one transmitter position), `DROP_INVALID` (non-finite receiver position; in CSV also an empty id, an unparseable number
 or timestamp),
 `DROP_DUPLICATE`, then `DROP_NO_HEARD` for the rows of a sample left with no heard receiver.
 """
@@ -54,6 +54,7 @@ __all__ = [
     "DROP_IMPLAUSIBLE",
     "DROP_NON_FINITE_RSS",
     "DROP_MISSING_TX",
+    "DROP_SEVERAL_TX",
     "DROP_INVALID",
     "DROP_DUPLICATE",
     "DROP_NO_HEARD",
@@ -75,12 +76,18 @@ DROP_IMPLAUSIBLE = "altitude or snr out of range"
 #: A present RSS reading that is -Infinity, NaN, null, non-numeric or beyond +-400 dB.
 DROP_NON_FINITE_RSS = "non-finite rss"
 DROP_MISSING_TX = "missing transmitter position"
+#: A sample labelled with more than one transmitter position (two transmitters on the air at
+#: once, or rows of one sample that disagree): its readings mix both, so no one truth fits.
+DROP_SEVERAL_TX = "several transmitter positions"
 DROP_INVALID = "invalid value"
 DROP_DUPLICATE = "duplicate receiver in sample"
 DROP_NO_HEARD = "sample without a heard receiver"
 
 #: |rss| above this (dB) is not a power reading (same bound as the strict reader).
 _MAX_ABS_RSS_DB = 400.0
+#: Transmitter positions of one sample further apart than this (degrees, about 1 m) are
+#: different transmitters, not a rounding of one position.
+_SAME_TX_DEG = 1e-5
 
 
 @dataclass(frozen=True)
@@ -196,6 +203,18 @@ def _flag(reasons: Counter[str], drop: np.ndarray, bad: np.ndarray, reason: str)
     drop |= new
 
 
+def _several_tx(columns: dict[str, np.ndarray], drop: np.ndarray) -> np.ndarray:
+    """[M] rows of samples whose rows not yet dropped give transmitter positions more than
+    `_SAME_TX_DEG` apart."""
+    frame = pd.DataFrame(
+        {"s": columns["sample_id"], "lat": columns["tx_lat"], "lon": columns["tx_lon"]}
+    )[~drop]
+    groups = frame.groupby("s", sort=False)[["lat", "lon"]]
+    spread = (groups.max() - groups.min()).max(axis=1)
+    several = set(spread.index[spread.to_numpy() > _SAME_TX_DEG])
+    return np.isin(columns["sample_id"], list(several)) if several else np.zeros(len(drop), dtype=bool)
+
+
 def _position_checks(
     columns: dict[str, np.ndarray], drop: np.ndarray, reasons: Counter[str]
 ) -> None:
@@ -220,18 +239,23 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _tx_of(entry: dict[str, Any]) -> tuple[float, float]:
-    """(lat, lon) of a sample's transmitter, NaN when missing or at (0, 0)."""
+def _tx_of(entry: dict[str, Any]) -> tuple[float, float, bool]:
+    """(lat, lon) of a sample's transmitter, NaN when missing or at (0, 0), and whether the
+    sample lists further transmitters at other positions."""
     coords = entry.get("tx_coords")
     if not isinstance(coords, list) or not coords:
-        return math.nan, math.nan
-    first = coords[0]
-    if not (isinstance(first, list) and len(first) >= 2 and _is_number(first[0]) and _is_number(first[1])):
-        return math.nan, math.nan
-    lat, lon = float(first[0]), float(first[1])
+        return math.nan, math.nan, False
+    valid = [
+        (float(c[0]), float(c[1])) for c in coords
+        if isinstance(c, list) and len(c) >= 2 and _is_number(c[0]) and _is_number(c[1])
+    ]
+    if len(valid) < len(coords) or not valid:
+        return math.nan, math.nan, False
+    lat, lon = valid[0]
     if not (math.isfinite(lat) and math.isfinite(lon)) or (lat == 0.0 and lon == 0.0):
-        return math.nan, math.nan
-    return lat, lon
+        return math.nan, math.nan, False
+    several = any(abs(la - lat) > _SAME_TX_DEG or abs(lo - lon) > _SAME_TX_DEG for la, lo in valid[1:])
+    return lat, lon, several
 
 
 def read_powder_json(path: Path) -> ImportedMeasurements:
@@ -260,14 +284,15 @@ def read_powder_json(path: Path) -> ImportedMeasurements:
         raise DataError(f"{path.name}: no samples")
     rows: list[tuple[str, str, float, float, float, float, float]] = []
     sample_dropped: Counter[str] = Counter()
-    missing_tx_rows = 0
+    tx_dropped_rows: Counter[str] = Counter()
     for key, entry in data.items():
         if not isinstance(entry, dict) or not isinstance(entry.get("rx_data"), list):
             raise InputError(f"{path.name}: sample {key!r} has no 'rx_data' list")
-        tx_lat, tx_lon = _tx_of(entry)
-        if not math.isfinite(tx_lat):
-            sample_dropped[DROP_MISSING_TX] += 1
-            missing_tx_rows += len(entry["rx_data"])
+        tx_lat, tx_lon, several = _tx_of(entry)
+        if several or not math.isfinite(tx_lat):
+            reason = DROP_SEVERAL_TX if several else DROP_MISSING_TX
+            sample_dropped[reason] += 1
+            tx_dropped_rows[reason] += len(entry["rx_data"])
             continue
         for index, rx in enumerate(entry["rx_data"]):
             if not (
@@ -298,15 +323,15 @@ def read_powder_json(path: Path) -> ImportedMeasurements:
     if unparsed.any():
         log.warning("%s: %d sample keys are not timestamps; their time is unknown", path.name, int(unparsed.sum()))
     drop = np.zeros(m, dtype=bool)
-    reasons: Counter[str] = Counter()
-    reasons[DROP_MISSING_TX] += missing_tx_rows
+    reasons: Counter[str] = Counter(tx_dropped_rows)
     _position_checks(columns, drop, reasons)
     # In this layout every receiver listed was listening; a -Infinity (or null) reading is a
     # failed measurement, not "heard nothing", so the row is dropped rather than kept unheard.
     _flag(reasons, drop, ~np.isfinite(columns["rss_dbm"]) | (np.abs(columns["rss_dbm"]) > _MAX_ABS_RSS_DB),
           DROP_NON_FINITE_RSS)
     _flag(reasons, drop, ~(np.isfinite(columns["rx_lat"]) & np.isfinite(columns["rx_lon"])), DROP_INVALID)
-    return _finalise(columns, drop, reasons, m + missing_tx_rows, sample_dropped, path.name, POWDER_FREQUENCY_HZ)
+    rows_read = m + sum(tx_dropped_rows.values())
+    return _finalise(columns, drop, reasons, rows_read, sample_dropped, path.name, POWDER_FREQUENCY_HZ)
 
 
 # --- lenient long format -----------------------------------------------------------------
@@ -365,6 +390,7 @@ def read_measurements_lenient(path: Path) -> ImportedMeasurements:
         _flag(reasons, drop, implausible, DROP_IMPLAUSIBLE)
         _flag(reasons, drop, rss_bad | out_of_range(columns["rss_dbm"], RSS_RANGE_DBM), DROP_NON_FINITE_RSS)
     _flag(reasons, drop, ~(np.isfinite(columns["tx_lat"]) & np.isfinite(columns["tx_lon"])), DROP_MISSING_TX)
+    _flag(reasons, drop, _several_tx(columns, drop), DROP_SEVERAL_TX)
     _flag(reasons, drop, invalid, DROP_INVALID)
     freqs = np.unique(columns["frequency_hz"][~drop & np.isfinite(columns["frequency_hz"])])
     if len(freqs) > 1:
