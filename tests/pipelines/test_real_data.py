@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
 from typer.testing import CliRunner
 
 from heimdall.cli import app
+from heimdall.geo import haversine_m
 from heimdall.network import ReceiverNetwork
 
 pytestmark = pytest.mark.slow
@@ -71,6 +73,13 @@ def test_import_train_evaluate_powder(home: Path, tmp_path: Path) -> None:
     for a_now, a_later in zip(now["predictions"], later["predictions"], strict=True):
         assert (a_later["lat"], a_later["lon"]) == (a_now["lat"], a_now["lon"])
         assert a_later["sigma_major_m"] == pytest.approx(a_now["sigma_major_m"] * (1.0 + amount) ** 0.5, rel=1e-3)
+    # Without the drift re-estimate: one pass over readings the map was fitted on (nothing
+    # drifted), so the answers move, but little.
+    plain = _json(["localize", "--model", exported["bundle"], "--measurements", str(tmp_path / "test.csv"),
+                   "--no-drift-correction"])
+    moved_m = [float(haversine_m(a["lat"], a["lon"], b["lat"], b["lon"]))
+               for a, b in zip(now["predictions"], plain["predictions"], strict=True)]
+    assert max(moved_m) > 0.0 and float(np.median(moved_m)) < 20.0
 
 
 def test_bad_import_is_one_line_error(home: Path, tmp_path: Path) -> None:

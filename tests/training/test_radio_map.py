@@ -174,6 +174,26 @@ def test_one_receiver_off_by_8_db_barely_moves_the_answer(campaign, fitted, tmp_
     assert np.median(np.linalg.det(moved_covariance)) >= 0.95 * np.median(np.linalg.det(covariance))
 
 
+def test_the_drift_correction_repairs_a_drifted_receiver_and_can_be_turned_off(campaign, fitted, tmp_path) -> None:  # noqa: ANN001
+    """Without the second pass the runtime gives the graph's one-pass answer; with it, a
+    receiver reading 8 dB high on every transmission of the batch is found and taken out."""
+    _, test = campaign
+    localizer = _localizer(fitted.net, tmp_path)
+    one_pass, _ = _predict(fitted.net, test)
+    off = localizer.predict(test, drift_correction=False)
+    np.testing.assert_allclose(off.position_m, one_pass, atol=0.5)
+    shifted_rss = test.rss_dbm.copy()
+    shifted_rss[:, 3] += 8.0
+    shifted = SampleArrays(**{**test.__dict__, "rss_dbm": shifted_rss})
+    errors = {}
+    for correct in (True, False):
+        answer = localizer.predict(shifted, drift_correction=correct).position_m
+        errors[correct] = float(np.median(np.linalg.norm(answer - test.tx_position_m, axis=1)))
+    clean = float(np.median(np.linalg.norm(localizer.predict(test).position_m - test.tx_position_m, axis=1)))
+    assert errors[True] < errors[False]
+    assert errors[True] < 1.2 * clean + 5.0
+
+
 def test_receiver_never_seen_in_training_gives_a_valid_answer(campaign, fitted) -> None:  # noqa: ANN001
     _, test = campaign
     part = test.select(np.arange(20))

@@ -199,13 +199,18 @@ def localize(
     recordings: Annotated[Path | None, typer.Option(help="Directory of SigMF recordings.")] = None,
     as_json: JsonFlag = False,
     geojson: Annotated[bool, typer.Option("--geojson", help="Print a GeoJSON FeatureCollection.")] = False,
+    drift_correction: Annotated[bool, typer.Option(
+        "--drift-correction/--no-drift-correction",
+        help="Radio maps: re-estimate each receiver's offset drift from the whole file and localise again.",
+    )] = True,
 ) -> None:
     """Locate the transmitter of every sample in a measurement file."""
     from heimdall import pipelines
 
     if (measurements is None) == (recordings is None):
         fail("give either --measurements FILE or --recordings DIR")
-    result = pipelines.localize(context(), model, measurements, geojson=geojson, recordings=recordings)
+    result = pipelines.localize(context(), model, measurements, geojson=geojson, recordings=recordings,
+                                drift_correction=drift_correction)
 
     def render() -> None:
         table = Table("sample", "lat (deg)", "lon (deg)", "sigma major", "sigma minor", "orient. (deg)", "heard (rx)", "warnings")

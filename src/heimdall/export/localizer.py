@@ -159,12 +159,15 @@ class Localizer:
             shutil.rmtree(staging, ignore_errors=True)
         return cls(target, reference=reference, variant=variant)
 
-    def predict(self, samples: SampleArrays, check_area: bool = True) -> Predictions:
+    def predict(self, samples: SampleArrays, check_area: bool = True, drift_correction: bool = True) -> Predictions:
         """Positions and ellipses of every sample.
 
         With `check_area` (the default: what users see) inputs outside the training area
         and single-receiver samples are flagged and their ellipses widened
         (`TrainingArea.check`); evaluation turns it off to score the model's own output.
+        With `drift_correction` (the default) a radio map runs twice, the second time with
+        each receiver's offset drift re-estimated from the batch taken out
+        (`station_corrections`); without it, once, on the readings as given.
         Samples with a timestamp (`timestamp_s`) get a radio map's widening with the time
         since its nearest training transmission (`time_widening_factor`), evaluation included.
         """
@@ -184,7 +187,7 @@ class Localizer:
                 raise InputError("this model needs spectrograms: localise from IQ recordings (--recordings)")
             feeds_all["spectrogram"] = samples.spectrogram.astype(np.float32)
         position_m, covariance_m2, residual_db = self._run(feeds_all)
-        if residual_db is not None:
+        if residual_db is not None and drift_correction:
             # Second pass with drifted receivers corrected (see `station_corrections`).
             correction = station_corrections(samples.rx_id, samples.heard, residual_db, len(self.station_ids))
             station = np.clip(samples.rx_id, 0, max(len(self.station_ids) - 1, 0))
@@ -228,7 +231,7 @@ class Localizer:
         joined = [np.concatenate(parts).astype(np.float64) for parts in outputs]
         return joined[0], joined[1], joined[2] if len(joined) > 2 else None
 
-    def localize_table(self, table: MeasurementTable) -> tuple[list[str], Predictions]:
+    def localize_table(self, table: MeasurementTable, drift_correction: bool = True) -> tuple[list[str], Predictions]:
         """Localise every sample of a measurement table; returns sample ids and predictions."""
         samples, sample_ids = table.to_samples(self.reference_point, self.station_ids)
-        return sample_ids, self.predict(samples)
+        return sample_ids, self.predict(samples, drift_correction=drift_correction)

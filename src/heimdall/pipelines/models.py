@@ -286,9 +286,12 @@ def compare(
 
 
 def localize(
-    ctx: Context, model: str, measurements: Path | None = None, geojson: bool = False, recordings: Path | None = None
+    ctx: Context, model: str, measurements: Path | None = None, geojson: bool = False, recordings: Path | None = None,
+    drift_correction: bool = True,
 ) -> dict[str, Any]:
-    """Positions and ellipses for every sample of a measurement file or of SigMF recordings."""
+    """Positions and ellipses for every sample of a measurement file or of SigMF recordings.
+
+    `drift_correction=False` skips a radio map's second pass (`Localizer.predict`)."""
     if (measurements is None) == (recordings is None):
         raise InputError("give either --measurements FILE or --recordings DIR")
     table = read_measurements(Path(measurements)) if measurements is not None else None
@@ -300,12 +303,12 @@ def localize(
     localizer, temporary = resolve_model(ctx, model)
     try:
         if table is not None:
-            sample_ids, predictions = localizer.localize_table(table)
+            sample_ids, predictions = localizer.localize_table(table, drift_correction=drift_correction)
         else:
             from heimdall.data.recordings import samples_from_recordings
 
             samples, sample_ids = samples_from_recordings(sets, localizer.reference_point, localizer.station_ids)
-            predictions = localizer.predict(samples)
+            predictions = localizer.predict(samples, drift_correction=drift_correction)
     finally:
         if temporary is not None:
             shutil.rmtree(temporary, ignore_errors=True)
