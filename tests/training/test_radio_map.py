@@ -174,7 +174,7 @@ def test_one_receiver_off_by_8_db_barely_moves_the_answer(campaign, fitted, tmp_
     assert np.median(np.linalg.det(moved_covariance)) >= 0.95 * np.median(np.linalg.det(covariance))
 
 
-def test_the_drift_correction_repairs_a_drifted_receiver_and_can_be_turned_off(campaign, fitted, tmp_path) -> None:  # noqa: ANN001
+def test_drift_correction_repairs_a_drifted_receiver_and_turns_off(campaign, fitted, tmp_path) -> None:  # noqa: ANN001
     """Without the second pass the runtime gives the graph's one-pass answer; with it, a
     receiver reading 8 dB high on every transmission of the batch is found and taken out."""
     _, test = campaign

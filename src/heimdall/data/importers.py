@@ -13,7 +13,8 @@ position are dropped.
 
 Drop reasons, checked in this order (a row is counted once, under its first reason):
 `DROP_ZERO_POSITION`, `DROP_OUT_OF_RANGE`, `DROP_IMPLAUSIBLE` (long format only), `DROP_NON_FINITE_RSS`, `DROP_MISSING_TX`,
-`DROP_SEVERAL_TX` (every row of a sample with more than one transmitter position), `DROP_INVALID` (non-finite receiver position; in CSV also an empty id, an unparseable number
+`DROP_SEVERAL_TX` (every row of a sample with more than one transmitter position),
+`DROP_INVALID` (non-finite receiver position; in CSV also an empty id, an unparseable number
 or timestamp),
 `DROP_DUPLICATE`, then `DROP_NO_HEARD` for the rows of a sample left with no heard receiver.
 """
