@@ -269,7 +269,7 @@ def model_direct_fold(campaign: Campaign, train_index: np.ndarray, test_index: n
 
     from heimdall.evaluation.calibration import seconds_to_nearest, time_widening_factor
     from heimdall.evaluation.metrics import covariance_to_ellipse
-    from heimdall.export.localizer import station_corrections
+    from heimdall.models.drift import corrected_rss
     from heimdall.training.radio_map_fit import fit_radio_map
 
     train, test = campaign.samples.select(train_index), campaign.samples.select(test_index)
@@ -292,9 +292,7 @@ def model_direct_fold(campaign: Campaign, train_index: np.ndarray, test_index: n
 
     rss = np.where(test.heard, test.rss_dbm, 0.0)
     _, _, residual = forward(rss)
-    correction = station_corrections(test.rx_id, test.heard, residual, campaign.num_stations)
-    known = test.heard & (test.rx_id >= 0) & (test.rx_id < campaign.num_stations)
-    position, covariance, _ = forward(rss - np.where(known, correction[np.clip(test.rx_id, 0, None)], 0.0))
+    position, covariance, _ = forward(corrected_rss(test.rx_id, test.heard, rss, residual, campaign.num_stations))
     if test.timestamp_s is not None and train.timestamp_s is not None:
         gap_s = seconds_to_nearest(test.timestamp_s, train.timestamp_s)
         covariance = covariance * time_widening_factor(gap_s, hyper.time_widening, hyper.time_scale_s)[:, None, None]

@@ -21,7 +21,8 @@ from heimdall.training.radio_map_build import (
     fit_physics,
 )
 from heimdall.training.radio_map_fit import fit_radio_map
-from heimdall.training.radio_map_heldout import held_out_terms, posterior_answer
+from heimdall.training.radio_map_calibration import floored_covariance, novelty_factor
+from heimdall.training.radio_map_heldout import held_out_terms, posterior_answer, posterior_moments, second_pass_terms
 
 STATIONS = 8
 EXTENT_M = 2000.0
@@ -192,6 +193,33 @@ def test_drift_correction_repairs_a_drifted_receiver_and_turns_off(campaign, fit
     clean = float(np.median(np.linalg.norm(localizer.predict(test).position_m - test.tx_position_m, axis=1)))
     assert errors[True] < errors[False]
     assert errors[True] < 1.2 * clean + 5.0
+
+
+def test_the_calibration_scores_the_runtime_s_second_pass(campaign, fitted, tmp_path) -> None:  # noqa: ANN001
+    """The fit calibrates its ellipses on held-out answers given as the runtime gives them:
+    `second_pass_terms` of a batch reproduce `Localizer.predict`'s two-pass answers and
+    covariances, and differ from the first pass where a receiver drifted."""
+    _, test = campaign
+    shifted_rss = test.rss_dbm.copy()
+    shifted_rss[:, 3] += 8.0
+    shifted = dataclasses.replace(test, rss_dbm=shifted_rss)
+    hyper = fitted.hyperparameters
+    key = (hyper.fingerprint_bandwidth_db, hyper.fingerprint_background)
+    terms = second_pass_terms(fitted.net, shifted)
+    answer, spread = posterior_moments(terms, key, hyper.fingerprint_weight, hyper.temperature,
+                                       hyper.covariance_temperature, hyper.fingerprint_point_mass)
+    widening = novelty_factor(terms.nearest_db, hyper.novelty_db)
+    covariance = hyper.covariance_scale * floored_covariance(spread, hyper.covariance_floor_m,
+                                                             float(fitted.net.grid_step_m), widening)
+    runtime = _localizer(fitted.net, tmp_path).predict(shifted, check_area=False)
+    moved = np.linalg.norm(answer - runtime.position_m, axis=1)
+    assert np.median(moved) < 0.5 and np.mean(moved < 5.0) > 0.95
+    np.testing.assert_allclose(np.linalg.det(covariance), np.linalg.det(runtime.covariance_m2), rtol=0.2)
+    first = posterior_answer(held_out_terms(fitted.net, shifted), key, hyper.fingerprint_weight, hyper.temperature,
+                             hyper.fingerprint_point_mass)
+    error = {name: np.median(np.linalg.norm(a - test.tx_position_m, axis=1)) for name, a in (("one", first),
+                                                                                              ("two", answer))}
+    assert error["two"] < error["one"]
 
 
 def test_receiver_never_seen_in_training_gives_a_valid_answer(campaign, fitted) -> None:  # noqa: ANN001

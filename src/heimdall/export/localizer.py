@@ -21,37 +21,13 @@ from heimdall.export.bundle import read_bundle_config
 from heimdall.export.onnx_export import OUTPUT_NAMES
 from heimdall.export.quantize import variant_file
 from heimdall.geo import ReferencePoint, local_to_ground
+from heimdall.models.drift import corrected_rss
 
 __all__ = ["Localizer", "ModelFileError", "Predictions"]
 
 _CHUNK = 4096
 #: Output of graphs that report each reading's residual (dB) at their answer (radio maps).
 RESIDUAL_OUTPUT = "station_residual_db"
-#: Pseudo-count (readings) shrinking a station's re-estimated offset toward zero: one
-#: transmission moves it by a tenth of its residual, a few hundred by nearly all of it.
-OFFSET_SHRINKAGE = 10.0
-#: Fewest known receivers that must have heard a transmission for its residuals to count.
-#: The residuals are taken after the transmission's common offset (its unknown transmit
-#: power), which takes up a lone reading whole and leaves two readings only their
-#: difference, split evenly: neither says which receiver drifted, and counted as readings
-#: they only pulled every estimate toward zero.
-MIN_HEARD_FOR_DRIFT = 3
-
-
-def station_corrections(rx_id: np.ndarray, heard: np.ndarray, residual_db: np.ndarray, num_stations: int) -> np.ndarray:
-    """Per-station offset drift (dB, [S]) re-estimated from a batch's residuals, shrunk toward 0.
-
-    `residual_db` [N, R]: each heard reading minus what the model expected at its answer.
-    A receiver whose calibration drifted since training reads high (or low) at every
-    transmission; its mean residual over the batch measures that, with no labels needed.
-    Only transmissions heard by at least `MIN_HEARD_FOR_DRIFT` known receivers count.
-    """
-    known = heard & (rx_id >= 0) & (rx_id < num_stations)
-    known &= (known.sum(axis=1, keepdims=True) >= MIN_HEARD_FOR_DRIFT) & np.isfinite(residual_db)
-    station = rx_id[known]
-    total = np.bincount(station, residual_db[known].astype(np.float64), num_stations)
-    count = np.bincount(station, minlength=num_stations)
-    return total / (count + OFFSET_SHRINKAGE)
 
 
 class ModelFileError(InputError):
@@ -167,7 +143,7 @@ class Localizer:
         (`TrainingArea.check`); evaluation turns it off to score the model's own output.
         With `drift_correction` (the default) a radio map runs twice, the second time with
         each receiver's offset drift re-estimated from the batch taken out
-        (`station_corrections`); without it, once, on the readings as given.
+        (`models.drift.station_corrections`); without it, once, on the readings as given.
         Samples with a timestamp (`timestamp_s`) get a radio map's widening with the time
         since its nearest training transmission (`time_widening_factor`), evaluation included.
         """
@@ -188,11 +164,9 @@ class Localizer:
             feeds_all["spectrogram"] = samples.spectrogram.astype(np.float32)
         position_m, covariance_m2, residual_db = self._run(feeds_all)
         if residual_db is not None and drift_correction:
-            # Second pass with drifted receivers corrected (see `station_corrections`).
-            correction = station_corrections(samples.rx_id, samples.heard, residual_db, len(self.station_ids))
-            station = np.clip(samples.rx_id, 0, max(len(self.station_ids) - 1, 0))
-            known = (samples.rx_id >= 0) & (samples.rx_id < len(self.station_ids)) & samples.heard
-            feeds_all["rss_dbm"] = (feeds_all["rss_dbm"] - np.where(known, correction[station], 0.0)).astype(np.float32)
+            # Second pass with drifted receivers corrected (`models.drift`).
+            feeds_all["rss_dbm"] = corrected_rss(samples.rx_id, samples.heard, feeds_all["rss_dbm"], residual_db,
+                                                 len(self.station_ids)).astype(np.float32)
             position_m, covariance_m2, _ = self._run(feeds_all)
         if samples.timestamp_s is not None and self.training_times_s.size:
             # Transmissions later than the campaign (or between its walks) get the widening

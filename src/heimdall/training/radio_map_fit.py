@@ -59,6 +59,7 @@ from heimdall.training.radio_map_heldout import (
     HeldOut,
     held_out_terms,
     posterior_answer,
+    second_pass_terms,
 )
 
 __all__ = [
@@ -281,6 +282,10 @@ def _fit_radio_map(
     # gaps[scheme][length index] -> per fold, each held-out sample's seconds to the nearest
     # transmission its fold's maps were fitted on (NaN without timestamps).
     gaps: dict[str, list[list[np.ndarray]]] = {s: [[] for _ in lengths] for s in schemes}
+    # nets[scheme][length index] -> per fold, its map; tests[scheme] -> per fold, the held-out
+    # samples' indices (for the second pass the calibration is fitted on).
+    nets: dict[str, list[list[RadioMapNet]]] = {s: [[] for _ in lengths] for s in schemes}
+    tests: dict[str, list[np.ndarray]] = {s: [] for s in schemes}
     times = samples.timestamp_s if samples.timestamp_s is not None else np.full(len(samples), np.nan)
 
     def cross_fit(scheme: str, length_indices: list[int]) -> None:
@@ -299,6 +304,7 @@ def _fit_radio_map(
                 continue
             grid = map_grid(train.tx_position_m.astype(np.float64))
             gap = seconds_to_nearest(times[test_index], times[in_train])
+            tests[scheme].append(test_index)
             shared = None
             for li in length_indices:
                 net = build_radio_map(train, num_stations, lengths[li], grid=grid, mobile=mobile, fill_absent=fill,
@@ -306,6 +312,7 @@ def _fit_radio_map(
                 terms = held_out_terms(net, samples.select(test_index), shared)
                 shared = terms
                 held[scheme][li].append(terms)
+                nets[scheme][li].append(net)
                 gaps[scheme][li].append(gap)
                 done += 1
                 if progress is not None:
@@ -342,8 +349,17 @@ def _fit_radio_map(
     medians = scores[choice][1]
     if "time" in schemes:
         cross_fit("time", [li])
-    # Covariance temperature, novelty widening, floor and scale on the same out-of-fold predictions.
-    held_best = [(si, h) for si, s in enumerate(schemes) for h in held[s][li]]
+    # Covariance temperature, novelty widening, floor and scale on the same out-of-fold
+    # transmissions, answered as the runtime answers them: each held-out fold a batch whose
+    # receivers' drift is re-estimated and taken out before a second pass. Fitted on the
+    # first pass, the ellipses came out narrower than calibrated across time and space.
+    settings = RadioMapHyperparameters(lengths[li], key[0], key[1], weight, temperature,
+                                       fingerprint_point_mass=point_mass)
+    held_best = [
+        (si, second_pass_terms(apply_hyperparameters(net, settings), samples.select(test_index)))
+        for si, s in enumerate(schemes) for net, test_index in zip(nets[s][li], tests[s], strict=True)
+    ]
+    nets.clear()
     calibration = calibrate_ellipses([h for _, h in held_best], [si for si, _ in held_best], key, weight,
                                      temperature, float(map_grid(tx)[1]), point_mass)
     groups = np.concatenate([np.full(len(h.truth_m), si) for si, h in held_best])

@@ -8,6 +8,7 @@ powers in dB.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 
 from heimdall.data.layout import SampleArrays
+from heimdall.models.drift import corrected_rss
 from heimdall.models.radio_map import RadioMapNet
 from heimdall.models.radio_map_candidates import (
     GEOMETRIC_MEDIAN_CANDIDATES,
@@ -24,7 +26,7 @@ from heimdall.models.radio_map_candidates import (
 
 __all__ = [
     "FINGERPRINT_BANDWIDTHS_DB", "FINGERPRINT_BACKGROUNDS", "FINGERPRINT_POINT_MASSES", "HeldOut", "chunk_rows",
-    "held_out_terms", "posterior_answer", "posterior_moments",
+    "held_out_terms", "posterior_answer", "posterior_moments", "second_pass_terms",
 ]
 
 FINGERPRINT_BANDWIDTHS_DB = (1.0, 2.0, 4.0)
@@ -102,6 +104,23 @@ def held_out_terms(net: RadioMapNet, samples: SampleArrays, shared: HeldOut | No
             density[(bandwidth, background)] = torch.cat(parts)
     return HeldOut(truth, net.grid_m, net.log_prior, torch.cat(lls), density, distance[:, 0].double().numpy(),
                    net.cell_of(position), position, distance)
+
+
+def second_pass_terms(net: RadioMapNet, samples: SampleArrays) -> HeldOut:
+    """`held_out_terms` of `samples` as the runtime's second pass sees them: each receiver's
+    drift re-estimated from `net`'s residuals over `samples` as one batch
+    (`models.drift.corrected_rss`) and taken out of its readings. `net` carries the chosen
+    fingerprint and temperature settings (`apply_hyperparameters`)."""
+    residuals = []
+    rows = chunk_rows(len(net.grid_m), samples.rx_id.shape[1])
+    with torch.no_grad():
+        for start in range(0, len(samples), rows):
+            part = samples.select(np.arange(start, min(start + rows, len(samples))))
+            residuals.append(net(*_inputs(part))[2].double().numpy())
+    rss = corrected_rss(samples.rx_id, samples.heard, samples.rss_dbm, np.concatenate(residuals),
+                        net.config.num_stations)
+    rss_dbm = np.where(samples.heard, rss, samples.rss_dbm).astype(samples.rss_dbm.dtype)
+    return held_out_terms(net, dataclasses.replace(samples, rss_dbm=rss_dbm))
 
 
 def _scaled(

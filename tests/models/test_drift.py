@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from heimdall.export.localizer import OFFSET_SHRINKAGE, station_corrections
+from heimdall.models.drift import OFFSET_SHRINKAGE, station_corrections
 
 STATIONS = 5
 
