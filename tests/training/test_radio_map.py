@@ -205,7 +205,7 @@ def test_the_calibration_scores_the_runtime_s_second_pass(campaign, fitted, tmp_
     shifted = dataclasses.replace(test, rss_dbm=shifted_rss)
     hyper = fitted.hyperparameters
     key = (hyper.fingerprint_bandwidth_db, hyper.fingerprint_background)
-    terms = second_pass_terms(fitted.net, shifted)
+    terms = second_pass_terms(fitted.net, shifted, key)
     answer, spread = posterior_moments(terms, key, hyper.fingerprint_weight, hyper.temperature,
                                        hyper.covariance_temperature, hyper.fingerprint_point_mass)
     widening = novelty_factor(terms.nearest_db, hyper.novelty_db)

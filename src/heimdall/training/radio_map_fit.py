@@ -355,8 +355,9 @@ def _fit_radio_map(
     # first pass, the ellipses came out narrower than calibrated across time and space.
     settings = RadioMapHyperparameters(lengths[li], key[0], key[1], weight, temperature,
                                        fingerprint_point_mass=point_mass)
+    held.clear()  # the first pass's terms are done with: the second pass's take their memory
     held_best = [
-        (si, second_pass_terms(apply_hyperparameters(net, settings), samples.select(test_index)))
+        (si, second_pass_terms(apply_hyperparameters(net, settings), samples.select(test_index), key))
         for si, s in enumerate(schemes) for net, test_index in zip(nets[s][li], tests[s], strict=True)
     ]
     nets.clear()

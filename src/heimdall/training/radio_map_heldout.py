@@ -72,9 +72,14 @@ class HeldOut:
     neighbour_distance_db: torch.Tensor  # [N,k]
 
 
-def held_out_terms(net: RadioMapNet, samples: SampleArrays, shared: HeldOut | None = None) -> HeldOut:
-    """Log terms of `samples` under `net`; `density` reuses the fingerprint terms of a map
-    with the same fingerprints and grid (they do not depend on the residual length scale)."""
+def held_out_terms(
+    net: RadioMapNet, samples: SampleArrays, shared: HeldOut | None = None,
+    keys: tuple[tuple[float, float], ...] | None = None,
+) -> HeldOut:
+    """Log terms of `samples` under `net`; `shared` reuses the fingerprint terms of a map
+    with the same fingerprints and grid (they do not depend on the residual length scale).
+    `keys` limits the fingerprint densities to those (bandwidth dB, background) settings
+    (default: every one the search tries)."""
     lls, distances, indices = [], [], []
     rows = chunk_rows(len(net.grid_m), samples.rx_id.shape[1])
     with torch.no_grad():
@@ -95,7 +100,7 @@ def held_out_terms(net: RadioMapNet, samples: SampleArrays, shared: HeldOut | No
         distance, index = torch.cat(distances), torch.cat(indices)
         position = net.fingerprint_position_m[index]
         density = {}
-        for bandwidth, background in itertools.product(FINGERPRINT_BANDWIDTHS_DB, FINGERPRINT_BACKGROUNDS):
+        for bandwidth, background in keys or itertools.product(FINGERPRINT_BANDWIDTHS_DB, FINGERPRINT_BACKGROUNDS):
             parts = [
                 net.fingerprint_log_density(distance[s : s + _CHUNK], index[s : s + _CHUNK],
                                             torch.tensor(bandwidth), torch.tensor(background))
@@ -106,11 +111,12 @@ def held_out_terms(net: RadioMapNet, samples: SampleArrays, shared: HeldOut | No
                    net.cell_of(position), position, distance)
 
 
-def second_pass_terms(net: RadioMapNet, samples: SampleArrays) -> HeldOut:
+def second_pass_terms(net: RadioMapNet, samples: SampleArrays, key: tuple[float, float]) -> HeldOut:
     """`held_out_terms` of `samples` as the runtime's second pass sees them: each receiver's
     drift re-estimated from `net`'s residuals over `samples` as one batch
     (`models.drift.corrected_rss`) and taken out of its readings. `net` carries the chosen
-    fingerprint and temperature settings (`apply_hyperparameters`)."""
+    fingerprint and temperature settings (`apply_hyperparameters`); the terms hold the
+    fingerprint density of its (bandwidth dB, background) `key` only."""
     residuals = []
     rows = chunk_rows(len(net.grid_m), samples.rx_id.shape[1])
     with torch.no_grad():
@@ -120,7 +126,7 @@ def second_pass_terms(net: RadioMapNet, samples: SampleArrays) -> HeldOut:
     rss = corrected_rss(samples.rx_id, samples.heard, samples.rss_dbm, np.concatenate(residuals),
                         net.config.num_stations)
     rss_dbm = np.where(samples.heard, rss, samples.rss_dbm).astype(samples.rss_dbm.dtype)
-    return held_out_terms(net, dataclasses.replace(samples, rss_dbm=rss_dbm))
+    return held_out_terms(net, dataclasses.replace(samples, rss_dbm=rss_dbm), keys=(key,))
 
 
 def _scaled(
