@@ -1,4 +1,4 @@
-"""The layering of DESIGN.md: nothing imports upward, there are no import cycles, and no
+"""The layering of docs/ARCHITECTURE.md: nothing imports upward, there are no import cycles, and no
 module imports another's private (`_name`) names."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The per-sample layout the model sees (DESIGN.md, "Sample layout").
+"""The per-sample layout the model sees (docs/ARCHITECTURE.md, "The sample layout").
 
 A batch of N samples over up to R receivers (padded, with masks). Positions are
 east/north/up metres about the dataset's reference point; powers in dBm; NaN where a

@@ -1,4 +1,4 @@
-"""The long measurement format of DESIGN.md: one row per (sample, receiver).
+"""The long measurement format (docs/TRAINING.md, section 7): one row per (sample, receiver).
 
 `sample_id, timestamp?, receiver_id, rx_lat, rx_lon, rx_alt_m?, rss_dbm?, snr_db?,
 frequency_hz?, tx_lat?, tx_lon?`. An empty `rss_dbm`, or one below the thermal noise floor

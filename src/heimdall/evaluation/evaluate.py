@@ -1,4 +1,4 @@
-"""The evaluation of DESIGN.md: model errors, ellipse coverage, baselines and the CRLB."""
+"""What `heimdall evaluate` reports: model errors, ellipse coverage, baselines and the CRLB."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ class PhysicsModel:
 
 @dataclass(frozen=True)
 class Evaluation:
-    """The summary of DESIGN.md plus the per-sample arrays the report plots."""
+    """The evaluation summary plus the per-sample arrays the report plots."""
 
     summary: dict[str, Any]
     truth_m: np.ndarray  # [N, 2] about the evaluation's reference

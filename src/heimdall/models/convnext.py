@@ -6,7 +6,7 @@ implementation (facebookresearch/ConvNeXt: `downsample_layers`, `stages`, `dwcon
 `pwconv1`, `pwconv2`, `gamma`, `norm`, `head`), so a state dict saved from it loads with
 `SpectrogramEncoder.load_pretrained` when the stem's input channels match.
 
-The encoder is a per-receiver branch of the set model (DESIGN.md, section 4): on its own
+The encoder is a per-receiver branch of the set model (docs/TRAINING.md, section 3): on its own
 it cannot know where a transmitter is.
 
 Spatial sizes for the layout's [C, 128 mel bins, 32 frames] input: the stride-4 stem gives
