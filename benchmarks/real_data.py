@@ -26,7 +26,9 @@ With `--session-drift-db D`, the campaign becomes several measurement sessions: 
 folds' blocks, each moved by its index in days, every receiver drifting by its own offset
 from N(0, D^2) dB in each session, training and test rows alike (drawn once per seed): a
 campaign measured over several days, tested within them (random, grid folds) or on a day
-held out (time folds).
+held out (time folds). `--session-layout interleaved` draws each transmission's day at
+random instead, so every day retraces the places of the others (and the time folds hold
+out one day each).
 
 Errors are great-circle metres between the prediction and the truth, scored here, outside
 the product. Reported per fold and as mean and standard deviation over folds x seeds:
@@ -37,7 +39,7 @@ method with the lowest mean median in that mode).
     PYTHONPATH=src .venv/bin/python benchmarks/real_data.py FILE [--format long|powder-json]
         [--folds 5] [--seeds 0,1,2] [--modes random,grid,time]
         [--methods model,knn,ml_offsets,centroid] [--fold-limit N] [--test-drift-db D]
-        [--session-drift-db D] [--json OUT.json]
+        [--session-drift-db D] [--session-layout blocks|interleaved] [--json OUT.json]
 """
 
 from __future__ import annotations
@@ -124,12 +126,18 @@ def drifted(campaign: Campaign, test_index: np.ndarray, drift_db: float, rng: np
     return _shifted(campaign, shift, np.zeros(len(campaign.samples), dtype=np.int64))
 
 
-def in_sessions(campaign: Campaign, n_folds: int, drift_db: float, rng: np.random.Generator) -> Campaign:
-    """`campaign` as `n_folds` measurement sessions a day apart: the time folds' blocks, each
-    moved by its index in days, every receiver's readings in block b shifted by an offset
-    drawn once per (block, receiver) from N(0, drift_db^2) dB, training and test rows alike
-    (a campaign measured over several days whose receivers drift between them)."""
-    block = make_folds("time", n_folds, 0, campaign.samples.tx_position_m, campaign.timestamps)
+def in_sessions(
+    campaign: Campaign, n_folds: int, drift_db: float, rng: np.random.Generator, interleaved: bool = False
+) -> Campaign:
+    """`campaign` as `n_folds` measurement sessions a day apart: the time folds' blocks (or,
+    `interleaved`, a day drawn at random for each transmission), each moved by its index in
+    days, every receiver's readings in block b shifted by an offset drawn once per (block,
+    receiver) from N(0, drift_db^2) dB, training and test rows alike (a campaign measured
+    over several days whose receivers drift between them)."""
+    if interleaved:
+        block = rng.integers(0, n_folds, len(campaign.samples))
+    else:
+        block = make_folds("time", n_folds, 0, campaign.samples.tx_position_m, campaign.timestamps)
     offset_db = rng.normal(0.0, drift_db, (n_folds, campaign.num_stations))
     return _shifted(campaign, offset_db[block], block)
 
@@ -270,6 +278,7 @@ def model_direct_fold(campaign: Campaign, train_index: np.ndarray, test_index: n
     from heimdall.evaluation.calibration import seconds_to_nearest, time_widening_factor
     from heimdall.evaluation.metrics import covariance_to_ellipse
     from heimdall.models.drift import corrected_rss
+    from heimdall.data.sessions import session_index, shift_readings
     from heimdall.training.radio_map_fit import fit_radio_map
 
     train, test = campaign.samples.select(train_index), campaign.samples.select(test_index)
@@ -290,6 +299,9 @@ def model_direct_fold(campaign: Campaign, train_index: np.ndarray, test_index: n
                 ))
         return tuple(torch.cat([p[k] for p in parts]).double().numpy() for k in range(3))
 
+    if hyper.session_offsets_db and test.timestamp_s is not None:
+        session = session_index(test.timestamp_s, np.asarray(hyper.session_starts_s), train.timestamp_s)
+        test = shift_readings(test, session, np.asarray(hyper.session_offsets_db))
     rss = np.where(test.heard, test.rss_dbm, 0.0)
     _, _, residual = forward(rss)
     position, covariance, _ = forward(corrected_rss(test.rx_id, test.heard, rss, residual, campaign.num_stations))
@@ -308,12 +320,13 @@ def model_direct_fold(campaign: Campaign, train_index: np.ndarray, test_index: n
 def run(
     campaign: Campaign, modes: tuple[str, ...], n_folds: int, seeds: tuple[int, ...], methods: tuple[str, ...],
     fold_limit: int | None = None, test_drift_db: float = 0.0, session_drift_db: float = 0.0,
+    interleaved: bool = False,
 ) -> dict[str, Any]:
     """Every (mode, seed, fold): per-method scores; then the summary per mode and method.
 
     `test_drift_db` > 0 shifts each fold's test readings by per-receiver offsets (`drifted`);
     `session_drift_db` > 0 makes the time blocks sessions with their own offsets, drawn per
-    seed (`in_sessions`).
+    seed (`in_sessions`; `interleaved`: days drawn at random, a day held out per time fold).
     """
     truth_lat, truth_lon = campaign.samples.tx_lat_deg, campaign.samples.tx_lon_deg
     folds: list[dict[str, Any]] = []
@@ -325,8 +338,12 @@ def run(
         for seed in seeds:
             seed_campaign = campaign
             if session_drift_db > 0:
-                seed_campaign = in_sessions(campaign, n_folds, session_drift_db, np.random.default_rng([seed, 11]))
+                seed_campaign = in_sessions(campaign, n_folds, session_drift_db, np.random.default_rng([seed, 11]),
+                                            interleaved)
             fold_of = make_folds(mode, n_folds, seed, campaign.samples.tx_position_m, campaign.timestamps)
+            if interleaved and mode == "time" and session_drift_db > 0:
+                day_s = seed_campaign.samples.timestamp_s - campaign.samples.timestamp_s
+                fold_of = np.round(day_s / 86400.0).astype(np.int64)
             for fold in range(n_folds if fold_limit is None else min(fold_limit, n_folds)):
                 test_index, train_index = np.flatnonzero(fold_of == fold), np.flatnonzero(fold_of != fold)
                 # Time folds do not change with the seed: the model is trained once per fold,
@@ -381,6 +398,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="shift each receiver's test readings by N(0, D^2) dB per fold (a season's drift)")
     parser.add_argument("--session-drift-db", type=float, default=0.0,
                         help="make the time blocks sessions a day apart, each receiver drifting N(0, D^2) dB per session")
+    parser.add_argument("--session-layout", default="blocks", choices=("blocks", "interleaved"),
+                        help="sessions as the time blocks, or a day drawn at random per transmission")
     parser.add_argument("--json", dest="json_path", type=Path, default=None, help="write the full result here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
@@ -391,13 +410,13 @@ def main(argv: list[str] | None = None) -> int:
                 raise InputError(f"{flag} must be a finite number >= 0, got {value}")
         campaign = load_campaign(args.file, args.file_format)
         result = run(campaign, _csv(args.modes, MODES), args.folds, seeds, _csv(args.methods, METHODS), args.fold_limit,
-                     args.test_drift_db, args.session_drift_db)
+                     args.test_drift_db, args.session_drift_db, args.session_layout == "interleaved")
     except (HeimdallError, ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     result["config"] = {"file": str(args.file), "format": args.file_format, "folds": args.folds, "seeds": list(seeds),
                         "samples": len(campaign.samples), "test_drift_db": args.test_drift_db,
-                        "session_drift_db": args.session_drift_db}
+                        "session_drift_db": args.session_drift_db, "session_layout": args.session_layout}
     print(markdown(result))
     if args.json_path is not None:
         args.json_path.write_text(json.dumps(result, indent=1))

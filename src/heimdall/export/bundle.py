@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from heimdall.errors import InputError, NotFoundError
@@ -62,6 +63,13 @@ def _training_lines(config: dict[str, Any]) -> list[str]:
         lines.append(
             f"- ellipses of transmissions with a timestamp widen with the time since the nearest training one: "
             f"variance x (1 + {float(hyper['time_widening']):g} (1 - exp(-gap / {float(hyper['time_scale_s']):g} s)))"
+        )
+    table = hyper.get("session_offsets_db") or []
+    if table:
+        rms_db = float(np.sqrt(np.mean(np.square(table))))
+        lines.append(
+            f"- receiver offsets per training session: {len(table)} sessions, {rms_db:.1f} dB rms, taken out of "
+            "the readings of transmissions sent within one (timestamp within 6 h of a training transmission)"
         )
     lines.append(f"- MLflow run `{config.get('mlflow_run_id')}`, job `{config.get('job_id')}`")
     return [*lines, ""]

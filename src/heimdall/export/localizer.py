@@ -22,6 +22,7 @@ from heimdall.export.onnx_export import OUTPUT_NAMES
 from heimdall.export.quantize import variant_file
 from heimdall.geo import ReferencePoint, local_to_ground
 from heimdall.models.drift import corrected_rss
+from heimdall.data.sessions import session_index, shift_readings
 
 __all__ = ["Localizer", "ModelFileError", "Predictions"]
 
@@ -99,6 +100,9 @@ class Localizer:
         #: (a, g0 s) of `time_widening_factor` and the training timestamps (s) it measures from.
         self.time_widening = (float(hyper.get("time_widening", 0.0)), float(hyper.get("time_scale_s", 0.0)))
         self.training_times_s = np.asarray(self.config.get("training_times_s") or [], dtype=np.float64)
+        #: Receiver offsets per training session (`training.session_offsets`): starts (s), [K, S] dB.
+        self.session_starts_s = np.asarray(hyper.get("session_starts_s") or [], dtype=np.float64)
+        self.session_offsets_db = np.asarray(hyper.get("session_offsets_db") or [], dtype=np.float64)
         try:
             self.area = TrainingArea.from_config(self.config, self.reference_point)
         except HeimdallError as exc:
@@ -162,6 +166,12 @@ class Localizer:
             if samples.spectrogram is None:
                 raise InputError("this model needs spectrograms: localise from IQ recordings (--recordings)")
             feeds_all["spectrogram"] = samples.spectrogram.astype(np.float32)
+        if samples.timestamp_s is not None and self.session_offsets_db.size and self.training_times_s.size:
+            # A transmission sent within a training session reads with that session's offsets.
+            session = session_index(samples.timestamp_s, self.session_starts_s, self.training_times_s)
+            feeds_all["rss_dbm"] = np.where(
+                samples.heard, shift_readings(samples, session, self.session_offsets_db).rss_dbm, 0.0
+            ).astype(np.float32)
         position_m, covariance_m2, residual_db = self._run(feeds_all)
         if residual_db is not None and drift_correction:
             # Second pass with drifted receivers corrected (`models.drift`).

@@ -51,8 +51,11 @@ def _int8_variant(
     return dict(variant, parity=parity_report(evaluation, int8_evaluation, difference, float_path, int8_path))
 
 
-def _refit_on_all_labels(ctx: Context, draft: Any, meta: dict[str, Any], reader: DatasetReader, parity: Any) -> Any:
-    """Refit a radio map on every labelled sample (test split included) with the chosen settings.
+def _refit_on_all_labels(
+    ctx: Context, draft: Any, meta: dict[str, Any], reader: DatasetReader, parity: Any
+) -> tuple[Any, dict[str, Any]]:
+    """Refit a radio map on every labelled sample (test split included) with the chosen
+    settings: (the staged bundle, the hyperparameters to store, session offsets re-estimated).
 
     The test split has done its job once the held-out evaluation is measured; a map that
     also knows those places localises better. The bundle keeps the held-out figures and
@@ -61,13 +64,18 @@ def _refit_on_all_labels(ctx: Context, draft: Any, meta: dict[str, Any], reader:
     from heimdall.export.publish import stage_bundle
     from heimdall.pipelines.radio_map_training import labelled_samples
     from heimdall.training.radio_map_build import RadioMapHyperparameters, refit_radio_map
+    from heimdall.training.session_offsets import fit_session_offsets
 
     hyper = RadioMapHyperparameters(**meta["hyperparameters"])
     samples = labelled_samples(reader, ("train", "val", "test"))
-    net = refit_radio_map(samples, len(reader.manifest.station_ids), hyper)
+    num_stations = len(reader.manifest.station_ids)
+    if hyper.session_offsets_db:
+        # Each session's offsets again, from every labelled sample (a later test split may be a new day).
+        samples, hyper = fit_session_offsets(samples, num_stations, hyper)
+    net = refit_radio_map(samples, num_stations, hyper)
     refit = stage_bundle(net, parity, ctx.staging_dir)
     shutil.rmtree(draft.directory, ignore_errors=True)
-    return refit
+    return refit, hyper.to_dict()
 
 
 def _training_times(meta: dict[str, Any], reader: DatasetReader, splits: tuple[str, ...]) -> dict[str, Any]:
@@ -78,7 +86,8 @@ def _training_times(meta: dict[str, Any], reader: DatasetReader, splits: tuple[s
 
     from heimdall.pipelines.radio_map_training import labelled_samples
 
-    if float((meta.get("hyperparameters") or {}).get("time_widening", 0.0)) <= 0:
+    hyper = meta.get("hyperparameters") or {}
+    if float(hyper.get("time_widening", 0.0)) <= 0 and not hyper.get("session_offsets_db"):
         return {}
     times = labelled_samples(reader, splits).timestamp_s
     known = np.unique(np.round(times[np.isfinite(times)])) if times is not None else np.zeros(0)
@@ -122,8 +131,9 @@ def _stage_export(
         localizer = Localizer(draft.directory, reference=f"{name}/v{number}", config=config)
         evaluation = evaluate_localizer(localizer, reader, test_split).summary
         if radio_map and test_split == "test":
-            draft = _refit_on_all_labels(ctx, draft, meta, reader, test_samples)
+            draft, refit_hyper = _refit_on_all_labels(ctx, draft, meta, reader, test_samples)
             config.update(
+                hyperparameters=refit_hyper,
                 fitted_on=["train", "val", "test"],
                 evaluated_as="fitted on train and val; the test figures are held-out, measured before the refit",
                 **_training_times(meta, reader, ("train", "val", "test")),

@@ -104,7 +104,11 @@ def train_radio_map(
         fit = fit_radio_map(samples, len(reader.manifest.station_ids), seed=request.seed, progress=step)
         seconds = time.perf_counter() - started
         metrics = dict(fit.cross_validation, fit_seconds=seconds)
-        tracker.log_params(run_id, {f"radio_map_{k}": v for k, v in fit.hyperparameters.to_dict().items()})
+        params = fit.hyperparameters.to_dict()
+        # The session table can be long (days x receivers): MLflow gets its size, the checkpoint the table.
+        params["session_offsets_db"] = len(params.pop("session_offsets_db"))
+        params["session_starts_s"] = len(params.pop("session_starts_s"))
+        tracker.log_params(run_id, {f"radio_map_{k}": v for k, v in params.items()})
         tracker.log_metrics(run_id, metrics)
         medians = [v for k, v in fit.cross_validation.items() if k.endswith("_median_error_m")]
         validation = np.mean(medians) if medians else float("nan")

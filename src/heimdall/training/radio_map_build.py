@@ -19,7 +19,8 @@ hearing nothing (`fill_absent_stations`), for files that list only the receivers
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -78,9 +79,17 @@ class RadioMapHyperparameters:
     #: to queries with a timestamp; a = 0: no widening with time.
     time_widening: float = 0.0
     time_scale_s: float = 0.0
+    #: Receiver offsets per training session (`training.session_offsets`): each session's
+    #: first time (s) and its offsets [K][S] (dB), taken out of the training readings and
+    #: of a query's sent within that session; empty: one offset per receiver throughout.
+    session_starts_s: tuple[float, ...] = field(default=(), repr=False)
+    session_offsets_db: tuple[tuple[float, ...], ...] = field(default=(), repr=False)
 
-    def to_dict(self) -> dict[str, float]:
-        return asdict(self)
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["session_starts_s"] = [float(t) for t in self.session_starts_s]
+        out["session_offsets_db"] = [[float(v) for v in row] for row in self.session_offsets_db]
+        return out
 
 
 def _finite_heard(samples: SampleArrays) -> np.ndarray:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -61,6 +61,7 @@ from heimdall.training.radio_map_heldout import (
     posterior_answer,
     second_pass_terms,
 )
+from heimdall.training.session_offsets import fit_session_offsets, session_starts
 
 __all__ = [
     "RadioMapHyperparameters", "RadioMapFit", "fit_radio_map", "build_radio_map", "refit_radio_map",
@@ -244,11 +245,29 @@ def fit_radio_map(
     """Choose hyperparameters by cross-fitting `samples`, calibrate, refit on all of them.
 
     `samples`: every labelled sample the model may learn from (positions known).
-    `progress(done, total)` is called after each fold's map.
+    `progress(done, total)` is called after each fold's map. Where the timestamps span
+    several sessions (days), a second map is fitted with each receiver's offset per session
+    taken out of the readings and kept if its cross-fitted medians are better.
     """
     # Without reuse of freed blocks, page faults cost more than the arithmetic (`heimdall.memory`).
     with reuse_freed_memory():
-        return _fit_radio_map(samples, num_stations, seed, progress)
+        sessions = None if samples.timestamp_s is None else session_starts(samples.timestamp_s)
+        if sessions is None or len(sessions) < 2:
+            return _fit_radio_map(samples, num_stations, seed, progress)
+        # Several sessions (days): the map with one offset per receiver and session is fitted
+        # too, and kept where its cross-fitting medians are better (`training.session_offsets`).
+        halves = [None if progress is None else (lambda d, t, h=h: progress(h * t + d, 2 * t)) for h in (0, 1)]
+        plain = _fit_radio_map(samples, num_stations, seed, halves[0])
+        shifted, hyper = fit_session_offsets(samples, num_stations, plain.hyperparameters)
+        per_session = _fit_radio_map(shifted, num_stations, seed, halves[1])
+        scores = [combined_median_m([v for k, v in f.cross_validation.items() if k.endswith("_median_error_m")])
+                  for f in (plain, per_session)]
+        log.info("radio map: one offset per receiver %.1f m, per session %.1f m (cross-fitted)", *scores)
+        if scores[1] >= scores[0]:
+            return plain
+        keep = {k: getattr(hyper, k) for k in ("session_starts_s", "session_offsets_db")}
+        return RadioMapFit(per_session.net, replace(per_session.hyperparameters, **keep),
+                           dict(per_session.cross_validation, session_count=float(len(sessions))))
 
 
 def _fit_radio_map(
