@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -87,3 +88,38 @@ def test_bad_import_is_one_line_error(home: Path, tmp_path: Path) -> None:
     bad.write_text("{not json")
     result = CliRunner().invoke(app, ["import-measurements", str(bad), "--name", "x", "--format", "powder-json"])
     assert result.exit_code == 1 and result.stderr.startswith("error: ") and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_campaign_over_several_days_keeps_each_days_receiver_offsets(home: Path, tmp_path: Path) -> None:
+    from heimdall.data.measurement_files import write_measurements
+    from heimdall.geo import ReferencePoint, local_to_ground
+    from tests.training.test_session_offsets import DAYS, STATIONS, _campaign
+
+    samples, _ = _campaign(400, 4.0, seed=6)
+    reference = ReferencePoint(45.0, 9.0)
+    lat, lon = local_to_ground(samples.tx_position_m[:, 0], samples.tx_position_m[:, 1], reference)
+    samples = replace(samples, tx_lat_deg=np.asarray(lat), tx_lon_deg=np.asarray(lon))
+    stations = [f"s{i}" for i in range(STATIONS)]
+    write_measurements(tmp_path / "days.csv", samples, reference, stations)
+    _json(["import-measurements", str(tmp_path / "days.csv"), "--name", "days", "--split-mode", "random",
+           "--frequency-hz", "433e6"])
+    trained = _json(["train", "--dataset", "days"])
+    exported = _json(["export", "--checkpoint", trained["best_checkpoint"]])
+    bundle = Path(exported["bundle"])
+    config = yaml.safe_load((bundle / "config.yaml").read_text())
+    # Days that retrace each other's places and drift 4 dB: the fit kept one offset per
+    # receiver and day, re-estimated on every labelled transmission at the refit.
+    hyper = config["hyperparameters"]
+    assert len(hyper["session_starts_s"]) == DAYS and np.array(hyper["session_offsets_db"]).shape == (DAYS, STATIONS)
+    assert np.sqrt(np.mean(np.square(hyper["session_offsets_db"]))) > 1.0
+    assert "receiver offsets per training session: 3 sessions" in (bundle / "README.md").read_text()
+    # A query sent within a training day is read with that day's offsets; without a time it is not.
+    untimed = samples.select(np.arange(40))
+    write_measurements(tmp_path / "untimed.csv", replace(untimed, timestamp_s=None), reference, stations)
+    write_measurements(tmp_path / "timed.csv", untimed, reference, stations)
+    timed = _json(["localize", "--model", exported["bundle"], "--measurements", str(tmp_path / "timed.csv")])
+    plain = _json(["localize", "--model", exported["bundle"], "--measurements", str(tmp_path / "untimed.csv")])
+    error = {name: np.median([float(haversine_m(p["lat"], p["lon"], a, b))
+                              for p, a, b in zip(out["predictions"], lat[:40], lon[:40], strict=True)])
+             for name, out in (("timed", timed), ("plain", plain))}
+    assert error["timed"] < error["plain"]
