@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from heimdall.training.radio_map_fit import combined_median_m
+from heimdall.training.cross_fitting import combined_median_m
 
 
 def test_equal_medians_score_their_own_value_in_metres() -> None:

@@ -15,7 +15,8 @@ from heimdall.export.bundle import model_card, write_bundle_files
 from heimdall.export.localizer import Localizer
 from heimdall.export.onnx_export import export_onnx
 from heimdall.training.radio_map_build import build_radio_map
-from heimdall.training.radio_map_fit import CROSS_FOLDS, _folds, cross_fitting_schemes, fit_radio_map
+from heimdall.training.cross_fitting import CROSS_FOLDS, cross_fitting_folds, cross_fitting_schemes
+from heimdall.training.radio_map_fit import fit_radio_map
 from tests.training.test_radio_map import EXTENT_M, STATIONS, _predict, _samples
 
 HOUR_S = 3600.0
@@ -29,7 +30,7 @@ def test_time_blocks_are_contiguous_and_keep_ties_together() -> None:
     rng = np.random.default_rng(3)
     samples = _samples(rng.uniform(0.0, EXTENT_M, size=(120, 2)), rng)
     hours = np.repeat(rng.permutation(60).astype(float), 2)  # every timestamp twice, shuffled
-    folds = _folds(_timestamped(samples, hours), "time", rng)
+    folds = cross_fitting_folds(_timestamped(samples, hours), "time", rng)
     assert set(np.unique(folds)) == set(range(CROSS_FOLDS))
     for fold in range(CROSS_FOLDS - 1):
         assert hours[folds == fold].max() < hours[folds == fold + 1].min()

@@ -3,7 +3,7 @@
 `fit_radio_map` is what `heimdall train` runs on a measured dataset. Steps:
 
 0. How to read the file, whichever predicts held-out folds better (middle L, each at its
-   best fingerprint settings; `_choose_readings`): when some samples lack a fixed station,
+   best fingerprint settings; `training.radio_map_readings`): when some samples lack a fixed station,
    whether it heard nothing (files listing only the receivers that heard) or is unknown
    (dropped readings); where stations listened and heard nothing, whether the path-loss
    exponent is the censored (Tobit) estimate of `training.censored_physics`, held fixed in
@@ -39,14 +39,18 @@ from heimdall.errors import DataError
 from heimdall.evaluation.calibration import seconds_to_nearest, time_widening_factor
 from heimdall.memory import reuse_freed_memory
 from heimdall.models.radio_map import RadioMapNet
-from heimdall.training.censored_physics import censored_path_loss_exponent, silent_readings
+from heimdall.training.cross_fitting import (
+    CROSS_FOLDS,
+    combined_median_m,
+    cross_fitting_folds,
+    cross_fitting_schemes,
+)
 from heimdall.training.radio_map_calibration import calibrate_ellipses, calibrate_time_widening
 from heimdall.training.radio_map_build import (
     RadioMapHyperparameters,
     apply_hyperparameters,
     build_radio_map,
     fill_absent_stations,
-    fit_physics,
     map_grid,
     mobile_stations,
     refit_radio_map,
@@ -56,11 +60,14 @@ from heimdall.training.radio_map_heldout import (
     FINGERPRINT_BACKGROUNDS,
     FINGERPRINT_BANDWIDTHS_DB,
     FINGERPRINT_POINT_MASSES,
+    FINGERPRINT_WEIGHTS,
+    TEMPERATURES,
     HeldOut,
     held_out_terms,
     posterior_answer,
     second_pass_terms,
 )
+from heimdall.training.radio_map_readings import choose_readings
 from heimdall.training.session_offsets import fit_session_offsets, session_starts
 
 __all__ = [
@@ -72,23 +79,10 @@ log = logging.getLogger(__name__)
 
 #: Kernel length scales of the residual maps tried, as shares of the transmitters' extent.
 LENGTH_SCALE_SHARES = (1 / 120, 1 / 60, 1 / 30)
-FINGERPRINT_WEIGHTS = (0.5, 1.0, 2.0, 4.0)
-TEMPERATURES = (0.25, 0.5, 1.0, 2.0)
 #: Rounds of coordinate descent over the settings above.
 SEARCH_ROUNDS = 2
-#: Folds of each cross-fitting scheme, and the held-out samples scored per scheme at most.
-CROSS_FOLDS = 3
+#: Held-out samples scored per scheme at most.
 CROSS_SAMPLES = 1500
-#: Held-out samples scored per scheme in step 0 (`_choose_readings`): its choices were
-#: decided by 10 % or more wherever measured, and step 0 can take three variants.
-DECISION_SAMPLES = 750
-#: Censored and heard-only path-loss exponents closer than this are one law (no held-out choice).
-EXPONENT_MARGIN = 0.25
-#: Added to each scheme's median before the geometric mean (`combined_median_m`): a median of
-#: 0 m (every held-out transmitter at a training place) must not dominate the score.
-MEDIAN_FLOOR_M = 1.0
-#: Distinct timestamps needed before time-ordered blocks join the cross-fitting.
-MIN_DISTINCT_TIMES = 10 * CROSS_FOLDS
 #: Where the coordinate descent starts: (length index: the middle one, fingerprint
 #: (bandwidth dB, background), fingerprint weight, temperature, fingerprint point mass: none).
 _START = (len(LENGTH_SCALE_SHARES) // 2, (2.0, 1.0e-2), 1.0, 0.5, 0.0)
@@ -104,136 +98,6 @@ class RadioMapFit:
     #: schemes the settings were chosen on, `cv_<scheme>_coverage_1sigma`/`_2sigma` after
     #: calibration (fractions) of every scheme, "time" included when it ran.
     cross_validation: dict[str, float]
-
-
-def combined_median_m(medians: list[float]) -> float:
-    """One score (m) for the out-of-fold medians of several cross-fitting schemes: their
-    geometric mean (each plus `MEDIAN_FLOOR_M`), inf for none.
-
-    Geometric, not arithmetic: a setting is judged by relative changes, so the scheme with
-    the larger errors (extrapolation to unmeasured places, often several times the random
-    folds' median) cannot outvote a large gain in the other by a few metres of its noise.
-    """
-    if not medians:
-        return np.inf
-    return float(np.exp(np.mean(np.log(np.asarray(medians) + MEDIAN_FLOOR_M))) - MEDIAN_FLOOR_M)
-
-
-def _folds(samples: SampleArrays, scheme: str, rng: np.random.Generator) -> np.ndarray:
-    """Fold index per sample: random; contiguous blocks in time order ("time", samples sharing
-    a timestamp share a fold); or square spatial blocks (a tenth of the extent) dealt to folds."""
-    n = len(samples)
-    if scheme == "random":
-        return rng.permutation(n) % CROSS_FOLDS
-    if scheme == "time":
-        assert samples.timestamp_s is not None
-        _, rank = np.unique(samples.timestamp_s, return_inverse=True)
-        first = np.searchsorted(np.sort(rank), rank)  # ties take the position of their first
-        return np.minimum(first * CROSS_FOLDS // n, CROSS_FOLDS - 1)
-    tx = samples.tx_position_m.astype(np.float64)
-    cell = max(float(np.max(tx.max(axis=0) - tx.min(axis=0))) / 10.0, 1.0)
-    keys = np.floor((tx - tx.min(axis=0)) / cell).astype(np.int64)
-    _, block = np.unique(keys[:, 0] * 1_000_003 + keys[:, 1], return_inverse=True)
-    return rng.permutation(int(block.max()) + 1)[block] % CROSS_FOLDS
-
-
-def _censored_exponent(samples: SampleArrays, num_stations: int) -> tuple[float | None, float]:
-    """(censored path-loss exponent, or None when no known station ever listened and heard
-    nothing; the exponent from the heard readings alone)."""
-    heard_only = fit_physics(samples, num_stations)
-    if not silent_readings(samples, num_stations).any():
-        return None, heard_only.exponent
-    return censored_path_loss_exponent(samples, num_stations, heard_only), heard_only.exponent
-
-
-def _held_out_median(
-    data: SampleArrays, num_stations: int, length_m: float, mobile: np.ndarray, seed: int, fill: bool,
-    exponent: float | None,
-) -> float:
-    """Combined (`combined_median_m`) random and spatial out-of-fold median error (m) of maps of
-    length `length_m` built as told (`build_radio_map`'s `fill_absent`, `path_loss_exponent`),
-    at the best fingerprint and temperature settings (readings that differ can favour
-    different settings: reading gaps as silence gives fingerprints many more stations to
-    compare). The folds depend on `seed` and the number of samples only, so two readings of
-    the same campaign are scored on the same folds."""
-    rng = np.random.default_rng(seed)
-    held: list[list[HeldOut]] = []
-    for scheme in ("random", "spatial"):
-        folds = _folds(data, scheme, rng)
-        chosen = rng.permutation(len(data))[: min(DECISION_SAMPLES, len(data))]
-        held.append([])
-        for fold in range(CROSS_FOLDS):
-            train, test_index = data.select(folds != fold), np.intersect1d(np.nonzero(folds == fold)[0], chosen)
-            if len(train) >= 10 and len(test_index):
-                net = build_radio_map(train, num_stations, length_m, mobile=mobile, fill_absent=fill,
-                                      path_loss_exponent=exponent)
-                held[-1].append(held_out_terms(net, data.select(test_index)))
-
-    def score(key: tuple[float, float], weight: float, temperature: float) -> float:
-        medians = [
-            float(np.median(np.concatenate([
-                np.linalg.norm(posterior_answer(h, key, weight, temperature) - h.truth_m, axis=1) for h in part
-            ])))
-            for part in held if part
-        ]
-        return combined_median_m(medians)
-
-    keys = itertools.product(FINGERPRINT_BANDWIDTHS_DB, FINGERPRINT_BACKGROUNDS)
-    return min(score(*c) for c in itertools.product(keys, FINGERPRINT_WEIGHTS, TEMPERATURES))
-
-
-def _choose_readings(
-    samples: SampleArrays, filled: SampleArrays, num_stations: int, length_m: float, mobile: np.ndarray, seed: int,
-) -> tuple[SampleArrays, bool, float | None]:
-    """Step 0: (samples as read, fill_absent, path-loss exponent or None for least squares).
-
-    Each question is answered by `_held_out_median`, never assumed:
-    - a fixed station missing from a sample (`filled` differs from `samples`): "listened,
-      heard nothing" (files listing only the receivers that heard) or unknown (a dropped
-      reading), each with its censored exponent;
-    - where stations listened and heard nothing, the censored (Tobit) exponent or the one
-      from the heard readings alone, when they differ by more than `EXPONENT_MARGIN`: the
-      censored fit assumes a silence means a level below the station's weakest heard ones,
-      which a network mixing sensitivities (LoRa spreading factors) can break.
-    """
-    scores: dict[tuple[bool, bool], float] = {}
-
-    def held_out(fill: bool, exponent: float | None) -> float:
-        key = (fill, exponent is None)
-        if key not in scores:
-            scores[key] = _held_out_median(filled if fill else samples, num_stations, length_m, mobile, seed, fill,
-                                           exponent)
-        return scores[key]
-
-    exponents = {False: _censored_exponent(samples, num_stations)}
-    fill = False
-    if filled is not samples:
-        exponents[True] = _censored_exponent(filled, num_stations)
-        without_m, with_m = held_out(False, exponents[False][0]), held_out(True, exponents[True][0])
-        fill = with_m < without_m
-        log.info("radio map: missing fixed stations read as %s (out-of-fold median %.1f m as unknown, %.1f m as "
-                 "heard nothing)", "heard nothing" if fill else "unknown", without_m, with_m)
-    censored, heard_only = exponents[fill]
-    if censored is not None and abs(censored - heard_only) > EXPONENT_MARGIN:
-        censored_m, heard_only_m = held_out(fill, censored), held_out(fill, None)
-        log.info("radio map: path-loss exponent %.2f counting the silent receivers (out-of-fold median %.1f m), "
-                 "%.2f from the heard readings alone (%.1f m): %s", censored, censored_m, heard_only, heard_only_m,
-                 "counting the silent receivers" if censored_m < heard_only_m else "heard readings alone")
-        if censored_m >= heard_only_m:
-            censored = None
-    elif censored is not None:
-        censored = None  # the same law either way: the per-map least squares keeps each fold's own
-    return (filled if fill else samples), fill, censored
-
-
-def cross_fitting_schemes(samples: SampleArrays) -> tuple[str, ...]:
-    """The cross-fitting schemes for `samples`: random and spatial blocks always, and
-    time-ordered blocks when every sample has a timestamp and there are enough distinct ones
-    (a later stretch of a campaign, or another month, is the shift a deployed model meets)."""
-    times = samples.timestamp_s
-    if times is None or not np.all(np.isfinite(times)) or len(np.unique(times)) < MIN_DISTINCT_TIMES:
-        return ("random", "spatial")
-    return ("random", "spatial", "time")
 
 
 def fit_radio_map(
@@ -287,7 +151,7 @@ def _fit_radio_map(
     filled = fill_absent_stations(samples, *station_positions(samples, num_stations, mobile))
     # The censored exponent is fitted once on every labelled sample and held in each fold's
     # map: one number, and its fit takes seconds where a map's takes a fraction of one.
-    samples, fill, exponent = _choose_readings(samples, filled, num_stations, lengths[_START[0]], mobile, seed)
+    samples, fill, exponent = choose_readings(samples, filled, num_stations, lengths[_START[0]], mobile, seed)
     schemes = cross_fitting_schemes(samples)
     # Settings are chosen on random and spatial folds only; time blocks join the calibration,
     # so they are fitted for the chosen length scale only. Choosing on time blocks too cost
@@ -310,7 +174,7 @@ def _fit_radio_map(
     def cross_fit(scheme: str, length_indices: list[int]) -> None:
         """Fit each fold's maps (one per length scale) and keep the held-out terms."""
         nonlocal done
-        folds = _folds(samples, scheme, rng)
+        folds = cross_fitting_folds(samples, scheme, rng)
         chosen = rng.permutation(len(samples))[: min(CROSS_SAMPLES, len(samples))]
         for fold in range(CROSS_FOLDS):
             # Time blocks are forward: a block is predicted from earlier ones only, as a

@@ -25,8 +25,9 @@ from heimdall.models.radio_map_candidates import (
 )
 
 __all__ = [
-    "FINGERPRINT_BANDWIDTHS_DB", "FINGERPRINT_BACKGROUNDS", "FINGERPRINT_POINT_MASSES", "HeldOut", "chunk_rows",
-    "held_out_terms", "posterior_answer", "posterior_moments", "second_pass_terms",
+    "FINGERPRINT_BANDWIDTHS_DB", "FINGERPRINT_BACKGROUNDS", "FINGERPRINT_POINT_MASSES", "FINGERPRINT_WEIGHTS",
+    "TEMPERATURES", "HeldOut", "chunk_rows", "held_out_terms", "posterior_answer", "posterior_moments",
+    "second_pass_terms",
 ]
 
 FINGERPRINT_BANDWIDTHS_DB = (1.0, 2.0, 4.0)
@@ -34,6 +35,9 @@ FINGERPRINT_BACKGROUNDS = (1.0e-3, 1.0e-2)
 #: Masses rho of the fingerprint points tried (`models.radio_map.with_fingerprint_points`);
 #: 0 first: grid points only. The large ones let a repeated place win over its grid cell.
 FINGERPRINT_POINT_MASSES = (0.0, 1.0, 10.0, 100.0, 1.0e3, 1.0e4)
+#: Fingerprint weights and posterior temperatures tried.
+FINGERPRINT_WEIGHTS = (0.5, 1.0, 2.0, 4.0)
+TEMPERATURES = (0.25, 0.5, 1.0, 2.0)
 #: Samples per chunk when evaluating the grid likelihood, at most (memory: chunk x G x R floats).
 _CHUNK = 32
 #: Grid-likelihood elements (samples x grid points x receiver slots) per chunk, at most: the
