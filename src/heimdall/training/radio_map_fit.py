@@ -39,13 +39,7 @@ from heimdall.errors import DataError
 from heimdall.evaluation.calibration import seconds_to_nearest, time_widening_factor
 from heimdall.memory import reuse_freed_memory
 from heimdall.models.radio_map import RadioMapNet
-from heimdall.training.cross_fitting import (
-    CROSS_FOLDS,
-    combined_median_m,
-    cross_fitting_folds,
-    cross_fitting_schemes,
-)
-from heimdall.training.radio_map_calibration import calibrate_ellipses, calibrate_time_widening
+from heimdall.training.cross_fitting import CROSS_FOLDS, combined_median_m, cross_fitting_folds, cross_fitting_schemes
 from heimdall.training.radio_map_build import (
     RadioMapHyperparameters,
     apply_hyperparameters,
@@ -56,6 +50,7 @@ from heimdall.training.radio_map_build import (
     refit_radio_map,
     station_positions,
 )
+from heimdall.training.radio_map_calibration import calibrate_ellipses, calibrate_time_widening
 from heimdall.training.radio_map_heldout import (
     FINGERPRINT_BACKGROUNDS,
     FINGERPRINT_BANDWIDTHS_DB,

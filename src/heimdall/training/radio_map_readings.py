@@ -38,6 +38,7 @@ DECISION_SAMPLES = 750
 #: Censored and heard-only path-loss exponents closer than this are one law (no held-out choice).
 EXPONENT_MARGIN = 0.25
 
+
 def _censored_exponent(samples: SampleArrays, num_stations: int) -> tuple[float | None, float]:
     """(censored path-loss exponent, or None when no known station ever listened and heard
     nothing; the exponent from the heard readings alone)."""
