@@ -13,6 +13,7 @@ import numpy as np
 
 from heimdall.data.layout import SampleArrays
 from heimdall.data.measurements import MeasurementTable
+from heimdall.data.sessions import session_index, shift_readings
 from heimdall.errors import HeimdallError, InputError
 from heimdall.evaluation.calibration import seconds_to_nearest, time_widening_factor
 from heimdall.evaluation.metrics import covariance_to_ellipse
@@ -22,7 +23,6 @@ from heimdall.export.onnx_export import OUTPUT_NAMES
 from heimdall.export.quantize import variant_file
 from heimdall.geo import ReferencePoint, local_to_ground
 from heimdall.models.drift import corrected_rss
-from heimdall.data.sessions import session_index, shift_readings
 
 __all__ = ["Localizer", "ModelFileError", "Predictions"]
 
