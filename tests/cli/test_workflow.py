@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from heimdall.cli import app
+from heimdall.export.bundle import read_bundle_config
 from heimdall.export.localizer import Localizer
 from heimdall.jobs.repository import get_job, job_metrics
 from heimdall.pipelines import open_context
@@ -83,8 +84,13 @@ def test_localize_json_and_geojson_agree_with_evaluation(trained, monkeypatch, t
     assert len(predictions) == exported["samples"]
     first = predictions[0]
     assert set(first) == {"sample_id", "lat", "lon", "sigma_major_m", "sigma_minor_m", "orientation_deg", "n_receivers_heard",
-                          "out_of_area", "warnings"}
+                          "out_of_area", "warnings", "ellipse95_major_m", "ellipse95_minor_m"}
     assert all(p["sigma_major_m"] >= p["sigma_minor_m"] > 0 and 0 <= p["orientation_deg"] < 180 for p in predictions)
+    # The 95% ellipse is the 1-sigma one times the k measured on the validation split at export.
+    k95 = read_bundle_config(trained.bundle)["ellipse95_sigmas"]
+    assert 2.0 < k95 < 6.0
+    np.testing.assert_allclose([p["ellipse95_major_m"] / p["sigma_major_m"] for p in predictions], k95, rtol=1e-3)
+    assert trained.evaluation["coverage_95"] >= trained.evaluation["coverage_2sigma"]
     # Errors computed from the CSV's truth reproduce the evaluation's median.
     import pandas as pd
 

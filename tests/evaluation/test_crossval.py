@@ -74,6 +74,11 @@ def test_score_counts_errors_and_ellipse_coverage() -> None:
     assert result["median_m"] == pytest.approx(100.0, abs=0.5)
     assert result["coverage_1sigma"] == pytest.approx(0.25)  # only the 150 m north-south ellipse
     assert result["coverage_2sigma"] == pytest.approx(0.5)  # and the 60 m one (100 m < 120 m)
+    assert "coverage_95" not in result  # no 95% ellipse given
+    # The 95% ellipse is k sigma per sample: at 3 sigma the 40 m one reaches 120 m, past the truth.
+    with_95 = dict(ellipse, ellipse95_sigmas=np.array([1.0, 1.0, 1.0, 3.0]))
+    result = crossval.score(np.asarray(truth_lat), np.asarray(truth_lon), np.asarray(lat), np.asarray(lon), with_95)
+    assert result["coverage_95"] == pytest.approx(0.5)  # the 150 m one at 1 sigma and the 40 m one at 3
     lat = np.asarray(lat).copy()
     lat[0] = np.nan
     assert crossval.score(np.asarray(truth_lat), np.asarray(truth_lon), lat, np.asarray(lon))["unplaced"] == 1

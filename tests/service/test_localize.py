@@ -38,7 +38,7 @@ def test_localize_matches_the_bundle_it_serves(trained_client: TestClient, train
     assert response.status_code == 200, response.text
     body = response.json()
     assert set(body) == {"lat", "lon", "sigma_major_m", "sigma_minor_m", "orientation_deg", "n_receivers_heard", "model", "geojson",
-                         "out_of_area", "warnings"}
+                         "out_of_area", "warnings", "ellipse95_major_m", "ellipse95_minor_m"}
     assert body["out_of_area"] is False and body["warnings"] == []
     assert body["model"] == "models:/heimdall-localizer/1"
     assert body["n_receivers_heard"] == 5
@@ -47,6 +47,10 @@ def test_localize_matches_the_bundle_it_serves(trained_client: TestClient, train
     assert body["sigma_major_m"] == pytest.approx(major, rel=1e-3)
     assert body["sigma_major_m"] >= body["sigma_minor_m"] > 0
     assert 0 <= body["orientation_deg"] <= 180
+    # The 95% ellipse: the 1-sigma one times the k its export measured on the validation split.
+    k95 = Localizer.from_bundle(trained.bundle).ellipse95_sigmas
+    assert body["ellipse95_major_m"] == pytest.approx(k95 * body["sigma_major_m"], rel=1e-3)
+    assert body["ellipse95_minor_m"] == pytest.approx(k95 * body["sigma_minor_m"], rel=1e-3)
     features = body["geojson"]["features"]
     assert [f["geometry"]["type"] for f in features] == ["Point", "Polygon"]
     assert features[0]["geometry"]["coordinates"] == [body["lon"], body["lat"]]

@@ -87,6 +87,10 @@ def test_timestamps_calibrate_the_ellipses_and_never_move_the_answer() -> None:
         for scheme in schemes:
             one, two = report[f"cv_{scheme}_coverage_1sigma"], report[f"cv_{scheme}_coverage_2sigma"]
             assert 0.0 < one < two < 1.0
+            assert report[f"cv_{scheme}_coverage_95"] >= two
+        # The 95% ellipse held 95% of the held-out truths, each scheme counted equally.
+        assert np.mean([report[f"cv_{s}_coverage_95"] for s in schemes]) >= 0.95
+    assert timed.hyperparameters.ellipse95_sigmas >= 2.0
 
 
 def test_the_runtime_widens_the_ellipses_of_transmissions_later_than_training(tmp_path) -> None:  # noqa: ANN001
@@ -120,3 +124,6 @@ def test_the_runtime_widens_the_ellipses_of_transmissions_later_than_training(tm
     # The model card says so.
     card = model_card({**config, "network": {"name": "n", "frequency_hz": 462.7e6}, "dataset_kind": "measured"}, {})
     assert "widen with the time since the nearest training one: variance x (1 + 2 (1 - exp(-gap / 60 s)))" in card
+    # No 95% ellipse measured in this bundle: a calibrated Gaussian's, 2.448 sigma, widened alike.
+    np.testing.assert_allclose(month.ellipse95_major_m, 2.4477 * month.sigma_major_m, rtol=1e-4)
+    np.testing.assert_allclose(month.ellipse95_minor_m, 2.4477 * month.sigma_minor_m, rtol=1e-4)

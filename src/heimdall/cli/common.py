@@ -126,8 +126,9 @@ def summary_table(evaluation: dict[str, Any], title: str) -> Table:
     """The model-vs-baselines table of an evaluation summary."""
     table = Table(title=title)
     table.add_column("method", no_wrap=True)
-    for column in ("median", "p90", "RMSE", "cov. 1σ", "cov. 2σ"):
+    for column in ("median", "p90", "RMSE", "cov. 1σ", "cov. 2σ", "cov. 95%"):
         table.add_column(column, justify="right", no_wrap=True)
+    c95 = evaluation.get("coverage_95")
     table.add_row(
         "model",
         fmt_m(evaluation["median_error_m"]),
@@ -135,11 +136,14 @@ def summary_table(evaluation: dict[str, Any], title: str) -> Table:
         fmt_m(evaluation["rmse_m"]),
         f"{evaluation['coverage_1sigma']:.3f}",
         f"{evaluation['coverage_2sigma']:.3f}",
+        "-" if c95 is None else f"{c95:.3f}",
     )
     for name, summary in evaluation.get("baselines", {}).items():
-        table.add_row(name, fmt_m(summary["median_error_m"]), fmt_m(summary["p90_error_m"]), fmt_m(summary["rmse_m"]), "-", "-")
+        table.add_row(name, fmt_m(summary["median_error_m"]), fmt_m(summary["p90_error_m"]), fmt_m(summary["rmse_m"]),
+                      "-", "-", "-")
     if "crlb_rmse_m" in evaluation:
-        table.add_row("CRLB (bound)", fmt_m(evaluation["crlb_median_m"]), "-", fmt_m(evaluation["crlb_rmse_m"]), "-", "-")
+        table.add_row("CRLB (bound)", fmt_m(evaluation["crlb_median_m"]), "-", fmt_m(evaluation["crlb_rmse_m"]),
+                      "-", "-", "-")
     return table
 
 

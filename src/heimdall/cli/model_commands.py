@@ -213,10 +213,14 @@ def localize(
                                 drift_correction=drift_correction)
 
     def render() -> None:
-        table = Table("sample", "lat (deg)", "lon (deg)", "sigma major", "sigma minor", "orient. (deg)", "heard (rx)", "warnings")
+        # Semi-axes as "major x minor": the 1-sigma and the 95% ellipse share the orientation.
+        table = Table("sample", "lat (deg)", "lon (deg)", "1-sigma axes", "95% axes", "orient. (deg)", "heard (rx)",
+                      "warnings")
         for p in result["predictions"]:
-            table.add_row(str(p["sample_id"]), f"{p['lat']:.5f}", f"{p['lon']:.5f}", fmt_m(p["sigma_major_m"]),
-                          fmt_m(p["sigma_minor_m"]), f"{p['orientation_deg']:.0f}", str(p["n_receivers_heard"]),
+            table.add_row(str(p["sample_id"]), f"{p['lat']:.5f}", f"{p['lon']:.5f}",
+                          f"{fmt_m(p['sigma_major_m'])} x {fmt_m(p['sigma_minor_m'])}",
+                          f"{fmt_m(p['ellipse95_major_m'])} x {fmt_m(p['ellipse95_minor_m'])}",
+                          f"{p['orientation_deg']:.0f}", str(p["n_receivers_heard"]),
                           ", ".join(p.get("warnings", [])) or "-")
         Console().print(table)
 

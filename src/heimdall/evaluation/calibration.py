@@ -8,10 +8,17 @@ import numpy as np
 from heimdall.errors import DataError
 from heimdall.evaluation.metrics import mahalanobis_sq
 
-__all__ = ["COVERAGE_TARGETS", "fit_covariance_scale", "seconds_to_nearest", "time_widening_factor"]
+__all__ = [
+    "COVERAGE_TARGETS", "GAUSSIAN_ELLIPSE95_SIGMAS", "REGION_PROBABILITY", "ellipse95_sigmas", "fit_covariance_scale",
+    "seconds_to_nearest", "time_widening_factor",
+]
 
 #: (k, fraction of truths a calibrated 2-D Gaussian's k-sigma ellipse holds) at 1 and 2 sigma.
 COVERAGE_TARGETS = ((1.0, 1.0 - float(np.exp(-0.5))), (2.0, 1.0 - float(np.exp(-2.0))))
+#: Share of truths the 95% ellipse (`ellipse95_sigmas`) is sized to hold.
+REGION_PROBABILITY = 0.95
+#: k of a calibrated 2-D Gaussian's ellipse holding `REGION_PROBABILITY`: sqrt(-2 ln 0.05) = 2.448.
+GAUSSIAN_ELLIPSE95_SIGMAS = float(np.sqrt(-2.0 * np.log(1.0 - REGION_PROBABILITY)))
 
 
 def fit_covariance_scale(delta_m: np.ndarray, covariance_m2: np.ndarray) -> float:
@@ -30,6 +37,32 @@ def fit_covariance_scale(delta_m: np.ndarray, covariance_m2: np.ndarray) -> floa
         coverage = (d2[None, :] <= (k * k) * scales[:, None]).mean(axis=1)
         misfit += (coverage - target) ** 2
     return float(scales[int(np.argmin(misfit))])
+
+
+def ellipse95_sigmas(mahalanobis_sq: np.ndarray, groups: np.ndarray | None = None) -> float:
+    """k (in sigmas) of the smallest k-sigma ellipse that held `REGION_PROBABILITY` of the truths.
+
+    `mahalanobis_sq` [N] are held-out truths' squared Mahalanobis radii under the calibrated
+    covariances; `groups` [N] (cross-fitting schemes) count equally, whatever their sizes:
+    the share held is the mean of the groups' shares. Where errors are heavier-tailed than
+    a Gaussian's, as on measured data, k exceeds the Gaussian's 2.448
+    (`GAUSSIAN_ELLIPSE95_SIGMAS`), so the ellipse still holds what it says.
+    """
+    radius_sq = np.asarray(mahalanobis_sq, dtype=np.float64)
+    labels = np.zeros(radius_sq.shape, dtype=np.int64) if groups is None else np.asarray(groups)
+    finite = np.isfinite(radius_sq)
+    radius_sq, labels = radius_sq[finite], labels[finite]
+    if radius_sq.size < 10:
+        raise DataError(f"need at least 10 held-out samples to size the 95% ellipse, got {radius_sq.size}")
+    # The mean share held is a step function of k^2 that only rises at the radii themselves.
+    candidates = np.unique(radius_sq)
+    held = np.zeros(len(candidates))
+    parts = [np.sort(radius_sq[labels == g]) for g in np.unique(labels)]
+    for part in parts:
+        held += np.searchsorted(part, candidates, side="right") / len(part)
+    held /= len(parts)
+    index = min(int(np.searchsorted(held, REGION_PROBABILITY - 1e-12)), len(candidates) - 1)
+    return float(np.sqrt(max(candidates[index], 0.0)))
 
 
 def seconds_to_nearest(times_s: np.ndarray, training_times_s: np.ndarray) -> np.ndarray:

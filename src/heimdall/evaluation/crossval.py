@@ -89,7 +89,9 @@ def score(
     """Median and p90 great-circle error (m), n, unplaced count; coverage when `ellipse` given.
 
     A prediction that is NaN counts as infinitely wrong (it is not dropped). `ellipse` holds
-    `sigma_major_m`, `sigma_minor_m`, `orientation_deg` per sample, as `localize --json`.
+    `sigma_major_m`, `sigma_minor_m`, `orientation_deg` per sample, as `localize --json`;
+    with `ellipse95_sigmas` (k per sample) too, `coverage_95` is the share inside the
+    k-sigma ellipse (the model's 95% ellipse).
     """
     error_m = np.asarray(haversine_m(truth_lat_deg, truth_lon_deg, lat_deg, lon_deg), dtype=np.float64)
     error_m = np.where(np.isfinite(error_m), error_m, np.inf)
@@ -100,7 +102,10 @@ def score(
         "p90_m": float(np.quantile(error_m, 0.9, method="higher")),
     }
     if ellipse is not None:
-        coverage = {1: [], 2: []}
+        coverage: dict[int | str, list[bool]] = {1: [], 2: []}
+        k95 = ellipse.get("ellipse95_sigmas")
+        if k95 is not None:
+            coverage["95"] = []
         for i in range(len(error_m)):
             at_prediction = ReferencePoint(float(lat_deg[i]), float(lon_deg[i]))
             east, north = ground_to_local(truth_lat_deg[i], truth_lon_deg[i], at_prediction)
@@ -108,8 +113,12 @@ def score(
                 np.asarray(east), np.asarray(north), ellipse["sigma_major_m"][i], ellipse["sigma_minor_m"][i],
                 ellipse["orientation_deg"][i],
             )
-            for k in coverage:
+            for k in (1, 2):
                 coverage[k].append(bool(m2 <= k * k))
+            if k95 is not None:
+                coverage["95"].append(bool(m2 <= float(k95[i]) ** 2))
         result["coverage_1sigma"] = float(np.mean(coverage[1]))
         result["coverage_2sigma"] = float(np.mean(coverage[2]))
+        if k95 is not None:
+            result["coverage_95"] = float(np.mean(coverage["95"]))
     return result

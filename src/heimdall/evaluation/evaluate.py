@@ -11,6 +11,7 @@ from heimdall.data.layout import SampleArrays
 from heimdall.errors import DataError
 from heimdall.evaluation.baselines import GridSpec, mle_grid, weighted_centroid
 from heimdall.evaluation.by_distance import by_distance_to_training
+from heimdall.evaluation.calibration import GAUSSIAN_ELLIPSE95_SIGMAS
 from heimdall.evaluation.crlb import crlb_rms_m, rss_crlb_rmse_m
 from heimdall.evaluation.metrics import (
     default_radii_m,
@@ -108,6 +109,7 @@ def evaluate_predictions(
     synthetic: bool,
     extra_baselines: dict[str, np.ndarray] | None = None,
     training_position_m: np.ndarray | None = None,
+    ellipse95_sigmas: float = GAUSSIAN_ELLIPSE95_SIGMAS,
 ) -> Evaluation:
     """Scores of predictions for `samples`, all expressed about `reference`.
 
@@ -116,6 +118,8 @@ def evaluate_predictions(
     of the data's total RSS variance) is reported for synthetic data. With the training
     transmitters' positions [T,2] (measured data), `by_distance_to_training` breaks the
     model's error and coverage down by terciles of the distance to the nearest of them.
+    `coverage_95` is the share of truths inside the ellipse of `ellipse95_sigmas` sigmas,
+    which the model sized to hold 95%.
     """
     if len(samples) == 0:
         raise DataError("no samples to evaluate")
@@ -130,6 +134,7 @@ def evaluate_predictions(
     result: dict[str, Any] = error_summary(errors, radii)
     result["coverage_1sigma"] = ellipse_coverage(delta, covariance_m2, 1.0)
     result["coverage_2sigma"] = ellipse_coverage(delta, covariance_m2, 2.0)
+    result["coverage_95"] = ellipse_coverage(delta, covariance_m2, ellipse95_sigmas)
     result["mean_nll"] = float(np.mean(gaussian_nll_2d(delta, covariance_m2)))
     if training_position_m is not None:
         groups = by_distance_to_training(truth, training_position_m, errors, mahalanobis_sq(delta, covariance_m2))

@@ -21,6 +21,8 @@ def prediction_records(sample_ids: list[str], predictions: Predictions) -> list[
             "sigma_major_m": round(float(predictions.sigma_major_m[i]), 2),
             "sigma_minor_m": round(float(predictions.sigma_minor_m[i]), 2),
             "orientation_deg": round(float(predictions.orientation_deg[i]), 2),
+            "ellipse95_major_m": round(float(predictions.ellipse95_major_m[i]), 2),
+            "ellipse95_minor_m": round(float(predictions.ellipse95_minor_m[i]), 2),
             "n_receivers_heard": int(predictions.n_receivers_heard[i]),
             "out_of_area": bool(predictions.out_of_area[i]) if predictions.out_of_area is not None else False,
             "warnings": list(predictions.warnings[i]) if predictions.warnings else [],
@@ -32,7 +34,8 @@ def prediction_records(sample_ids: list[str], predictions: Predictions) -> list[
 def predictions_geojson(
     sample_ids: list[str], predictions: Predictions, reference: ReferencePoint, model: str
 ) -> dict[str, Any]:
-    """A FeatureCollection: per sample a Point and a Polygon (the 1-sigma ellipse)."""
+    """A FeatureCollection: per sample a Point and a Polygon (the 1-sigma ellipse); the 95%
+    ellipse's semi-axes are properties of both (same centre and orientation)."""
     features: list[dict[str, Any]] = []
     for record, position, covariance in zip(
         prediction_records(sample_ids, predictions), predictions.position_m, predictions.covariance_m2, strict=True

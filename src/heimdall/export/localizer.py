@@ -15,7 +15,7 @@ from heimdall.data.layout import SampleArrays
 from heimdall.data.measurements import MeasurementTable
 from heimdall.data.sessions import session_index, shift_readings
 from heimdall.errors import HeimdallError, InputError
-from heimdall.evaluation.calibration import seconds_to_nearest, time_widening_factor
+from heimdall.evaluation.calibration import GAUSSIAN_ELLIPSE95_SIGMAS, seconds_to_nearest, time_widening_factor
 from heimdall.evaluation.metrics import covariance_to_ellipse
 from heimdall.export.area import TrainingArea
 from heimdall.export.bundle import read_bundle_config
@@ -44,6 +44,8 @@ class Predictions:
     `covariance_m2` and the ellipse are widened where the input lies outside what the model
     was trained on (`heimdall.export.area`); `warnings` names why per sample and
     `out_of_area` says whether the receivers or the answer are outside the training area.
+    The 95% ellipse has the 1-sigma ellipse's orientation and its semi-axes times the
+    bundle's `ellipse95_sigmas` (the k-sigma ellipse that held 95% of held-out truths).
     """
 
     position_m: np.ndarray  # [N, 2] east/north about the bundle's reference
@@ -56,6 +58,17 @@ class Predictions:
     n_receivers_heard: np.ndarray
     warnings: tuple[tuple[str, ...], ...] = ()
     out_of_area: np.ndarray | None = None
+    ellipse95_sigmas: float = GAUSSIAN_ELLIPSE95_SIGMAS
+
+    @property
+    def ellipse95_major_m(self) -> np.ndarray:
+        """Major semi-axis (m) of the ellipse that held 95% of held-out truths."""
+        return self.sigma_major_m * self.ellipse95_sigmas
+
+    @property
+    def ellipse95_minor_m(self) -> np.ndarray:
+        """Minor semi-axis (m) of the 95% ellipse."""
+        return self.sigma_minor_m * self.ellipse95_sigmas
 
 
 class Localizer:
@@ -103,6 +116,10 @@ class Localizer:
         #: Receiver offsets per training session (`training.session_offsets`): starts (s), [K, S] dB.
         self.session_starts_s = np.asarray(hyper.get("session_starts_s") or [], dtype=np.float64)
         self.session_offsets_db = np.asarray(hyper.get("session_offsets_db") or [], dtype=np.float64)
+        #: k of the 95% ellipse in sigmas, measured at training or export; bundles from
+        #: before it was measured get a calibrated Gaussian's.
+        measured = hyper.get("ellipse95_sigmas") or self.config.get("ellipse95_sigmas")
+        self.ellipse95_sigmas = float(measured) if measured else GAUSSIAN_ELLIPSE95_SIGMAS
         try:
             self.area = TrainingArea.from_config(self.config, self.reference_point)
         except HeimdallError as exc:
@@ -201,6 +218,7 @@ class Localizer:
             n_receivers_heard=samples.heard.sum(axis=1),
             warnings=warnings,
             out_of_area=out_of_area,
+            ellipse95_sigmas=self.ellipse95_sigmas,
         )
 
     def _run(self, feeds_all: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:

@@ -105,7 +105,8 @@ def _stage_export(
     import torch
 
     from heimdall.data.datamodule import to_batch
-    from heimdall.evaluation.calibration import fit_covariance_scale
+    from heimdall.evaluation.calibration import ellipse95_sigmas, fit_covariance_scale
+    from heimdall.evaluation.metrics import mahalanobis_sq
     from heimdall.export.publish import stage_bundle
 
     radio_map = meta.get("model_kind") == "radio_map"
@@ -120,12 +121,16 @@ def _stage_export(
         delta = (batch["tx_position_m"] - position).double().numpy()
         scale = fit_covariance_scale(delta, covariance.double().numpy())
         net.covariance_scale.fill_(scale)
+        # The 95% ellipse is sized on the same validation errors, under the scaled covariance.
+        region_sigmas = ellipse95_sigmas(mahalanobis_sq(delta, covariance.double().numpy() * scale))
     test_split = "test" if reader.manifest.split_counts.get("test", 0) else "val"
     test_samples = reader.load(test_split)
     draft = stage_bundle(net, test_samples, ctx.staging_dir)
     try:
         config = bundle_config(meta, reader, name=name, version=number)
         config.update(covariance_scale=scale, training=training_settings(ctx, meta))
+        if not radio_map:
+            config.update(ellipse95_sigmas=region_sigmas)
         if radio_map:
             config.update(_training_times(meta, reader, tuple(meta.get("fitted_on") or ("train", "val"))))
         localizer = Localizer(draft.directory, reference=f"{name}/v{number}", config=config)

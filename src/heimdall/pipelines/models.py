@@ -132,6 +132,7 @@ def evaluate_localizer(localizer: Localizer, reader: DatasetReader, split: str) 
         synthetic=reader.manifest.kind != "measured",
         extra_baselines=extra,
         training_position_m=training_m,
+        ellipse95_sigmas=localizer.ellipse95_sigmas,
     )
     evaluation.summary.update(model=localizer.name, dataset=reader.name, split=split)
     fitted_on = localizer.config.get("fitted_on") or []

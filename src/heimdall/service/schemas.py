@@ -299,6 +299,10 @@ class LocalizeOut(BaseModel):
     sigma_major_m: float
     sigma_minor_m: float
     orientation_deg: float = Field(description="Major axis, degrees clockwise from north")
+    ellipse95_major_m: float = Field(
+        description="Major semi-axis of the ellipse sized to hold 95% of truths (measured on held-out data)"
+    )
+    ellipse95_minor_m: float = Field(description="Minor semi-axis of the 95% ellipse (same orientation)")
     n_receivers_heard: int
     out_of_area: bool = Field(
         False, description="The receivers or the answer lie outside the area the model was trained on"
