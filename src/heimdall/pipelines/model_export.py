@@ -111,8 +111,9 @@ def _stage_export(
 
     radio_map = meta.get("model_kind") == "radio_map"
     if radio_map:
-        # Calibrated by its own cross-fitting; the validation split is inside its fit.
+        # Calibrated by its own cross-fitting, the 95% ellipse too; the validation split is inside its fit.
         scale = float(net.covariance_scale)
+        region_sigmas = None
     else:
         # Variance calibration on the validation split (never the test split).
         batch = to_batch(reader.load("val"))
@@ -129,7 +130,7 @@ def _stage_export(
     try:
         config = bundle_config(meta, reader, name=name, version=number)
         config.update(covariance_scale=scale, training=training_settings(ctx, meta))
-        if not radio_map:
+        if region_sigmas is not None:
             config.update(ellipse95_sigmas=region_sigmas)
         if radio_map:
             config.update(_training_times(meta, reader, tuple(meta.get("fitted_on") or ("train", "val"))))
@@ -143,7 +144,8 @@ def _stage_export(
                 evaluated_as="fitted on train and val; the test figures are held-out, measured before the refit",
                 **_training_times(meta, reader, ("train", "val", "test")),
             )
-        metrics = {"evaluation": evaluation, "onnx_max_abs_diff": draft.max_abs_diff, "covariance_scale": scale}
+        metrics = {"evaluation": evaluation, "onnx_max_abs_diff": draft.max_abs_diff, "covariance_scale": scale,
+                   "ellipse95_sigmas": localizer.ellipse95_sigmas}
         quantization = None
         if quantize is not None:
             int8 = _int8_variant(draft.directory, config, reader, test_split, evaluation)
