@@ -17,7 +17,7 @@ def test_terciles_of_the_distance_to_training_split_errors_that_grow_with_it() -
     distance = np.min(np.linalg.norm(truth[:, None] - training[None], axis=2), axis=1)
     # A model whose error is the distance itself, under ellipses of a constant 30 m sigma.
     sigma_m = 30.0
-    groups = by_distance_to_training(truth, training, distance, (distance / sigma_m) ** 2)
+    groups = by_distance_to_training(truth, training, distance, (distance / sigma_m) ** 2, ellipse95_sigmas=3.0)
     assert [g["n"] for g in groups] == [1000, 1000, 1000]
     assert groups[0]["from_m"] == 0.0 and groups[-1]["to_m"] is None
     assert groups[0]["to_m"] == pytest.approx(np.quantile(distance, 1 / 3))
@@ -28,6 +28,7 @@ def test_terciles_of_the_distance_to_training_split_errors_that_grow_with_it() -
         inside = (distance >= g["from_m"]) & (distance < (g["to_m"] or math.inf))
         assert g["coverage_1sigma"] == pytest.approx(np.mean(distance[inside] <= sigma_m))
         assert g["coverage_2sigma"] == pytest.approx(np.mean(distance[inside] <= 2 * sigma_m))
+        assert g["coverage_95"] == pytest.approx(np.mean(distance[inside] <= 3 * sigma_m))
     assert groups[0]["coverage_1sigma"] > groups[2]["coverage_1sigma"]
 
 

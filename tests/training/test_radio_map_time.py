@@ -88,8 +88,8 @@ def test_timestamps_calibrate_the_ellipses_and_never_move_the_answer() -> None:
             one, two = report[f"cv_{scheme}_coverage_1sigma"], report[f"cv_{scheme}_coverage_2sigma"]
             assert 0.0 < one < two < 1.0
             assert report[f"cv_{scheme}_coverage_95"] >= two
-        # The 95% ellipse held 95% of the held-out truths, each scheme counted equally.
-        assert np.mean([report[f"cv_{s}_coverage_95"] for s in schemes]) >= 0.95
+        # The 95% ellipse held 95% of the held-out truths in every scheme.
+        assert min(report[f"cv_{s}_coverage_95"] for s in schemes) >= 0.95
     assert timed.hyperparameters.ellipse95_sigmas >= 2.0
 
 

@@ -153,12 +153,13 @@ def distance_table(evaluation: dict[str, Any]) -> Table | None:
     if not groups:
         return None
     table = Table(title="error by distance to the training data")
-    for column in ("distance", "samples", "median", "cov. 1σ", "cov. 2σ"):
+    for column in ("distance", "samples", "median", "cov. 1σ", "cov. 2σ", "cov. 95%"):
         table.add_column(column, justify="right", no_wrap=True)
     for group in groups:
         upper = fmt_m(group["to_m"]) if group["to_m"] is not None else "..."
+        c95 = f"{group['coverage_95']:.3f}" if "coverage_95" in group else "-"
         table.add_row(f"{fmt_m(group['from_m'])} - {upper}", str(group["n"]), fmt_m(group["median_error_m"]),
-                      f"{group['coverage_1sigma']:.3f}", f"{group['coverage_2sigma']:.3f}")
+                      f"{group['coverage_1sigma']:.3f}", f"{group['coverage_2sigma']:.3f}", c95)
     return table
 
 

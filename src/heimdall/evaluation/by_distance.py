@@ -23,11 +23,12 @@ _MIN_PER_GROUP = 10
 
 def bin_by_distance(
     distance_m: np.ndarray, error_m: np.ndarray, mahalanobis_sq: np.ndarray, edges_m: tuple[float, ...],
-    sigma_m: np.ndarray | None = None,
+    sigma_m: np.ndarray | None = None, ellipse95_sigmas: float | None = None,
 ) -> list[dict[str, Any]]:
     """Per bin [0, e1), [e1, e2), ..., [e_last, inf) of `distance_m` (`from_m`, `to_m`; None for
     the open last one): rows, median error (m), median sigma (m, when `sigma_m` is given), 1-
-    and 2-sigma coverage; empty bins left out.
+    and 2-sigma coverage, and with `ellipse95_sigmas` (k) the coverage of the 95% ellipse
+    (`coverage_95`); empty bins left out.
 
     A sample not placed (non-finite error) counts as outside every ellipse and as an infinite error.
     """
@@ -47,13 +48,15 @@ def bin_by_distance(
             row["median_sigma_m"] = float(np.median(sigma_m[inside]))
         row["coverage_1sigma"] = float(np.mean(mahalanobis_sq[inside] <= 1.0))
         row["coverage_2sigma"] = float(np.mean(mahalanobis_sq[inside] <= 4.0))
+        if ellipse95_sigmas is not None:
+            row["coverage_95"] = float(np.mean(mahalanobis_sq[inside] <= ellipse95_sigmas**2))
         rows.append(row)
     return rows
 
 
 def by_distance_to_training(
     truth_m: np.ndarray, training_m: np.ndarray, error_m: np.ndarray, mahalanobis_sq: np.ndarray,
-    groups: int = DISTANCE_GROUPS,
+    groups: int = DISTANCE_GROUPS, ellipse95_sigmas: float | None = None,
 ) -> list[dict[str, Any]]:
     """`bin_by_distance` over quantile groups (terciles by default) of the distance from each
     truth [N,2] to the nearest training transmitter [T,2] (same frame, metres).
@@ -66,4 +69,5 @@ def by_distance_to_training(
     distance_m, _ = cKDTree(training_m).query(truth_m)
     edges = tuple(float(e) for e in np.quantile(distance_m, np.arange(1, groups) / groups))
     # Ties (many truths on training places) can repeat an edge; the bins stay disjoint.
-    return bin_by_distance(distance_m, error_m, mahalanobis_sq, tuple(dict.fromkeys(edges)))
+    return bin_by_distance(distance_m, error_m, mahalanobis_sq, tuple(dict.fromkeys(edges)),
+                           ellipse95_sigmas=ellipse95_sigmas)

@@ -43,10 +43,11 @@ def ellipse95_sigmas(mahalanobis_sq: np.ndarray, groups: np.ndarray | None = Non
     """k (in sigmas) of the smallest k-sigma ellipse that held `REGION_PROBABILITY` of the truths.
 
     `mahalanobis_sq` [N] are held-out truths' squared Mahalanobis radii under the calibrated
-    covariances; `groups` [N] (cross-fitting schemes) count equally, whatever their sizes:
-    the share held is the mean of the groups' shares. Where errors are heavier-tailed than
-    a Gaussian's, as on measured data, k exceeds the Gaussian's 2.448
-    (`GAUSSIAN_ELLIPSE95_SIGMAS`), so the ellipse still holds what it says.
+    covariances; with `groups` [N] (cross-fitting schemes) the ellipse must hold that share
+    in every group, so k is the largest of the groups' own: one k answers for interpolation
+    along measured paths, extrapolation to unmeasured places and later transmissions alike.
+    Where errors are heavier-tailed than a Gaussian's, as on measured data, k exceeds the
+    Gaussian's 2.448 (`GAUSSIAN_ELLIPSE95_SIGMAS`), so the ellipse still holds what it says.
     """
     radius_sq = np.asarray(mahalanobis_sq, dtype=np.float64)
     labels = np.zeros(radius_sq.shape, dtype=np.int64) if groups is None else np.asarray(groups)
@@ -54,15 +55,13 @@ def ellipse95_sigmas(mahalanobis_sq: np.ndarray, groups: np.ndarray | None = Non
     radius_sq, labels = radius_sq[finite], labels[finite]
     if radius_sq.size < 10:
         raise DataError(f"need at least 10 held-out samples to size the 95% ellipse, got {radius_sq.size}")
-    # The mean share held is a step function of k^2 that only rises at the radii themselves.
-    candidates = np.unique(radius_sq)
-    held = np.zeros(len(candidates))
-    parts = [np.sort(radius_sq[labels == g]) for g in np.unique(labels)]
-    for part in parts:
-        held += np.searchsorted(part, candidates, side="right") / len(part)
-    held /= len(parts)
-    index = min(int(np.searchsorted(held, REGION_PROBABILITY - 1e-12)), len(candidates) - 1)
-    return float(np.sqrt(max(candidates[index], 0.0)))
+    largest = 0.0
+    for group in np.unique(labels):
+        part = np.sort(radius_sq[labels == group])
+        # The smallest radius with at least 95% of the group at or inside it.
+        count = int(np.ceil(REGION_PROBABILITY * len(part) - 1e-9))
+        largest = max(largest, float(part[max(count, 1) - 1]))
+    return float(np.sqrt(max(largest, 0.0)))
 
 
 def seconds_to_nearest(times_s: np.ndarray, training_times_s: np.ndarray) -> np.ndarray:

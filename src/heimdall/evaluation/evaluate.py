@@ -137,7 +137,8 @@ def evaluate_predictions(
     result["coverage_95"] = ellipse_coverage(delta, covariance_m2, ellipse95_sigmas)
     result["mean_nll"] = float(np.mean(gaussian_nll_2d(delta, covariance_m2)))
     if training_position_m is not None:
-        groups = by_distance_to_training(truth, training_position_m, errors, mahalanobis_sq(delta, covariance_m2))
+        groups = by_distance_to_training(truth, training_position_m, errors, mahalanobis_sq(delta, covariance_m2),
+                                         ellipse95_sigmas=ellipse95_sigmas)
         if groups:
             result["by_distance_to_training"] = groups
     centroid = weighted_centroid(rx, samples.rss_dbm.astype(np.float64), samples.heard)

@@ -75,13 +75,15 @@ def _markdown(evaluation: Evaluation, context: ReportContext) -> str:
             "error follows it, and the ellipses are wider than needed near measured places and too narrow away "
             "from them.",
             "",
-            "| distance to training | samples | median error | 1-sigma coverage | 2-sigma coverage |",
-            "|---|---|---|---|---|",
+            "| distance to training | samples | median error | 1-sigma coverage | 2-sigma coverage "
+            "| 95% ellipse coverage |",
+            "|---|---|---|---|---|---|",
         ]
         for group in s["by_distance_to_training"]:
             upper = f"{group['to_m']:,.0f} m" if group["to_m"] is not None else "..."
+            c95 = f"{group['coverage_95']:.3f}" if "coverage_95" in group else "-"
             lines.append(f"| {group['from_m']:,.0f} m - {upper} | {group['n']} | {group['median_error_m']:,.0f} m | "
-                         f"{group['coverage_1sigma']:.3f} | {group['coverage_2sigma']:.3f} |")
+                         f"{group['coverage_1sigma']:.3f} | {group['coverage_2sigma']:.3f} | {c95} |")
         lines.append("")
     captions = {
         "error_cdf.png": "Error CDF of the model and the baselines (cut at p99); the per-sample CRLB beside it (log scale).",

@@ -79,8 +79,8 @@ class RadioMapHyperparameters:
     #: to queries with a timestamp; a = 0: no widening with time.
     time_widening: float = 0.0
     time_scale_s: float = 0.0
-    #: k of the k-sigma ellipse that held 95% of the out-of-fold truths (`ellipse95_sigmas`,
-    #: each cross-fitting scheme counted equally); 0: not measured (the Gaussian's 2.448 is used).
+    #: k of the k-sigma ellipse that held 95% of the out-of-fold truths of every cross-fitting
+    #: scheme (`ellipse95_sigmas`); 0: not measured (the Gaussian's 2.448 is used).
     ellipse95_sigmas: float = 0.0
     #: Receiver offsets per training session (`training.session_offsets`): each session's
     #: first time (s) and its offsets [K][S] (dB), taken out of the training readings and
