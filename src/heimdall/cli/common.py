@@ -122,11 +122,16 @@ def fmt_m(value: Any) -> str:
     return f"{value / 1000:,.1f} km" if value >= 10_000 else f"{value:,.0f} m"
 
 
+#: What the coverage columns of `summary_table` and `distance_table` hold.
+_COVERAGE_CAPTION = "1σ, 2σ, 95%: share of truths inside the 1-sigma, 2-sigma and 95% ellipses"
+
+
 def summary_table(evaluation: dict[str, Any], title: str) -> Table:
     """The model-vs-baselines table of an evaluation summary."""
-    table = Table(title=title)
+    # Short coverage headers, so the table fits an 80-column terminal; the caption says what they are.
+    table = Table(title=title, caption=_COVERAGE_CAPTION)
     table.add_column("method", no_wrap=True)
-    for column in ("median", "p90", "RMSE", "cov. 1σ", "cov. 2σ", "cov. 95%"):
+    for column in ("median", "p90", "RMSE", "1σ", "2σ", "95%"):
         table.add_column(column, justify="right", no_wrap=True)
     c95 = evaluation.get("coverage_95")
     table.add_row(
@@ -152,8 +157,8 @@ def distance_table(evaluation: dict[str, Any]) -> Table | None:
     groups = evaluation.get("by_distance_to_training")
     if not groups:
         return None
-    table = Table(title="error by distance to the training data")
-    for column in ("distance", "samples", "median", "cov. 1σ", "cov. 2σ", "cov. 95%"):
+    table = Table(title="error by distance to the training data", caption=_COVERAGE_CAPTION)
+    for column in ("distance", "samples", "median", "1σ", "2σ", "95%"):
         table.add_column(column, justify="right", no_wrap=True)
     for group in groups:
         upper = fmt_m(group["to_m"]) if group["to_m"] is not None else "..."
