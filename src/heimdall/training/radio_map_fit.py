@@ -247,7 +247,7 @@ def _fit_radio_map(
     time_widening, time_scale_s = calibrate_time_widening(calibration.mahalanobis_sq, held_gap_s, groups)
     radius_sq = calibration.mahalanobis_sq / time_widening_factor(held_gap_s, time_widening, time_scale_s)
     # The 95% ellipse is sized on the same held-out truths, to hold in every scheme: heavy tails
-    # make it more than a Gaussian's 2.45 sigma (April folds: 3.4 to 8.1), which one scale of
+    # make it more than a Gaussian's 2.45 sigma (April folds: 3.4 to 9.4), which one scale of
     # the 1-/2-sigma ellipse cannot say.
     region_sigmas = ellipse95_sigmas(radius_sq, groups)
     hyper = RadioMapHyperparameters(
