@@ -91,7 +91,7 @@ def test_the_shadow_answer_is_logged_and_counted_never_returned(serve, two_model
     body = response.json()
     assert body["model"] == V1, "production answers"
     assert set(body) == {"lat", "lon", "sigma_major_m", "sigma_minor_m", "orientation_deg", "n_receivers_heard", "model", "geojson",
-                         "out_of_area", "warnings"}
+                         "out_of_area", "warnings", "ellipse95_major_m", "ellipse95_minor_m"}
     assert "heimdall-localizer/2" not in response.text and "shadow" not in response.text
     # The answer is v1's own, untouched by the shadow.
     table = measurement_table([MeasurementRow(**row) for row in rows])
