@@ -102,23 +102,16 @@ def score(
         "p90_m": float(np.quantile(error_m, 0.9, method="higher")),
     }
     if ellipse is not None:
-        coverage: dict[int | str, list[bool]] = {1: [], 2: []}
-        k95 = ellipse.get("ellipse95_sigmas")
-        if k95 is not None:
-            coverage["95"] = []
+        radius_sq = np.empty(len(error_m))
         for i in range(len(error_m)):
             at_prediction = ReferencePoint(float(lat_deg[i]), float(lon_deg[i]))
             east, north = ground_to_local(truth_lat_deg[i], truth_lon_deg[i], at_prediction)
-            m2 = ellipse_mahalanobis_sq(
+            radius_sq[i] = ellipse_mahalanobis_sq(
                 np.asarray(east), np.asarray(north), ellipse["sigma_major_m"][i], ellipse["sigma_minor_m"][i],
                 ellipse["orientation_deg"][i],
             )
-            for k in (1, 2):
-                coverage[k].append(bool(m2 <= k * k))
-            if k95 is not None:
-                coverage["95"].append(bool(m2 <= float(k95[i]) ** 2))
-        result["coverage_1sigma"] = float(np.mean(coverage[1]))
-        result["coverage_2sigma"] = float(np.mean(coverage[2]))
-        if k95 is not None:
-            result["coverage_95"] = float(np.mean(coverage["95"]))
+        result["coverage_1sigma"] = float(np.mean(radius_sq <= 1.0))
+        result["coverage_2sigma"] = float(np.mean(radius_sq <= 4.0))
+        if ellipse.get("ellipse95_sigmas") is not None:
+            result["coverage_95"] = float(np.mean(radius_sq <= np.asarray(ellipse["ellipse95_sigmas"]) ** 2))
     return result
