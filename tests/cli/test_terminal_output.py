@@ -16,6 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from heimdall.cli import app
+from heimdall.cli.common import fmt_m
 from heimdall.cli.progress import progress_bars
 from heimdall.pipelines.demo import model_warnings
 
@@ -52,6 +53,31 @@ def test_train_and_export_print_values_whole_on_their_own_lines(home: Path) -> N
     assert Path(bundle).is_dir() and reference.startswith("models:/heimdall-localizer/")
     assert re.search(r"max difference \d\.\d\de[-+]\d\d \(positions in m", result.stdout)
     _fits_80_columns(result.stdout, [bundle, reference])
+
+
+@pytest.mark.slow
+def test_a_radio_map_fit_says_what_its_cross_fitting_measured(home: Path) -> None:
+    from heimdall.training.checkpoints import read_checkpoint
+
+    env = {"HEIMDALL_HOME": str(home), "COLUMNS": "80"}
+    assert runner.invoke(app, ["generate", "--name", "s", "--samples", "400", "-q"], env=env).exit_code == 0
+    shown = runner.invoke(app, ["train", "--dataset", "s", "--estimator", "radio-map", "-q"], env=env)
+    assert shown.exit_code == 0, shown.output
+    # Fitted in one step: no epochs to count, nothing to resume.
+    assert "epoch" not in shown.stdout and "resume" not in shown.stdout
+    checkpoint = re.search(r"^checkpoint.*:\n  (/\S+)$", shown.stdout, re.M)[1]
+    _fits_80_columns(shown.stdout, [checkpoint])
+    meta = read_checkpoint(Path(checkpoint))["heimdall"]
+    cv, k = meta["cross_validation"], meta["hyperparameters"]["ellipse95_sigmas"]
+    assert f"95% ({k:.2f}σ)" in shown.stdout
+    number = r"\s+│\s+([\d.]+)"
+    rows = {m[1]: m.groups()[1:] for m in re.finditer(r"│\s+(random|spatial|time)\s+│\s+([\d.]+ k?m)" + number * 3,
+                                                      shown.stdout)}
+    assert set(rows) == {"random", "spatial"}  # a simulation has no timestamps: no time blocks
+    for scheme, (median, *coverage) in rows.items():
+        assert median == fmt_m(cv[f"cv_{scheme}_median_error_m"])
+        assert coverage == [f"{cv[f'cv_{scheme}_coverage_{c}']:.3f}" for c in ("1sigma", "2sigma", "95")]
+        assert float(coverage[0]) < float(coverage[1]) <= float(coverage[2])
 
 
 def test_localize_table_gives_units(trained, tmp_path: Path) -> None:

@@ -39,6 +39,15 @@ def test_import_train_evaluate_powder(home: Path, tmp_path: Path) -> None:
     # The default for measured data: the radio map, fitted on train + val, refit on all at export.
     trained = _json(["train", "--dataset", "powder"])
     assert trained["best_checkpoint"].endswith("radio_map.ckpt") and trained["epochs_run"] == 1
+    # What its cross-fitting measured comes back with it: places between measured ones are
+    # easier than unmeasured blocks, and each wider ellipse holds more truths.
+    fit = trained["fit"]
+    assert trained["model_kind"] == "radio_map"
+    assert fit["train_samples"] == imported["splits"]["train"] + imported["splits"]["val"]
+    assert fit["cv_random_median_error_m"] < fit["cv_spatial_median_error_m"]
+    for scheme in ("random", "spatial", "time"):  # POWDER has timestamps: the time blocks too
+        coverage = [fit[f"cv_{scheme}_coverage_{c}"] for c in ("1sigma", "2sigma", "95")]
+        assert coverage[0] < coverage[1] <= coverage[2]
     exported = _json(["export", "--checkpoint", trained["best_checkpoint"]])
     bundle = Path(exported["bundle"])
     config = yaml.safe_load((bundle / "config.yaml").read_text())

@@ -168,4 +168,26 @@ def distance_table(evaluation: dict[str, Any]) -> Table | None:
     return table
 
 
+#: Under `fit_table` (printed as a line: a caption wraps to the narrow table's width).
+FIT_TABLE_NOTE = "1σ/2σ/95%: share of truths inside each ellipse (calibrated: 0.393/0.865/0.950)"
+
+
+def fit_table(fit: dict[str, float]) -> Table:
+    """What a radio map's cross-fitting measured, per scheme: each labelled transmission
+    answered by a map fitted without it (out-of-fold median error and coverage; the
+    columns are explained by `FIT_TABLE_NOTE`)."""
+    k = fit.get("ellipse95_sigmas") or 0.0
+    table = Table()
+    for column in ("folds", "median", "1σ", "2σ", f"95% ({k:.2f}σ)" if k else "95%"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for scheme in ("random", "spatial", "time"):
+        if f"cv_{scheme}_coverage_1sigma" not in fit:
+            continue  # no time blocks without timestamps
+        median = fit.get(f"cv_{scheme}_median_error_m")  # the time blocks calibrate only: no median
+        c95 = fit.get(f"cv_{scheme}_coverage_95")
+        table.add_row(scheme, "-" if median is None else fmt_m(median), f"{fit[f'cv_{scheme}_coverage_1sigma']:.3f}",
+                      f"{fit[f'cv_{scheme}_coverage_2sigma']:.3f}", "-" if c95 is None else f"{c95:.3f}")
+    return table
+
+
 QuietFlag = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or step lines; errors only.")]

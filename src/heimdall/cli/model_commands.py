@@ -11,12 +11,14 @@ from rich.console import Console
 from rich.table import Column, Table
 
 from heimdall.cli.common import (
+    FIT_TABLE_NOTE,
     JsonFlag,
     QuietFlag,
     context,
     distance_table,
     emit,
     fail,
+    fit_table,
     fmt_m,
     given_options,
     handle_errors,
@@ -100,9 +102,24 @@ def train(
         "epochs_run": result.epochs_run,
         "mlflow_run_id": result.mlflow_run_id,
         "job_id": result.job_id,
+        "model_kind": result.model_kind,
     }
+    if result.fit_summary:
+        payload["fit"] = result.fit_summary
+
     def render() -> None:
         out = Console()
+        if result.model_kind == "radio_map":
+            # Fitted in one step: no epochs, nothing to resume; what the cross-fitting measured instead.
+            seconds = result.fit_summary.get("fit_seconds", float("nan"))
+            out.print(f"fitted a radio map in {seconds:.1f} s; MLflow run {result.mlflow_run_id}", highlight=False)
+            samples = result.fit_summary.get("train_samples", 0.0)
+            out.print(f"cross-fitted: each of {samples:,.0f} transmissions answered by a map fitted without it",
+                      highlight=False)
+            out.print(fit_table(result.fit_summary))
+            out.print(FIT_TABLE_NOTE, highlight=False)
+            print_value("checkpoint (export it with heimdall export --checkpoint)", result.checkpoint, out)
+            return
         out.print(f"trained {result.epochs_run} epoch(s) ({result.status}); MLflow run {result.mlflow_run_id}", highlight=False)
         print_value("best checkpoint (export it with heimdall export --checkpoint)", result.best_checkpoint, out)
         print_value("last checkpoint (continue with --checkpoint ... --resume-training)", result.checkpoint, out)

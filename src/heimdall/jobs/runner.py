@@ -114,7 +114,10 @@ def _run_train(ctx: Context, job: TrainingJob, stop: threading.Event | None) -> 
         "best_checkpoint": result.best_checkpoint,
         "epochs_run": result.epochs_run,
         "mlflow_run_id": result.mlflow_run_id,
+        "model_kind": result.model_kind,
     }
+    if result.fit_summary:
+        trained["fit"] = result.fit_summary
     jobs.set_result(ctx.db, job.id, trained)
     if request.export:
         _export_stage(ctx, job.id, trained, executor=executor)

@@ -77,12 +77,14 @@ def train_radio_map(
     job_id: str | None = None,
     progress: ProgressFn | None = None,
     finish: bool = True,
-) -> tuple[Path, str, str]:
+) -> tuple[Path, str, str, dict[str, float]]:
     """Fit a radio map on the train and validation splits (the test split stays unseen).
 
     `request` is the `TrainRequest` (its dataset and seed are used). Returns the
-    checkpoint path, the MLflow run id and the job id. `finish` False leaves the job
-    running once fitted (for the stages that follow, as `train`'s).
+    checkpoint path, the MLflow run id, the job id and the fit's summary (the
+    cross-fitting's `cv_*` figures, `fit_seconds`, `train_samples`, `ellipse95_sigmas`).
+    `finish` False leaves the job running once fitted (for the stages that follow, as
+    `train`'s).
     """
     from heimdall.training.radio_map_fit import fit_radio_map
 
@@ -133,4 +135,5 @@ def train_radio_map(
         jobs.finish_job(ctx.db, job_id, "completed")
     tracker.set_terminated(run_id)
     log.info("radio map fitted in %.1f s: %s", seconds, fit.hyperparameters)
-    return path, run_id, job_id
+    summary = dict(metrics, train_samples=float(len(samples)), ellipse95_sigmas=fit.hyperparameters.ellipse95_sigmas)
+    return path, run_id, job_id, summary

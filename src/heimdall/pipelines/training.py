@@ -34,6 +34,12 @@ class TrainResult:
     status: str = "completed"
     #: False in the extra processes of a DDP run (they write no rows, runs or checkpoints).
     is_global_zero: bool = True
+    #: "net" (trained in epochs) or "radio_map" (fitted in one step).
+    model_kind: str = "net"
+    #: A radio map's fit: what its cross-fitting measured (`cv_*`: out-of-fold median error
+    #: in m and 1-/2-sigma/95% coverage per scheme), `fit_seconds`, `train_samples` and
+    #: `ellipse95_sigmas`. Empty for a network.
+    fit_summary: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 def resolve_estimator(
@@ -121,9 +127,11 @@ def train(
         if resolve_estimator(request, reader.manifest.kind, reader.manifest.scenario) == "radio-map":
             from heimdall.pipelines.radio_map_training import train_radio_map
 
-            path, run_id, job_id = train_radio_map(ctx, request, reader, job_id=job_id, progress=progress, finish=finish)
+            path, run_id, job_id, fitted = train_radio_map(
+                ctx, request, reader, job_id=job_id, progress=progress, finish=finish
+            )
             return TrainResult(checkpoint=str(path), best_checkpoint=str(path), epochs_run=1, mlflow_run_id=run_id,
-                               job_id=job_id)
+                               job_id=job_id, model_kind="radio_map", fit_summary=fitted)
     leader = is_global_zero()
     resume_meta: dict[str, Any] = {}
     resumed_from: dict[str, Any] = {}
