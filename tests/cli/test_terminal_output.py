@@ -3,6 +3,7 @@ format per command (JSON only with --json), `serve` saying where it listens, `--
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -53,6 +54,13 @@ def test_train_and_export_print_values_whole_on_their_own_lines(home: Path) -> N
     assert Path(bundle).is_dir() and reference.startswith("models:/heimdall-localizer/")
     assert re.search(r"max difference \d\.\d\de[-+]\d\d \(positions in m", result.stdout)
     _fits_80_columns(result.stdout, [bundle, reference])
+    # The held-out split the export measured, the model beside the baselines, as metrics.json has it.
+    held_out = json.loads((Path(bundle) / "metrics.json").read_text())["evaluation"]
+    assert f"held-out test split, {held_out['n']:,} samples" in result.stdout
+    model_row = re.search(r"│ model\s+│\s+(\S+ k?m) │", result.stdout)[1]
+    assert model_row == fmt_m(held_out["median_error_m"])
+    for name in held_out["baselines"]:
+        assert re.search(rf"│ {name}\s+│", result.stdout), name
 
 
 @pytest.mark.slow
