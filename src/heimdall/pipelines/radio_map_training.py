@@ -135,5 +135,5 @@ def train_radio_map(
         jobs.finish_job(ctx.db, job_id, "completed")
     tracker.set_terminated(run_id)
     log.info("radio map fitted in %.1f s: %s", seconds, fit.hyperparameters)
-    summary = dict(metrics, train_samples=float(len(samples)), ellipse95_sigmas=fit.hyperparameters.ellipse95_sigmas)
+    summary = dict(metrics, train_samples=len(samples), ellipse95_sigmas=fit.hyperparameters.ellipse95_sigmas)
     return path, run_id, job_id, summary
