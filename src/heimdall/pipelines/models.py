@@ -72,17 +72,21 @@ def bundle_config(meta: dict[str, Any], reader: DatasetReader, name: str, versio
         "checkpoint": meta.get("checkpoint_path"),
         # A radio map scores every grid point: run it in small batches (memory ~ batch x grid x receivers).
         **({"max_batch": 16, "fitted_on": meta.get("fitted_on"), "hyperparameters": meta.get("hyperparameters"),
+            "cross_validation": meta.get("cross_validation"),
             "outputs": ["position_m", "covariance_m2", "station_residual_db"]}
            if meta.get("model_kind") == "radio_map" else {}),
     }
 
 
 def training_settings(ctx: Context, meta: dict[str, Any]) -> dict[str, Any]:
-    """The training job's hyperparameters and epochs run, for the model card."""
+    """The training job's hyperparameters and epochs run, for the model card (a radio map: its seed)."""
     from heimdall.jobs.repository import get_job, job_metrics
 
     settings: dict[str, Any] = {"init_from": meta.get("init_from")}
     job_id = meta.get("job_id")
+    if meta.get("model_kind") == "radio_map":
+        # Fitted in one step: the network's epochs, batch size and learning rate never applied.
+        return {**settings, "seed": meta.get("seed")}
     if not job_id:
         return settings
     try:
