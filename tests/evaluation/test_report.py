@@ -24,6 +24,7 @@ def test_report_files_and_geojson(trained, tmp_path: Path) -> None:
     report = (tmp_path / "report.md").read_text()
     assert all(f"]({figure})" in report for figure in FIGURES)
     assert f"{summary['median_error_m']:,.0f} m" in report
+    assert "In-sample" not in report and "the per-sample CRLB beside it" in report  # held out; simulated: a CRLB
     collection = json.loads((tmp_path / "predictions.geojson").read_text())
     assert collection["type"] == "FeatureCollection"
     features = collection["features"]

@@ -64,8 +64,13 @@ def test_import_train_evaluate_powder(home: Path, tmp_path: Path) -> None:
     assert report["n"] == imported["splits"]["test"] and report["in_sample"] is True
     assert set(report["baselines"]) == {"weighted_centroid", "mle_grid", "knn", "ml_offsets"}
     assert "crlb_rmse_m" not in report  # no CRLB for real data
-    shown = CliRunner().invoke(app, ["evaluate", "--model", exported["bundle"], "--dataset", "powder"])
+    shown = CliRunner().invoke(app, ["evaluate", "--model", exported["bundle"], "--dataset", "powder",
+                                     "--report", str(tmp_path / "report")])
     assert shown.exit_code == 0 and "error by distance to the training data" in shown.stdout, shown.output
+    # A shared report says so when its figures are in-sample; measured data has no CRLB.
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    assert "**In-sample:** the deployed model was fitted on this split too" in markdown
+    assert "CRLB" not in markdown and "kNN fingerprint" in markdown
     # Metres, on a 3 km campus: every method lands within a few km.
     assert all(b["median_error_m"] < 3_000 for b in report["baselines"].values())
     # The ellipses widen with the time since the nearest training transmission: the bundle

@@ -56,6 +56,9 @@ def _markdown(evaluation: Evaluation, context: ReportContext) -> str:
         "",
         f"Model `{s.get('model')}` on dataset `{s.get('dataset')}`, split `{s.get('split')}`, {s['n']} samples.",
         "Errors are great-circle distances between predicted and true transmitter positions.",
+        *(["", "**In-sample:** the deployed model was fitted on this split too, so these are not held-out "
+           "figures; the bundle's metrics.json has the held-out ones, measured before the refit."]
+          if s.get("in_sample") else []),
         "",
         "| method | median | p90 | RMSE | 1-sigma coverage | 2-sigma coverage | 95% ellipse coverage |",
         "|---|---|---|---|---|---|---|",
@@ -86,7 +89,8 @@ def _markdown(evaluation: Evaluation, context: ReportContext) -> str:
                          f"{group['coverage_1sigma']:.3f} | {group['coverage_2sigma']:.3f} | {c95} |")
         lines.append("")
     captions = {
-        "error_cdf.png": "Error CDF of the model and the baselines (cut at p99); the per-sample CRLB beside it (log scale).",
+        "error_cdf.png": "Error CDF of the model and the baselines (cut at p99)"
+        + ("; the per-sample CRLB beside it (log scale)." if "crlb_rmse_m" in s else "."),
         "calibration.png": "Share of truths inside the k-sigma ellipse against the nominal share.",
         "map.png": "Receivers, truths, predictions and ellipses for the worst, median and best test cases (km).",
         "error_by_position.png": "Median model error by transmitter position.",
