@@ -72,7 +72,7 @@ def train(
     as_json: JsonFlag = False,
     quiet: QuietFlag = False,
 ) -> None:
-    """Train a model on a dataset (or resume, or export a checkpoint)."""
+    """Train a model (on measured data a radio map, fitted in one step), resume one or export a checkpoint."""
     from heimdall import pipelines
 
     ctx = context()
