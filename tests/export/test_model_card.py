@@ -49,3 +49,8 @@ def test_a_network_on_simulation_keeps_its_settings_and_the_simulation_limits() 
     assert "settings: epochs 40, batch_size 256, epochs_run 12" in training
     assert "covariance calibrated on the validation split" in training and "cross-fitted" not in training
     assert "Trained on simulated data of this network" in card.split("## Limits", 1)[1]
+    # Without a test split export measures the validation split, which training saw: not "held out".
+    assert "(12 samples, never used for training or calibration)" in model_card(
+        config, {"evaluation": {"split": "test", "n": 12}})
+    assert "`val` split (12 samples, no test split, so one training saw)" in model_card(
+        config, {"evaluation": {"split": "val", "n": 12}})

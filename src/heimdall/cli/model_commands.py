@@ -150,8 +150,10 @@ def _print_export(result: Any) -> None:
     print_value("registered as", result.registered, out)
     evaluation = result.evaluation or {}
     if "median_error_m" in evaluation:
-        # Measured before any refit on every labelled sample: the split was unseen.
-        title = f"held-out {evaluation.get('split', 'test')} split, {evaluation.get('n', 0):,} samples"
+        # The test split is measured before any refit on every labelled sample: unseen. Without
+        # one, export measures the validation split, which training saw.
+        split = evaluation.get("split", "test")
+        title = f"{'held-out ' if split == 'test' else ''}{split} split, {evaluation.get('n', 0):,} samples"
         out.print(summary_table(evaluation, title))
     q = result.quantization
     if q:

@@ -134,6 +134,9 @@ def model_card(config: dict[str, Any], metrics: dict[str, Any]) -> str:
     """A short model card: what it was trained on, how it scores, where it stops working."""
     evaluation = metrics.get("evaluation", {})
     baselines = evaluation.get("baselines", {})
+    split = evaluation.get("split", "test")
+    # Without a test split, export measures the validation split, which training saw.
+    seen = "never used for training or calibration" if split == "test" else "no test split, so one training saw"
     lines = [
         f"# {config['name']} v{config['version']}",
         "",
@@ -151,8 +154,7 @@ def model_card(config: dict[str, Any], metrics: dict[str, Any]) -> str:
         "",
         *_training_lines(config),
         "## Metrics",
-        f"Measured at export on the `{evaluation.get('split', 'test')}` split "
-        f"({evaluation.get('n', 'n/a')} samples, never used for training or calibration); "
+        f"Measured at export on the `{split}` split ({evaluation.get('n', 'n/a')} samples, {seen}); "
         "errors are great-circle distances, coverage the share of truths inside the ellipse.",
         "",
         "| method | median | p90 | 1-sigma coverage | 2-sigma coverage | 95% ellipse coverage |",
