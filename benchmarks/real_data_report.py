@@ -1,6 +1,7 @@
 """Summaries of `benchmarks/real_data.py`'s folds: mean and spread per mode and method, the
 paired difference against the best classical method, and the Markdown tables it prints.
-Errors in metres, coverage as fractions, training time in seconds."""
+Errors in metres, coverage as fractions, training time in seconds; the tail ratio and the
+reachable 2-sigma coverage as `heimdall.evaluation.calibration` defines them."""
 
 from __future__ import annotations
 
@@ -29,8 +30,8 @@ def summarise(folds: list[dict[str, Any]]) -> dict[str, Any]:
         per_method = {}
         for method in methods:
             scores = [f["methods"][method] for f in rows]
-            keys = [k for k in ("median_m", "p90_m", "coverage_1sigma", "coverage_2sigma", "coverage_95", "train_s")
-                    if k in scores[0]]
+            keys = [k for k in ("median_m", "p90_m", "coverage_1sigma", "coverage_2sigma", "coverage_95",
+                                "tail_ratio", "reachable_coverage_2sigma", "train_s") if k in scores[0]]
             per_method[method] = {"folds": len(scores), **{k: mean_sd([s[k] for s in scores]) for k in keys}}
         entry: dict[str, Any] = {"methods": per_method}
         classical = [m for m in methods if m not in ("model", "model_direct")]
@@ -54,7 +55,7 @@ def markdown(result: dict[str, Any]) -> str:
         head = f"| {f['mode']} | {f['seed']} | {f['fold']} | {f['n_train']} | {f['n_test']} | "
         lines.append(head + " | ".join(cells) + " |")
     lines += ["", "| mode | method | folds | median (m) | p90 (m) | 1-sigma cov. | 2-sigma cov. | 95% ellipse cov. "
-              "| train (s) |", "|---|---|---|---|---|---|---|---|---|"]
+              "| tail ratio | reachable 2-sigma | train (s) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
 
     def cell(stats: dict[str, Any], key: str, fmt: str) -> str:
         return f"{stats[key]['mean']:{fmt}} ± {stats[key]['sd']:{fmt}}" if key in stats else "-"
@@ -63,11 +64,12 @@ def markdown(result: dict[str, Any]) -> str:
         for method, stats in entry["methods"].items():
             cells = [cell(stats, "median_m", ".0f"), cell(stats, "p90_m", ".0f"), cell(stats, "coverage_1sigma", ".3f"),
                      cell(stats, "coverage_2sigma", ".3f"), cell(stats, "coverage_95", ".3f"),
+                     cell(stats, "tail_ratio", ".2f"), cell(stats, "reachable_coverage_2sigma", ".3f"),
                      cell(stats, "train_s", ".2f")]
             lines.append(f"| {mode} | {method} | {stats['folds']} | " + " | ".join(cells) + " |")
         for key, learned in (("paired_difference_m", "model"), ("paired_difference_model_direct_m", "model_direct")):
             if key in entry:
                 d = entry[key]
                 paired = f"{d['mean']:+.0f} ± {d['sd']:.0f}"
-                lines.append(f"| {mode} | {learned} - {d['best_classical']} (paired) | | {paired} | | | | | |")
+                lines.append(f"| {mode} | {learned} - {d['best_classical']} (paired) | | {paired} | | | | | | | |")
     return "\n".join(lines)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -100,11 +101,16 @@ def test_model_rows_are_scored_paired_and_trained_once_per_time_fold(
         model = result["summary"][mode]["methods"]["model"]
         assert model["median_m"]["mean"] == pytest.approx(11.1, abs=0.2)
         assert model["coverage_1sigma"]["mean"] == 1.0 and model["train_s"]["mean"] == 2.0
+        # Every answer misses by the same share of its ellipse: no tail at all, and any width reaches 1.0.
+        assert model["tail_ratio"]["mean"] == pytest.approx(1.0, abs=0.01)
+        assert model["reachable_coverage_2sigma"]["mean"] == pytest.approx(1.0)
         paired = result["summary"][mode]["paired_difference_m"]
         centroid = result["summary"][mode]["methods"]["centroid"]["median_m"]["mean"]
         assert paired["best_classical"] == "centroid"
         assert paired["mean"] == pytest.approx(model["median_m"]["mean"] - centroid)
-    assert "model - centroid (paired)" in bench.markdown(result)
+    table = bench.markdown(result)
+    assert "model - centroid (paired)" in table and "| tail ratio | reachable 2-sigma |" in table
+    assert re.search(r"\| random \| model \| 6 \| .* \| 1\.00 ± 0\.00 \| 1\.000 ± 0\.000 \| 2\.00 ± 0\.00 \|", table)
 
 
 def test_an_infinite_fold_figure_summarises_without_a_warning(load_benchmark: Callable[[str], ModuleType]) -> None:

@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from heimdall.cli import app
-from heimdall.cli.common import fmt_m
+from heimdall.cli.common import HEAVY_TAIL_RATIO, fit_table_notes, fmt_m
 from heimdall.cli.progress import progress_bars
 from heimdall.pipelines.demo import model_warnings
 
@@ -79,13 +79,25 @@ def test_a_radio_map_fit_says_what_its_cross_fitting_measured(home: Path) -> Non
     cv, k = meta["cross_validation"], meta["hyperparameters"]["ellipse95_sigmas"]
     assert f"95% ({k:.2f}σ)" in shown.stdout
     number = r"\s+│\s+([\d.]+)"
-    rows = {m[1]: m.groups()[1:] for m in re.finditer(r"│\s+(random|spatial|time)\s+│\s+([\d.]+ k?m)" + number * 3,
+    rows = {m[1]: m.groups()[1:] for m in re.finditer(r"│\s+(random|spatial|time)\s+│\s+([\d.]+ k?m)" + number * 4,
                                                       shown.stdout)}
     assert set(rows) == {"random", "spatial"}  # a simulation has no timestamps: no time blocks
-    for scheme, (median, *coverage) in rows.items():
+    for scheme, (median, *coverage, tail) in rows.items():
         assert median == fmt_m(cv[f"cv_{scheme}_median_error_m"])
         assert coverage == [f"{cv[f'cv_{scheme}_coverage_{c}']:.3f}" for c in ("1sigma", "2sigma", "95")]
         assert float(coverage[0]) < float(coverage[1]) <= float(coverage[2])
+        assert tail == f"{cv[f'cv_{scheme}_tail_ratio']:.1f}" and float(tail) > 1.0
+    assert "tail: radius holding 86.5% of truths over the one holding 39.3%" in " ".join(shown.stdout.split())
+
+
+def test_the_fit_notes_explain_heavy_tails_only_where_the_cross_fitting_found_them() -> None:
+    near_gaussian = {"cv_random_tail_ratio": 2.1, "cv_spatial_tail_ratio": 2.3}
+    notes = fit_table_notes(near_gaussian)
+    assert notes[0].startswith("1σ/2σ/95%") and notes[1].startswith("tail:") and len(notes) == 2
+    heavy = dict(near_gaussian, cv_time_tail_ratio=4.06)
+    assert 4.06 > HEAVY_TAIL_RATIO
+    assert fit_table_notes(heavy)[2].startswith("tail up to 4.1: some answers miss by far more than their ellipse says")
+    assert len(fit_table_notes({})) == 2  # a fit from before the tail ratio: nothing to explain
 
 
 def test_localize_table_gives_units(trained, tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import pytest
 from heimdall.data.measured import default_cell_size_m
 from heimdall.errors import InputError
 from heimdall.evaluation import crossval
+from heimdall.evaluation.calibration import reachable_coverage_2sigma
 from heimdall.geo import ReferencePoint, local_to_ground
 
 REFERENCE = ReferencePoint(40.76, -111.84)
@@ -82,3 +83,22 @@ def test_score_counts_errors_and_ellipse_coverage() -> None:
     lat = np.asarray(lat).copy()
     lat[0] = np.nan
     assert crossval.score(np.asarray(truth_lat), np.asarray(truth_lon), lat, np.asarray(lon))["unplaced"] == 1
+
+
+def test_score_says_how_far_one_width_could_calibrate_the_ellipses() -> None:
+    n = 40
+    truth_lat, truth_lon = local_to_ground(np.zeros(n), np.zeros(n), REFERENCE)
+    # Answers 10.37 to 400.37 m north of the truth under round 100 m ellipses: radius = distance /
+    # 100 m (no radius exactly twice another, where rounding would decide the 2-sigma count).
+    distance_m = np.linspace(10.37, 400.37, n)
+    lat, lon = local_to_ground(np.zeros(n), distance_m, REFERENCE)
+    ellipse = {"sigma_major_m": np.full(n, 100.0), "sigma_minor_m": np.full(n, 100.0), "orientation_deg": np.zeros(n)}
+    result = crossval.score(np.asarray(truth_lat), np.asarray(truth_lon), np.asarray(lat), np.asarray(lon), ellipse)
+    # Evenly spread radii: the quantiles interpolate linearly, 10.37 m + p x 390 m.
+    low, high = (10.37 + p * 390.0 for p in (1 - np.exp(-0.5), 1 - np.exp(-2.0)))
+    assert result["tail_ratio"] == pytest.approx(high / low, rel=1e-3)
+    radius_sq = (distance_m / 100.0) ** 2
+    assert result["reachable_coverage_2sigma"] == pytest.approx(reachable_coverage_2sigma(radius_sq), abs=1e-3)
+    four = crossval.score(np.asarray(truth_lat)[:4], np.asarray(truth_lon)[:4], np.asarray(lat)[:4],
+                          np.asarray(lon)[:4], {k: v[:4] for k, v in ellipse.items()})
+    assert "tail_ratio" not in four and "reachable_coverage_2sigma" not in four  # too few to say

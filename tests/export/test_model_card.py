@@ -10,6 +10,7 @@ CROSS_VALIDATION = {
     "cv_random_median_error_m": 58.2, "cv_spatial_median_error_m": 179.4,
     "cv_random_coverage_1sigma": 0.671, "cv_random_coverage_2sigma": 0.888, "cv_random_coverage_95": 0.994,
     "cv_spatial_coverage_1sigma": 0.465, "cv_spatial_coverage_2sigma": 0.760, "cv_spatial_coverage_95": 0.987,
+    "cv_random_tail_ratio": 4.06,
 }
 
 
@@ -31,13 +32,17 @@ def test_a_radio_map_card_gives_its_fit_not_a_networks_training() -> None:
     training = card.split("## Training", 1)[1].split("##", 1)[0]
     assert "fitted in one step (no epochs)" in training and "length_scale_m 60.79, temperature 0.5" in training
     assert "epochs" not in training.replace("(no epochs)", "")
-    random = "- cross-fitted, random folds: median 58 m, 1-sigma / 2-sigma / 95% coverage 0.671 / 0.888 / 0.994"
+    random = ("- cross-fitted, random folds: median 58 m, 1-sigma / 2-sigma / 95% coverage 0.671 / 0.888 / 0.994; "
+              "tail ratio 4.1 (a Gaussian's: 2)")
     assert random in training
+    # A fit from before the tail ratio was measured: its line ends at the coverage.
     assert "- cross-fitted, spatial blocks: median 179 m" in training and "time blocks" not in training
+    assert "0.465 / 0.760 / 0.987\n" in training
     assert "covariance calibrated by cross-fitting: scale 0.012" in training
     assert "deployed graph fitted on the train, val, test splits (fitted on train and val;" in training
     limits = card.split("## Limits", 1)[1]
     assert "simulated" not in limits and "places it never measured" in limits and "95% ellipse" in limits
+    assert "the tail ratio (the radius holding 86.5% of truths over the one holding 39.3%)" in limits
 
 
 def test_a_network_on_simulation_keeps_its_settings_and_the_simulation_limits() -> None:

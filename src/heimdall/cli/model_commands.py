@@ -11,7 +11,6 @@ from rich.console import Console
 from rich.table import Column, Table
 
 from heimdall.cli.common import (
-    FIT_TABLE_NOTE,
     JsonFlag,
     QuietFlag,
     context,
@@ -19,6 +18,7 @@ from heimdall.cli.common import (
     emit,
     fail,
     fit_table,
+    fit_table_notes,
     fmt_m,
     given_options,
     handle_errors,
@@ -117,7 +117,8 @@ def train(
             out.print(f"cross-fitted: each of {samples:,.0f} transmissions answered by a map fitted without it",
                       highlight=False)
             out.print(fit_table(result.fit_summary))
-            out.print(FIT_TABLE_NOTE, highlight=False)
+            for note in fit_table_notes(result.fit_summary):
+                out.print(note, highlight=False)
             print_value("checkpoint (export it with heimdall export --checkpoint)", result.checkpoint, out)
             return
         out.print(f"trained {result.epochs_run} epoch(s) ({result.status}); MLflow run {result.mlflow_run_id}", highlight=False)

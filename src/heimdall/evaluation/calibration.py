@@ -9,8 +9,8 @@ from heimdall.errors import DataError
 from heimdall.evaluation.metrics import mahalanobis_sq
 
 __all__ = [
-    "COVERAGE_TARGETS", "GAUSSIAN_ELLIPSE95_SIGMAS", "REGION_PROBABILITY", "ellipse95_sigmas", "fit_covariance_scale",
-    "seconds_to_nearest", "time_widening_factor",
+    "COVERAGE_TARGETS", "GAUSSIAN_ELLIPSE95_SIGMAS", "GAUSSIAN_TAIL_RATIO", "REGION_PROBABILITY", "ellipse95_sigmas",
+    "fit_covariance_scale", "reachable_coverage_2sigma", "seconds_to_nearest", "tail_ratio", "time_widening_factor",
 ]
 
 #: (k, fraction of truths a calibrated 2-D Gaussian's k-sigma ellipse holds) at 1 and 2 sigma.
@@ -19,6 +19,8 @@ COVERAGE_TARGETS = ((1.0, 1.0 - float(np.exp(-0.5))), (2.0, 1.0 - float(np.exp(-
 REGION_PROBABILITY = 0.95
 #: k of a calibrated 2-D Gaussian's ellipse holding `REGION_PROBABILITY`: sqrt(-2 ln 0.05) = 2.448.
 GAUSSIAN_ELLIPSE95_SIGMAS = float(np.sqrt(-2.0 * np.log(1.0 - REGION_PROBABILITY)))
+#: A calibrated 2-D Gaussian's radius holding 86.5% of truths over the one holding 39.3% (2 sigma / 1 sigma).
+GAUSSIAN_TAIL_RATIO = 2.0
 
 
 def fit_covariance_scale(delta_m: np.ndarray, covariance_m2: np.ndarray) -> float:
@@ -62,6 +64,55 @@ def ellipse95_sigmas(mahalanobis_sq: np.ndarray, groups: np.ndarray | None = Non
         count = int(np.ceil(REGION_PROBABILITY * len(part) - 1e-9))
         largest = max(largest, float(part[max(count, 1) - 1]))
     return float(np.sqrt(max(largest, 0.0)))
+
+
+def _finite_radii_sq(mahalanobis_sq: np.ndarray, what: str) -> np.ndarray:
+    radius_sq = np.asarray(mahalanobis_sq, dtype=np.float64).ravel()
+    radius_sq = radius_sq[np.isfinite(radius_sq)]
+    if radius_sq.size < 10:
+        raise DataError(f"need at least 10 held-out samples for {what}, got {radius_sq.size}")
+    return radius_sq
+
+
+def tail_ratio(mahalanobis_sq: np.ndarray) -> float:
+    """The Mahalanobis radius holding 86.5% of the truths over the one holding 39.3%.
+
+    `GAUSSIAN_TAIL_RATIO` (2) where the errors follow the ellipses' shape; larger where a
+    share of the answers is wrong by far more than the rest (heavy tails). Rescaling the
+    ellipses by one factor does not change it, so above about 2.5 no single scale puts
+    0.393 and 0.865 of the truths inside the 1- and 2-sigma ellipses at once.
+    """
+    radius = np.sqrt(_finite_radii_sq(mahalanobis_sq, "the tail ratio"))
+    low, high = np.quantile(radius, [COVERAGE_TARGETS[0][1], COVERAGE_TARGETS[1][1]])
+    return float(high / low) if low > 0 else float("inf")
+
+
+def reachable_coverage_2sigma(mahalanobis_sq: np.ndarray, coverage_1sigma: float = COVERAGE_TARGETS[0][1]) -> float:
+    """The most truths a 2-sigma ellipse can hold while the 1-sigma one holds `coverage_1sigma`,
+    for any rescaling of these ellipses that does not know which answers are wrong.
+
+    Scaling every covariance by c gives the pair (F(c), F(4c)), F the share of squared radii
+    `mahalanobis_sq` at or below its argument; scales drawn independently of the error (one
+    per query, at random or from anything unrelated to the error) average such pairs, so
+    what they reach is bounded by the upper concave envelope of those points through (0, 0)
+    and (1, 1), read at `coverage_1sigma`. 0.865 for a calibrated Gaussian; below it, only
+    a width that tracks which answers are wrong can reach both targets.
+    """
+    radius_sq = np.sort(_finite_radii_sq(mahalanobis_sq, "the reachable coverage"))
+    scales = np.unique(np.concatenate([radius_sq, radius_sq / 4.0]))
+    inside = lambda limit: np.searchsorted(radius_sq, limit, side="right") / radius_sq.size  # noqa: E731
+    points = np.concatenate([[[0.0, 0.0]], np.stack([inside(scales), inside(4.0 * scales)], axis=1), [[1.0, 1.0]]])
+    points = np.unique(points, axis=0)  # sorted by the 1-sigma share, then the 2-sigma one
+    hull: list[tuple[float, float]] = []
+    for x, y in points.tolist():  # Andrew's monotone chain, upper side: drop every left turn
+        while len(hull) >= 2:
+            (x0, y0), (x1, y1) = hull[-2], hull[-1]
+            if (x1 - x0) * (y - y0) - (y1 - y0) * (x - x0) < 0:
+                break
+            hull.pop()
+        hull.append((x, y))
+    upper = np.array(hull)
+    return float(np.interp(coverage_1sigma, upper[:, 0], upper[:, 1]))
 
 
 def seconds_to_nearest(times_s: np.ndarray, training_times_s: np.ndarray) -> np.ndarray:

@@ -12,6 +12,7 @@ import numpy as np
 
 from heimdall.data.measured import default_cell_size_m
 from heimdall.errors import InputError
+from heimdall.evaluation.calibration import reachable_coverage_2sigma, tail_ratio
 from heimdall.geo import ReferencePoint, ground_to_local, haversine_m
 
 __all__ = ["MODES", "make_folds", "ellipse_mahalanobis_sq", "score"]
@@ -91,7 +92,9 @@ def score(
     A prediction that is NaN counts as infinitely wrong (it is not dropped). `ellipse` holds
     `sigma_major_m`, `sigma_minor_m`, `orientation_deg` per sample, as `localize --json`;
     with `ellipse95_sigmas` (k per sample) too, `coverage_95` is the share inside the
-    k-sigma ellipse (the model's 95% ellipse).
+    k-sigma ellipse (the model's 95% ellipse). From 10 samples on, `tail_ratio` and
+    `reachable_coverage_2sigma` say how far any one width could calibrate these ellipses
+    (`evaluation.calibration`).
     """
     error_m = np.asarray(haversine_m(truth_lat_deg, truth_lon_deg, lat_deg, lon_deg), dtype=np.float64)
     error_m = np.where(np.isfinite(error_m), error_m, np.inf)
@@ -112,6 +115,9 @@ def score(
             )
         result["coverage_1sigma"] = float(np.mean(radius_sq <= 1.0))
         result["coverage_2sigma"] = float(np.mean(radius_sq <= 4.0))
+        if np.isfinite(radius_sq).sum() >= 10:
+            result["tail_ratio"] = tail_ratio(radius_sq)
+            result["reachable_coverage_2sigma"] = reachable_coverage_2sigma(radius_sq)
         if ellipse.get("ellipse95_sigmas") is not None:
             result["coverage_95"] = float(np.mean(radius_sq <= np.asarray(ellipse["ellipse95_sigmas"]) ** 2))
     return result

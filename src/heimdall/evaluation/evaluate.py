@@ -11,7 +11,7 @@ from heimdall.data.layout import SampleArrays
 from heimdall.errors import DataError
 from heimdall.evaluation.baselines import GridSpec, mle_grid, weighted_centroid
 from heimdall.evaluation.by_distance import by_distance_to_training
-from heimdall.evaluation.calibration import GAUSSIAN_ELLIPSE95_SIGMAS
+from heimdall.evaluation.calibration import GAUSSIAN_ELLIPSE95_SIGMAS, tail_ratio
 from heimdall.evaluation.crlb import crlb_rms_m, rss_crlb_rmse_m
 from heimdall.evaluation.metrics import (
     default_radii_m,
@@ -119,7 +119,8 @@ def evaluate_predictions(
     transmitters' positions [T,2] (measured data), `by_distance_to_training` breaks the
     model's error and coverage down by terciles of the distance to the nearest of them.
     `coverage_95` is the share of truths inside the ellipse of `ellipse95_sigmas` sigmas,
-    which the model sized to hold 95%.
+    which the model sized to hold 95%; `tail_ratio` (from 10 samples) how far one width
+    could calibrate the ellipses (`evaluation.calibration.tail_ratio`).
     """
     if len(samples) == 0:
         raise DataError("no samples to evaluate")
@@ -136,8 +137,11 @@ def evaluate_predictions(
     result["coverage_2sigma"] = ellipse_coverage(delta, covariance_m2, 2.0)
     result["coverage_95"] = ellipse_coverage(delta, covariance_m2, ellipse95_sigmas)
     result["mean_nll"] = float(np.mean(gaussian_nll_2d(delta, covariance_m2)))
+    radius_sq = mahalanobis_sq(delta, covariance_m2)
+    if np.isfinite(radius_sq).sum() >= 10:
+        result["tail_ratio"] = tail_ratio(radius_sq)
     if training_position_m is not None:
-        groups = by_distance_to_training(truth, training_position_m, errors, mahalanobis_sq(delta, covariance_m2),
+        groups = by_distance_to_training(truth, training_position_m, errors, radius_sq,
                                          ellipse95_sigmas=ellipse95_sigmas)
         if groups:
             result["by_distance_to_training"] = groups

@@ -36,7 +36,7 @@ import numpy as np
 
 from heimdall.data.layout import SampleArrays
 from heimdall.errors import DataError
-from heimdall.evaluation.calibration import ellipse95_sigmas, seconds_to_nearest, time_widening_factor
+from heimdall.evaluation.calibration import ellipse95_sigmas, seconds_to_nearest, tail_ratio, time_widening_factor
 from heimdall.memory import reuse_freed_memory
 from heimdall.models.radio_map import RadioMapNet
 from heimdall.training.cross_fitting import CROSS_FOLDS, combined_median_m, cross_fitting_folds, cross_fitting_schemes
@@ -91,7 +91,8 @@ class RadioMapFit:
     hyperparameters: RadioMapHyperparameters
     #: Out-of-fold figures per cross-fitting scheme: `cv_<scheme>_median_error_m` (m) of the
     #: schemes the settings were chosen on, `cv_<scheme>_coverage_1sigma`/`_2sigma` after
-    #: calibration (fractions) of every scheme, "time" included when it ran.
+    #: calibration (fractions) of every scheme, "time" included when it ran, and
+    #: `cv_<scheme>_tail_ratio` (`evaluation.calibration.tail_ratio`).
     cross_validation: dict[str, float]
 
 
@@ -279,5 +280,7 @@ def _fit_radio_map(
             report[f"cv_{scheme}_coverage_1sigma"] = float(np.mean(part <= 1.0))
             report[f"cv_{scheme}_coverage_2sigma"] = float(np.mean(part <= 4.0))
             report[f"cv_{scheme}_coverage_95"] = float(np.mean(part <= region_sigmas**2))
+            if np.isfinite(part).sum() >= 10:
+                report[f"cv_{scheme}_tail_ratio"] = tail_ratio(part)
     log.info("radio map: %s; out-of-fold medians and calibrated coverage %s", hyper, report)
     return RadioMapFit(net=net, hyperparameters=hyper, cross_validation=report)
