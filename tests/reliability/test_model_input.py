@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 
 from heimdall.export.area import WARN_ONE_RECEIVER, WARN_POSITION_OUTSIDE, WARN_RECEIVERS_OUTSIDE, TrainingArea
-from heimdall.export.localizer import Localizer, ModelFileError
+from heimdall.export.localizer import WARN_UNKNOWN_RECEIVERS, Localizer, ModelFileError
 from heimdall.network import default_network
 from heimdall.serving.models import MeasurementRow, measurement_table
 
@@ -154,6 +154,22 @@ def test_one_heard_receiver_is_flagged_and_widened(trained) -> None:  # noqa: AN
     heard = samples.rx_position_m[0][samples.heard[0]][0, :2]
     assert checked.sigma_major_m[0] >= np.hypot(*(raw.position_m[0] - heard)) - 1.0
     assert raw.warnings == ((),)
+
+
+def test_a_receiver_the_model_does_not_know_is_flagged_and_named(trained, tmp_path: Path) -> None:  # noqa: ANN001
+    rows = _rows()
+    known = _cli(trained.home, "localize", "--model", str(trained.bundle), "--json",
+                 "--measurements", str(_measurement_file(tmp_path / "known.csv", rows)))
+    assert known.returncode == 0, known.stderr
+    assert WARN_UNKNOWN_RECEIVERS not in known.stdout and "not in the model" not in known.stderr
+    # A misspelt id on one heard receiver: still an answer, flagged, and the id named once on stderr.
+    rows[0] = dict(rows[0], receiver_id="rx-misspelt")
+    typo = _cli(trained.home, "localize", "--model", str(trained.bundle), "--json",
+                "--measurements", str(_measurement_file(tmp_path / "typo.csv", rows)))
+    assert typo.returncode == 0, typo.stderr
+    record = __import__("json").loads(typo.stdout.splitlines()[-1])["predictions"][0]
+    assert record["warnings"] == [WARN_UNKNOWN_RECEIVERS] and np.isfinite(record["lat"])
+    assert "1 receiver id(s) not in the model, counted as an unknown receiver: rx-misspelt" in typo.stderr
 
 
 def test_training_area_from_the_bundle_config(trained) -> None:  # noqa: ANN001

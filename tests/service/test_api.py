@@ -412,3 +412,9 @@ def test_embedded_restart_settles_jobs_left_behind(embedded_env: Path) -> None:
             deadline -= 1
         assert jobs.get_job(ctx.db, queued).status == "completed"
         assert client.get("/v1/training/synthetic/datasets/z").status_code == 200
+
+
+def test_the_published_schema_is_the_apps_own(app) -> None:  # noqa: ANN001
+    # docs/openapi.json is what client authors read: regenerate it with scripts/gen_api_docs.py.
+    published = json.loads((Path(__file__).resolve().parents[2] / "docs" / "openapi.json").read_text())
+    assert published == json.loads(json.dumps(app.openapi())), "docs/openapi.json is stale: run scripts/gen_api_docs.py"

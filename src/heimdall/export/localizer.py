@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import uuid
@@ -11,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from heimdall.data.layout import SampleArrays
+from heimdall.data.layout import UNKNOWN_STATION, SampleArrays
 from heimdall.data.measurements import MeasurementTable
 from heimdall.data.sessions import session_index, shift_readings
 from heimdall.errors import HeimdallError, InputError
@@ -24,7 +25,14 @@ from heimdall.export.quantize import variant_file
 from heimdall.geo import ReferencePoint, local_to_ground
 from heimdall.models.drift import corrected_rss
 
-__all__ = ["Localizer", "ModelFileError", "Predictions"]
+__all__ = ["Localizer", "ModelFileError", "Predictions", "WARN_UNKNOWN_RECEIVERS"]
+
+log = logging.getLogger(__name__)
+
+#: A receiver that heard the transmission is not one the model was fitted with (a new
+#: receiver, or a misspelt id): it counts through the generic receiver only (a radio map:
+#: the path-loss law with the average offset and the largest variance; no fingerprints).
+WARN_UNKNOWN_RECEIVERS = "receivers_unknown_to_model"
 
 _CHUNK = 4096
 #: Output of graphs that report each reading's residual (dB) at their answer (radio maps).
@@ -161,7 +169,8 @@ class Localizer:
 
         With `check_area` (the default: what users see) inputs outside the training area
         and single-receiver samples are flagged and their ellipses widened
-        (`TrainingArea.check`); evaluation turns it off to score the model's own output.
+        (`TrainingArea.check`), and samples heard by a receiver the model does not know are
+        flagged (`WARN_UNKNOWN_RECEIVERS`); evaluation turns it off to score the model's own output.
         With `drift_correction` (the default) a radio map runs twice, the second time with
         each receiver's offset drift re-estimated from the batch taken out
         (`models.drift.station_corrections`); without it, once, on the readings as given.
@@ -205,6 +214,9 @@ class Localizer:
         if check_area and self.area is not None:
             checked = self.area.check(position_m, covariance_m2, samples.rx_position_m.astype(np.float64), samples.heard)
             warnings, out_of_area, covariance_m2 = checked.warnings, checked.out_of_area, checked.covariance_m2
+        if check_area:
+            unknown = np.any(samples.heard & (samples.rx_id == UNKNOWN_STATION), axis=1)
+            warnings = tuple(w + (WARN_UNKNOWN_RECEIVERS,) if unknown[i] else w for i, w in enumerate(warnings))
         lat, lon = local_to_ground(position_m[:, 0], position_m[:, 1], self.reference_point)
         major, minor, orientation = covariance_to_ellipse(covariance_m2)
         return Predictions(
@@ -236,4 +248,8 @@ class Localizer:
     def localize_table(self, table: MeasurementTable, drift_correction: bool = True) -> tuple[list[str], Predictions]:
         """Localise every sample of a measurement table; returns sample ids and predictions."""
         samples, sample_ids = table.to_samples(self.reference_point, self.station_ids)
+        unknown = sorted(set(map(str, table.receiver_id)) - set(self.station_ids))
+        if unknown:
+            shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+            log.warning("%d receiver id(s) not in the model, counted as an unknown receiver: %s", len(unknown), shown)
         return sample_ids, self.predict(samples, drift_correction=drift_correction)

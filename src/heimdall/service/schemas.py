@@ -309,8 +309,9 @@ class LocalizeOut(BaseModel):
     )
     warnings: list[str] = Field(
         default_factory=list,
-        description="receivers_outside_training_area, position_outside_training_area, one_receiver_heard; "
-        "the ellipse is widened for each",
+        description="receivers_outside_training_area, position_outside_training_area, one_receiver_heard "
+        "(the ellipse is widened for each); receivers_unknown_to_model (a heard receiver id the model "
+        "was not fitted with: a new receiver or a misspelt id)",
     )
     model: str
     geojson: dict[str, Any]
