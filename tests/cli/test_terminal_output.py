@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from heimdall.cli import app
-from heimdall.cli.common import HEAVY_TAIL_RATIO, fit_table_notes, fmt_m
+from heimdall.cli.common import HEAVY_TAIL_RATIO, fit_table_notes, fmt_axes, fmt_m
 from heimdall.cli.progress import progress_bars
 from heimdall.pipelines.demo import model_warnings
 
@@ -100,14 +100,49 @@ def test_the_fit_notes_explain_heavy_tails_only_where_the_cross_fitting_found_th
     assert len(fit_table_notes({})) == 2  # a fit from before the tail ratio: nothing to explain
 
 
-def test_localize_table_gives_units(trained, tmp_path: Path) -> None:
+def test_ellipse_axes_share_one_unit() -> None:
+    assert fmt_axes(28.4, 17.2) == "28 x 17 m"
+    assert fmt_axes(9_999.0, 120.0) == "9,999 x 120 m"
+    # From 10 km on, as fmt_m: both axes in km, so "27.9 x 2.3 km" never reads as 27.9 km by 2.3 m.
+    assert fmt_axes(27_916.0, 2_261.5) == "27.9 x 2.3 km" and fmt_m(27_916.0) == "27.9 km"
+
+
+def test_localize_table_gives_units_whole_numbers_and_warnings_beneath(trained, tmp_path: Path) -> None:
+    import pandas as pd
+
     env = {"HEIMDALL_HOME": str(trained.home)}
     csv = tmp_path / "m.csv"
-    assert runner.invoke(app, ["datasets", "export", trained.dataset, "-o", str(csv)], env=env).exit_code == 0
-    shown = runner.invoke(app, ["localize", "--model", str(trained.bundle), "--measurements", str(csv)],
-                          env=env | {"COLUMNS": "120"})
-    assert shown.exit_code == 0, shown.output
-    assert "orient. (deg)" in shown.stdout and "lat (deg)" in shown.stdout
+    assert runner.invoke(app, ["datasets", "export", trained.dataset, "--split", "test", "-o", str(csv)],
+                         env=env).exit_code == 0
+    rows = pd.read_csv(csv)
+    rows = rows[rows["sample_id"].isin(rows["sample_id"].unique()[:5])].copy()
+    # One heard reading of the first sample under a misspelt receiver id.
+    typo_row = rows.index[rows["rss_dbm"].notna()][0]
+    rows.loc[typo_row, "receiver_id"] = "rx-misspelt"
+    rows.to_csv(csv, index=False)
+    command = ["localize", "--model", str(trained.bundle), "--measurements", str(csv)]
+    answers = runner.invoke(app, [*command, "--json"], env=env)
+    assert answers.exit_code == 0, answers.output
+    predictions = json.loads(answers.stdout.splitlines()[-1])["predictions"]
+    wide = runner.invoke(app, command, env=env | {"COLUMNS": "100"})
+    narrow = runner.invoke(app, command, env=env | {"COLUMNS": "80"})
+    for shown in (wide, narrow):
+        assert shown.exit_code == 0, shown.output
+        assert "bearing of the major axis, clockwise from north" in shown.stdout
+        assert "…" not in shown.stdout  # a narrow terminal wraps cells, it never cuts a number
+        for p in predictions:
+            assert f"│ {p['lat']:.5f}" in shown.stdout and f"│ {p['lon']:.5f}" in shown.stdout
+    _fits_80_columns(narrow.stdout, [])
+    # Wide enough, each answer is one row: semi-axes in one unit (km on this 100 km network).
+    for header in ("lat (deg)", "lon (deg)", "1σ", "95%", "axis (deg)", "heard"):
+        assert header in wide.stdout
+    for p in predictions:
+        axes = fmt_axes(p["sigma_major_m"], p["sigma_minor_m"])
+        row = rf"│{re.escape(str(p['sample_id']))}\s+│ {p['lat']:.5f}\s+│ {p['lon']:.5f}\s+│ {re.escape(axes)}\s+│"
+        assert re.search(row, wide.stdout), (row, wide.stdout)
+    flagged = [p for p in predictions if p["warnings"]]
+    assert [p["sample_id"] for p in flagged] == [str(rows.loc[typo_row, "sample_id"])]
+    assert f"sample {flagged[0]['sample_id']}: receivers_unknown_to_model" in wide.stdout
 
 
 def test_datasets_show_is_human_unless_json(trained) -> None:

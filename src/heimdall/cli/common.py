@@ -122,6 +122,13 @@ def fmt_m(value: Any) -> str:
     return f"{value / 1000:,.1f} km" if value >= 10_000 else f"{value:,.0f} m"
 
 
+def fmt_axes(major_m: float, minor_m: float) -> str:
+    """An ellipse's semi-axes as "major x minor" in one unit: metres, or km from 10 km (as `fmt_m`)."""
+    if major_m >= 10_000:
+        return f"{major_m / 1000:,.1f} x {minor_m / 1000:,.1f} km"
+    return f"{major_m:,.0f} x {minor_m:,.0f} m"
+
+
 #: What the coverage columns of `summary_table` and `distance_table` hold.
 _COVERAGE_CAPTION = "1σ, 2σ, 95%: share of truths inside the 1-sigma, 2-sigma and 95% ellipses"
 

@@ -19,6 +19,7 @@ from heimdall.cli.common import (
     fail,
     fit_table,
     fit_table_notes,
+    fmt_axes,
     fmt_m,
     given_options,
     handle_errors,
@@ -238,16 +239,23 @@ def localize(
                                 drift_correction=drift_correction)
 
     def render() -> None:
-        # Semi-axes as "major x minor": the 1-sigma and the 95% ellipse share the orientation.
-        table = Table("sample", "lat (deg)", "lon (deg)", "1-sigma axes", "95% axes", "orient. (deg)", "heard (rx)",
-                      "warnings")
+        # Semi-axes as "major x minor" in one unit: the 1-sigma and the 95% ellipse share the
+        # orientation. Warnings go under the table, where a long name cannot squeeze the numbers.
+        table = Table(*(Column(name, no_wrap=True) for name in ("sample", "lat (deg)", "lon (deg)")),
+                      "1σ", "95%", "axis (deg)", "heard", pad_edge=False)
+        flagged = []
         for p in result["predictions"]:
             table.add_row(str(p["sample_id"]), f"{p['lat']:.5f}", f"{p['lon']:.5f}",
-                          f"{fmt_m(p['sigma_major_m'])} x {fmt_m(p['sigma_minor_m'])}",
-                          f"{fmt_m(p['ellipse95_major_m'])} x {fmt_m(p['ellipse95_minor_m'])}",
-                          f"{p['orientation_deg']:.0f}", str(p["n_receivers_heard"]),
-                          ", ".join(p.get("warnings", [])) or "-")
-        Console().print(table)
+                          fmt_axes(p["sigma_major_m"], p["sigma_minor_m"]),
+                          fmt_axes(p["ellipse95_major_m"], p["ellipse95_minor_m"]),
+                          f"{p['orientation_deg']:.0f}", str(p["n_receivers_heard"]))
+            if p.get("warnings"):
+                flagged.append(f"sample {p['sample_id']}: {', '.join(p['warnings'])}")
+        out = Console()
+        out.print(table)
+        out.print("semi-axes major x minor; axis: bearing of the major axis, clockwise from north", highlight=False)
+        for line in flagged:
+            out.print(line, highlight=False)
 
     emit(result, as_json or geojson, render)
 
