@@ -216,3 +216,59 @@ def test_a_timestamp_that_is_not_a_time_is_refused_with_its_row(tmp_path: Path) 
                     "a,2022-04-25T10:00:05,r1,40.76,-111.84,-60\na,yesterday,r2,40.76,-111.84,-60\n")
     with pytest.raises(InputError, match="'timestamp'.*'yesterday' in row 3"):
         read_measurements(path)
+
+
+@pytest.mark.parametrize("separator", [";", "\t"])
+def test_semicolon_and_tab_separated_files_import_as_the_comma_file(tmp_path: Path, separator: str) -> None:
+    # Spreadsheets in locales with a decimal comma save "CSV" with semicolons.
+    frame = _campaign()
+    comma, other = tmp_path / "comma.csv", tmp_path / "other.csv"
+    frame.to_csv(comma, index=False)
+    frame.to_csv(other, index=False, sep=separator)
+    _same_import(read_measurements_lenient(comma), read_measurements_lenient(other))
+
+
+def test_column_names_match_without_case_but_not_twice(tmp_path: Path) -> None:
+    frame = _campaign()
+    plain, shouting = tmp_path / "plain.csv", tmp_path / "upper.csv"
+    frame.to_csv(plain, index=False)
+    frame.rename(columns={"rss_dbm": "RSS_dBm", "sample_id": " Sample_ID"}).to_csv(shouting, index=False)
+    _same_import(read_measurements_lenient(plain), read_measurements_lenient(shouting))
+    upper_parquet = tmp_path / "upper.parquet"
+    frame.rename(columns={"rss_dbm": "RSS_DBM"}).to_parquet(upper_parquet, index=False)
+    _same_import(read_measurements_lenient(plain), read_measurements_lenient(upper_parquet))
+    twice = frame.assign(RSS_DBM=-50.0)
+    twice.to_csv(shouting, index=False)
+    twice.to_parquet(upper_parquet, index=False)
+    for path in (shouting, upper_parquet):
+        with pytest.raises(InputError, match="named more than once.*rss_dbm"):
+            read_measurements_lenient(path)
+
+
+def test_a_missing_column_names_the_file_column_that_looks_meant(tmp_path: Path) -> None:
+    path = tmp_path / "vendor.csv"
+    _campaign().rename(columns={"rss_dbm": "rssi", "receiver_id": "gateway"}).to_csv(path, index=False)
+    with pytest.raises(InputError) as raised:
+        read_measurements_lenient(path)
+    message = str(raised.value)
+    assert "missing required column(s): receiver_id, rss_dbm" in message
+    # Named, never renamed: a vendor's rssi may not be dBm.
+    assert "rename 'gateway' to 'receiver_id', 'rssi' to 'rss_dbm'" in message
+    _campaign().drop(columns="rss_dbm").to_csv(path, index=False)
+    with pytest.raises(InputError) as raised:
+        read_measurements(path)
+    assert str(raised.value).endswith("missing required column(s): rss_dbm")
+
+
+def test_decimal_commas_are_refused_by_column_not_dropped_row_by_row(tmp_path: Path) -> None:
+    path = tmp_path / "comma.csv"
+    text = _campaign().to_csv(index=False, sep=";")
+    # Only the numbers get decimal commas, as a German or French spreadsheet writes them.
+    lines = text.splitlines()
+    lines[1:] = [";".join(cell.replace(".", ",") if cell[-1:].isdigit() else cell for cell in line.split(";"))
+                 for line in lines[1:]]
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError, match="column 'rx_lat' writes numbers with a decimal comma .'40,76'"):
+        read_measurements_lenient(path)
+    with pytest.raises(InputError, match="decimal comma"):
+        read_measurements(path)

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from heimdall.errors import HeimdallError
+from heimdall.evaluation.calibration import HEAVY_TAIL_RATIO
 from heimdall.settings import Settings
 
 console = Console(stderr=True)
@@ -177,9 +178,6 @@ def distance_table(evaluation: dict[str, Any]) -> Table | None:
 
 #: Under `fit_table` (printed as a line: a caption wraps to the narrow table's width).
 FIT_TABLE_NOTE = "1σ/2σ/95%: share of truths inside each ellipse (calibrated: 0.393/0.865/0.950)"
-#: A tail ratio above this is read as heavy tails in the note under `fit_table` (2 for a Gaussian).
-HEAVY_TAIL_RATIO = 2.5
-
 
 def fit_table_notes(fit: dict[str, float]) -> list[str]:
     """The lines under `fit_table`: what its columns mean and, where the errors are heavy-tailed,

@@ -6,7 +6,9 @@ into it (`read_measurements`) and samples back into files (`write_measurements`)
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +35,20 @@ __all__ = [
 NUMERIC_COLUMNS = ("rx_lat", "rx_lon", "rx_alt_m", "rss_dbm", "snr_db", "frequency_hz", "tx_lat", "tx_lon")
 #: A request or file larger than this many rows is refused rather than half-processed.
 MAX_ROWS = 5_000_000
+#: Column separators a CSV may use: spreadsheets in locales with a decimal comma write ";".
+_SEPARATORS = (",", ";", "\t")
+_DECIMAL_COMMA = re.compile(r"[+-]?\d+,\d+")
+#: Names other tools give the long format's columns; named in the error, never renamed
+#: silently (an `rssi` in a vendor's own units is not dBm).
+_LIKELY_MEANT = {
+    "rss_dbm": ("rssi", "rss", "rssi_dbm", "power_dbm", "signal_dbm"),
+    "rx_lat": ("lat", "latitude", "gw_lat", "gateway_lat"),
+    "rx_lon": ("lon", "lng", "longitude", "gw_lon", "gateway_lon"),
+    "tx_lat": ("lat", "latitude", "true_lat"),
+    "tx_lon": ("lon", "lng", "longitude", "true_lon"),
+    "receiver_id": ("rx_id", "receiver", "gateway", "gateway_id", "station", "station_id"),
+    "sample_id": ("sample", "message_id", "packet_id", "transmission_id", "uplink_id"),
+}
 
 
 def _cell_text(column: pd.Series) -> pd.Series:
@@ -63,11 +79,12 @@ def read_long_frame(path: Path) -> pd.DataFrame:
             raw = pd.read_parquet(path)
             if len(raw) > MAX_ROWS:
                 raise InputError(f"{path.name}: more than {MAX_ROWS} rows; split the file")
+            _refuse_repeated(path.name, [_column_key(name) for name in raw.columns])
             frame = pd.DataFrame(
                 {
-                    str(name).strip(): (
+                    _column_key(name): (
                         raw[name].to_numpy(dtype=np.float64, na_value=np.nan)
-                        if str(name).strip() in NUMERIC_COLUMNS and _is_number_dtype(raw[name].dtype)
+                        if _column_key(name) in NUMERIC_COLUMNS and _is_number_dtype(raw[name].dtype)
                         else _cell_text(raw[name])
                     )
                     for name in raw.columns
@@ -75,14 +92,54 @@ def read_long_frame(path: Path) -> pd.DataFrame:
                 index=raw.index,
             )
         else:
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False, nrows=MAX_ROWS + 1)
+            frame = pd.read_csv(
+                path, dtype=str, keep_default_na=False, nrows=MAX_ROWS + 1, sep=_csv_separator(path)
+            )
             frame = frame.apply(lambda column: column.astype(object).str.strip()) if len(frame.columns) else frame
     except (ValueError, OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise InputError(f"{path.name}: not a readable CSV/Parquet measurement file ({exc})") from exc
     if len(frame) > MAX_ROWS:
         raise InputError(f"{path.name}: more than {MAX_ROWS} rows; split the file")
-    frame.columns = [str(c).strip() for c in frame.columns]
+    names = [_column_key(c) for c in frame.columns]
+    _refuse_repeated(path.name, names)
+    frame.columns = names
     return frame
+
+
+def _column_key(name: object) -> str:
+    """A column's name as matched: stripped, without case (a spreadsheet's "RSS_dBm" is rss_dbm)."""
+    return str(name).strip().lower()
+
+
+def _refuse_repeated(file_name: str, names: list[str]) -> None:
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise InputError(f"{file_name}: column(s) named more than once (case ignored): {', '.join(repeated)}")
+
+
+def _csv_separator(path: Path) -> str:
+    """The header line's separator: "," unless the header has none and ";" or a tab splits it."""
+    with open(path, encoding="utf-8-sig", errors="replace") as handle:
+        header = handle.readline(65536)
+    counts = {sep: header.count(sep) for sep in _SEPARATORS}
+    if counts[","] > 0:
+        return ","
+    best = max(_SEPARATORS[1:], key=counts.__getitem__)
+    return best if counts[best] > 0 else ","
+
+
+def _missing_message(name: str, missing: list[str], present: list[str]) -> str:
+    """The missing-columns error, naming a column of the file that looks meant for each."""
+    hints = []
+    for column in missing:
+        meant = [c for c in present if c in _LIKELY_MEANT.get(column, ())]
+        meant = meant or difflib.get_close_matches(column, present, n=1, cutoff=0.75)
+        if meant:
+            hints.append(f"{meant[0]!r} to {column!r}")
+    message = f"{name}: missing required column(s): {', '.join(missing)}"
+    if hints:
+        message += f"; if the file means them, rename {', '.join(hints)}"
+    return message
 
 
 def number_cells(column: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -169,8 +226,26 @@ def read_long_file(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
     frame = read_long_frame(path)
     missing = [c for c in required if c not in frame.columns]
     if missing:
-        raise InputError(f"{path.name}: missing required column(s): {', '.join(missing)}")
+        raise InputError(_missing_message(path.name, missing, list(frame.columns)))
+    _refuse_decimal_commas(path.name, frame)
     return frame
+
+
+def _refuse_decimal_commas(name: str, frame: pd.DataFrame) -> None:
+    """A numeric column written with decimal commas ("40,77") is refused by name, before
+    the importer would drop every row of it as unparseable."""
+    for column in NUMERIC_COLUMNS:
+        if column not in frame.columns or _is_number_dtype(frame[column].dtype):
+            continue
+        head = frame[column].iloc[:1000]
+        filled = head[head != ""]
+        matches = filled.str.fullmatch(_DECIMAL_COMMA)
+        if len(filled) and matches.mean() > 0.5:
+            row = int(np.flatnonzero(matches.to_numpy())[0])
+            raise InputError(
+                f"{name}: column {column!r} writes numbers with a decimal comma "
+                f"({filled.iloc[row]!r}); write them with a decimal point"
+            )
 
 
 def write_measurements(

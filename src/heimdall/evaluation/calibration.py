@@ -9,7 +9,8 @@ from heimdall.errors import DataError
 from heimdall.evaluation.metrics import mahalanobis_sq
 
 __all__ = [
-    "COVERAGE_TARGETS", "GAUSSIAN_ELLIPSE95_SIGMAS", "GAUSSIAN_TAIL_RATIO", "REGION_PROBABILITY", "ellipse95_sigmas",
+    "COVERAGE_TARGETS", "GAUSSIAN_ELLIPSE95_SIGMAS", "GAUSSIAN_TAIL_RATIO", "HEAVY_TAIL_RATIO", "REGION_PROBABILITY",
+    "ellipse95_sigmas",
     "fit_covariance_scale", "reachable_coverage_2sigma", "seconds_to_nearest", "tail_ratio", "time_widening_factor",
 ]
 
@@ -21,6 +22,9 @@ REGION_PROBABILITY = 0.95
 GAUSSIAN_ELLIPSE95_SIGMAS = float(np.sqrt(-2.0 * np.log(1.0 - REGION_PROBABILITY)))
 #: A calibrated 2-D Gaussian's radius holding 86.5% of truths over the one holding 39.3% (2 sigma / 1 sigma).
 GAUSSIAN_TAIL_RATIO = 2.0
+#: A tail ratio above this, a quarter above a Gaussian's, is read as heavy tails (the note
+#: under `heimdall train`'s fit table).
+HEAVY_TAIL_RATIO = 2.5
 
 
 def fit_covariance_scale(delta_m: np.ndarray, covariance_m2: np.ndarray) -> float:
@@ -79,8 +83,8 @@ def tail_ratio(mahalanobis_sq: np.ndarray) -> float:
 
     `GAUSSIAN_TAIL_RATIO` (2) where the errors follow the ellipses' shape; larger where a
     share of the answers is wrong by far more than the rest (heavy tails). Rescaling the
-    ellipses by one factor does not change it, so above about 2.5 no single scale puts
-    0.393 and 0.865 of the truths inside the 1- and 2-sigma ellipses at once.
+    ellipses by one factor does not change it, so where it is well above 2 (`HEAVY_TAIL_RATIO`)
+    no single scale puts 0.393 and 0.865 of the truths inside the 1- and 2-sigma ellipses at once.
     """
     radius = np.sqrt(_finite_radii_sq(mahalanobis_sq, "the tail ratio"))
     low, high = np.quantile(radius, [COVERAGE_TARGETS[0][1], COVERAGE_TARGETS[1][1]])
