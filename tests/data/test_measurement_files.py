@@ -226,6 +226,7 @@ def test_semicolon_and_tab_separated_files_import_as_the_comma_file(tmp_path: Pa
     frame.to_csv(comma, index=False)
     frame.to_csv(other, index=False, sep=separator)
     _same_import(read_measurements_lenient(comma), read_measurements_lenient(other))
+    _same_table(read_measurements(comma), read_measurements(other))  # what `localize` reads
 
 
 def test_column_names_match_without_case_but_not_twice(tmp_path: Path) -> None:
