@@ -101,12 +101,15 @@ class Campaign:
         return not np.isnat(self.timestamps).any()
 
 
-def load_campaign(path: Path, file_format: str) -> Campaign:
-    """Read a long CSV/Parquet or POWDER JSON file with the importers of the product."""
+def load_campaign(path: Path, file_format: str, receivers: Path | None = None) -> Campaign:
+    """Read a long CSV/Parquet or POWDER JSON file with the importers of the product (a wide
+    fingerprint table with `receivers`, their positions, as `import-measurements --receivers`)."""
+    if receivers is not None and file_format != "long":
+        raise InputError("--receivers reads a wide CSV/Parquet table, not a POWDER JSON file")
     if file_format == "powder-json":
         imported = read_powder_json(path)
     elif file_format == "long":
-        imported = read_measurements_lenient(path)
+        imported = read_measurements_lenient(path, receivers)
     else:
         raise InputError(f"unknown format {file_format!r}; expected long or powder-json")
     # The carrier only matters to simulation; the classical methods index stations by id.
@@ -391,6 +394,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("file", type=Path, help="measurement file: long CSV/Parquet or POWDER JSON")
     parser.add_argument("--format", dest="file_format", default="long", choices=("long", "powder-json"))
+    parser.add_argument("--receivers", type=Path, default=None,
+                        help="receivers' positions: the file is then a wide table, one dBm column per receiver")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--modes", default=",".join(MODES))
@@ -410,13 +415,14 @@ def main(argv: list[str] | None = None) -> int:
         for flag, value in (("--test-drift-db", args.test_drift_db), ("--session-drift-db", args.session_drift_db)):
             if not np.isfinite(value) or value < 0:
                 raise InputError(f"{flag} must be a finite number >= 0, got {value}")
-        campaign = load_campaign(args.file, args.file_format)
+        campaign = load_campaign(args.file, args.file_format, args.receivers)
         result = run(campaign, _csv(args.modes, MODES), args.folds, seeds, _csv(args.methods, METHODS), args.fold_limit,
                      args.test_drift_db, args.session_drift_db, args.session_layout == "interleaved")
     except (HeimdallError, ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     result["config"] = {"file": str(args.file), "format": args.file_format, "folds": args.folds, "seeds": list(seeds),
+                        "receivers": None if args.receivers is None else str(args.receivers),
                         "samples": len(campaign.samples), "test_drift_db": args.test_drift_db,
                         "session_drift_db": args.session_drift_db, "session_layout": args.session_layout}
     print(markdown(result))

@@ -72,6 +72,30 @@ def test_classical_only_run_on_a_tiny_long_file(bench: ModuleType, tmp_path: Pat
     assert "error: unknown value(s) bogus" in capsys.readouterr().err
 
 
+def test_a_wide_table_with_its_receivers_scores_as_the_long_file(bench: ModuleType, tmp_path: Path) -> None:
+    long_path, wide_path, receivers = tmp_path / "tiny.csv", tmp_path / "wide.csv", tmp_path / "rx.csv"
+    _tiny_long_csv(long_path, 90)
+    rows = pd.read_csv(long_path)
+    rows.groupby("receiver_id")[["rx_lat", "rx_lon"]].first().reset_index().to_csv(receivers, index=False)
+    wide = rows.pivot(index="sample_id", columns="receiver_id", values="rss_dbm")
+    truth = rows.groupby("sample_id")[["timestamp", "tx_lat", "tx_lon"]].first()
+    wide = truth.join(wide).loc[rows["sample_id"].unique()]  # the long file's order of transmissions
+    wide.reset_index().to_csv(wide_path, index=False)
+    results = []
+    for args in ([str(long_path)], [str(wide_path), "--receivers", str(receivers)]):
+        out = tmp_path / f"r{len(results)}.json"
+        assert bench.main([*args, "--folds", "3", "--seeds", "0", "--methods", "knn,ml_offsets",
+                           "--json", str(out)]) == 0
+        results.append(json.loads(out.read_text()))
+    def scores(result: dict[str, Any]) -> dict[tuple[str, str], tuple[float, float]]:
+        return {(mode, name): (m["median_m"]["mean"], m["p90_m"]["mean"])
+                for mode, summary in result["summary"].items() for name, m in summary["methods"].items()}
+
+    assert scores(results[0]) == scores(results[1]) and len(scores(results[0])) == 6
+    assert results[1]["config"]["receivers"] == str(receivers)
+    assert bench.main([str(wide_path), "--format", "powder-json", "--receivers", str(receivers)]) == 2
+
+
 def test_model_rows_are_scored_paired_and_trained_once_per_time_fold(
     bench: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

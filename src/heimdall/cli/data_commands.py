@@ -77,6 +77,11 @@ def import_measurements(
     file: Annotated[Path, typer.Argument(help="Measurement file: long CSV/Parquet or POWDER JSON.")],
     name: Annotated[str, typer.Option(help="Dataset name.")],
     file_format: Annotated[str, typer.Option("--format", help="long or powder-json.")] = "long",
+    receivers: Annotated[
+        Path | None,
+        typer.Option(help="Receivers' positions (receiver_id, rx_lat, rx_lon, rx_alt_m?): FILE is then a wide "
+                          "table, one row per transmission and one column of dBm per receiver."),
+    ] = None,
     split_mode: Annotated[str, typer.Option("--split-mode", "--split_mode", help="random, grid or time.")] = "grid",
     seed: Annotated[int, typer.Option(help="Seed of the split.")] = 0,
     frequency_hz: Annotated[
@@ -94,7 +99,7 @@ def import_measurements(
     ctx = context()
     with progress_bars(quiet) as progress, step(progress, "import", f"reading {file.name}"):
         result = pipelines.import_measurements(
-            ctx, file, name, file_format, split_mode, seed, frequency_hz  # type: ignore[arg-type]
+            ctx, file, name, file_format, split_mode, seed, frequency_hz, receivers  # type: ignore[arg-type]
         )
     payload = {"dataset": result.dataset, "samples": result.samples, "rows_read": result.rows_read,
                "rows_dropped": result.rows_dropped, "splits": result.splits,

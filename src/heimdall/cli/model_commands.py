@@ -223,6 +223,9 @@ def localize(
     model: Annotated[str, typer.Option(help="Bundle dir, models:/NAME@ALIAS or checkpoint.")],
     measurements: Annotated[Path | None, typer.Option(help="Measurement file (CSV/Parquet).")] = None,
     recordings: Annotated[Path | None, typer.Option(help="Directory of SigMF recordings.")] = None,
+    receivers: Annotated[Path | None, typer.Option(
+        help="Receivers' positions: --measurements is then a wide table (one column of dBm per receiver).",
+    )] = None,
     as_json: JsonFlag = False,
     geojson: Annotated[bool, typer.Option("--geojson", help="Print a GeoJSON FeatureCollection.")] = False,
     drift_correction: Annotated[bool, typer.Option(
@@ -236,7 +239,7 @@ def localize(
     if (measurements is None) == (recordings is None):
         fail("give either --measurements FILE or --recordings DIR")
     result = pipelines.localize(context(), model, measurements, geojson=geojson, recordings=recordings,
-                                drift_correction=drift_correction)
+                                drift_correction=drift_correction, receivers=receivers)
 
     def render() -> None:
         # Semi-axes as "major x minor" in one unit: the 1-sigma and the 95% ellipse share the

@@ -338,8 +338,9 @@ def read_powder_json(path: Path) -> ImportedMeasurements:
 # --- lenient long format -----------------------------------------------------------------
 
 
-def read_measurements_lenient(path: Path) -> ImportedMeasurements:
-    """Read the long format (CSV or Parquet), dropping and counting invalid rows.
+def read_measurements_lenient(path: Path, receivers: Path | None = None) -> ImportedMeasurements:
+    """Read the long format (CSV or Parquet), dropping and counting invalid rows; with
+    `receivers`, a wide fingerprint table and its receivers' positions (`wide_format`).
 
     Required columns: `REQUIRED_COLUMNS` plus `tx_lat`, `tx_lon`; optional: `timestamp`
     (ISO 8601), `rx_alt_m`, `snr_db`, `frequency_hz`. An empty `rss_dbm` means "listened,
@@ -348,7 +349,7 @@ def read_measurements_lenient(path: Path) -> ImportedMeasurements:
     A single finite value in `frequency_hz` is carried to `ImportedMeasurements.frequency_hz`.
     """
     path = Path(path)
-    frame = read_long_file(path, (*REQUIRED_COLUMNS, "tx_lat", "tx_lon"))
+    frame = read_long_file(path, (*REQUIRED_COLUMNS, "tx_lat", "tx_lon"), receivers)
     m = len(frame)
     if m == 0:
         raise DataError(f"{path.name}: no measurement rows")

@@ -16,6 +16,7 @@ import pandas as pd
 
 from heimdall.data.layout import SPLIT_NAMES, SampleArrays
 from heimdall.data.measurements import REQUIRED_COLUMNS, MeasurementTable
+from heimdall.data.wide_format import wide_to_long
 from heimdall.errors import InputError, NotFoundError
 from heimdall.fileio import temp_file_beside
 from heimdall.geo import ReferencePoint, enu_to_geodetic
@@ -32,6 +33,9 @@ __all__ = [
     "write_measurements",
 ]
 
+#: Every column the long format names.
+LONG_COLUMNS = ("sample_id", "timestamp", "receiver_id", "rx_lat", "rx_lon", "rx_alt_m", "rss_dbm", "snr_db",
+                "frequency_hz", "tx_lat", "tx_lon", "split")
 NUMERIC_COLUMNS = ("rx_lat", "rx_lon", "rx_alt_m", "rss_dbm", "snr_db", "frequency_hz", "tx_lat", "tx_lon")
 #: A request or file larger than this many rows is refused rather than half-processed.
 MAX_ROWS = 5_000_000
@@ -42,8 +46,8 @@ _DECIMAL_COMMA = re.compile(r"[+-]?\d+,\d+")
 #: silently (an `rssi` in a vendor's own units is not dBm).
 _LIKELY_MEANT = {
     "rss_dbm": ("rssi", "rss", "rssi_dbm", "power_dbm", "signal_dbm"),
-    "rx_lat": ("lat", "latitude", "gw_lat", "gateway_lat"),
-    "rx_lon": ("lon", "lng", "longitude", "gw_lon", "gateway_lon"),
+    "rx_lat": ("rxlat", "gw_lat", "gateway_lat", "receiver_lat"),
+    "rx_lon": ("rxlon", "gw_lon", "gateway_lon", "receiver_lon"),
     "tx_lat": ("lat", "latitude", "true_lat"),
     "tx_lon": ("lon", "lng", "longitude", "true_lon"),
     "receiver_id": ("rx_id", "receiver", "gateway", "gateway_id", "station", "station_id"),
@@ -131,14 +135,19 @@ def _csv_separator(path: Path) -> str:
 def _missing_message(name: str, missing: list[str], present: list[str]) -> str:
     """The missing-columns error, naming a column of the file that looks meant for each."""
     hints = []
+    # A column the format already names (tx_lat) is never offered for another (rx_lat).
+    free = [c for c in present if c not in LONG_COLUMNS]
     for column in missing:
-        meant = [c for c in present if c in _LIKELY_MEANT.get(column, ())]
-        meant = meant or difflib.get_close_matches(column, present, n=1, cutoff=0.75)
+        meant = [c for c in free if c in _LIKELY_MEANT.get(column, ())]
+        meant = meant or difflib.get_close_matches(column, free, n=1, cutoff=0.75)
         if meant:
             hints.append(f"{meant[0]!r} to {column!r}")
+            free.remove(meant[0])
     message = f"{name}: missing required column(s): {', '.join(missing)}"
     if hints:
         message += f"; if the file means them, rename {', '.join(hints)}"
+    if {"receiver_id", "rss_dbm"} <= set(missing):
+        message += "; a table with one column per receiver is read with --receivers FILE (their positions)"
     return message
 
 
@@ -188,10 +197,11 @@ def timestamp_seconds(times: np.ndarray) -> np.ndarray:
     return np.where(np.isnat(times), np.nan, times.astype("int64").astype(np.float64))
 
 
-def read_measurements(path: Path, require_truth: bool = False) -> MeasurementTable:
-    """Read and validate a CSV or Parquet file in the long measurement format."""
+def read_measurements(path: Path, require_truth: bool = False, receivers: Path | None = None) -> MeasurementTable:
+    """Read and validate a CSV or Parquet file in the long measurement format (or a wide
+    one with its `receivers` file, `read_long_file`)."""
     path = Path(path)
-    frame = read_long_file(path, REQUIRED_COLUMNS + (("tx_lat", "tx_lon") if require_truth else ()))
+    frame = read_long_file(path, REQUIRED_COLUMNS + (("tx_lat", "tx_lon") if require_truth else ()), receivers)
     if frame.empty:
         raise InputError(f"{path.name}: no measurement rows")
     # Cell-level rules (a number that is not one, an empty required cell) with their row;
@@ -218,12 +228,20 @@ def read_measurements(path: Path, require_truth: bool = False) -> MeasurementTab
     )
 
 
-def read_long_file(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
-    """`read_long_frame` of an existing file that has the `required` columns (else an error)."""
+def read_long_file(path: Path, required: tuple[str, ...], receivers: Path | None = None) -> pd.DataFrame:
+    """`read_long_frame` of an existing file that has the `required` columns (else an error).
+
+    With `receivers` (a file of receiver positions) `path` is a wide fingerprint table, one
+    row per transmission, turned into long rows first (`wide_format.wide_to_long`)."""
     path = Path(path)
     if not path.is_file():
         raise NotFoundError(f"measurement file {path} not found")
+    if receivers is not None and not Path(receivers).is_file():
+        raise NotFoundError(f"receivers file {receivers} not found")
     frame = read_long_frame(path)
+    if receivers is not None:
+        receivers = Path(receivers)
+        frame = wide_to_long(frame, read_long_frame(receivers), (path.name, receivers.name), MAX_ROWS)
     missing = [c for c in required if c not in frame.columns]
     if missing:
         raise InputError(_missing_message(path.name, missing, list(frame.columns)))

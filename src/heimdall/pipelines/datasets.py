@@ -186,12 +186,15 @@ def import_measurements(
     split_mode: Literal["random", "grid", "time"] = "grid",
     seed: int = 0,
     frequency_hz: float | None = None,
+    receivers: Path | None = None,
 ) -> ImportResult:
     """Import real measurements (long CSV/Parquet or POWDER JSON) as a `measured` dataset.
 
     Invalid rows are dropped and counted (logged as one warning); missing columns, an
     unreadable file or nothing left are errors. `frequency_hz` (Hz) is the carrier when the
-    file has no `frequency_hz` column (it overrides the file's when given).
+    file has no `frequency_hz` column (it overrides the file's when given). With
+    `receivers` (their positions), `path` is a wide table: one row per transmission, one
+    column of dBm per receiver (`data.wide_format`).
     """
     if frequency_hz is not None and not (math.isfinite(frequency_hz) and frequency_hz > 0):
         raise InputError(f"--frequency-hz must be a positive number of Hz, got {frequency_hz}")
@@ -200,7 +203,10 @@ def import_measurements(
 
     if file_format not in ("long", "powder-json"):
         raise InputError(f"--format must be long or powder-json, got {file_format!r}")
-    imported = read_powder_json(Path(path)) if file_format == "powder-json" else read_measurements_lenient(Path(path))
+    if receivers is not None and file_format != "long":
+        raise InputError("--receivers reads a wide CSV/Parquet table; a POWDER JSON file lists its receivers itself")
+    imported = (read_powder_json(Path(path)) if file_format == "powder-json"
+                else read_measurements_lenient(Path(path), receivers))
     # The importer has already logged one warning with the drop counts.
     dropped = {k: v for k, v in imported.report.rows_dropped.items() if v}
     clean_stale_work(ctx)

@@ -292,14 +292,17 @@ def compare(
 
 def localize(
     ctx: Context, model: str, measurements: Path | None = None, geojson: bool = False, recordings: Path | None = None,
-    drift_correction: bool = True,
+    drift_correction: bool = True, receivers: Path | None = None,
 ) -> dict[str, Any]:
     """Positions and ellipses for every sample of a measurement file or of SigMF recordings.
 
-    `drift_correction=False` skips a radio map's second pass (`Localizer.predict`)."""
+    `drift_correction=False` skips a radio map's second pass (`Localizer.predict`);
+    `receivers` (their positions) makes `measurements` a wide table (`data.wide_format`)."""
     if (measurements is None) == (recordings is None):
         raise InputError("give either --measurements FILE or --recordings DIR")
-    table = read_measurements(Path(measurements)) if measurements is not None else None
+    if receivers is not None and measurements is None:
+        raise InputError("--receivers goes with --measurements (a wide table), not with --recordings")
+    table = read_measurements(Path(measurements), receivers=receivers) if measurements is not None else None
     sets = None
     if recordings is not None:
         from heimdall.data.recordings import recording_sets
