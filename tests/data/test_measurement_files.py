@@ -273,3 +273,64 @@ def test_decimal_commas_are_refused_by_column_not_dropped_row_by_row(tmp_path: P
         read_measurements_lenient(path)
     with pytest.raises(InputError, match="decimal comma"):
         read_measurements(path)
+
+
+@pytest.mark.parametrize(
+    ("cells", "expected"),
+    [
+        # Seconds, with or without a fraction (floored, as an ISO time's fraction is).
+        (["1650895952", "1650895953.9", ""], ["2022-04-25T14:12:32", "2022-04-25T14:12:33", "NaT"]),
+        # Milliseconds, microseconds, nanoseconds: told apart by the column's largest magnitude.
+        (["1650895952999", "1650895953000"], ["2022-04-25T14:12:32", "2022-04-25T14:12:33"]),
+        (["1650895952999999"], ["2022-04-25T14:12:32"]),
+        # 1.650895952999999999e18 as a float64 rounds up into the next second; as text it does not.
+        (["1650895952999999999", "1650895953000000000"], ["2022-04-25T14:12:32", "2022-04-25T14:12:33"]),
+        # ISO with an offset and Unix times in one column both read as UTC.
+        (["2022-04-25T16:12:32+02:00", "1650895952"], ["2022-04-25T14:12:32", "2022-04-25T14:12:32"]),
+    ],
+)
+def test_unix_times_read_in_any_unit_as_the_same_instant(cells: list[str], expected: list[str]) -> None:
+    from heimdall.data.measurement_files import parse_timestamps
+
+    values, unparsed = parse_timestamps(np.array(cells, dtype=object))
+    np.testing.assert_array_equal(values, np.array(expected, dtype="datetime64[s]"))
+    assert not unparsed.any()
+
+
+def test_numbers_that_are_no_plausible_unix_time_are_unparsed() -> None:
+    from heimdall.data.measurement_files import UNIX_TIME_YEARS, parse_timestamps
+
+    # A compact 2022-04-25 14:12:32 read as milliseconds is the year 2610; 1650895 s is January 1970.
+    for cells in (["20220425141232"], ["1650895"], ["abc", "1650895952"]):
+        values, unparsed = parse_timestamps(np.array(cells, dtype=object))
+        assert unparsed[0] and np.isnat(values[0])
+    assert UNIX_TIME_YEARS == (1980, 2100)
+
+
+def test_a_file_of_unix_times_imports_as_its_iso_twin(tmp_path: Path) -> None:
+    iso, unix = tmp_path / "iso.csv", tmp_path / "unix.csv"
+    frame = _campaign()
+    stamps = pd.Timestamp("2024-03-01T10:00:00") + pd.to_timedelta(np.arange(len(frame)) // 4 * 7, unit="s")
+    frame.assign(timestamp=stamps.strftime("%Y-%m-%dT%H:%M:%S")).to_csv(iso, index=False)
+    frame.assign(timestamp=(stamps - pd.Timestamp("1970-01-01")) // pd.Timedelta("1ms")).to_csv(unix, index=False)
+    _same_import(read_measurements_lenient(iso), read_measurements_lenient(unix))
+    np.testing.assert_array_equal(read_measurements(unix).timestamp_s, read_measurements(iso).timestamp_s)
+
+
+def test_a_timestamp_column_in_an_unknown_format_is_one_error_not_every_row_dropped(tmp_path: Path) -> None:
+    path = tmp_path / "dmy.csv"
+    frame = _campaign()
+    frame.assign(timestamp="25/04/2022 14:12:32").to_csv(path, index=False)
+    with pytest.raises(InputError, match=r"12 of 12 values of column 'timestamp' are neither ISO 8601 nor Unix times, "
+                                         r"such as '25/04/2022 14:12:32' in row 2"):
+        read_measurements_lenient(path)
+    # A few bad cells among good ones only drop their rows.
+    frame.assign(timestamp=["yesterday"] + ["2022-04-25T14:12:32"] * (len(frame) - 1)).to_csv(path, index=False)
+    assert read_measurements_lenient(path).report.rows_dropped == {"invalid value": 1}
+
+
+def test_nothing_left_says_what_was_dropped(tmp_path: Path) -> None:
+    path = tmp_path / "zero.csv"
+    _campaign().assign(rx_lat=0.0, rx_lon=0.0).to_csv(path, index=False)
+    with pytest.raises(HeimdallError, match=r"no usable sample left .*\(rows dropped: receiver at \(0, 0\): 12\)"):
+        read_measurements_lenient(path)

@@ -45,7 +45,12 @@ from heimdall.data.measurements import (
     out_of_range,
     unheard_samples,
 )
-from heimdall.data.measurement_files import number_cells, parse_timestamps, read_long_file
+from heimdall.data.measurement_files import (
+    number_cells,
+    parse_timestamps,
+    read_long_file,
+    refuse_unreadable_times,
+)
 from heimdall.errors import DataError, InputError, NotFoundError
 
 __all__ = [
@@ -171,7 +176,8 @@ def _finalise(
     keep &= ~no_heard_rows
     samples_dropped[DROP_NO_HEARD] += len(all_ids) - len(heard_ids)
     if not keep.any():
-        raise DataError(f"{file_name}: no usable sample left after dropping invalid rows")
+        drops = ", ".join(f"{reason}: {count}" for reason, count in sorted(reasons.items()) if count)
+        raise DataError(f"{file_name}: no usable sample left after dropping invalid rows (rows dropped: {drops})")
     table = MeasurementTable(
         sample_id=columns["sample_id"][keep],
         receiver_id=columns["receiver_id"][keep],
@@ -343,9 +349,9 @@ def read_measurements_lenient(path: Path, receivers: Path | None = None) -> Impo
     `receivers`, a wide fingerprint table and its receivers' positions (`wide_format`).
 
     Required columns: `REQUIRED_COLUMNS` plus `tx_lat`, `tx_lon`; optional: `timestamp`
-    (ISO 8601), `rx_alt_m`, `snr_db`, `frequency_hz`. An empty `rss_dbm` means "listened,
-    heard nothing" and is kept, as is a marker below -174 dBm (`NOT_RECEIVED_BELOW_DBM`); a
-    present but non-finite or non-numeric one drops the row.
+    (ISO 8601 or Unix time, `parse_timestamps`), `rx_alt_m`, `snr_db`, `frequency_hz`. An
+    empty `rss_dbm` means "listened, heard nothing" and is kept, as is a marker below -174
+    dBm (`NOT_RECEIVED_BELOW_DBM`); a present but non-finite or non-numeric one drops the row.
     A single finite value in `frequency_hz` is carried to `ImportedMeasurements.frequency_hz`.
     """
     path = Path(path)
@@ -380,10 +386,10 @@ def read_measurements_lenient(path: Path, receivers: Path | None = None) -> Impo
     # Readings the API would refuse (an altitude of -1e9 m, an SNR of 1e300 dB) drop the row.
     implausible = out_of_range(columns["rx_alt_m"], RX_ALT_RANGE_M) | out_of_range(columns["snr_db"], SNR_RANGE_DB)
     columns["rx_alt_m"] = np.nan_to_num(columns["rx_alt_m"], nan=0.0)
-    timestamps, bad_time = (
-        parse_timestamps(frame["timestamp"].to_numpy()) if "timestamp" in frame.columns
-        else (np.full(m, np.datetime64("NaT", "s")), np.zeros(m, dtype=bool))
-    )
+    timestamps, bad_time = np.full(m, np.datetime64("NaT", "s")), np.zeros(m, dtype=bool)
+    if "timestamp" in frame.columns:
+        timestamps, bad_time = parse_timestamps(frame["timestamp"].to_numpy())
+        refuse_unreadable_times(path.name, frame["timestamp"], timestamps, bad_time)
     columns["timestamp"] = timestamps
     invalid |= bad_time | (columns["sample_id"] == "") | (columns["receiver_id"] == "")
 

@@ -30,6 +30,7 @@ __all__ = [
     "read_long_file",
     "read_long_frame",
     "read_measurements",
+    "refuse_unreadable_times",
     "write_measurements",
 ]
 
@@ -39,6 +40,10 @@ LONG_COLUMNS = ("sample_id", "timestamp", "receiver_id", "rx_lat", "rx_lon", "rx
 NUMERIC_COLUMNS = ("rx_lat", "rx_lon", "rx_alt_m", "rss_dbm", "snr_db", "frequency_hz", "tx_lat", "tx_lon")
 #: A request or file larger than this many rows is refused rather than half-processed.
 MAX_ROWS = 5_000_000
+#: A Unix time: a plain number (an integer count, or seconds with a fraction).
+_UNIX_TIME = re.compile(r"[+-]?\d+(\.\d*)?")
+#: Years (first included, last excluded) a Unix time must fall in to be read as one.
+UNIX_TIME_YEARS = (1980, 2100)
 #: Column separators a CSV may use: spreadsheets in locales with a decimal comma write ";".
 _SEPARATORS = (",", ";", "\t")
 _DECIMAL_COMMA = re.compile(r"[+-]?\d+,\d+")
@@ -183,12 +188,50 @@ def _parse_numeric(column: pd.Series, name: str, allow_empty: bool) -> np.ndarra
 
 
 def parse_timestamps(text: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """ISO strings -> (datetime64[s] with NaT for empty, bool mask of unparseable values)."""
+    """ISO 8601 strings or Unix times -> (datetime64[s] with NaT for empty, bool mask of
+    unparseable values).
+
+    A plain number is a Unix time, in seconds, milliseconds, microseconds or nanoseconds as
+    the column's largest magnitude says (network servers and SDR logs write them so); one
+    that lands outside `UNIX_TIME_YEARS` (a compact 20220425141232, say) is unparseable
+    rather than a date centuries away.
+    """
     series = pd.Series(text, dtype=object).astype(str).str.strip()
     empty = series.isin(["", "nan", "NaT", "None"])
-    parsed = pd.to_datetime(series.where(~empty, None), errors="coerce", format="ISO8601", utc=True)
+    number = ~empty & series.str.fullmatch(_UNIX_TIME).to_numpy(dtype=bool)
+    parsed = pd.to_datetime(series.where(~empty & ~number, None), errors="coerce", format="ISO8601", utc=True)
     values = parsed.dt.tz_localize(None).to_numpy().astype("datetime64[s]")
-    return values, (~empty & parsed.isna()).to_numpy()
+    if number.any():
+        cells = series[number]
+        # s below 1e11 (year 5138), ms below 1e14, us below 1e17, else ns.
+        largest = float(np.abs(pd.to_numeric(cells).to_numpy(dtype=np.float64)).max())
+        power = int(np.searchsorted([1e11, 1e14, 1e17], largest, side="right"))
+        # Whole numbers lose their sub-second digits as text: a float64 nanosecond count
+        # (1.65e18) is not exact and could round down into the previous second.
+        whole = ~cells.str.contains(".", regex=False).to_numpy()
+        seconds = np.floor(pd.to_numeric(cells).to_numpy(dtype=np.float64) / 1000.0**power)
+        if power and whole.any():
+            digits = cells[whole].str[: -3 * power]
+            seconds[whole] = pd.to_numeric(digits.where(digits.str.fullmatch(r"[+-]?\d+"), "0")).to_numpy(np.float64)
+        first, last = (float(np.datetime64(f"{y}-01-01", "s").astype("int64")) for y in UNIX_TIME_YEARS)
+        plausible = (seconds >= first) & (seconds < last)
+        values[number] = np.where(plausible, seconds, 0).astype("int64").astype("datetime64[s]")
+        values[np.flatnonzero(number)[~plausible]] = np.datetime64("NaT", "s")
+    return values, ~empty.to_numpy() & np.isnat(values)
+
+
+def refuse_unreadable_times(name: str, column: pd.Series, times: np.ndarray, unparsed: np.ndarray) -> None:
+    """A timestamp `column` mostly in a format the reader does not know (25/04/2022) is one
+    error naming it, not every row dropped as invalid; a few bad cells drop their rows.
+    `times` and `unparsed` are `parse_timestamps`' answer for it."""
+    given = int((unparsed | ~np.isnat(times)).sum())
+    if given and unparsed.sum() * 2 > given:
+        row = int(np.flatnonzero(unparsed)[0])
+        raise InputError(
+            f"{name}: {int(unparsed.sum())} of {given} values of column 'timestamp' are neither ISO 8601 nor Unix "
+            f"times, such as {str(column.iloc[row])!r} in row {row + 2}; write 2022-04-25T14:12:32 "
+            "(an offset such as +02:00 is read) or seconds since 1970"
+        )
 
 
 def timestamp_seconds(times: np.ndarray) -> np.ndarray:
@@ -219,7 +262,7 @@ def read_measurements(path: Path, require_truth: bool = False, receivers: Path |
         if unparsed.any():
             row = int(np.flatnonzero(unparsed)[0])
             raise InputError(
-                f"{path.name}: column 'timestamp' has a value that is not an ISO 8601 time "
+                f"{path.name}: column 'timestamp' has a value that is neither an ISO 8601 nor a Unix time "
                 f"{str(frame['timestamp'].iloc[row])!r} in row {row + 2}"
             )
         columns["timestamp_s"] = timestamp_seconds(times)
