@@ -166,3 +166,22 @@ def test_unreachable_database_tracking_store_is_one_line(tmp_path: Path) -> None
     assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
     assert "HEIMDALL_MLFLOW_TRACKING_URI" in lines[0] and "secret" not in lines[0]
     assert "Traceback" not in done.stderr and time.monotonic() - started < 60
+
+
+@pytest.mark.parametrize(("value", "fragment"), [("868.1", "868.1 reads as MHz: write 868100000"),
+                                                 ("2e12", "no radio carrier (1 MHz to 100 GHz)")])
+def test_a_carrier_in_the_wrong_unit_is_refused_before_anything_is_written(
+    home: Path, tmp_path: Path, value: str, fragment: str
+) -> None:
+    path = tmp_path / "c.csv"
+    rows = [{"sample_id": s, "receiver_id": f"rx{r}", "rx_lat": 45.0 + 0.01 * r, "rx_lon": 7.5 + 0.01 * r,
+             "rss_dbm": -80.0 - r, "tx_lat": 45.01, "tx_lon": 7.51, "frequency_hz": value}
+            for s in range(6) for r in range(4)]
+    pd.DataFrame(rows).to_csv(path, index=False)
+    runner = CliRunner()
+    result = runner.invoke(cli_app, ["import-measurements", str(path), "--name", "c"])
+    assert result.exit_code == 1 and fragment in result.output
+    assert not (home / "artifacts" / "datasets" / "c").exists()
+    # The option is held to the same range as the column.
+    result = runner.invoke(cli_app, ["import-measurements", str(path), "--name", "c", "--frequency-hz", "868.1"])
+    assert result.exit_code == 1 and "868.1 reads as MHz" in result.output

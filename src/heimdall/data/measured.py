@@ -32,6 +32,7 @@ from heimdall.network import MIN_RECEIVER_SEPARATION_M, Receiver, ReceiverNetwor
 from heimdall.storage.artifacts import ArtifactStore
 
 __all__ = [
+    "CARRIER_RANGE_HZ",
     "MeasuredSplitMode",
     "MOBILE_SPREAD_M",
     "COLLISION_NUDGE_M",
@@ -55,6 +56,8 @@ COLLISION_NUDGE_M = 2.0 * MIN_RECEIVER_SEPARATION_M
 _NUDGE_WARNINGS = 10
 #: Samples per shard file.
 _SHARD_SAMPLES = 16_384
+#: Carriers (Hz) an import accepts: HF to millimetre waves; outside it a unit is wrong.
+CARRIER_RANGE_HZ = (1.0e6, 1.0e11)
 
 
 @dataclass(frozen=True)
@@ -290,6 +293,14 @@ def write_measured_dataset(
         raise InputError(
             f"dataset {name!r}: the file has no frequency_hz column; add one, or give the carrier "
             "with `heimdall import-measurements --frequency-hz HZ`"
+        )
+    low, high = CARRIER_RANGE_HZ
+    if not low <= frequency_hz <= high:
+        # 868.1 in a frequency_hz column is a carrier written in MHz.
+        in_mhz = low <= frequency_hz * 1e6 <= high
+        unit = f"; {frequency_hz:g} reads as MHz: write {frequency_hz * 1e6:.0f}" if in_mhz else ""
+        raise InputError(
+            f"dataset {name!r}: frequency_hz {frequency_hz:g} Hz is no radio carrier (1 MHz to 100 GHz){unit}"
         )
     network = network_from_measurements(imported.table, name, frequency_hz)
     reference = network.reference_point()
