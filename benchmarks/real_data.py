@@ -59,9 +59,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from heimdall.data.importers import ImportedMeasurements, read_measurements_lenient, read_powder_json
+from heimdall.data.importers import ImportedMeasurements, read_measurements_lenient
 from heimdall.data.layout import SampleArrays
 from heimdall.data.measured import measured_samples, network_from_measurements
+from heimdall.data.powder import read_powder_json
 from heimdall.errors import HeimdallError, InputError
 from heimdall.evaluation.baselines import weighted_centroid
 from heimdall.evaluation.crossval import MODES, make_folds, score

@@ -17,10 +17,8 @@ from heimdall.data.importers import (
     DROP_NO_HEARD,
     DROP_NON_FINITE_RSS,
     DROP_ZERO_POSITION,
-    POWDER_FREQUENCY_HZ,
     ImportedMeasurements,
     read_measurements_lenient,
-    read_powder_json,
 )
 from heimdall.data.layout import SPLIT_CODES
 from heimdall.data.measured import (
@@ -31,6 +29,7 @@ from heimdall.data.measured import (
 )
 from heimdall.data.measurement_files import read_long_frame, write_measurements
 from heimdall.data.measurements import MeasurementTable
+from heimdall.data.powder import POWDER_FREQUENCY_HZ, read_powder_json
 from heimdall.data.shards import DatasetReader
 from heimdall.errors import DataError, InputError
 from heimdall.geo import haversine_m

@@ -6,7 +6,8 @@ importers here drop such rows, count them by reason in an `ImportReport` and log
 A file that cannot be read, has the wrong structure or misses a required column is still an
 `InputError`; a file left with no usable sample is a `DataError`.
 
-Both importers return `ImportedMeasurements`: the `MeasurementTable`, a per-row timestamp
+This module reads the long format (`read_measurements_lenient`); `data.powder` reads the
+POWDER JSON layout with the same rules. Both return `ImportedMeasurements`: the `MeasurementTable`, a per-row timestamp
 array aligned with the table's rows (`MeasurementTable` has no timestamp field) and the
 report. Measured datasets are for training and evaluation, so rows without a transmitter
 position are dropped.
@@ -21,13 +22,10 @@ or timestamp),
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -51,10 +49,9 @@ from heimdall.data.measurement_files import (
     read_long_file,
     refuse_unreadable_times,
 )
-from heimdall.errors import DataError, InputError, NotFoundError
+from heimdall.errors import DataError
 
 __all__ = [
-    "POWDER_FREQUENCY_HZ",
     "DROP_ZERO_POSITION",
     "DROP_OUT_OF_RANGE",
     "DROP_IMPLAUSIBLE",
@@ -66,14 +63,15 @@ __all__ = [
     "DROP_NO_HEARD",
     "ImportReport",
     "ImportedMeasurements",
-    "read_powder_json",
+    "MAX_ABS_RSS_DB",
+    "SAME_TX_DEG",
+    "finalise_import",
+    "flag_rows",
+    "position_checks",
     "read_measurements_lenient",
 ]
 
 log = logging.getLogger(__name__)
-
-#: Carrier of the POWDER FRS campaign (Baofeng BF-F8HP on FRS/GMRS), Hz.
-POWDER_FREQUENCY_HZ = 462.7e6
 
 DROP_ZERO_POSITION = "receiver at (0, 0)"
 DROP_OUT_OF_RANGE = "coordinates out of range"
@@ -90,10 +88,10 @@ DROP_DUPLICATE = "duplicate receiver in sample"
 DROP_NO_HEARD = "sample without a heard receiver"
 
 #: |rss| above this (dB) is not a power reading (same bound as the strict reader).
-_MAX_ABS_RSS_DB = 400.0
+MAX_ABS_RSS_DB = 400.0
 #: Transmitter positions of one sample further apart than this (degrees, about 1 m) are
 #: different transmitters, not a rounding of one position.
-_SAME_TX_DEG = 1e-5
+SAME_TX_DEG = 1e-5
 
 
 @dataclass(frozen=True)
@@ -153,7 +151,7 @@ class ImportedMeasurements:
         return {str(k): np.datetime64("NaT", "s") if pd.isna(v) else np.datetime64(v, "s") for k, v in earliest.items()}
 
 
-def _finalise(
+def finalise_import(
     columns: dict[str, np.ndarray], drop: np.ndarray, reasons: Counter[str], rows_read: int,
     samples_dropped: Counter[str], file_name: str, frequency_hz: float | None,
 ) -> ImportedMeasurements:
@@ -203,7 +201,7 @@ def _finalise(
     return ImportedMeasurements(table, columns["timestamp"][keep], report, frequency_hz)
 
 
-def _flag(reasons: Counter[str], drop: np.ndarray, bad: np.ndarray, reason: str) -> None:
+def flag_rows(reasons: Counter[str], drop: np.ndarray, bad: np.ndarray, reason: str) -> None:
     """Mark rows `bad` that are not yet dropped as dropped for `reason`."""
     new = bad & ~drop
     reasons[reason] += int(new.sum())
@@ -212,133 +210,24 @@ def _flag(reasons: Counter[str], drop: np.ndarray, bad: np.ndarray, reason: str)
 
 def _several_tx(columns: dict[str, np.ndarray], drop: np.ndarray) -> np.ndarray:
     """[M] rows of samples whose rows not yet dropped give transmitter positions more than
-    `_SAME_TX_DEG` apart."""
+    `SAME_TX_DEG` apart."""
     frame = pd.DataFrame(
         {"s": columns["sample_id"], "lat": columns["tx_lat"], "lon": columns["tx_lon"]}
     )[~drop]
     groups = frame.groupby("s", sort=False)[["lat", "lon"]]
     spread = (groups.max() - groups.min()).max(axis=1)
-    several = set(spread.index[spread.to_numpy() > _SAME_TX_DEG])
+    several = set(spread.index[spread.to_numpy() > SAME_TX_DEG])
     return np.isin(columns["sample_id"], list(several)) if several else np.zeros(len(drop), dtype=bool)
 
 
-def _position_checks(
+def position_checks(
     columns: dict[str, np.ndarray], drop: np.ndarray, reasons: Counter[str]
 ) -> None:
+    """Drop receivers at (0, 0) (a GPS without a fix) and coordinates out of range."""
     lat, lon = columns["rx_lat"], columns["rx_lon"]
-    _flag(reasons, drop, (lat == 0.0) & (lon == 0.0), DROP_ZERO_POSITION)
+    flag_rows(reasons, drop, (lat == 0.0) & (lon == 0.0), DROP_ZERO_POSITION)
     out = coordinates_out_of_range(lat, lon) | coordinates_out_of_range(columns["tx_lat"], columns["tx_lon"])
-    _flag(reasons, drop, out, DROP_OUT_OF_RANGE)
-
-
-# --- POWDER JSON ------------------------------------------------------------------------
-
-
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    keys = [k for k, _ in pairs]
-    if len(keys) != len(set(keys)):
-        duplicate = next(k for k in keys if keys.count(k) > 1)
-        raise InputError(f"duplicate key {duplicate!r}")
-    return dict(pairs)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _tx_of(entry: dict[str, Any]) -> tuple[float, float, bool]:
-    """(lat, lon) of a sample's transmitter, NaN when missing or at (0, 0), and whether the
-    sample lists further transmitters at other positions."""
-    coords = entry.get("tx_coords")
-    if not isinstance(coords, list) or not coords:
-        return math.nan, math.nan, False
-    valid = [
-        (float(c[0]), float(c[1])) for c in coords
-        if isinstance(c, list) and len(c) >= 2 and _is_number(c[0]) and _is_number(c[1])
-    ]
-    if len(valid) < len(coords) or not valid:
-        return math.nan, math.nan, False
-    lat, lon = valid[0]
-    if not (math.isfinite(lat) and math.isfinite(lon)) or (lat == 0.0 and lon == 0.0):
-        return math.nan, math.nan, False
-    several = any(abs(la - lat) > _SAME_TX_DEG or abs(lo - lon) > _SAME_TX_DEG for la, lo in valid[1:])
-    return lat, lon, several
-
-
-def read_powder_json(path: Path) -> ImportedMeasurements:
-    """Read the POWDER "Wireless Device Localization Dataset" JSON layout.
-
-    `{timestamp: {"rx_data": [[rss_db, lat, lon, name], ...], "tx_coords": [[lat, lon]],
-    "metadata": [...]}}`. The sample id is the timestamp string. POWDER RSS is in dB relative
-    to each receiver (uncalibrated): it is stored in the table's `rss_dbm` column, but it is
-    NOT an absolute power; offset-free methods (kNN on mean-removed fingerprints, models with
-    per-station calibration) are the ones that fit it. The carrier is `POWDER_FREQUENCY_HZ`.
-    Altitudes are unknown (0 m); SNR is absent (NaN).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise NotFoundError(f"measurement file {path} not found")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_no_duplicate_keys)
-    except InputError as exc:
-        raise InputError(f"{path.name}: {exc}") from exc
-    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
-        message = " ".join(str(exc).split())
-        raise InputError(f"{path.name}: not valid JSON ({message})") from exc
-    if not isinstance(data, dict):
-        raise InputError(f"{path.name}: expected a JSON object keyed by timestamp, got {type(data).__name__}")
-    if not data:
-        raise DataError(f"{path.name}: no samples")
-    rows: list[tuple[str, str, float, float, float, float, float]] = []
-    sample_dropped: Counter[str] = Counter()
-    tx_dropped_rows: Counter[str] = Counter()
-    for key, entry in data.items():
-        if not isinstance(entry, dict) or not isinstance(entry.get("rx_data"), list):
-            raise InputError(f"{path.name}: sample {key!r} has no 'rx_data' list")
-        tx_lat, tx_lon, several = _tx_of(entry)
-        if several or not math.isfinite(tx_lat):
-            reason = DROP_SEVERAL_TX if several else DROP_MISSING_TX
-            sample_dropped[reason] += 1
-            tx_dropped_rows[reason] += len(entry["rx_data"])
-            continue
-        for index, rx in enumerate(entry["rx_data"]):
-            if not (
-                isinstance(rx, list) and len(rx) == 4 and (rx[0] is None or _is_number(rx[0]))
-                and _is_number(rx[1]) and _is_number(rx[2]) and isinstance(rx[3], str) and rx[3].strip()
-            ):
-                raise InputError(
-                    f"{path.name}: sample {key!r} rx_data[{index}] is not [rss_db, lat, lon, name]: {rx!r}"
-                )
-            rss = math.nan if rx[0] is None else float(rx[0])
-            rows.append((key, rx[3].strip(), float(rx[1]), float(rx[2]), rss, tx_lat, tx_lon))
-    m = len(rows)
-    sample_id, receiver_id, rx_lat, rx_lon, rss, tx_lat_col, tx_lon_col = (
-        zip(*rows) if rows else ((),) * 7
-    )
-    columns = {
-        "sample_id": np.array(sample_id, dtype=object).astype(str),
-        "receiver_id": np.array(receiver_id, dtype=object).astype(str),
-        "rx_lat": np.array(rx_lat, dtype=np.float64),
-        "rx_lon": np.array(rx_lon, dtype=np.float64),
-        "rx_alt_m": np.zeros(m),
-        "rss_dbm": np.array(rss, dtype=np.float64),
-        "snr_db": np.full(m, np.nan),
-        "tx_lat": np.array(tx_lat_col, dtype=np.float64),
-        "tx_lon": np.array(tx_lon_col, dtype=np.float64),
-    }
-    columns["timestamp"], unparsed = parse_timestamps(columns["sample_id"])
-    if unparsed.any():
-        log.warning("%s: %d sample keys are not timestamps; their time is unknown", path.name, int(unparsed.sum()))
-    drop = np.zeros(m, dtype=bool)
-    reasons: Counter[str] = Counter(tx_dropped_rows)
-    _position_checks(columns, drop, reasons)
-    # In this layout every receiver listed was listening; a -Infinity (or null) reading is a
-    # failed measurement, not "heard nothing", so the row is dropped rather than kept unheard.
-    _flag(reasons, drop, ~np.isfinite(columns["rss_dbm"]) | (np.abs(columns["rss_dbm"]) > _MAX_ABS_RSS_DB),
-          DROP_NON_FINITE_RSS)
-    _flag(reasons, drop, ~(np.isfinite(columns["rx_lat"]) & np.isfinite(columns["rx_lon"])), DROP_INVALID)
-    rows_read = m + sum(tx_dropped_rows.values())
-    return _finalise(columns, drop, reasons, rows_read, sample_dropped, path.name, POWDER_FREQUENCY_HZ)
+    flag_rows(reasons, drop, out, DROP_OUT_OF_RANGE)
 
 
 # --- lenient long format -----------------------------------------------------------------
@@ -394,14 +283,14 @@ def read_measurements_lenient(path: Path, receivers: Path | None = None) -> Impo
     invalid |= bad_time | (columns["sample_id"] == "") | (columns["receiver_id"] == "")
 
     with np.errstate(invalid="ignore"):
-        _position_checks(columns, drop, reasons)
-        _flag(reasons, drop, implausible, DROP_IMPLAUSIBLE)
-        _flag(reasons, drop, rss_bad | out_of_range(columns["rss_dbm"], RSS_RANGE_DBM), DROP_NON_FINITE_RSS)
-    _flag(reasons, drop, ~(np.isfinite(columns["tx_lat"]) & np.isfinite(columns["tx_lon"])), DROP_MISSING_TX)
-    _flag(reasons, drop, _several_tx(columns, drop), DROP_SEVERAL_TX)
-    _flag(reasons, drop, invalid, DROP_INVALID)
+        position_checks(columns, drop, reasons)
+        flag_rows(reasons, drop, implausible, DROP_IMPLAUSIBLE)
+        flag_rows(reasons, drop, rss_bad | out_of_range(columns["rss_dbm"], RSS_RANGE_DBM), DROP_NON_FINITE_RSS)
+    flag_rows(reasons, drop, ~(np.isfinite(columns["tx_lat"]) & np.isfinite(columns["tx_lon"])), DROP_MISSING_TX)
+    flag_rows(reasons, drop, _several_tx(columns, drop), DROP_SEVERAL_TX)
+    flag_rows(reasons, drop, invalid, DROP_INVALID)
     freqs = np.unique(columns["frequency_hz"][~drop & np.isfinite(columns["frequency_hz"])])
     if len(freqs) > 1:
         log.warning("%s: %d different frequency_hz values; none carried", path.name, len(freqs))
     frequency_hz = float(freqs[0]) if len(freqs) == 1 else None
-    return _finalise(columns, drop, reasons, m, Counter(), path.name, frequency_hz)
+    return finalise_import(columns, drop, reasons, m, Counter(), path.name, frequency_hz)

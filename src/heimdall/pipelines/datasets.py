@@ -198,8 +198,9 @@ def import_measurements(
     """
     if frequency_hz is not None and not (math.isfinite(frequency_hz) and frequency_hz > 0):
         raise InputError(f"--frequency-hz must be a positive number of Hz, got {frequency_hz}")
-    from heimdall.data.importers import read_measurements_lenient, read_powder_json
+    from heimdall.data.importers import read_measurements_lenient
     from heimdall.data.measured import write_measured_dataset
+    from heimdall.data.powder import read_powder_json
 
     if file_format not in ("long", "powder-json"):
         raise InputError(f"--format must be long or powder-json, got {file_format!r}")
