@@ -203,13 +203,13 @@ def parse_timestamps(text: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     values = parsed.dt.tz_localize(None).to_numpy().astype("datetime64[s]")
     if number.any():
         cells = series[number]
+        counts = pd.to_numeric(cells).to_numpy(dtype=np.float64)
         # s below 1e11 (year 5138), ms below 1e14, us below 1e17, else ns.
-        largest = float(np.abs(pd.to_numeric(cells).to_numpy(dtype=np.float64)).max())
-        power = int(np.searchsorted([1e11, 1e14, 1e17], largest, side="right"))
+        power = int(np.searchsorted([1e11, 1e14, 1e17], float(np.abs(counts).max()), side="right"))
+        seconds = np.floor(counts / 1000.0**power)
         # Whole numbers lose their sub-second digits as text: a float64 nanosecond count
-        # (1.65e18) is not exact and could round down into the previous second.
+        # (1.65e18) is not exact and could round into the next second.
         whole = ~cells.str.contains(".", regex=False).to_numpy()
-        seconds = np.floor(pd.to_numeric(cells).to_numpy(dtype=np.float64) / 1000.0**power)
         if power and whole.any():
             digits = cells[whole].str[: -3 * power]
             seconds[whole] = pd.to_numeric(digits.where(digits.str.fullmatch(r"[+-]?\d+"), "0")).to_numpy(np.float64)
