@@ -47,6 +47,8 @@ EXTENT_M = 6000.0
 ROUTES = 30
 TEST_SAMPLES = 600
 MARKER_DBM = -200.0
+#: The campaign's path-loss exponent (log-distance law).
+EXPONENT = 3.5
 WAYS = ("marker", "heard_nothing", "absent")
 #: Where the written campaign's local east/north origin lies (a city's centre).
 REFERENCE = ReferencePoint(51.2, 4.4)
@@ -55,6 +57,20 @@ REFERENCE = ReferencePoint(51.2, 4.4)
 def campaign(rng: np.random.Generator, samples: int, sensitivity_dbm: float) -> tuple[np.ndarray, ...]:
     """(gateways [S,2] m, transmitters [N,2] m, rss [N,S] dBm, heard [N,S]); every kept
     transmission was heard by at least one gateway."""
+    return campaign_with_field(rng, samples, sensitivity_dbm)[:4]
+
+
+def shadowing_db(rng: np.random.Generator, tx: np.ndarray, gateways: int) -> np.ndarray:
+    """[N, gateways] dB: a smooth repeatable field per gateway over the transmitters' places
+    (random Fourier features, correlation length ~300 m, sd 6 dB)."""
+    features = 40
+    frequency = rng.normal(0.0, 1.0 / 300.0, (gateways, features, 2))
+    phase = rng.uniform(0.0, 2 * np.pi, (gateways, features))
+    return 6.0 * np.sqrt(2.0 / features) * np.cos(np.einsum("nd,skd->nsk", tx, frequency) + phase).sum(2)
+
+
+def campaign_with_field(rng: np.random.Generator, samples: int, sensitivity_dbm: float) -> tuple[np.ndarray, ...]:
+    """`campaign` and, last, each kept reading's shadowing [N,S] dB (the same draws)."""
     gateways = rng.uniform(0.0, EXTENT_M, (GATEWAYS, 2))
     points = []
     for _ in range(ROUTES):
@@ -64,18 +80,14 @@ def campaign(rng: np.random.Generator, samples: int, sensitivity_dbm: float) -> 
             position = np.clip(position + 40.0 * np.array([np.cos(heading), np.sin(heading)]), 0.0, EXTENT_M)
             points.append(position)
     tx = np.array(points)
-    # Shadowing: random Fourier features per gateway (correlation length ~300 m), sd 6 dB.
-    features = 40
-    frequency = rng.normal(0.0, 1.0 / 300.0, (GATEWAYS, features, 2))
-    phase = rng.uniform(0.0, 2 * np.pi, (GATEWAYS, features))
-    field = 6.0 * np.sqrt(2.0 / features) * np.cos(np.einsum("nd,skd->nsk", tx, frequency) + phase).sum(2)
+    field = shadowing_db(rng, tx, GATEWAYS)
     distance = np.maximum(np.linalg.norm(gateways[None] - tx[:, None], axis=2), 10.0)
     offsets = rng.normal(0.0, 3.0, GATEWAYS)
-    rss = (-30.0 + offsets - 35.0 * np.log10(distance) + field
+    rss = (-30.0 + offsets - 10.0 * EXPONENT * np.log10(distance) + field
            + rng.normal(0.0, 2.0, (len(tx), 1)) + rng.normal(0.0, 3.0, (len(tx), GATEWAYS)))
     heard = rss > sensitivity_dbm
     kept = heard.any(axis=1)
-    return gateways, tx[kept], rss[kept], heard[kept]
+    return gateways, tx[kept], rss[kept], heard[kept], field[kept]
 
 
 def as_samples(gateways: np.ndarray, tx: np.ndarray, rss: np.ndarray, heard: np.ndarray, way: str) -> SampleArrays:

@@ -118,6 +118,22 @@ def test_a_long_file_given_receivers_and_a_wide_one_without_are_told_which_they_
         read_measurements_lenient(wide_path, tmp_path / "nowhere.csv")
 
 
+def test_a_wide_tables_truth_under_other_names_is_named_in_the_error(tmp_path: Path) -> None:
+    wide = _wide().rename(columns={"tx_lat": "Latitude", "tx_lon": "longitude"})
+    # A receiver whose id looks like a coordinate column is a receiver, never offered for one
+    # (first in the file, where the hint would take it first).
+    wide.insert(0, "lat", wide.pop("gw-south"))
+    receivers = RECEIVERS.assign(receiver_id=["GW-North", "gw-east", "LAT"])
+    wide_path, _long_path, receivers_path = _files(tmp_path, wide, _long())
+    receivers.to_csv(receivers_path, index=False)
+    with pytest.raises(InputError) as refused:
+        read_measurements_lenient(wide_path, receivers_path)
+    assert str(refused.value) == (
+        "wide.csv: missing required column(s): tx_lat, tx_lon; "
+        "if the file means them, rename 'latitude' to 'tx_lat', 'longitude' to 'tx_lon'"
+    )
+
+
 def test_a_wide_table_too_large_is_refused_before_it_is_built() -> None:
     wide = _wide().astype(str).rename(columns=str.lower)  # as `read_long_frame` reads it
     with pytest.raises(InputError, match="4 transmissions x 3 receivers is more than 11 readings"):

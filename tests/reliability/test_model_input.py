@@ -22,6 +22,7 @@ import pytest
 
 from heimdall.export.area import WARN_ONE_RECEIVER, WARN_POSITION_OUTSIDE, WARN_RECEIVERS_OUTSIDE, TrainingArea
 from heimdall.export.localizer import WARN_UNKNOWN_RECEIVERS, Localizer, ModelFileError
+from heimdall.export.moved_receivers import WARN_RECEIVER_MOVED
 from heimdall.network import default_network
 from heimdall.serving.models import MeasurementRow, measurement_table
 
@@ -170,6 +171,18 @@ def test_a_receiver_the_model_does_not_know_is_flagged_and_named(trained, tmp_pa
     record = __import__("json").loads(typo.stdout.splitlines()[-1])["predictions"][0]
     assert record["warnings"] == [WARN_UNKNOWN_RECEIVERS] and np.isfinite(record["lat"])
     assert "1 receiver id(s) not in the model, counted as an unknown receiver: rx-misspelt" in typo.stderr
+
+
+def test_a_receiver_moved_since_training_is_flagged_and_named(trained, tmp_path: Path) -> None:  # noqa: ANN001
+    rows = _rows()
+    # One receiver about 330 m north of where the model's network has it, still in the area.
+    rows[2] = dict(rows[2], rx_lat=rows[2]["rx_lat"] + 0.003)
+    moved = _cli(trained.home, "localize", "--model", str(trained.bundle), "--json",
+                 "--measurements", str(_measurement_file(tmp_path / "moved.csv", rows)))
+    assert moved.returncode == 0, moved.stderr
+    record = __import__("json").loads(moved.stdout.splitlines()[-1])["predictions"][0]
+    assert record["warnings"] == [WARN_RECEIVER_MOVED] and np.isfinite(record["lat"])
+    assert f"listening away from where the model was trained with them ({rows[2]['receiver_id']} 333 m)" in moved.stderr
 
 
 def test_training_area_from_the_bundle_config(trained) -> None:  # noqa: ANN001

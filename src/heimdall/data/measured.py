@@ -35,6 +35,7 @@ __all__ = [
     "CARRIER_RANGE_HZ",
     "MeasuredSplitMode",
     "MOBILE_SPREAD_M",
+    "MOBILE_SUFFIX",
     "COLLISION_NUDGE_M",
     "MeasuredSamples",
     "network_from_measurements",
@@ -50,6 +51,8 @@ MeasuredSplitMode = Literal["random", "grid", "time"]
 
 #: A receiver whose positions stray further than this (metres) from their median is mobile.
 MOBILE_SPREAD_M = 25.0
+#: The end of a mobile receiver's name in the network `network_from_measurements` writes.
+MOBILE_SUFFIX = "(mobile)"
 #: Step (metres, eastward) by which a receiver colliding with another is moved in the network.
 COLLISION_NUDGE_M = 2.0 * MIN_RECEIVER_SEPARATION_M
 #: Collision warnings logged one by one; beyond this, one line with the count.
@@ -165,7 +168,7 @@ def network_from_measurements(
         receivers.append(
             Receiver(
                 receiver_id=str(receiver_id),
-                name=f"{receiver_id} (mobile)" if mobile else str(receiver_id),
+                name=f"{receiver_id} {MOBILE_SUFFIX}" if mobile else str(receiver_id),
                 lat_deg=lat,
                 lon_deg=lon,
                 alt_m=alt,

@@ -282,12 +282,18 @@ def read_long_file(path: Path, required: tuple[str, ...], receivers: Path | None
     if receivers is not None and not Path(receivers).is_file():
         raise NotFoundError(f"receivers file {receivers} not found")
     frame = read_long_frame(path)
+    offered = list(frame.columns)
     if receivers is not None:
         receivers = Path(receivers)
-        frame = wide_to_long(frame, read_long_frame(receivers), (path.name, receivers.name), MAX_ROWS)
+        wide = frame
+        frame = wide_to_long(wide, read_long_frame(receivers), (path.name, receivers.name), MAX_ROWS)
+        # The wide file's other columns (`latitude` meant for tx_lat) are not carried into
+        # the long rows, but the hint offers them; its receivers' columns it does not.
+        stations = {_column_key(x) for x in frame["receiver_id"].unique()}
+        offered = list(frame.columns) + [c for c in wide.columns if _column_key(c) not in stations]
     missing = [c for c in required if c not in frame.columns]
     if missing:
-        raise InputError(_missing_message(path.name, missing, list(frame.columns)))
+        raise InputError(_missing_message(path.name, missing, offered))
     _refuse_decimal_commas(path.name, frame)
     return frame
 

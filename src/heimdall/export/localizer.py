@@ -20,6 +20,7 @@ from heimdall.evaluation.calibration import GAUSSIAN_ELLIPSE95_SIGMAS, seconds_t
 from heimdall.evaluation.metrics import covariance_to_ellipse
 from heimdall.export.area import TrainingArea
 from heimdall.export.bundle import read_bundle_config
+from heimdall.export.moved_receivers import WARN_RECEIVER_MOVED, TrainingPositions
 from heimdall.export.onnx_export import OUTPUT_NAMES
 from heimdall.export.quantize import variant_file
 from heimdall.geo import ReferencePoint, local_to_ground
@@ -130,6 +131,7 @@ class Localizer:
         self.ellipse95_sigmas = float(measured) if measured else GAUSSIAN_ELLIPSE95_SIGMAS
         try:
             self.area = TrainingArea.from_config(self.config, self.reference_point)
+            self.training_positions = TrainingPositions.from_config(self.config, self.reference_point, self.station_ids)
         except HeimdallError as exc:
             raise InputError(f"{self.bundle_dir / 'config.yaml'}: invalid network ({exc})") from exc
 
@@ -170,7 +172,9 @@ class Localizer:
         With `check_area` (the default: what users see) inputs outside the training area
         and single-receiver samples are flagged and their ellipses widened
         (`TrainingArea.check`), and samples heard by a receiver the model does not know are
-        flagged (`WARN_UNKNOWN_RECEIVERS`); evaluation turns it off to score the model's own output.
+        flagged (`WARN_UNKNOWN_RECEIVERS`), as are samples a known fixed receiver listened to
+        from elsewhere than in training (`WARN_RECEIVER_MOVED`); evaluation turns it off to
+        score the model's own output.
         With `drift_correction` (the default) a radio map runs twice, the second time with
         each receiver's offset drift re-estimated from the batch taken out
         (`models.drift.station_corrections`); without it, once, on the readings as given.
@@ -217,6 +221,7 @@ class Localizer:
         if check_area:
             unknown = np.any(samples.heard & (samples.rx_id == UNKNOWN_STATION), axis=1)
             warnings = tuple(w + (WARN_UNKNOWN_RECEIVERS,) if unknown[i] else w for i, w in enumerate(warnings))
+            warnings = self._flag_moved_receivers(samples, warnings)
         lat, lon = local_to_ground(position_m[:, 0], position_m[:, 1], self.reference_point)
         major, minor, orientation = covariance_to_ellipse(covariance_m2)
         return Predictions(
@@ -232,6 +237,25 @@ class Localizer:
             out_of_area=out_of_area,
             ellipse95_sigmas=self.ellipse95_sigmas,
         )
+
+    def _flag_moved_receivers(
+        self, samples: SampleArrays, warnings: tuple[tuple[str, ...], ...]
+    ) -> tuple[tuple[str, ...], ...]:
+        """`warnings` with `WARN_RECEIVER_MOVED` added to each sample a fixed receiver listened
+        to from elsewhere than in training; the receivers and distances are logged once."""
+        if self.training_positions is None:
+            return warnings
+        moved, farthest = self.training_positions.moved(samples)
+        if not farthest:
+            return warnings
+        shown = ", ".join(f"{station} {distance_m:,.0f} m" for station, distance_m in sorted(farthest.items())[:5])
+        more = f" and {len(farthest) - 5} more" if len(farthest) > 5 else ""
+        log.warning(
+            "%d receiver(s) listening away from where the model was trained with them (%s%s): the model "
+            "knows them at their old places; train it again with them at the new ones",
+            len(farthest), shown, more,
+        )
+        return tuple(w + (WARN_RECEIVER_MOVED,) if moved[i] else w for i, w in enumerate(warnings))
 
     def _run(self, feeds_all: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """The graph over all samples in batches of `max_batch`: position, covariance, residuals."""

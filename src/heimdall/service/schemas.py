@@ -311,7 +311,8 @@ class LocalizeOut(BaseModel):
         default_factory=list,
         description="receivers_outside_training_area, position_outside_training_area, one_receiver_heard "
         "(the ellipse is widened for each); receivers_unknown_to_model (a heard receiver id the model "
-        "was not fitted with: a new receiver or a misspelt id)",
+        "was not fitted with: a new receiver or a misspelt id); receiver_moved_since_training (a fixed "
+        "receiver listening more than 25 m from where the model was trained with it)",
     )
     model: str
     geojson: dict[str, Any]

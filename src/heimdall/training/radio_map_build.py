@@ -28,6 +28,7 @@ from scipy.sparse import csr_matrix
 from scipy.spatial import cKDTree
 
 from heimdall.data.layout import SampleArrays
+from heimdall.data.measured import MOBILE_SPREAD_M
 from heimdall.errors import DataError
 from heimdall.evaluation.knn import fit_knn
 from heimdall.models.radio_map import RadioMapConfig, RadioMapNet
@@ -37,8 +38,6 @@ __all__ = [
     "apply_hyperparameters", "refit_radio_map", "MOBILE_SPREAD_M", "station_positions", "fill_absent_stations",
 ]
 
-#: A station whose receiver positions stray further than this (metres) from their median is mobile.
-MOBILE_SPREAD_M = 25.0
 #: Grid cells along the transmitters' larger extent.
 GRID_CELLS = 90
 #: Percentiles of the training transmitters' positions that bound the grid (before the margin).
