@@ -81,8 +81,8 @@ class TrainingPositions:
         (m)} of the moved stations), moved meaning further than `MOVED_RECEIVER_M`."""
         distance = self.distance_m(samples)
         moved = distance > MOVED_RECEIVER_M
-        farthest: dict[str, float] = {}
-        for n, r in zip(*np.nonzero(moved), strict=True):
-            station_id = self.station_ids[int(samples.rx_id[n, r])]
-            farthest[station_id] = max(farthest.get(station_id, 0.0), float(distance[n, r]))
-        return moved.any(axis=1), farthest
+        # Per station at once: a relocated gateway in a large file is thousands of readings.
+        station = samples.rx_id[moved]
+        far_m = np.zeros(len(self.station_ids))
+        np.maximum.at(far_m, station, distance[moved])
+        return moved.any(axis=1), {self.station_ids[s]: float(far_m[s]) for s in np.unique(station)}
