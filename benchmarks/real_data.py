@@ -11,6 +11,10 @@ The development protocol of real data (docs/REAL_DATA.md, "How to measure"). For
   `fit_radio_map` on all of the fold's training rows (what `export` deploys after its refit;
   the CLI path chooses hyperparameters on the import's train+val share first), predicted by
   the torch module with the runtime's re-estimation of drifted receiver offsets;
+  where its fit kept smoothing along tracks (`models.tracks`), the test rows are smoothed as
+  one batch, as `localize` does with a file of timestamped transmissions;
+- `model_single`: `model_direct`'s answers one by one, never smoothed along tracks (the same
+  fit, no second one): the paired comparison for the smoothing;
 - `knn`: kNN fingerprinting, k chosen on a random 15% of the training rows, then refitted
   on all of them;
 - `ml_offsets`: log-distance maximum likelihood with per-receiver offsets, fitted on the
@@ -75,7 +79,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # real_data_report.py 
 from real_data_report import markdown, summarise  # noqa: E402
 
 CLASSICAL = ("knn", "ml_offsets", "centroid")
-METHODS = ("model", "model_direct", *CLASSICAL)
+METHODS = ("model", "model_direct", "model_single", *CLASSICAL)
+MODELS = ("model", "model_direct", "model_single")
 #: Share of a fold's training rows on which kNN's k is chosen.
 KNN_VALIDATION_SHARE = 0.15
 
@@ -276,13 +281,14 @@ def model_fold(campaign: Campaign, train_index: np.ndarray, test_index: np.ndarr
 
 
 def model_direct_fold(campaign: Campaign, train_index: np.ndarray, test_index: np.ndarray) -> dict[str, Any]:
-    """The radio map fitted in-process on the training rows; two passes and the widening with
-    time as `Localizer.predict` runs them."""
+    """The radio map fitted in-process on the training rows; two passes, the widening with
+    time and the smoothing along tracks as `Localizer.predict` runs them (the answers one by
+    one under "single")."""
     import torch
 
     from heimdall.evaluation.calibration import seconds_to_nearest, time_widening_factor
-    from heimdall.evaluation.metrics import covariance_to_ellipse
     from heimdall.models.drift import corrected_rss
+    from heimdall.models.tracks import TrackModel, smooth_tracks
     from heimdall.data.sessions import session_index, shift_readings
     from heimdall.training.radio_map_fit import fit_radio_map
 
@@ -313,11 +319,29 @@ def model_direct_fold(campaign: Campaign, train_index: np.ndarray, test_index: n
     if test.timestamp_s is not None and train.timestamp_s is not None:
         gap_s = seconds_to_nearest(test.timestamp_s, train.timestamp_s)
         covariance = covariance * time_widening_factor(gap_s, hyper.time_widening, hyper.time_scale_s)[:, None, None]
-    lat, lon = local_to_ground(position[:, 0], position[:, 1], campaign.reference)
-    major, minor, orientation = covariance_to_ellipse(covariance)
+    single = _prediction(campaign, position, covariance, train_s, hyper.ellipse95_sigmas)
+    track = TrackModel.from_dict(hyper.track)
+    if track is not None and test.timestamp_s is not None:
+        widening = None
+        if track.time_widening > 0 and train.timestamp_s is not None:
+            gap_s = seconds_to_nearest(test.timestamp_s, train.timestamp_s)
+            widening = time_widening_factor(gap_s, track.time_widening, track.time_scale_s)
+        position, covariance, _ = smooth_tracks(position, covariance, test.timestamp_s, track, widening)
+    direct = _prediction(campaign, position, covariance, train_s, hyper.ellipse95_sigmas)
+    direct["single"] = single
+    return direct
+
+
+def _prediction(
+    campaign: Campaign, position_m: np.ndarray, covariance_m2: np.ndarray, train_s: float, region_sigmas: float
+) -> dict[str, Any]:
+    from heimdall.evaluation.metrics import covariance_to_ellipse
+
+    lat, lon = local_to_ground(position_m[:, 0], position_m[:, 1], campaign.reference)
+    major, minor, orientation = covariance_to_ellipse(covariance_m2)
     return {"lat": np.asarray(lat), "lon": np.asarray(lon), "train_s": train_s,
             "ellipse": {"sigma_major_m": major, "sigma_minor_m": minor, "orientation_deg": orientation,
-                        "ellipse95_sigmas": np.full(len(major), hyper.ellipse95_sigmas)}}
+                        "ellipse95_sigmas": np.full(len(major), region_sigmas)}}
 
 
 # --- the protocol ---------------------------------------------------------------------------
@@ -360,14 +384,18 @@ def run(
                 if test_drift_db > 0:
                     drift_rng = np.random.default_rng([seed, fold, 7])
                     fold_campaign = drifted(seed_campaign, test_index, test_drift_db, drift_rng)
-                classical = tuple(m for m in methods if m not in ("model", "model_direct"))
+                classical = tuple(m for m in methods if m not in MODELS)
                 predictions = classical_fold(fold_campaign, train_index, test_index, classical, seed)
                 if "model" in methods:
                     if key not in trained:
                         trained[key] = model_fold(fold_campaign, train_index, test_index)
                     predictions["model"] = trained[key]
-                if "model_direct" in methods:
-                    predictions["model_direct"] = model_direct_fold(fold_campaign, train_index, test_index)
+                if "model_direct" in methods or "model_single" in methods:
+                    direct = model_direct_fold(fold_campaign, train_index, test_index)
+                    if "model_direct" in methods:
+                        predictions["model_direct"] = direct
+                    if "model_single" in methods:
+                        predictions["model_single"] = direct["single"]
                 row: dict[str, Any] = {"mode": mode, "seed": seed, "fold": fold, "n_train": len(train_index),
                                        "n_test": len(test_index), "test_drift_db": test_drift_db,
                                        "session_drift_db": session_drift_db, "methods": {}}

@@ -206,6 +206,11 @@ def fit_table(fit: dict[str, float]) -> Table:
         table.add_row(scheme, "-" if median is None else fmt_m(median), f"{fit[f'cv_{scheme}_coverage_1sigma']:.3f}",
                       f"{fit[f'cv_{scheme}_coverage_2sigma']:.3f}", "-" if c95 is None else f"{c95:.3f}",
                       "-" if tail is None else f"{tail:.1f}")
+        if f"cv_{scheme}_smoothed_within_1sigma" in fit:
+            # The same transmissions smoothed along their tracks, as the runtime answers timestamped batches.
+            table.add_row(f"{scheme}, tracks", fmt_m(fit[f"cv_{scheme}_smoothed_median_m"]),
+                          f"{fit[f'cv_{scheme}_smoothed_within_1sigma']:.3f}",
+                          f"{fit[f'cv_{scheme}_smoothed_within_2sigma']:.3f}", "-", "-")
     return table
 
 

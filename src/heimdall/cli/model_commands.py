@@ -232,6 +232,11 @@ def localize(
         "--drift-correction/--no-drift-correction",
         help="Radio maps: re-estimate each receiver's offset drift from the whole file and localise again.",
     )] = True,
+    tracks: Annotated[bool, typer.Option(
+        "--tracks/--no-tracks",
+        help="Radio maps that keep a smoother: timestamped transmissions are smoothed along their track "
+             "(--no-tracks: each alone, e.g. for a file mixing several moving transmitters).",
+    )] = True,
 ) -> None:
     """Locate the transmitter of every sample in a measurement file."""
     from heimdall import pipelines
@@ -239,7 +244,7 @@ def localize(
     if (measurements is None) == (recordings is None):
         fail("give either --measurements FILE or --recordings DIR")
     result = pipelines.localize(context(), model, measurements, geojson=geojson, recordings=recordings,
-                                drift_correction=drift_correction, receivers=receivers)
+                                drift_correction=drift_correction, receivers=receivers, tracks=tracks)
 
     def render() -> None:
         # Semi-axes as "major x minor" in one unit: the 1-sigma and the 95% ellipse share the

@@ -101,6 +101,13 @@ def _training_lines(config: dict[str, Any]) -> list[str]:
             f"- ellipses of transmissions with a timestamp widen with the time since the nearest training one: "
             f"variance x (1 + {float(hyper['time_widening']):g} (1 - exp(-gap / {float(hyper['time_scale_s']):g} s)))"
         )
+    track = hyper.get("track") or {}
+    if track:
+        lines.append(
+            f"- timestamped transmissions localised in one batch are smoothed along their track (a transmitter "
+            f"moving at up to about {float(track['speed_mps']):g} m/s between them), as cross-fitting found it "
+            "pays on this campaign; without timestamps each is localised alone"
+        )
     table = hyper.get("session_offsets_db") or []
     if table:
         rms_db = float(np.sqrt(np.mean(np.square(table))))
@@ -131,6 +138,11 @@ def _radio_map_lines(hyper: dict[str, Any], cross_validation: dict[str, Any]) ->
         lines.append(f"- cross-fitted, {label}: " + (f"median {_fmt_m(median)}, " if median is not None else "")
                      + f"1-sigma / 2-sigma / 95% coverage {coverage}"
                      + (f"; tail ratio {tail:.1f} (a Gaussian's: 2)" if tail is not None else ""))
+        if f"cv_{scheme}_smoothed_within_1sigma" in cross_validation:
+            lines.append(f"- cross-fitted, {label}, smoothed along tracks: median "
+                         f"{_fmt_m(cross_validation[f'cv_{scheme}_smoothed_median_m'])}, 1-sigma / 2-sigma coverage "
+                         f"{cross_validation[f'cv_{scheme}_smoothed_within_1sigma']:.3f} / "
+                         f"{cross_validation[f'cv_{scheme}_smoothed_within_2sigma']:.3f}")
     return lines
 
 

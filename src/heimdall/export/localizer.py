@@ -25,6 +25,7 @@ from heimdall.export.onnx_export import OUTPUT_NAMES
 from heimdall.export.quantize import variant_file
 from heimdall.geo import ReferencePoint, local_to_ground
 from heimdall.models.drift import corrected_rss
+from heimdall.models.tracks import TrackModel, smooth_tracks
 
 __all__ = ["Localizer", "ModelFileError", "Predictions", "WARN_UNKNOWN_RECEIVERS"]
 
@@ -125,6 +126,8 @@ class Localizer:
         #: Receiver offsets per training session (`training.session_offsets`): starts (s), [K, S] dB.
         self.session_starts_s = np.asarray(hyper.get("session_starts_s") or [], dtype=np.float64)
         self.session_offsets_db = np.asarray(hyper.get("session_offsets_db") or [], dtype=np.float64)
+        #: The smoother of timestamped answers along tracks (`models.tracks`); None: one by one.
+        self.track = TrackModel.from_dict(hyper.get("track"))
         #: k of the 95% ellipse in sigmas, measured at training or export; bundles from
         #: before it was measured get a calibrated Gaussian's.
         measured = hyper.get("ellipse95_sigmas") or self.config.get("ellipse95_sigmas")
@@ -166,7 +169,9 @@ class Localizer:
             shutil.rmtree(staging, ignore_errors=True)
         return cls(target, reference=reference, variant=variant)
 
-    def predict(self, samples: SampleArrays, check_area: bool = True, drift_correction: bool = True) -> Predictions:
+    def predict(
+        self, samples: SampleArrays, check_area: bool = True, drift_correction: bool = True, tracks: bool = True,
+    ) -> Predictions:
         """Positions and ellipses of every sample.
 
         With `check_area` (the default: what users see) inputs outside the training area
@@ -179,7 +184,10 @@ class Localizer:
         each receiver's offset drift re-estimated from the batch taken out
         (`models.drift.station_corrections`); without it, once, on the readings as given.
         Samples with a timestamp (`timestamp_s`) get a radio map's widening with the time
-        since its nearest training transmission (`time_widening_factor`), evaluation included.
+        since its nearest training transmission (`time_widening_factor`), evaluation included,
+        and, where its fit kept one, its smoothing along tracks (`models.tracks.smooth_tracks`):
+        the batch's timestamped answers are then localised jointly, not one by one (`tracks=False`:
+        one by one, as for a batch mixing several moving transmitters).
         """
         if len(samples) == 0:
             raise InputError("no samples to localise")
@@ -213,6 +221,15 @@ class Localizer:
             # its cross-fitting measured for them; ones without a timestamp keep the graph's.
             gap_s = seconds_to_nearest(samples.timestamp_s, self.training_times_s)
             covariance_m2 = covariance_m2 * time_widening_factor(gap_s, *self.time_widening)[:, None, None]
+        if tracks and samples.timestamp_s is not None and self.track is not None:
+            # Transmissions seconds apart come from a transmitter that moved little in between:
+            # each answer is smoothed with its neighbours in time (`models.tracks`).
+            widening = None
+            if self.track.time_widening > 0 and self.training_times_s.size:
+                gap_s = seconds_to_nearest(samples.timestamp_s, self.training_times_s)
+                widening = time_widening_factor(gap_s, self.track.time_widening, self.track.time_scale_s)
+            position_m, covariance_m2, _ = smooth_tracks(position_m, covariance_m2, samples.timestamp_s, self.track,
+                                                         widening)
         warnings: tuple[tuple[str, ...], ...] = ((),) * len(samples)
         out_of_area = np.zeros(len(samples), dtype=bool)
         if check_area and self.area is not None:
@@ -269,11 +286,13 @@ class Localizer:
         joined = [np.concatenate(parts).astype(np.float64) for parts in outputs]
         return joined[0], joined[1], joined[2] if len(joined) > 2 else None
 
-    def localize_table(self, table: MeasurementTable, drift_correction: bool = True) -> tuple[list[str], Predictions]:
+    def localize_table(
+        self, table: MeasurementTable, drift_correction: bool = True, tracks: bool = True,
+    ) -> tuple[list[str], Predictions]:
         """Localise every sample of a measurement table; returns sample ids and predictions."""
         samples, sample_ids = table.to_samples(self.reference_point, self.station_ids)
         unknown = sorted(set(map(str, table.receiver_id)) - set(self.station_ids))
         if unknown:
             shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
             log.warning("%d receiver id(s) not in the model, counted as an unknown receiver: %s", len(unknown), shown)
-        return sample_ids, self.predict(samples, drift_correction=drift_correction)
+        return sample_ids, self.predict(samples, drift_correction=drift_correction, tracks=tracks)

@@ -80,14 +80,16 @@ def _refit_on_all_labels(
 
 def _training_times(meta: dict[str, Any], reader: DatasetReader, splits: tuple[str, ...]) -> dict[str, Any]:
     """`training_times_s`: the distinct timestamps (whole seconds, sorted) of the samples a
-    radio map was fitted on, which the runtime's widening with time measures queries from
-    (`Localizer`); empty where the map does not widen with time."""
+    radio map was fitted on, which the runtime's widening with time (of answers one by one or
+    smoothed along tracks) measures queries from (`Localizer`); empty where the map does not
+    widen with time."""
     import numpy as np
 
     from heimdall.pipelines.radio_map_training import labelled_samples
 
     hyper = meta.get("hyperparameters") or {}
-    if float(hyper.get("time_widening", 0.0)) <= 0 and not hyper.get("session_offsets_db"):
+    track_widening = float((hyper.get("track") or {}).get("time_widening", 0.0))
+    if float(hyper.get("time_widening", 0.0)) <= 0 and not hyper.get("session_offsets_db") and track_widening <= 0:
         return {}
     times = labelled_samples(reader, splits).timestamp_s
     known = np.unique(np.round(times[np.isfinite(times)])) if times is not None else np.zeros(0)

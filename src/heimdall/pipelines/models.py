@@ -292,11 +292,12 @@ def compare(
 
 def localize(
     ctx: Context, model: str, measurements: Path | None = None, geojson: bool = False, recordings: Path | None = None,
-    drift_correction: bool = True, receivers: Path | None = None,
+    drift_correction: bool = True, receivers: Path | None = None, tracks: bool = True,
 ) -> dict[str, Any]:
     """Positions and ellipses for every sample of a measurement file or of SigMF recordings.
 
-    `drift_correction=False` skips a radio map's second pass (`Localizer.predict`);
+    `drift_correction=False` skips a radio map's second pass and `tracks=False` its smoothing
+    along tracks (`Localizer.predict`);
     `receivers` (their positions) makes `measurements` a wide table (`data.wide_format`)."""
     if (measurements is None) == (recordings is None):
         raise InputError("give either --measurements FILE or --recordings DIR")
@@ -311,12 +312,12 @@ def localize(
     localizer, temporary = resolve_model(ctx, model)
     try:
         if table is not None:
-            sample_ids, predictions = localizer.localize_table(table, drift_correction=drift_correction)
+            sample_ids, predictions = localizer.localize_table(table, drift_correction=drift_correction, tracks=tracks)
         else:
             from heimdall.data.recordings import samples_from_recordings
 
             samples, sample_ids = samples_from_recordings(sets, localizer.reference_point, localizer.station_ids)
-            predictions = localizer.predict(samples, drift_correction=drift_correction)
+            predictions = localizer.predict(samples, drift_correction=drift_correction, tracks=tracks)
     finally:
         if temporary is not None:
             shutil.rmtree(temporary, ignore_errors=True)

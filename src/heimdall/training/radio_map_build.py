@@ -86,6 +86,9 @@ class RadioMapHyperparameters:
     #: of a query's sent within that session; empty: one offset per receiver throughout.
     session_starts_s: tuple[float, ...] = field(default=(), repr=False)
     session_offsets_db: tuple[tuple[float, ...], ...] = field(default=(), repr=False)
+    #: The smoother of timestamped answers along tracks (`models.tracks.TrackModel.to_dict`);
+    #: empty: answers one by one.
+    track: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

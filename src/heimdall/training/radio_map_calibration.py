@@ -42,6 +42,9 @@ class EllipseCalibration:
     floor_m: float
     scale: float
     mahalanobis_sq: np.ndarray  # [N], in the order of the held-out terms given
+    #: Each held-out truth minus its answer [N,2] (m) and the calibrated covariance [N,2,2] (m^2).
+    delta_m: np.ndarray | None = None
+    covariance_m2: np.ndarray | None = None
 
 
 def novelty_factor(nearest_db: np.ndarray, novelty_db: float) -> np.ndarray:
@@ -113,8 +116,9 @@ def calibrate_ellipses(
                 best_covariances, best_widening = covariances, widening
     assert best is not None
     _, factor, novelty_db, floor, scale = best
-    d2 = mahalanobis_sq(deltas, floored_covariance(best_covariances, floor, step_m, best_widening)) / scale
-    return EllipseCalibration(temperature * factor, novelty_db, floor, scale, d2)
+    calibrated = floored_covariance(best_covariances, floor, step_m, best_widening) * scale
+    d2 = mahalanobis_sq(deltas, calibrated)
+    return EllipseCalibration(temperature * factor, novelty_db, floor, scale, d2, deltas, calibrated)
 
 
 def coverage_misfit(mahalanobis_sq: np.ndarray, groups: np.ndarray) -> float:

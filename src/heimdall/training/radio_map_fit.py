@@ -21,6 +21,9 @@
    and the covariance widens with the time since the nearest training transmission
    (`calibrate_time_widening`: a query amid the campaign keeps the calibrated ellipse, a
    later one gets the widening the held-out gaps called for).
+5. Smoothing along tracks, where every sample has a timestamp: kept only if smoothing each
+   fold's held-out transmissions as one batch lowers the combined out-of-fold median, then
+   its ellipses calibrated on the same batches (`training.track_calibration`).
 
 All distances in metres, powers in dB.
 """
@@ -39,6 +42,7 @@ from heimdall.errors import DataError
 from heimdall.evaluation.calibration import ellipse95_sigmas, seconds_to_nearest, tail_ratio, time_widening_factor
 from heimdall.memory import reuse_freed_memory
 from heimdall.models.radio_map import RadioMapNet
+from heimdall.models.tracks import TrackModel
 from heimdall.training.cross_fitting import CROSS_FOLDS, combined_median_m, cross_fitting_folds, cross_fitting_schemes
 from heimdall.training.radio_map_build import (
     RadioMapHyperparameters,
@@ -64,6 +68,7 @@ from heimdall.training.radio_map_heldout import (
 )
 from heimdall.training.radio_map_readings import choose_readings
 from heimdall.training.session_offsets import fit_session_offsets, session_starts
+from heimdall.training.track_calibration import HeldOutBatch, calibrate_tracks
 
 __all__ = [
     "RadioMapHyperparameters", "RadioMapFit", "fit_radio_map", "build_radio_map", "refit_radio_map",
@@ -239,6 +244,7 @@ def _fit_radio_map(
         (si, second_pass_terms(apply_hyperparameters(net, settings), samples.select(test_index), key))
         for si, s in enumerate(schemes) for net, test_index in zip(nets[s][li], tests[s], strict=True)
     ]
+    held_index = [test_index for s in schemes for test_index in tests[s]]
     nets.clear()
     calibration = calibrate_ellipses([h for _, h in held_best], [si for si, _ in held_best], key, weight,
                                      temperature, float(map_grid(tx)[1]), point_mass)
@@ -251,6 +257,22 @@ def _fit_radio_map(
     # make it more than a Gaussian's 2.45 sigma (April folds: 3.4 to 9.4), which one scale of
     # the 1-/2-sigma ellipse cannot say.
     region_sigmas = ellipse95_sigmas(radius_sq, groups)
+    tracks = None
+    if "time" in schemes:
+        # Step 5: every sample has a timestamp; smoothing along tracks, if it pays (`training.track_calibration`).
+        covariance = calibration.covariance_m2 * time_widening_factor(held_gap_s, time_widening, time_scale_s)[:, None, None]
+        bounds = np.cumsum([0] + [len(h.truth_m) for _, h in held_best])
+        batches = [
+            HeldOutBatch(schemes[si], h.truth_m - calibration.delta_m[a:b], covariance[a:b], times[index], h.truth_m,
+                         held_gap_s[a:b])
+            for (si, h), index, a, b in zip(held_best, held_index, bounds[:-1], bounds[1:], strict=True)
+        ]
+        tracks = calibrate_tracks(TrackModel.for_training(times, tx), batches)
+        if tracks.model is not None:
+            # The 95% ellipse holds for the smoothed answers too (one k for both).
+            track_groups = len(schemes) + np.asarray([schemes.index(s) for s in tracks.schemes])
+            region_sigmas = ellipse95_sigmas(np.concatenate([radius_sq, tracks.mahalanobis_sq]),
+                                             np.concatenate([groups, track_groups]))
     hyper = RadioMapHyperparameters(
         length_scale_m=lengths[li],
         fingerprint_bandwidth_db=key[0],
@@ -267,6 +289,7 @@ def _fit_radio_map(
         time_widening=time_widening,
         time_scale_s=time_scale_s,
         ellipse95_sigmas=region_sigmas,
+        track={} if tracks is None or tracks.model is None else tracks.model.to_dict(),
     )
     net = build_radio_map(samples, num_stations, hyper.length_scale_m, mobile=mobile, fill_absent=fill,
                           path_loss_exponent=exponent)
@@ -282,5 +305,11 @@ def _fit_radio_map(
             report[f"cv_{scheme}_coverage_95"] = float(np.mean(part <= region_sigmas**2))
             if np.isfinite(part).sum() >= 10:
                 report[f"cv_{scheme}_tail_ratio"] = tail_ratio(part)
+    for scheme, (_, smoothed_m) in ({} if tracks is None else tracks.medians_m).items():
+        report[f"cv_{scheme}_smoothed_median_m"] = smoothed_m
+        part = tracks.mahalanobis_sq[tracks.schemes == scheme] if tracks.model is not None else np.zeros(0)
+        if len(part):
+            report[f"cv_{scheme}_smoothed_within_1sigma"] = float(np.mean(part <= 1.0))
+            report[f"cv_{scheme}_smoothed_within_2sigma"] = float(np.mean(part <= 4.0))
     log.info("radio map: %s; out-of-fold medians and calibrated coverage %s", hyper, report)
     return RadioMapFit(net=net, hyperparameters=hyper, cross_validation=report)

@@ -1,0 +1,307 @@
+"""Track smoothing: a batch of timestamped transmissions localised jointly along time.
+
+A transmitter cannot jump across town between two transmissions seconds apart. Where the
+transmissions of a batch carry timestamps, each answer (position and covariance) is taken as
+a noisy measurement of where the transmitter was, and a hidden-Markov smoother over a grid
+combines it with the answers just before and after:
+
+- measurement: (1 - e) N(answer, covariance) + e uniform over the grid, e the share of
+  answers that are confidently wrong (`TrackModel.outlier_share`);
+- motion between two transmissions dt seconds apart: with probability exp(-dt / tau) the
+  same transmitter moved by a 2-D Gaussian of per-axis sigma(dt) = v dt / sqrt(1 + dt / T)
+  (straight lines over short gaps, a random walk over long ones); otherwise anywhere on the
+  grid (another transmitter, or the same one much later).
+
+v, T and tau are fitted by maximum likelihood on the training transmissions' own tracks
+(`fit_motion`). The smoothed answer is the geometric median of
+each transmission's marginal posterior, its covariance the posterior's second moment about it
+times a scale. Not yet part of the runtime: `benchmarks/real_data.py --track-smoothing`
+measures it (docs/REAL_DATA_EXPERIMENTS.md, "Smoothing along tracks"); the fit does not yet
+decide on it or calibrate its scale. Distances in metres, times in seconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from scipy.ndimage import gaussian_filter
+
+__all__ = [
+    "SMOOTHING_SPEED_FACTOR", "MotionModel", "TrackModel", "crowding", "fit_motion", "motion_sigma_m", "smooth_tracks",
+    "smooth_tracks_for",
+]
+
+#: Grid cells per side of a segment's smoothing grid at most (memory: cells^2 per transmission).
+MAX_CELLS_PER_SIDE = 64
+#: Finest grid step (m).
+MIN_CELL_M = 5.0
+#: A gap with a jump probability above this splits the batch into independent segments.
+SEGMENT_JUMP_PROBABILITY = 0.999
+#: Transmissions apart in time order whose pairs `fit_motion` scores (lags 1..N).
+MOTION_LAGS = 8
+SPEEDS_MPS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
+BALLISTIC_S = (5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 1.0e9)
+JUMP_S = (1.0, 4.0, 15.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 1.0e9)
+#: The smoother's speed over the fitted one: the motion it assumes must also absorb answers
+#: whose error moves between transmissions. On the April folds (seed 0, 5 folds each) 2x the
+#: fitted speed gave grid / time / random medians 138 / 196 / 59 m, 1x 134 / 227 / 65 m
+#: (as localised one by one: 162 / 234 / 60 m).
+SMOOTHING_SPEED_FACTOR = 2.0
+
+
+@dataclass(frozen=True)
+class MotionModel:
+    """How far a transmitter moves between transmissions: v (m/s), T (s), tau (s)."""
+
+    speed_mps: float
+    ballistic_s: float
+    jump_s: float
+
+    def sigma_m(self, gap_s: np.ndarray | float) -> np.ndarray:
+        return motion_sigma_m(np.asarray(gap_s, dtype=np.float64), self.speed_mps, self.ballistic_s)
+
+    def jump_probability(self, gap_s: np.ndarray | float) -> np.ndarray:
+        return -np.expm1(-np.asarray(gap_s, dtype=np.float64) / self.jump_s)
+
+
+@dataclass(frozen=True)
+class TrackModel:
+    """A fitted motion model with the smoother's measurement settings and its ellipses' calibration:
+    the correlation time tau_c (s) of `crowding` (0: answers independent), a scale, and the
+    widening (a, g0 s) with the time since the nearest training transmission."""
+
+    motion: MotionModel
+    outlier_share: float = 0.1
+    covariance_scale: float = 1.0
+    correlation_s: float = 0.0
+    time_widening: float = 0.0
+    time_scale_s: float = 0.0
+
+    def to_dict(self) -> dict[str, float]:
+        return {**asdict(self.motion), **{k: v for k, v in asdict(self).items() if k != "motion"}}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any] | None) -> TrackModel | None:
+        """The model a bundle's config stores (`to_dict`); None where it stores none."""
+        if not values:
+            return None
+        motion = MotionModel(float(values["speed_mps"]), float(values["ballistic_s"]), float(values["jump_s"]))
+        return cls(motion, float(values["outlier_share"]), float(values["covariance_scale"]),
+                   float(values.get("correlation_s", 0.0)), float(values.get("time_widening", 0.0)),
+                   float(values.get("time_scale_s", 0.0)))
+
+    @classmethod
+    def for_training(cls, times_s: np.ndarray, position_m: np.ndarray) -> TrackModel | None:
+        """The smoother for a campaign: its fitted motion (`fit_motion`) at
+        `SMOOTHING_SPEED_FACTOR` times the speed, scale 1; None where the motion cannot be fitted."""
+        motion = fit_motion(times_s, position_m)
+        if motion is None:
+            return None
+        return cls(MotionModel(motion.speed_mps * SMOOTHING_SPEED_FACTOR, motion.ballistic_s, motion.jump_s))
+
+
+def motion_sigma_m(gap_s: np.ndarray, speed_mps: float, ballistic_s: float) -> np.ndarray:
+    """Per-axis sigma (m) of the move over `gap_s`: v dt / sqrt(1 + dt / T)."""
+    return speed_mps * gap_s / np.sqrt(1.0 + gap_s / ballistic_s)
+
+
+def fit_motion(times_s: np.ndarray, position_m: np.ndarray) -> MotionModel | None:
+    """Maximum-likelihood (v, T, tau) over a grid, from pairs of transmissions 1..`MOTION_LAGS`
+    apart in time order; None with fewer than 10 timestamped pairs.
+
+    A pair dt apart at distance d scores (1 - p) Rayleigh(d; sigma(dt)) + p f(d), p = 1 -
+    exp(-dt / tau), f the density of the distance between two of the campaign's positions
+    taken apart in time (half the campaign apart: a transmission from anywhere it went).
+    """
+    known = np.isfinite(times_s)
+    order = np.argsort(times_s[known], kind="stable")
+    t, xy = times_s[known][order], position_m[known][order]
+    if len(t) < 11:
+        return None
+    gaps, dists = [], []
+    for lag in range(1, min(MOTION_LAGS, len(t) - 1) + 1):
+        gaps.append(t[lag:] - t[:-lag])
+        dists.append(np.linalg.norm(xy[lag:] - xy[:-lag], axis=1))
+    gap, dist = np.concatenate(gaps), np.concatenate(dists)
+    keep = gap > 0
+    gap, dist = gap[keep], np.maximum(dist[keep], 1.0)
+    if len(gap) < 10:
+        return None
+    far = _far_density(np.linalg.norm(xy - np.roll(xy, len(xy) // 2, axis=0), axis=1), dist)
+    best: tuple[float, MotionModel] | None = None
+    for speed in SPEEDS_MPS:
+        for ballistic in BALLISTIC_S:
+            sigma2 = motion_sigma_m(gap, speed, ballistic) ** 2
+            near = dist / sigma2 * np.exp(-0.5 * dist * dist / sigma2)
+            for jump in JUMP_S:
+                p = -np.expm1(-gap / jump)
+                log_likelihood = float(np.sum(np.log((1.0 - p) * near + p * far + 1e-300)))
+                if best is None or log_likelihood > best[0]:
+                    best = (log_likelihood, MotionModel(speed, ballistic, jump))
+    assert best is not None
+    return best[1]
+
+
+def _far_density(apart_m: np.ndarray, distance_m: np.ndarray, bins: int = 30) -> np.ndarray:
+    """Density (1/m) at `distance_m` of the distances `apart_m`, a histogram floored so that no
+    distance is impossible."""
+    top = max(float(apart_m.max()), float(distance_m.max()), 1.0) * (1.0 + 1e-9)
+    counts, edges = np.histogram(apart_m, bins=bins, range=(0.0, top))
+    density = (counts + 0.5) / ((len(apart_m) + 0.5 * bins) * (edges[1] - edges[0]))
+    return density[np.minimum((distance_m / (edges[1] - edges[0])).astype(int), bins - 1)]
+
+
+def _segment_bounds(position_m: np.ndarray, covariance_m2: np.ndarray) -> tuple[np.ndarray, float, int, int]:
+    """Lower-left corner (m), step (m) and cells (columns, rows) of a segment's grid: its answers
+    with three median sigmas around them (a few very wide ellipses must not coarsen the grid:
+    their mass beyond it carries no information anyway)."""
+    reach = 3.0 * float(np.median(np.sqrt(np.maximum(np.linalg.eigvalsh(covariance_m2)[:, -1], 1.0))))
+    low = position_m.min(axis=0) - reach
+    high = position_m.max(axis=0) + reach
+    step = max(float((high - low).max()) / (MAX_CELLS_PER_SIDE - 1), MIN_CELL_M)
+    cols, rows = (np.floor((high - low) / step).astype(int) + 1).tolist()
+    return low, step, cols, rows
+
+
+def crowding(times_s: np.ndarray, correlation_s: float) -> np.ndarray:
+    """sum_j exp(-|t_i - t_j| / tau_c) over a time-ordered segment (1 for a lone answer): how many
+    answers share each one's error, answers tau_c apart sharing it by 1/e. O(n) by two recursions."""
+    n = len(times_s)
+    if correlation_s <= 0 or n == 0:
+        return np.ones(n)
+    decay = np.exp(-np.diff(times_s) / correlation_s)
+    before, after = np.zeros(n), np.zeros(n)
+    for i in range(1, n):
+        before[i] = decay[i - 1] * (1.0 + before[i - 1])
+    for i in range(n - 2, -1, -1):
+        after[i] = decay[i] * (1.0 + after[i + 1])
+    return 1.0 + before + after
+
+
+class _SegmentGrid:
+    """One time-ordered segment's smoothing grid and its forward-backward passes."""
+
+    def __init__(self, position_m: np.ndarray, covariance_m2: np.ndarray, times_s: np.ndarray, model: TrackModel):
+        self.position_m, self.covariance_m2, self.times_s, self.model = position_m, covariance_m2, times_s, model
+        low, self.step, cols, rows = _segment_bounds(position_m, covariance_m2)
+        self.grid_e, self.grid_n = np.meshgrid(low[0] + self.step * np.arange(cols), low[1] + self.step * np.arange(rows))
+        self.points = np.stack([self.grid_e.ravel(), self.grid_n.ravel()], axis=1)
+
+    def _moved(self, p: np.ndarray, gap_s: float) -> np.ndarray:
+        """The state `p` after `gap_s` of motion: blurred, or anywhere with the jump probability."""
+        sigma_cells = float(self.model.motion.sigma_m(gap_s)) / self.step
+        blurred = gaussian_filter(p, sigma_cells, mode="constant", truncate=3.0) if sigma_cells > 0.05 else p
+        blurred = blurred * (p.sum() / max(float(blurred.sum()), 1e-300))
+        jump = float(self.model.motion.jump_probability(gap_s))
+        return (1.0 - jump) * blurred + jump * p.sum() / p.size
+
+    def smooth(self, inflation: np.ndarray, center_m: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Forward-backward with each answer's covariance times `inflation` [n]: the marginals'
+        geometric medians [n,2] (m; `center_m` [n,2] instead where given) and second moments
+        about them [n,2,2] (m^2)."""
+        covariance = self.covariance_m2 * inflation[:, None, None]
+        inverse = np.linalg.inv(covariance)
+        norm = self.step * self.step / (2.0 * np.pi * np.sqrt(np.linalg.det(covariance)))
+        share, cells = self.model.outlier_share, self.grid_e.size
+        n, times = len(self.times_s), self.times_s
+
+        def likelihood(i: int) -> np.ndarray:
+            de, dn = self.grid_e - self.position_m[i, 0], self.grid_n - self.position_m[i, 1]
+            m2 = inverse[i, 0, 0] * de * de + 2.0 * inverse[i, 0, 1] * de * dn + inverse[i, 1, 1] * dn * dn
+            return (1.0 - share) * norm[i] * np.exp(-0.5 * m2) + share / cells
+
+        forward = np.empty((n, *self.grid_e.shape), dtype=np.float32)
+        state = np.full(self.grid_e.shape, 1.0 / cells)
+        for i in range(n):
+            if i > 0:
+                state = self._moved(forward[i - 1].astype(np.float64), times[i] - times[i - 1])
+            state = state * likelihood(i)
+            forward[i] = state / state.sum()
+        out_position, out_covariance = np.empty((n, 2)), np.empty((n, 2, 2))
+        backward = np.ones(self.grid_e.shape)
+        for i in range(n - 1, -1, -1):
+            if i < n - 1:
+                message = backward * likelihood(i + 1)
+                backward = self._moved(message / message.sum(), times[i + 1] - times[i])
+                backward = backward / backward.sum()
+            weights = (forward[i] * backward).ravel()
+            center = None if center_m is None else center_m[i]
+            out_position[i], out_covariance[i] = _median_and_spread(weights / weights.sum(), self.points, center)
+        return out_position, out_covariance + self.step * self.step / 12.0 * np.eye(2)
+
+
+def _median_and_spread(
+    weights: np.ndarray, points: np.ndarray, center: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Geometric median of a weighted point set (Weiszfeld; `center` instead where given) and
+    the second moment about it."""
+    if center is None:
+        # Cells under 1e-7 of the mass (4,096 of them hold under 0.05% together) cannot move it.
+        heavy = weights > 1.0e-7
+        w, p = weights[heavy], points[heavy]
+        center = w @ p / w.sum()
+        for _ in range(10):
+            offset = p - center
+            inverse_distance = w / np.maximum(np.sqrt(np.einsum("ci,ci->c", offset, offset)), 1.0)
+            center = inverse_distance @ p / inverse_distance.sum()
+    spread = points - center
+    return center, np.einsum("c,ci,cj->ij", weights, spread, spread)
+
+
+def smooth_tracks_for(
+    position_m: np.ndarray, covariance_m2: np.ndarray, times_s: np.ndarray, model: TrackModel,
+    correlations_s: tuple[float, ...],
+) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+    """`smooth_tracks` before its scale and widening, with the spread of each correlation time
+    in `correlations_s`: positions [N,2], one covariance array [N,2,2] per correlation time,
+    and which answers were smoothed [N]."""
+    position_m = np.asarray(position_m, dtype=np.float64)
+    covariance_m2 = np.asarray(covariance_m2, dtype=np.float64)
+    out_position = position_m.copy()
+    out_covariances = [covariance_m2.copy() for _ in correlations_s]
+    smoothed = np.zeros(len(position_m), dtype=bool)
+    known = np.flatnonzero(np.isfinite(times_s))
+    if known.size == 0:
+        return out_position, out_covariances, smoothed
+    order = known[np.argsort(times_s[known], kind="stable")]
+    gaps = np.diff(times_s[order])
+    splits = np.flatnonzero(model.motion.jump_probability(gaps) > SEGMENT_JUMP_PROBABILITY) + 1
+    for segment in np.split(order, splits):
+        if len(segment) < 2:
+            continue  # nothing to smooth with: the answer stands
+        times = times_s[segment]
+        grid = _SegmentGrid(position_m[segment], covariance_m2[segment], times, model)
+        # The answer: every transmission as its own evidence.
+        out_position[segment], plain = grid.smooth(np.ones(len(segment)))
+        for out, correlation_s in zip(out_covariances, correlations_s, strict=True):
+            # The ellipse, about that answer: answers seconds apart share their errors (the same
+            # readings, the same confusion with another place), so each counts 1/crowding of one.
+            out[segment] = plain if correlation_s <= 0 else grid.smooth(crowding(times, correlation_s),
+                                                                         out_position[segment])[1]
+        smoothed[segment] = True
+    return out_position, out_covariances, smoothed
+
+
+def smooth_tracks(
+    position_m: np.ndarray, covariance_m2: np.ndarray, times_s: np.ndarray, model: TrackModel,
+    widening: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each timestamped answer smoothed with its neighbours in time.
+
+    Returns positions [N,2] (m), covariances [N,2,2] (m^2) and which answers were smoothed [N]
+    (bool). A smoothed covariance is the spread of the smoother run with correlated answers
+    counted once (`TrackModel.correlation_s`), times `covariance_scale` and times `widening`
+    [N] where given (the runtime's: `evaluation.calibration.time_widening_factor` of the time
+    since the nearest training transmission, with the model's (a, g0)). Answers without a finite timestamp, or alone in their segment, come
+    back as given; gaps where the transmitter may well have jumped
+    (`SEGMENT_JUMP_PROBABILITY`) split the batch into independent segments.
+    """
+    position, (covariance,), smoothed = smooth_tracks_for(position_m, covariance_m2, times_s, model,
+                                                         (model.correlation_s,))
+    factor = np.full(len(position), model.covariance_scale)
+    if widening is not None:
+        factor = factor * np.asarray(widening, dtype=np.float64)
+    covariance = np.where(smoothed[:, None, None], covariance * factor[:, None, None], covariance)
+    return position, covariance, smoothed
