@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from heimdall.models.tracks import MotionModel, TrackModel, crowding, fit_motion, smooth_tracks
+from heimdall.models.tracks import MotionModel, TrackModel, crowding, disagreement, fit_motion, smooth_tracks
 from heimdall.training.track_calibration import HeldOutBatch, calibrate_tracks
 
 STEP_S = 4.0
@@ -124,8 +124,11 @@ def test_the_fit_keeps_smoothing_only_where_it_pays_and_calibrates_its_ellipses(
 
 def test_a_track_model_round_trips_through_a_bundle_config() -> None:
     model = TrackModel(MotionModel(8.0, 30.0, 600.0), outlier_share=0.1, covariance_scale=1.7, correlation_s=16.0,
-                       time_widening=2.0, time_scale_s=300.0)
+                       time_widening=2.0, time_scale_s=300.0, disagreement_window_s=60.0)
     assert TrackModel.from_dict(model.to_dict()) == model
+    # A bundle stored before the widening by disagreement reads back without it.
+    older = {k: v for k, v in model.to_dict().items() if k != "disagreement_window_s"}
+    assert TrackModel.from_dict(older).disagreement_window_s == 0.0
     assert TrackModel.from_dict({}) is None and TrackModel.from_dict(None) is None
 
 
@@ -175,3 +178,44 @@ def test_the_fit_widens_the_smoothed_ellipses_of_answers_later_than_training() -
     for scheme in ("random", "time"):
         part = kept.mahalanobis_sq[kept.schemes == scheme]
         assert abs(np.mean(part <= 1.0) - 0.393) < 0.1 and abs(np.mean(part <= 4.0) - 0.865) < 0.1
+
+
+def test_disagreement_averages_the_answers_strays_from_the_track_over_the_window() -> None:
+    rng = np.random.default_rng(10)
+    times = np.sort(rng.uniform(0.0, 900.0, 60))
+    track = rng.normal(0.0, 100.0, (60, 2))
+    sigma_m = rng.uniform(20.0, 80.0, 60)
+    covariance = sigma_m[:, None, None] ** 2 * np.eye(2)
+    answers = track + rng.normal(0.0, 1.0, (60, 2)) * sigma_m[:, None] * 3.0
+    stray_sq = np.sum((answers - track) ** 2, axis=1) / sigma_m**2
+    weight = np.exp(-np.abs(times[:, None] - times[None, :]) / 60.0)
+    np.testing.assert_allclose(disagreement(answers, covariance, track, times, 60.0),
+                               1.0 + weight @ stray_sq / weight.sum(axis=1), rtol=1e-9)
+    # Answers three sigmas off their track on average: E[stray^2] = 2 x 9 = 18.
+    assert 10.0 < np.median(disagreement(answers, covariance, track, times, 60.0)) < 30.0
+    np.testing.assert_array_equal(disagreement(answers, covariance, track, times, 0.0), np.ones(60))
+
+
+def test_a_stretch_whose_answers_scatter_more_than_they_claim_gets_wider_ellipses() -> None:
+    rng = np.random.default_rng(11)
+    times, truth = _drive(120, 2.0, rng)
+    answers, covariance = _answers(truth, 40.0, rng)
+    # The second half: the map confuses places there, its answers miss by 4x what they claim.
+    answers[60:] = truth[60:] + rng.normal(0.0, 160.0, (60, 2))
+    motion = MotionModel(4.0, 60.0, 1.0e9)
+    plain = smooth_tracks(answers, covariance, times, TrackModel(motion))
+    widened = smooth_tracks(answers, covariance, times, TrackModel(motion, disagreement_window_s=60.0))
+    np.testing.assert_array_equal(plain[0], widened[0])  # the answers do not move
+    ratio = widened[1][:, 0, 0] / plain[1][:, 0, 0]
+    # Away from the boundary (several windows from it), each stretch is widened by 1 + its
+    # mean stray: about 1 + 2 where the ellipses were right, about 1 + 2 x 16 where they were not.
+    assert np.median(ratio[:40]) < 6.0
+    assert np.median(ratio[80:]) > 3.0 * np.median(ratio[:40])
+    # So the confused stretch's truths fall inside its 1-sigma ellipses about as often as the
+    # other's (1.0 / 0.725 here, unscaled), where without the widening they did not (0.825 / 0.3).
+    def inside_1sigma(answer: tuple[np.ndarray, ...], part: slice) -> float:
+        delta = truth[part] - answer[0][part]
+        return float(np.mean(np.einsum("ni,nij,nj->n", delta, np.linalg.inv(answer[1][part]), delta) <= 1.0))
+
+    assert inside_1sigma(plain, slice(0, 40)) - inside_1sigma(plain, slice(80, 120)) > 0.4
+    assert inside_1sigma(widened, slice(0, 40)) - inside_1sigma(widened, slice(80, 120)) < 0.3

@@ -105,8 +105,9 @@ def test_import_train_evaluate_powder(home: Path, tmp_path: Path) -> None:
     # is worth less against its neighbours (its ellipse one by one is wider), and the
     # smoothed ellipses widen too.
     track = config["hyperparameters"]["track"]
-    assert track["speed_mps"] > 0 and track["covariance_scale"] > 0
-    assert "smoothed along their track" in (Path(exported["bundle"]) / "README.md").read_text()
+    assert track["speed_mps"] > 0 and track["covariance_scale"] > 0 and track["disagreement_window_s"] == 60.0
+    card = (Path(exported["bundle"]) / "README.md").read_text()
+    assert "smoothed along their track" in card and "stray from the track" in card
     tracked_now = _json(["localize", "--model", exported["bundle"], "--measurements", str(tmp_path / "test.csv")])
     tracked_later = _json(["localize", "--model", exported["bundle"], "--measurements", str(tmp_path / "later.csv")])
     sigma = {name: np.median([p["sigma_major_m"] for p in out["predictions"]])

@@ -134,7 +134,7 @@ def test_the_runtime_smooths_timestamped_transmissions_along_their_track(tmp_pat
     rng = np.random.default_rng(14)
     train = _samples(rng.uniform(0.0, EXTENT_M, size=(300, 2)), rng, noise_db=6.0)
     export_onnx(build_radio_map(train, STATIONS, EXTENT_M / 60.0), tmp_path / "model.onnx")
-    track = TrackModel(MotionModel(speed_mps=4.0, ballistic_s=60.0, jump_s=3600.0))
+    track = TrackModel(MotionModel(speed_mps=4.0, ballistic_s=60.0, jump_s=3600.0), disagreement_window_s=60.0)
     config = {
         "name": "test", "version": 1, "reference_point": {"lat_deg": 45.0, "lon_deg": 9.0, "alt_m": 0.0},
         "station_ids": [f"s{i}" for i in range(STATIONS)], "max_batch": 16,
@@ -161,3 +161,4 @@ def test_the_runtime_smooths_timestamped_transmissions_along_their_track(tmp_pat
     card = model_card({**config, "hyperparameters": {"track": track.to_dict()}, "network": {"name": "n",
                        "frequency_hz": 462.7e6}, "dataset_kind": "measured"}, {})
     assert "smoothed along their track (a transmitter moving at up to about 4 m/s" in card
+    assert "stray from the track more than their own ellipses allow (averaged over 60 s)" in card

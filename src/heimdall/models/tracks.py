@@ -14,10 +14,10 @@ combines it with the answers just before and after:
 
 v, T and tau are fitted by maximum likelihood on the training transmissions' own tracks
 (`fit_motion`). The smoothed answer is the geometric median of
-each transmission's marginal posterior, its covariance the posterior's second moment about it
-times a scale. Not yet part of the runtime: `benchmarks/real_data.py --track-smoothing`
-measures it (docs/REAL_DATA_EXPERIMENTS.md, "Smoothing along tracks"); the fit does not yet
-decide on it or calibrate its scale. Distances in metres, times in seconds.
+each transmission's marginal posterior; its covariance the posterior's second moment about it,
+widened where the answers around it in time stray from the smoothed track by more than their
+own ellipses allow (`disagreement`), times a scale that `training.track_calibration` fits on
+held-out answers. Distances in metres, times in seconds.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ import numpy as np
 from scipy.ndimage import gaussian_filter
 
 __all__ = [
-    "SMOOTHING_SPEED_FACTOR", "MotionModel", "TrackModel", "crowding", "fit_motion", "motion_sigma_m", "smooth_tracks",
-    "smooth_tracks_for",
+    "DISAGREEMENT_WINDOW_S", "SMOOTHING_SPEED_FACTOR", "MotionModel", "TrackModel", "crowding", "disagreement",
+    "fit_motion", "motion_sigma_m", "smooth_tracks", "smooth_tracks_for",
 ]
 
 #: Grid cells per side of a segment's smoothing grid at most (memory: cells^2 per transmission).
@@ -49,6 +49,11 @@ JUMP_S = (1.0, 4.0, 15.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 1.0e9)
 #: fitted speed gave grid / time / random medians 138 / 196 / 59 m, 1x 134 / 227 / 65 m
 #: (as localised one by one: 162 / 234 / 60 m).
 SMOOTHING_SPEED_FACTOR = 2.0
+#: Time constant (s) over which `disagreement` averages the answers' strays from the track. On
+#: the April folds (seed 0, 5 folds each of random / grid / time), widening by 1 + that average
+#: brought the smoothed ellipses' summed coverage misfit from 0.037 to 0.016 at 60 s (0.017 at
+#: 30 s, 0.016 at 120 s, 0.017 at 300 s); docs/REAL_DATA_EXPERIMENTS.md.
+DISAGREEMENT_WINDOW_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -69,8 +74,9 @@ class MotionModel:
 @dataclass(frozen=True)
 class TrackModel:
     """A fitted motion model with the smoother's measurement settings and its ellipses' calibration:
-    the correlation time tau_c (s) of `crowding` (0: answers independent), a scale, and the
-    widening (a, g0 s) with the time since the nearest training transmission."""
+    the correlation time tau_c (s) of `crowding` (0: answers independent), a scale, the
+    widening (a, g0 s) with the time since the nearest training transmission, and the time
+    constant (s) of the widening by `disagreement` (0: none, as bundles stored before it)."""
 
     motion: MotionModel
     outlier_share: float = 0.1
@@ -78,6 +84,7 @@ class TrackModel:
     correlation_s: float = 0.0
     time_widening: float = 0.0
     time_scale_s: float = 0.0
+    disagreement_window_s: float = 0.0
 
     def to_dict(self) -> dict[str, float]:
         return {**asdict(self.motion), **{k: v for k, v in asdict(self).items() if k != "motion"}}
@@ -90,16 +97,18 @@ class TrackModel:
         motion = MotionModel(float(values["speed_mps"]), float(values["ballistic_s"]), float(values["jump_s"]))
         return cls(motion, float(values["outlier_share"]), float(values["covariance_scale"]),
                    float(values.get("correlation_s", 0.0)), float(values.get("time_widening", 0.0)),
-                   float(values.get("time_scale_s", 0.0)))
+                   float(values.get("time_scale_s", 0.0)), float(values.get("disagreement_window_s", 0.0)))
 
     @classmethod
     def for_training(cls, times_s: np.ndarray, position_m: np.ndarray) -> TrackModel | None:
         """The smoother for a campaign: its fitted motion (`fit_motion`) at
-        `SMOOTHING_SPEED_FACTOR` times the speed, scale 1; None where the motion cannot be fitted."""
+        `SMOOTHING_SPEED_FACTOR` times the speed, scale 1, widened by `disagreement` over
+        `DISAGREEMENT_WINDOW_S`; None where the motion cannot be fitted."""
         motion = fit_motion(times_s, position_m)
         if motion is None:
             return None
-        return cls(MotionModel(motion.speed_mps * SMOOTHING_SPEED_FACTOR, motion.ballistic_s, motion.jump_s))
+        return cls(MotionModel(motion.speed_mps * SMOOTHING_SPEED_FACTOR, motion.ballistic_s, motion.jump_s),
+                   disagreement_window_s=DISAGREEMENT_WINDOW_S)
 
 
 def motion_sigma_m(gap_s: np.ndarray, speed_mps: float, ballistic_s: float) -> np.ndarray:
@@ -165,19 +174,45 @@ def _segment_bounds(position_m: np.ndarray, covariance_m2: np.ndarray) -> tuple[
     return low, step, cols, rows
 
 
+def _window_sum(times_s: np.ndarray, values: np.ndarray, window_s: float) -> np.ndarray:
+    """sum_j exp(-|t_i - t_j| / window) v_j over a time-ordered segment; O(n) by two recursions."""
+    n = len(times_s)
+    decay = np.exp(-np.diff(times_s) / window_s)
+    before, after = np.zeros(n), np.zeros(n)
+    for i in range(1, n):
+        before[i] = decay[i - 1] * (values[i - 1] + before[i - 1])
+    for i in range(n - 2, -1, -1):
+        after[i] = decay[i] * (values[i + 1] + after[i + 1])
+    return values + before + after
+
+
 def crowding(times_s: np.ndarray, correlation_s: float) -> np.ndarray:
     """sum_j exp(-|t_i - t_j| / tau_c) over a time-ordered segment (1 for a lone answer): how many
-    answers share each one's error, answers tau_c apart sharing it by 1/e. O(n) by two recursions."""
+    answers share each one's error, answers tau_c apart sharing it by 1/e."""
     n = len(times_s)
     if correlation_s <= 0 or n == 0:
         return np.ones(n)
-    decay = np.exp(-np.diff(times_s) / correlation_s)
-    before, after = np.zeros(n), np.zeros(n)
-    for i in range(1, n):
-        before[i] = decay[i - 1] * (1.0 + before[i - 1])
-    for i in range(n - 2, -1, -1):
-        after[i] = decay[i] * (1.0 + after[i + 1])
-    return 1.0 + before + after
+    return _window_sum(times_s, np.ones(n), correlation_s)
+
+
+def disagreement(
+    answer_m: np.ndarray, covariance_m2: np.ndarray, smoothed_m: np.ndarray, times_s: np.ndarray, window_s: float
+) -> np.ndarray:
+    """Covariance multiplier [n] 1 + D for a time-ordered segment's smoothed answers, D the
+    average, weighted by exp(-|dt| / `window_s`), of the squared Mahalanobis distances of the
+    answers one by one (`answer_m` [n,2] m, `covariance_m2` [n,2,2] m^2) from the smoothed
+    track (`smoothed_m` [n,2] m). 1 where `window_s` is 0.
+
+    The track is as trustworthy as the answers it was made of: where the answers around a
+    transmission scatter about the track by more than their ellipses say (a stretch where
+    the map confuses two places), its smoothed answer is wrong more often than its spread says.
+    """
+    n = len(times_s)
+    if window_s <= 0 or n == 0:
+        return np.ones(n)
+    delta = answer_m - smoothed_m
+    stray_sq = np.einsum("ni,nij,nj->n", delta, np.linalg.inv(covariance_m2), delta)
+    return 1.0 + _window_sum(times_s, stray_sq, window_s) / _window_sum(times_s, np.ones(n), window_s)
 
 
 class _SegmentGrid:
@@ -254,9 +289,9 @@ def smooth_tracks_for(
     position_m: np.ndarray, covariance_m2: np.ndarray, times_s: np.ndarray, model: TrackModel,
     correlations_s: tuple[float, ...],
 ) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
-    """`smooth_tracks` before its scale and widening, with the spread of each correlation time
-    in `correlations_s`: positions [N,2], one covariance array [N,2,2] per correlation time,
-    and which answers were smoothed [N]."""
+    """`smooth_tracks` before its scale and widening with time, with the spread of each
+    correlation time in `correlations_s` (times `disagreement`): positions [N,2], one
+    covariance array [N,2,2] per correlation time, and which answers were smoothed [N]."""
     position_m = np.asarray(position_m, dtype=np.float64)
     covariance_m2 = np.asarray(covariance_m2, dtype=np.float64)
     out_position = position_m.copy()
@@ -275,11 +310,14 @@ def smooth_tracks_for(
         grid = _SegmentGrid(position_m[segment], covariance_m2[segment], times, model)
         # The answer: every transmission as its own evidence.
         out_position[segment], plain = grid.smooth(np.ones(len(segment)))
+        strays = disagreement(position_m[segment], covariance_m2[segment], out_position[segment], times,
+                              model.disagreement_window_s)[:, None, None]
         for out, correlation_s in zip(out_covariances, correlations_s, strict=True):
             # The ellipse, about that answer: answers seconds apart share their errors (the same
             # readings, the same confusion with another place), so each counts 1/crowding of one.
-            out[segment] = plain if correlation_s <= 0 else grid.smooth(crowding(times, correlation_s),
-                                                                         out_position[segment])[1]
+            spread = plain if correlation_s <= 0 else grid.smooth(crowding(times, correlation_s),
+                                                                  out_position[segment])[1]
+            out[segment] = spread * strays
         smoothed[segment] = True
     return out_position, out_covariances, smoothed
 
@@ -292,7 +330,8 @@ def smooth_tracks(
 
     Returns positions [N,2] (m), covariances [N,2,2] (m^2) and which answers were smoothed [N]
     (bool). A smoothed covariance is the spread of the smoother run with correlated answers
-    counted once (`TrackModel.correlation_s`), times `covariance_scale` and times `widening`
+    counted once (`TrackModel.correlation_s`), times `disagreement` (over the model's
+    `disagreement_window_s`), times `covariance_scale` and times `widening`
     [N] where given (the runtime's: `evaluation.calibration.time_widening_factor` of the time
     since the nearest training transmission, with the model's (a, g0)). Answers without a finite timestamp, or alone in their segment, come
     back as given; gaps where the transmitter may well have jumped

@@ -4,7 +4,8 @@ Step 5 of `training.radio_map_fit`, where the training transmissions have timest
 motion of the campaign's transmitters is fitted on their own tracks (`models.tracks`), each
 cross-fitting fold's held-out answers (as the runtime gives them: second pass, calibrated,
 widened with time) are smoothed as one batch, and smoothing is kept only if it lowers the
-combined out-of-fold median (`combined_median_m`) of the schemes. Its ellipses then get the
+combined out-of-fold median (`combined_median_m`) of the schemes. Its ellipses, widened where
+the answers stray from the track (`models.tracks.disagreement`), then get the
 correlation time (`models.tracks.crowding`), scale and widening with the time since the
 nearest training transmission that bring the smoothed answers' 1- and 2-sigma coverage
 closest to 0.393 / 0.865 over the schemes, as `training.radio_map_calibration` does for the
