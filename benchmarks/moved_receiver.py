@@ -72,8 +72,9 @@ def localise(net: torch.nn.Module, samples: SampleArrays) -> tuple[np.ndarray, n
                        torch.from_numpy(samples.present))
 
     rss = np.where(samples.heard, samples.rss_dbm, 0.0)
-    _, _, residual = run(rss)
-    position, covariance, _ = run(corrected_rss(samples.rx_id, samples.heard, rss, residual.double().numpy(), GATEWAYS))
+    _, _, residual, _ = run(rss)
+    position, covariance, _, _ = run(corrected_rss(samples.rx_id, samples.heard, rss, residual.double().numpy(),
+                                                   GATEWAYS))
     return position.double().numpy(), covariance.double().numpy()
 
 

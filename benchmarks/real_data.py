@@ -308,17 +308,20 @@ def model_direct_fold(campaign: Campaign, train_index: np.ndarray, test_index: n
                     torch.from_numpy(rss[sl].astype(np.float32)), torch.from_numpy(test.heard[sl]),
                     torch.from_numpy(test.present[sl]),
                 ))
-        return tuple(torch.cat([p[k] for p in parts]).double().numpy() for k in range(3))
+        return tuple(torch.cat([p[k] for p in parts]).double().numpy() for k in range(4))
 
     if hyper.session_offsets_db and test.timestamp_s is not None:
         session = session_index(test.timestamp_s, np.asarray(hyper.session_starts_s), train.timestamp_s)
         test = shift_readings(test, session, np.asarray(hyper.session_offsets_db))
     rss = np.where(test.heard, test.rss_dbm, 0.0)
-    _, _, residual = forward(rss)
-    position, covariance, _ = forward(corrected_rss(test.rx_id, test.heard, rss, residual, campaign.num_stations))
+    _, _, residual, _ = forward(rss)
+    position, covariance, _, log_score = forward(corrected_rss(test.rx_id, test.heard, rss, residual,
+                                                               campaign.num_stations))
+    single_widening = None
     if test.timestamp_s is not None and train.timestamp_s is not None:
         gap_s = seconds_to_nearest(test.timestamp_s, train.timestamp_s)
-        covariance = covariance * time_widening_factor(gap_s, hyper.time_widening, hyper.time_scale_s)[:, None, None]
+        single_widening = time_widening_factor(gap_s, hyper.time_widening, hyper.time_scale_s)
+        covariance = covariance * single_widening[:, None, None]
     single = _prediction(campaign, position, covariance, train_s, hyper.ellipse95_sigmas)
     track = TrackModel.from_dict(hyper.track)
     if track is not None and test.timestamp_s is not None:
@@ -326,7 +329,8 @@ def model_direct_fold(campaign: Campaign, train_index: np.ndarray, test_index: n
         if track.time_widening > 0 and train.timestamp_s is not None:
             gap_s = seconds_to_nearest(test.timestamp_s, train.timestamp_s)
             widening = time_widening_factor(gap_s, track.time_widening, track.time_scale_s)
-        position, covariance, _ = smooth_tracks(position, covariance, test.timestamp_s, track, widening)
+        position, covariance, _ = smooth_tracks(position, covariance, test.timestamp_s, track, widening, log_score,
+                                                single_widening)
     direct = _prediction(campaign, position, covariance, train_s, hyper.ellipse95_sigmas)
     direct["single"] = single
     return direct

@@ -39,7 +39,7 @@ def _samples(gateways: np.ndarray, tx: np.ndarray, rss: np.ndarray, heard: np.nd
 
 def _predict(net: torch.nn.Module, samples: SampleArrays) -> tuple[np.ndarray, np.ndarray]:
     with torch.no_grad():
-        position, covariance, residual = net(
+        position, covariance, residual, _ = net(
             torch.from_numpy(samples.rx_position_m), torch.from_numpy(samples.rx_id),
             torch.from_numpy(np.where(samples.heard, samples.rss_dbm, 0.0).astype(np.float32)),
             torch.from_numpy(samples.heard), torch.from_numpy(samples.present),

@@ -162,3 +162,70 @@ def test_the_runtime_smooths_timestamped_transmissions_along_their_track(tmp_pat
                        "frequency_hz": 462.7e6}, "dataset_kind": "measured"}, {})
     assert "smoothed along their track (a transmitter moving at up to about 4 m/s" in card
     assert "stray from the track more than their own ellipses allow (averaged over 60 s)" in card
+
+
+def test_the_runtime_smooths_on_the_maps_scores_from_the_graph(tmp_path, caplog) -> None:  # noqa: ANN001
+    import torch
+
+    from heimdall.models.drift import corrected_rss
+    from heimdall.models.track_grids import ScoreGrid
+    from heimdall.models.tracks import smooth_tracks
+
+    rng = np.random.default_rng(15)
+    train = _samples(rng.uniform(0.0, EXTENT_M, size=(300, 2)), rng, noise_db=6.0)
+    net = build_radio_map(train, STATIONS, EXTENT_M / 60.0)
+    export_onnx(net, tmp_path / "model.onnx")
+    grid = ScoreGrid.from_axes(net.grid_east_m.numpy(), net.grid_north_m.numpy(), float(net.grid_step_m))
+    track = TrackModel(MotionModel(speed_mps=4.0, ballistic_s=60.0, jump_s=3600.0), score_temperature=1.0,
+                       score_grid=grid)
+    config = {
+        "name": "test", "version": 1, "reference_point": {"lat_deg": 45.0, "lon_deg": 9.0, "alt_m": 0.0},
+        "station_ids": [f"s{i}" for i in range(STATIONS)], "max_batch": 16,
+        "hyperparameters": {"track": track.to_dict()},
+    }
+    write_bundle_files(tmp_path, config, {}, "test bundle")
+    steps = np.cumsum(np.tile([[6.0, 0.0]], (60, 1)), axis=0)
+    truth = np.array([500.0, 900.0]) + steps
+    queries = replace(_samples(truth, rng, noise_db=6.0), timestamp_s=1.65e9 + 4.0 * np.arange(60))
+    localizer = Localizer(tmp_path)
+    walked = localizer.predict(queries, check_area=False)
+    one_by_one = localizer.predict(queries, check_area=False, tracks=False)
+
+    # The same from the PyTorch map: two passes, then the smoother on its grid scores.
+    def run(rss: np.ndarray) -> tuple[np.ndarray, ...]:
+        with torch.no_grad():
+            out = net(torch.from_numpy(queries.rx_position_m.astype(np.float32)), torch.from_numpy(queries.rx_id),
+                      torch.from_numpy(rss.astype(np.float32)), torch.from_numpy(queries.heard),
+                      torch.from_numpy(queries.present))
+        return tuple(o.double().numpy() for o in out)
+
+    rss = np.where(queries.heard, queries.rss_dbm, 0.0)
+    residual = run(rss)[2]
+    position, covariance, _, log_score = run(corrected_rss(queries.rx_id, queries.heard, rss, residual, STATIONS))
+    expected, _, _ = smooth_tracks(position, covariance, queries.timestamp_s, track, None, log_score)
+    np.testing.assert_allclose(walked.position_m, expected, atol=0.5)
+    # Its scores at the map's temperature, with the prior, are the map's posterior over the grid.
+    inputs = (torch.from_numpy(queries.rx_position_m.astype(np.float32)), torch.from_numpy(queries.rx_id),
+              torch.from_numpy(rss.astype(np.float32)), torch.from_numpy(queries.heard),
+              torch.from_numpy(queries.present))
+    with torch.no_grad():
+        log_likelihood, density, log_prior, _, _, _ = net.candidate_terms(*inputs)
+        weights = net.posterior(log_likelihood, density, net.temperature, log_prior)[:, : len(net.grid_m)]
+        from_scores = torch.softmax(net(*inputs)[3] / net.temperature + net.log_prior, dim=1)
+    np.testing.assert_allclose(from_scores.numpy(), weights.numpy() / weights.sum(1, keepdim=True).numpy(),
+                               atol=1e-5)
+    error_one = np.median(np.linalg.norm(one_by_one.position_m - truth, axis=1))
+    error_walked = np.median(np.linalg.norm(walked.position_m - truth, axis=1))
+    # A walk heard through 6 dB of shadowing: its neighbours in time pull each answer towards the walk.
+    assert error_walked < 0.8 * error_one
+    card = model_card({**config, "network": {"name": "n", "frequency_hz": 462.7e6}, "dataset_kind": "measured"}, {})
+    assert "weighs every place by the map's own likelihood of each transmission's readings" in card
+    # A stored grid that is not the graph's (a bundle edited by hand): the answers' Gaussians, and a warning.
+    config["hyperparameters"]["track"] = replace(track, score_grid=replace(grid, rows=grid.rows + 1)).to_dict()
+    write_bundle_files(tmp_path, config, {}, "test bundle")
+    mismatched = Localizer(tmp_path).predict(queries, check_area=False)
+    config["hyperparameters"]["track"] = replace(track, score_temperature=0.0).to_dict()
+    write_bundle_files(tmp_path, config, {}, "test bundle")
+    on_gaussians = Localizer(tmp_path).predict(queries, check_area=False)
+    np.testing.assert_array_equal(mismatched.position_m, on_gaussians.position_m)
+    assert "do not match its stored grid" in caplog.text

@@ -107,6 +107,9 @@ def _training_lines(config: dict[str, Any]) -> list[str]:
             f"- timestamped transmissions localised in one batch are smoothed along their track (a transmitter "
             f"moving at up to about {float(track['speed_mps']):g} m/s between them), as cross-fitting found it "
             "pays on this campaign; without timestamps each is localised alone"
+            + ("; the smoother weighs every place by the map's own likelihood of each transmission's readings "
+               "there, so a transmission the map cannot tell between two places keeps both until its neighbours "
+               "in time decide" if float(track.get("score_temperature", 0.0)) > 0 else "")
             + (f"; their ellipses widen where the answers one by one stray from the track more than their own "
                f"ellipses allow (averaged over {float(track['disagreement_window_s']):g} s)"
                if float(track.get("disagreement_window_s", 0.0)) > 0 else "")

@@ -39,6 +39,8 @@ WARN_UNKNOWN_RECEIVERS = "receivers_unknown_to_model"
 _CHUNK = 4096
 #: Output of graphs that report each reading's residual (dB) at their answer (radio maps).
 RESIDUAL_OUTPUT = "station_residual_db"
+#: A radio map's log-score of every grid point, the measurements of a smoother on scores.
+SCORE_OUTPUT = "grid_log_score"
 
 
 class ModelFileError(InputError):
@@ -210,26 +212,34 @@ class Localizer:
             feeds_all["rss_dbm"] = np.where(
                 samples.heard, shift_readings(samples, session, self.session_offsets_db).rss_dbm, 0.0
             ).astype(np.float32)
-        position_m, covariance_m2, residual_db = self._run(feeds_all)
+        smoothing = tracks and samples.timestamp_s is not None and self.track is not None
+        scores = smoothing and self.track.score_temperature > 0 and SCORE_OUTPUT in self.output_names
+        position_m, covariance_m2, residual_db, log_score = self._run(feeds_all, scores)
         if residual_db is not None and drift_correction:
             # Second pass with drifted receivers corrected (`models.drift`).
             feeds_all["rss_dbm"] = corrected_rss(samples.rx_id, samples.heard, feeds_all["rss_dbm"], residual_db,
                                                  len(self.station_ids)).astype(np.float32)
-            position_m, covariance_m2, _ = self._run(feeds_all)
+            position_m, covariance_m2, _, log_score = self._run(feeds_all, scores)
+        single_widening = None
         if samples.timestamp_s is not None and self.training_times_s.size:
             # Transmissions later than the campaign (or between its walks) get the widening
             # its cross-fitting measured for them; ones without a timestamp keep the graph's.
             gap_s = seconds_to_nearest(samples.timestamp_s, self.training_times_s)
-            covariance_m2 = covariance_m2 * time_widening_factor(gap_s, *self.time_widening)[:, None, None]
-        if tracks and samples.timestamp_s is not None and self.track is not None:
+            single_widening = time_widening_factor(gap_s, *self.time_widening)
+            covariance_m2 = covariance_m2 * single_widening[:, None, None]
+        grid = None if self.track is None else self.track.score_grid
+        if log_score is not None and (grid is None or log_score.shape[1] != grid.rows * grid.cols):
+            # A bundle whose stored grid is not its graph's: smooth the answers' Gaussians instead.
+            log.warning("the model's grid scores do not match its stored grid: smoothing its answers instead")
+            log_score = None
+        if smoothing:
             # Transmissions seconds apart come from a transmitter that moved little in between:
             # each answer is smoothed with its neighbours in time (`models.tracks`).
             widening = None
             if self.track.time_widening > 0 and self.training_times_s.size:
-                gap_s = seconds_to_nearest(samples.timestamp_s, self.training_times_s)
                 widening = time_widening_factor(gap_s, self.track.time_widening, self.track.time_scale_s)
             position_m, covariance_m2, _ = smooth_tracks(position_m, covariance_m2, samples.timestamp_s, self.track,
-                                                         widening)
+                                                         widening, log_score, single_widening)
         warnings: tuple[tuple[str, ...], ...] = ((),) * len(samples)
         out_of_area = np.zeros(len(samples), dtype=bool)
         if check_area and self.area is not None:
@@ -274,17 +284,23 @@ class Localizer:
         )
         return tuple(w + (WARN_RECEIVER_MOVED,) if moved[i] else w for i, w in enumerate(warnings))
 
-    def _run(self, feeds_all: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """The graph over all samples in batches of `max_batch`: position, covariance, residuals."""
+    def _run(
+        self, feeds_all: dict[str, np.ndarray], scores: bool = False
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """The graph over all samples in batches of `max_batch`: position, covariance, residuals
+        (None where the graph has none) and, with `scores`, the grid's log-scores (float32)."""
         names = list(OUTPUT_NAMES) + ([RESIDUAL_OUTPUT] if RESIDUAL_OUTPUT in self.output_names else [])
+        names += [SCORE_OUTPUT] if scores else []
         outputs: list[list[np.ndarray]] = [[] for _ in names]
         n = len(feeds_all["rss_dbm"])
         for start in range(0, n, self.max_batch):
             feeds = {k: np.ascontiguousarray(feeds_all[k][start : start + self.max_batch]) for k in self.input_names}
             for store, value in zip(outputs, self.session.run(names, feeds), strict=True):
                 store.append(value)
-        joined = [np.concatenate(parts).astype(np.float64) for parts in outputs]
-        return joined[0], joined[1], joined[2] if len(joined) > 2 else None
+        joined = dict(zip(names, (np.concatenate(parts) for parts in outputs), strict=True))
+        residual = joined.get(RESIDUAL_OUTPUT)
+        return (joined["position_m"].astype(np.float64), joined["covariance_m2"].astype(np.float64),
+                None if residual is None else residual.astype(np.float64), joined.get(SCORE_OUTPUT))
 
     def localize_table(
         self, table: MeasurementTable, drift_correction: bool = True, tracks: bool = True,

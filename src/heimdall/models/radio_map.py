@@ -62,9 +62,11 @@ __all__ = [
 
 #: `model_kind` of a radio-map model in checkpoints and bundles.
 RADIO_MAP_KIND = "radio_map"
-#: Graph outputs: the two of every model, and each reading's residual (dB) at the answer,
-#: from which the runtime re-estimates drifted receiver offsets over a batch.
-RADIO_MAP_OUTPUTS = ("position_m", "covariance_m2", "station_residual_db")
+#: Graph outputs: the two of every model, each reading's residual (dB) at the answer, from
+#: which the runtime re-estimates drifted receiver offsets over a batch, and the readings'
+#: log-likelihood at every grid point (with the fingerprint density, without the prior),
+#: which the runtime's smoother along tracks takes as its measurements (`models.track_grids`).
+RADIO_MAP_OUTPUTS = ("position_m", "covariance_m2", "station_residual_db", "grid_log_score")
 #: Degrees of freedom of the Student-t error: a receiver reading 8 dB off costs little more
 #: than one reading 4 dB off, so one bad receiver cannot pull the estimate far.
 _STUDENT_NU = 4.0
@@ -357,13 +359,19 @@ class RadioMapNet(nn.Module):
         rss_dbm: torch.Tensor,
         heard: torch.Tensor,
         present: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Position east/north [B,2] (m), its covariance [B,2,2] (m^2), and each heard
-        reading's expected residual under the posterior [B,R] (dB; 0 where not heard)."""
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Position east/north [B,2] (m), its covariance [B,2,2] (m^2), each heard reading's
+        expected residual under the posterior [B,R] (dB; 0 where not heard), and the log-score
+        of every grid point [B,G] (the readings' log-likelihood plus the weighted fingerprint
+        density, at temperature 1 and without the prior: what a transmission says about where
+        it was, to combine with its neighbours in time)."""
         log_likelihood, density, log_prior, location, residual, nearest_db = self.candidate_terms(
             rx_position_m, rx_id, rss_dbm, heard, present
         )
         position_m, covariance_m2 = self.summarize(log_likelihood, density, nearest_db, log_prior, location)
         weights = self.posterior(log_likelihood, density, self.temperature, log_prior)
+        g = self.grid_m.shape[0]
+        score = log_likelihood[:, :g] + self.fingerprint_weight * self.temperature * density[:, :g]
         # Residuals of the input's receivers only (added stations heard nothing).
-        return position_m, covariance_m2, torch.einsum("bg,brg->br", weights, residual)[:, : rx_id.shape[1]]
+        return (position_m, covariance_m2, torch.einsum("bg,brg->br", weights, residual)[:, : rx_id.shape[1]],
+                score)

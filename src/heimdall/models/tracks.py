@@ -6,7 +6,10 @@ a noisy measurement of where the transmitter was, and a hidden-Markov smoother o
 combines it with the answers just before and after:
 
 - measurement: (1 - e) N(answer, covariance) + e uniform over the grid, e the share of
-  answers that are confidently wrong (`TrackModel.outlier_share`);
+  answers that are confidently wrong (`TrackModel.outlier_share`); or, for a radio map whose
+  fit chose it, (1 - e) the map's own likelihood of the readings at every point of its grid
+  + e uniform, so a transmission the map cannot tell between two places keeps both
+  (`models.track_grids`);
 - motion between two transmissions dt seconds apart: with probability exp(-dt / tau) the
   same transmitter moved by a 2-D Gaussian of per-axis sigma(dt) = v dt / sqrt(1 + dt / T)
   (straight lines over short gaps, a random walk over long ones); otherwise anywhere on the
@@ -26,17 +29,15 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from scipy.ndimage import gaussian_filter
+
+from heimdall.models.track_grids import GaussianSegment, ScoreGrid, ScoreSegment
 
 __all__ = [
-    "DISAGREEMENT_WINDOW_S", "SMOOTHING_SPEED_FACTOR", "MotionModel", "TrackModel", "crowding", "disagreement",
+    "DISAGREEMENT_WINDOW_S", "SMOOTHING_SPEED_FACTOR", "MotionModel", "ScoreGrid", "TrackModel", "crowding",
+    "disagreement",
     "fit_motion", "motion_sigma_m", "smooth_tracks", "smooth_tracks_for",
 ]
 
-#: Grid cells per side of a segment's smoothing grid at most (memory: cells^2 per transmission).
-MAX_CELLS_PER_SIDE = 64
-#: Finest grid step (m).
-MIN_CELL_M = 5.0
 #: A gap with a jump probability above this splits the batch into independent segments.
 SEGMENT_JUMP_PROBABILITY = 0.999
 #: Transmissions apart in time order whose pairs `fit_motion` scores (lags 1..N).
@@ -75,8 +76,11 @@ class MotionModel:
 class TrackModel:
     """A fitted motion model with the smoother's measurement settings and its ellipses' calibration:
     the correlation time tau_c (s) of `crowding` (0: answers independent), a scale, the
-    widening (a, g0 s) with the time since the nearest training transmission, and the time
-    constant (s) of the widening by `disagreement` (0: none, as bundles stored before it)."""
+    widening (a, g0 s) with the time since the nearest training transmission, the time
+    constant (s) of the widening by `disagreement` (0: none, as bundles stored before it),
+    and where the radio map's own scores are the measurements (`track_grids.ScoreSegment`),
+    their temperature and the map's grid (0 and None: each answer's Gaussian, as bundles
+    stored before)."""
 
     motion: MotionModel
     outlier_share: float = 0.1
@@ -85,9 +89,14 @@ class TrackModel:
     time_widening: float = 0.0
     time_scale_s: float = 0.0
     disagreement_window_s: float = 0.0
+    score_temperature: float = 0.0
+    score_grid: ScoreGrid | None = None
 
-    def to_dict(self) -> dict[str, float]:
-        return {**asdict(self.motion), **{k: v for k, v in asdict(self).items() if k != "motion"}}
+    def to_dict(self) -> dict[str, Any]:
+        values = {k: v for k, v in asdict(self).items() if k not in ("motion", "score_grid")}
+        if self.score_grid is not None:
+            values["score_grid"] = self.score_grid.to_dict()
+        return {**asdict(self.motion), **values}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None) -> TrackModel | None:
@@ -97,7 +106,8 @@ class TrackModel:
         motion = MotionModel(float(values["speed_mps"]), float(values["ballistic_s"]), float(values["jump_s"]))
         return cls(motion, float(values["outlier_share"]), float(values["covariance_scale"]),
                    float(values.get("correlation_s", 0.0)), float(values.get("time_widening", 0.0)),
-                   float(values.get("time_scale_s", 0.0)), float(values.get("disagreement_window_s", 0.0)))
+                   float(values.get("time_scale_s", 0.0)), float(values.get("disagreement_window_s", 0.0)),
+                   float(values.get("score_temperature", 0.0)), ScoreGrid.from_dict(values.get("score_grid")))
 
     @classmethod
     def for_training(cls, times_s: np.ndarray, position_m: np.ndarray) -> TrackModel | None:
@@ -162,18 +172,6 @@ def _far_density(apart_m: np.ndarray, distance_m: np.ndarray, bins: int = 30) ->
     return density[np.minimum((distance_m / (edges[1] - edges[0])).astype(int), bins - 1)]
 
 
-def _segment_bounds(position_m: np.ndarray, covariance_m2: np.ndarray) -> tuple[np.ndarray, float, int, int]:
-    """Lower-left corner (m), step (m) and cells (columns, rows) of a segment's grid: its answers
-    with three median sigmas around them (a few very wide ellipses must not coarsen the grid:
-    their mass beyond it carries no information anyway)."""
-    reach = 3.0 * float(np.median(np.sqrt(np.maximum(np.linalg.eigvalsh(covariance_m2)[:, -1], 1.0))))
-    low = position_m.min(axis=0) - reach
-    high = position_m.max(axis=0) + reach
-    step = max(float((high - low).max()) / (MAX_CELLS_PER_SIDE - 1), MIN_CELL_M)
-    cols, rows = (np.floor((high - low) / step).astype(int) + 1).tolist()
-    return low, step, cols, rows
-
-
 def _window_sum(times_s: np.ndarray, values: np.ndarray, window_s: float) -> np.ndarray:
     """sum_j exp(-|t_i - t_j| / window) v_j over a time-ordered segment; O(n) by two recursions."""
     n = len(times_s)
@@ -215,83 +213,35 @@ def disagreement(
     return 1.0 + _window_sum(times_s, stray_sq, window_s) / _window_sum(times_s, np.ones(n), window_s)
 
 
-class _SegmentGrid:
-    """One time-ordered segment's smoothing grid and its forward-backward passes."""
-
-    def __init__(self, position_m: np.ndarray, covariance_m2: np.ndarray, times_s: np.ndarray, model: TrackModel):
-        self.position_m, self.covariance_m2, self.times_s, self.model = position_m, covariance_m2, times_s, model
-        low, self.step, cols, rows = _segment_bounds(position_m, covariance_m2)
-        self.grid_e, self.grid_n = np.meshgrid(low[0] + self.step * np.arange(cols), low[1] + self.step * np.arange(rows))
-        self.points = np.stack([self.grid_e.ravel(), self.grid_n.ravel()], axis=1)
-
-    def _moved(self, p: np.ndarray, gap_s: float) -> np.ndarray:
-        """The state `p` after `gap_s` of motion: blurred, or anywhere with the jump probability."""
-        sigma_cells = float(self.model.motion.sigma_m(gap_s)) / self.step
-        blurred = gaussian_filter(p, sigma_cells, mode="constant", truncate=3.0) if sigma_cells > 0.05 else p
-        blurred = blurred * (p.sum() / max(float(blurred.sum()), 1e-300))
-        jump = float(self.model.motion.jump_probability(gap_s))
-        return (1.0 - jump) * blurred + jump * p.sum() / p.size
-
-    def smooth(self, inflation: np.ndarray, center_m: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Forward-backward with each answer's covariance times `inflation` [n]: the marginals'
-        geometric medians [n,2] (m; `center_m` [n,2] instead where given) and second moments
-        about them [n,2,2] (m^2)."""
-        covariance = self.covariance_m2 * inflation[:, None, None]
-        inverse = np.linalg.inv(covariance)
-        norm = self.step * self.step / (2.0 * np.pi * np.sqrt(np.linalg.det(covariance)))
-        share, cells = self.model.outlier_share, self.grid_e.size
-        n, times = len(self.times_s), self.times_s
-
-        def likelihood(i: int) -> np.ndarray:
-            de, dn = self.grid_e - self.position_m[i, 0], self.grid_n - self.position_m[i, 1]
-            m2 = inverse[i, 0, 0] * de * de + 2.0 * inverse[i, 0, 1] * de * dn + inverse[i, 1, 1] * dn * dn
-            return (1.0 - share) * norm[i] * np.exp(-0.5 * m2) + share / cells
-
-        forward = np.empty((n, *self.grid_e.shape), dtype=np.float32)
-        state = np.full(self.grid_e.shape, 1.0 / cells)
-        for i in range(n):
-            if i > 0:
-                state = self._moved(forward[i - 1].astype(np.float64), times[i] - times[i - 1])
-            state = state * likelihood(i)
-            forward[i] = state / state.sum()
-        out_position, out_covariance = np.empty((n, 2)), np.empty((n, 2, 2))
-        backward = np.ones(self.grid_e.shape)
-        for i in range(n - 1, -1, -1):
-            if i < n - 1:
-                message = backward * likelihood(i + 1)
-                backward = self._moved(message / message.sum(), times[i + 1] - times[i])
-                backward = backward / backward.sum()
-            weights = (forward[i] * backward).ravel()
-            center = None if center_m is None else center_m[i]
-            out_position[i], out_covariance[i] = _median_and_spread(weights / weights.sum(), self.points, center)
-        return out_position, out_covariance + self.step * self.step / 12.0 * np.eye(2)
-
-
-def _median_and_spread(
-    weights: np.ndarray, points: np.ndarray, center: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Geometric median of a weighted point set (Weiszfeld; `center` instead where given) and
-    the second moment about it."""
-    if center is None:
-        # Cells under 1e-7 of the mass (4,096 of them hold under 0.05% together) cannot move it.
-        heavy = weights > 1.0e-7
-        w, p = weights[heavy], points[heavy]
-        center = w @ p / w.sum()
-        for _ in range(10):
-            offset = p - center
-            inverse_distance = w / np.maximum(np.sqrt(np.einsum("ci,ci->c", offset, offset)), 1.0)
-            center = inverse_distance @ p / inverse_distance.sum()
-    spread = points - center
-    return center, np.einsum("c,ci,cj->ij", weights, spread, spread)
+def _segment(
+    position_m: np.ndarray, covariance_m2: np.ndarray, times_s: np.ndarray, model: TrackModel,
+    log_score: np.ndarray | None, grid: ScoreGrid | None, score_widening: np.ndarray | None,
+) -> GaussianSegment | ScoreSegment:
+    """The lattice one segment is smoothed on: the map's scores where the model and the caller have
+    them (each at the model's temperature times its `score_widening`), the answers' Gaussians otherwise."""
+    grid = grid or model.score_grid
+    if model.score_temperature > 0 and log_score is not None and grid is not None:
+        widening = np.ones(len(times_s)) if score_widening is None else np.asarray(score_widening, dtype=np.float64)
+        return ScoreSegment(log_score, grid, times_s, model.motion, model.outlier_share,
+                            model.score_temperature * widening)
+    return GaussianSegment(position_m, covariance_m2, times_s, model.motion, model.outlier_share)
 
 
 def smooth_tracks_for(
     position_m: np.ndarray, covariance_m2: np.ndarray, times_s: np.ndarray, model: TrackModel,
-    correlations_s: tuple[float, ...],
+    correlations_s: tuple[float, ...], log_score: np.ndarray | None = None, grid: ScoreGrid | None = None,
+    score_widening: np.ndarray | None = None,
 ) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
     """`smooth_tracks` before its scale and widening with time, with the spread of each
     correlation time in `correlations_s` (times `disagreement`): positions [N,2], one
-    covariance array [N,2,2] per correlation time, and which answers were smoothed [N]."""
+    covariance array [N,2,2] per correlation time, and which answers were smoothed [N].
+
+    Where the model smooths on scores (`TrackModel.score_temperature` > 0) and `log_score`
+    [N,G] is given (the radio map's `grid_log_score` on `grid`, default the model's
+    `score_grid`), those are the measurements (`track_grids.ScoreSegment`), each flattened by
+    its `score_widening` [N] (the widening its covariance one by one got with the time since
+    the nearest training transmission: the map is that much less sure of it); otherwise each
+    answer's Gaussian (`track_grids.GaussianSegment`)."""
     position_m = np.asarray(position_m, dtype=np.float64)
     covariance_m2 = np.asarray(covariance_m2, dtype=np.float64)
     out_position = position_m.copy()
@@ -307,16 +257,18 @@ def smooth_tracks_for(
         if len(segment) < 2:
             continue  # nothing to smooth with: the answer stands
         times = times_s[segment]
-        grid = _SegmentGrid(position_m[segment], covariance_m2[segment], times, model)
+        lattice = _segment(position_m[segment], covariance_m2[segment], times, model,
+                           None if log_score is None else log_score[segment], grid,
+                           None if score_widening is None else np.asarray(score_widening)[segment])
         # The answer: every transmission as its own evidence.
-        out_position[segment], plain = grid.smooth(np.ones(len(segment)))
+        out_position[segment], plain = lattice.smooth(np.ones(len(segment)))
         strays = disagreement(position_m[segment], covariance_m2[segment], out_position[segment], times,
                               model.disagreement_window_s)[:, None, None]
         for out, correlation_s in zip(out_covariances, correlations_s, strict=True):
             # The ellipse, about that answer: answers seconds apart share their errors (the same
             # readings, the same confusion with another place), so each counts 1/crowding of one.
-            spread = plain if correlation_s <= 0 else grid.smooth(crowding(times, correlation_s),
-                                                                  out_position[segment])[1]
+            spread = plain if correlation_s <= 0 else lattice.smooth(crowding(times, correlation_s),
+                                                                     out_position[segment])[1]
             out[segment] = spread * strays
         smoothed[segment] = True
     return out_position, out_covariances, smoothed
@@ -324,7 +276,8 @@ def smooth_tracks_for(
 
 def smooth_tracks(
     position_m: np.ndarray, covariance_m2: np.ndarray, times_s: np.ndarray, model: TrackModel,
-    widening: np.ndarray | None = None,
+    widening: np.ndarray | None = None, log_score: np.ndarray | None = None,
+    score_widening: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each timestamped answer smoothed with its neighbours in time.
 
@@ -335,10 +288,12 @@ def smooth_tracks(
     [N] where given (the runtime's: `evaluation.calibration.time_widening_factor` of the time
     since the nearest training transmission, with the model's (a, g0)). Answers without a finite timestamp, or alone in their segment, come
     back as given; gaps where the transmitter may well have jumped
-    (`SEGMENT_JUMP_PROBABILITY`) split the batch into independent segments.
+    (`SEGMENT_JUMP_PROBABILITY`) split the batch into independent segments. `log_score` [N,G]:
+    the radio map's `grid_log_score` on the model's `score_grid`, the measurements where the
+    model smooths on scores, each flattened by its `score_widening` [N] (`smooth_tracks_for`).
     """
     position, (covariance,), smoothed = smooth_tracks_for(position_m, covariance_m2, times_s, model,
-                                                         (model.correlation_s,))
+                                                         (model.correlation_s,), log_score, None, score_widening)
     factor = np.full(len(position), model.covariance_scale)
     if widening is not None:
         factor = factor * np.asarray(widening, dtype=np.float64)

@@ -63,7 +63,7 @@ def _refit_on_all_labels(
     """
     from heimdall.export.publish import stage_bundle
     from heimdall.pipelines.radio_map_training import labelled_samples
-    from heimdall.training.radio_map_build import RadioMapHyperparameters, refit_radio_map
+    from heimdall.training.radio_map_build import RadioMapHyperparameters, refit_radio_map, with_score_grid
     from heimdall.training.session_offsets import fit_session_offsets
 
     hyper = RadioMapHyperparameters(**meta["hyperparameters"])
@@ -73,6 +73,7 @@ def _refit_on_all_labels(
         # Each session's offsets again, from every labelled sample (a later test split may be a new day).
         samples, hyper = fit_session_offsets(samples, num_stations, hyper)
     net = refit_radio_map(samples, num_stations, hyper)
+    hyper = with_score_grid(hyper, net)
     refit = stage_bundle(net, parity, ctx.staging_dir)
     shutil.rmtree(draft.directory, ignore_errors=True)
     return refit, hyper.to_dict()

@@ -17,6 +17,7 @@ from heimdall.evaluation.evaluate import Evaluation, PhysicsModel, evaluate_pred
 from heimdall.export.geojson import prediction_records, predictions_geojson
 from heimdall.export.localizer import Localizer
 from heimdall.models.localization_net import BASE_INPUTS
+from heimdall.models.radio_map import RADIO_MAP_OUTPUTS
 from heimdall.pipelines.context import Context
 from heimdall.requests import EvaluateRequest, TrainRequest, check_bounds
 
@@ -73,7 +74,7 @@ def bundle_config(meta: dict[str, Any], reader: DatasetReader, name: str, versio
         # A radio map scores every grid point: run it in small batches (memory ~ batch x grid x receivers).
         **({"max_batch": 16, "fitted_on": meta.get("fitted_on"), "hyperparameters": meta.get("hyperparameters"),
             "cross_validation": meta.get("cross_validation"),
-            "outputs": ["position_m", "covariance_m2", "station_residual_db"]}
+            "outputs": list(RADIO_MAP_OUTPUTS)}
            if meta.get("model_kind") == "radio_map" else {}),
     }
 

@@ -32,10 +32,12 @@ from heimdall.data.measured import MOBILE_SPREAD_M
 from heimdall.errors import DataError
 from heimdall.evaluation.knn import fit_knn
 from heimdall.models.radio_map import RadioMapConfig, RadioMapNet
+from heimdall.models.track_grids import ScoreGrid
+from heimdall.models.tracks import TrackModel
 
 __all__ = [
     "RadioMapHyperparameters", "Physics", "fit_physics", "map_grid", "mobile_stations", "build_radio_map",
-    "apply_hyperparameters", "refit_radio_map", "MOBILE_SPREAD_M", "station_positions", "fill_absent_stations",
+    "apply_hyperparameters", "refit_radio_map", "with_score_grid", "MOBILE_SPREAD_M", "station_positions", "fill_absent_stations",
 ]
 
 #: Grid cells along the transmitters' larger extent.
@@ -88,7 +90,7 @@ class RadioMapHyperparameters:
     session_offsets_db: tuple[tuple[float, ...], ...] = field(default=(), repr=False)
     #: The smoother of timestamped answers along tracks (`models.tracks.TrackModel.to_dict`);
     #: empty: answers one by one.
-    track: dict[str, float] = field(default_factory=dict)
+    track: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -349,6 +351,18 @@ def apply_hyperparameters(net: RadioMapNet, hyper: RadioMapHyperparameters) -> R
         net.covariance_scale.fill_(hyper.covariance_scale)
         net.novelty_db.fill_(hyper.novelty_db)
     return net
+
+
+def with_score_grid(hyper: RadioMapHyperparameters, net: RadioMapNet) -> RadioMapHyperparameters:
+    """`hyper` with its smoother's grid set to `net`'s, where it smooths on the map's scores:
+    the runtime reads the graph's `grid_log_score` on the grid of the map it deploys, which a
+    refit on more samples lays out anew."""
+    track = TrackModel.from_dict(hyper.track)
+    if track is None or track.score_temperature <= 0:
+        return hyper
+    grid = ScoreGrid.from_axes(net.grid_east_m.double().numpy(), net.grid_north_m.double().numpy(),
+                               float(net.grid_step_m))
+    return replace(hyper, track=replace(track, score_grid=grid).to_dict())
 
 
 def refit_radio_map(samples: SampleArrays, num_stations: int, hyper: RadioMapHyperparameters) -> RadioMapNet:

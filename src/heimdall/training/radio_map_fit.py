@@ -42,6 +42,7 @@ from heimdall.errors import DataError
 from heimdall.evaluation.calibration import ellipse95_sigmas, seconds_to_nearest, tail_ratio, time_widening_factor
 from heimdall.memory import reuse_freed_memory
 from heimdall.models.radio_map import RadioMapNet
+from heimdall.models.track_grids import ScoreGrid
 from heimdall.models.tracks import TrackModel
 from heimdall.training.cross_fitting import CROSS_FOLDS, combined_median_m, cross_fitting_folds, cross_fitting_schemes
 from heimdall.training.radio_map_build import (
@@ -53,6 +54,7 @@ from heimdall.training.radio_map_build import (
     mobile_stations,
     refit_radio_map,
     station_positions,
+    with_score_grid,
 )
 from heimdall.training.radio_map_calibration import calibrate_ellipses, calibrate_time_widening
 from heimdall.training.radio_map_heldout import (
@@ -62,6 +64,7 @@ from heimdall.training.radio_map_heldout import (
     FINGERPRINT_WEIGHTS,
     TEMPERATURES,
     HeldOut,
+    grid_log_score,
     held_out_terms,
     posterior_answer,
     second_pass_terms,
@@ -260,11 +263,13 @@ def _fit_radio_map(
     tracks = None
     if "time" in schemes:
         # Step 5: every sample has a timestamp; smoothing along tracks, if it pays (`training.track_calibration`).
-        covariance = calibration.covariance_m2 * time_widening_factor(held_gap_s, time_widening, time_scale_s)[:, None, None]
+        widening = time_widening_factor(held_gap_s, time_widening, time_scale_s)
+        covariance = calibration.covariance_m2 * widening[:, None, None]
         bounds = np.cumsum([0] + [len(h.truth_m) for _, h in held_best])
         batches = [
             HeldOutBatch(schemes[si], h.truth_m - calibration.delta_m[a:b], covariance[a:b], times[index], h.truth_m,
-                         held_gap_s[a:b])
+                         held_gap_s[a:b], grid_log_score(h, key, weight, temperature),
+                         ScoreGrid.from_points(h.grid_m.double().numpy()), widening[a:b])
             for (si, h), index, a, b in zip(held_best, held_index, bounds[:-1], bounds[1:], strict=True)
         ]
         tracks = calibrate_tracks(TrackModel.for_training(times, tx), batches)
@@ -293,6 +298,8 @@ def _fit_radio_map(
     )
     net = build_radio_map(samples, num_stations, hyper.length_scale_m, mobile=mobile, fill_absent=fill,
                           path_loss_exponent=exponent)
+    # The runtime smooths on the final map's scores: its grid, not the folds'.
+    hyper = with_score_grid(hyper, net)
     net = apply_hyperparameters(net, hyper)
     if progress is not None:
         progress(total + 1, total + 1)

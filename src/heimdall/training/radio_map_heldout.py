@@ -26,7 +26,8 @@ from heimdall.models.radio_map_candidates import (
 
 __all__ = [
     "FINGERPRINT_BANDWIDTHS_DB", "FINGERPRINT_BACKGROUNDS", "FINGERPRINT_POINT_MASSES", "FINGERPRINT_WEIGHTS",
-    "TEMPERATURES", "HeldOut", "chunk_rows", "held_out_terms", "posterior_answer", "posterior_moments",
+    "TEMPERATURES", "HeldOut", "chunk_rows", "grid_log_score", "held_out_terms", "posterior_answer",
+    "posterior_moments",
     "second_pass_terms",
 ]
 
@@ -168,6 +169,13 @@ def _answer(held: HeldOut, weights: torch.Tensor) -> torch.Tensor:
         point = (index - g).clamp(min=0)[..., None].expand(-1, -1, 2)
         location = torch.where((index >= g)[..., None], held.neighbour_position_m.gather(1, point), location)
     return geometric_median(top, location, mean)
+
+
+def grid_log_score(held: HeldOut, key: tuple[float, float], weight: float, temperature: float) -> np.ndarray:
+    """[N,G] float32: each held-out sample's log-score of every grid point as `RadioMapNet`'s
+    `grid_log_score` output gives it (log-likelihood plus `weight` x `temperature` x the
+    fingerprint log-density of `key`; no prior)."""
+    return _scaled(held, key, weight, temperature, 0.0)[0].float().numpy()
 
 
 def posterior_answer(

@@ -1,10 +1,13 @@
-"""Whether a radio map smooths timestamped answers along tracks, and the smoothed ellipses' scale.
+"""Whether a radio map smooths timestamped answers along tracks (on the answers' Gaussians or
+on the map's own scores), and the smoothed ellipses' scale.
 
 Step 5 of `training.radio_map_fit`, where the training transmissions have timestamps: the
 motion of the campaign's transmitters is fitted on their own tracks (`models.tracks`), each
 cross-fitting fold's held-out answers (as the runtime gives them: second pass, calibrated,
-widened with time) are smoothed as one batch, and smoothing is kept only if it lowers the
-combined out-of-fold median (`combined_median_m`) of the schemes. Its ellipses, widened where
+widened with time) are smoothed as one batch, on the answers' Gaussians and, where the batches
+carry the map's scores of every grid point, on those; the smoother with the lower combined
+out-of-fold median (`combined_median_m`) of the schemes is kept if it beats the answers one
+by one. Its ellipses, widened where
 the answers stray from the track (`models.tracks.disagreement`), then get the
 correlation time (`models.tracks.crowding`), scale and widening with the time since the
 nearest training transmission that bring the smoothed answers' 1- and 2-sigma coverage
@@ -23,6 +26,7 @@ import numpy as np
 
 from heimdall.evaluation.calibration import COVERAGE_TARGETS, time_widening_factor
 from heimdall.evaluation.metrics import mahalanobis_sq
+from heimdall.models.track_grids import ScoreGrid
 from heimdall.models.tracks import TrackModel, smooth_tracks_for
 from heimdall.training.cross_fitting import combined_median_m
 from heimdall.training.radio_map_calibration import TIME_SCALES_S, TIME_WIDENING_AMOUNTS
@@ -35,6 +39,11 @@ log = logging.getLogger(__name__)
 TRACK_SCALES = np.exp(np.linspace(np.log(0.02), np.log(200.0), 400))
 #: Correlation times tau_c (s) of the smoothed ellipses tried (`models.tracks.crowding`; 0: none).
 CORRELATIONS_S = (0.0, 8.0, 16.0, 32.0)
+#: Temperature of the radio map's scores as the smoother's measurements (1: the likelihood as
+#: the map gives it). On saved scores of the April folds (seed 0, 5 random and 5 grid folds)
+#: it gave medians of 48 / 124 m against 59 / 138 m on the answers' Gaussians; at 0.5, 48 /
+#: 128 m; at 2, 51 / 124 m; at 4, 62 / 126 m (docs/REAL_DATA_EXPERIMENTS.md).
+SCORE_TEMPERATURE = 1.0
 
 
 @dataclass(frozen=True)
@@ -48,6 +57,12 @@ class HeldOutBatch:
     times_s: np.ndarray  # [n]
     truth_m: np.ndarray  # [n, 2]
     gap_s: np.ndarray  # [n]
+    #: The fold's map's log-score of each answer over its grid [n, G] (`RadioMapNet`'s
+    #: `grid_log_score`), and that grid; None where the localiser has none.
+    log_score: np.ndarray | None = None
+    grid: ScoreGrid | None = None
+    #: Each answer's covariance widening one by one with its time since training [n] (1: none).
+    widening: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -87,17 +102,15 @@ def _calibrate(radius_sq: np.ndarray, gap_s: np.ndarray, groups: np.ndarray) -> 
     return best
 
 
-def calibrate_tracks(model: TrackModel | None, batches: list[HeldOutBatch]) -> TrackCalibration:
-    """Smooth each held-out batch with `model`; keep it where the combined median improves, then
-    choose the ellipses' correlation time, scale and widening with time on the same answers."""
-    empty = TrackCalibration(None, {}, np.zeros(0), np.zeros(0, dtype=object))
-    if model is None or not batches:
-        return empty
+def _smoothed(model: TrackModel, batches: list[HeldOutBatch]) -> tuple[dict[str, tuple[float, float]], list, list, list]:
+    """Each batch smoothed with `model`: each scheme's medians one by one and smoothed (m), and per
+    batch the truths minus the smoothed answers, the spreads per correlation time, which were smoothed."""
     errors: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {}
     deltas, spreads, flags = [], [], []
     for batch in batches:
         position, covariances, smoothed = smooth_tracks_for(batch.position_m, batch.covariance_m2, batch.times_s,
-                                                            model, CORRELATIONS_S)
+                                                            model, CORRELATIONS_S, batch.log_score, batch.grid,
+                                                            batch.widening)
         raw, smoothed_errors = errors.setdefault(batch.scheme, ([], []))
         raw.append(np.linalg.norm(batch.position_m - batch.truth_m, axis=1))
         smoothed_errors.append(np.linalg.norm(position - batch.truth_m, axis=1))
@@ -106,9 +119,28 @@ def calibrate_tracks(model: TrackModel | None, batches: list[HeldOutBatch]) -> T
         flags.append(smoothed)
     medians = {s: (float(np.median(np.concatenate(r))), float(np.median(np.concatenate(m))))
                for s, (r, m) in errors.items()}
+    return medians, deltas, spreads, flags
+
+
+def calibrate_tracks(model: TrackModel | None, batches: list[HeldOutBatch]) -> TrackCalibration:
+    """Smooth each held-out batch with `model` (on the answers' Gaussians, and on the map's scores
+    where every batch has them); keep the smoother with the lower combined median if it beats the
+    answers one by one, then choose the ellipses' correlation time, scale and widening with time
+    on the same answers."""
+    empty = TrackCalibration(None, {}, np.zeros(0), np.zeros(0, dtype=object))
+    if model is None or not batches:
+        return empty
+    candidates = [model]
+    if all(b.log_score is not None and b.grid is not None for b in batches):
+        candidates.append(replace(model, score_temperature=SCORE_TEMPERATURE))
+    tried = [(candidate, *_smoothed(candidate, batches)) for candidate in candidates]
+    model, medians, deltas, spreads, flags = min(
+        tried, key=lambda t: combined_median_m([m[1] for m in t[1].values()])
+    )
     before = combined_median_m([m[0] for m in medians.values()])
     after = combined_median_m([m[1] for m in medians.values()])
-    log.info("radio map: out-of-fold medians one by one / smoothed along tracks %s (combined %.1f / %.1f m)",
+    log.info("radio map: out-of-fold medians one by one / smoothed along tracks%s %s (combined %.1f / %.1f m)",
+             " on the map's scores" if model.score_temperature > 0 else "",
              {s: tuple(round(v, 1) for v in m) for s, m in medians.items()}, before, after)
     if not after < before:
         return TrackCalibration(None, medians, np.zeros(0), np.zeros(0, dtype=object))
