@@ -204,6 +204,25 @@ def test_the_runtime_smooths_on_the_maps_scores_from_the_graph(tmp_path, caplog)
     position, covariance, _, log_score = run(corrected_rss(queries.rx_id, queries.heard, rss, residual, STATIONS))
     expected, _, _ = smooth_tracks(position, covariance, queries.timestamp_s, track, None, log_score)
     np.testing.assert_allclose(walked.position_m, expected, atol=0.5)
+    # One pass (no drift correction): the smoother on that pass's scores.
+    position, covariance, _, log_score = run(rss)
+    expected_one_pass, _, _ = smooth_tracks(position, covariance, queries.timestamp_s, track, None, log_score)
+    one_pass = localizer.predict(queries, check_area=False, drift_correction=False)
+    np.testing.assert_allclose(one_pass.position_m, expected_one_pass, atol=0.5)
+    # Two passes ask the graph for the scores (N x grid points) once, in the pass that counts.
+    asked: list[list[str]] = []
+
+    class Spy:
+        def __init__(self, session: object) -> None:
+            self.session = session
+
+        def run(self, names: list[str], feeds: dict) -> list:
+            asked.append(list(names))
+            return self.session.run(names, feeds)
+
+    localizer.session = Spy(localizer.session)
+    localizer.predict(queries, check_area=False)
+    assert ["grid_log_score" in names for names in asked] == [False] * 4 + [True] * 4
     # Its scores at the map's temperature, with the prior, are the map's posterior over the grid.
     inputs = (torch.from_numpy(queries.rx_position_m.astype(np.float32)), torch.from_numpy(queries.rx_id),
               torch.from_numpy(rss.astype(np.float32)), torch.from_numpy(queries.heard),

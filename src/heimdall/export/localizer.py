@@ -214,7 +214,10 @@ class Localizer:
             ).astype(np.float32)
         smoothing = tracks and samples.timestamp_s is not None and self.track is not None
         scores = smoothing and self.track.score_temperature > 0 and SCORE_OUTPUT in self.output_names
-        position_m, covariance_m2, residual_db, log_score = self._run(feeds_all, scores)
+        # The smoother reads the scores of the last pass only: a first pass that will be run
+        # again leaves them out (N x grid points of float32).
+        second_pass = drift_correction and RESIDUAL_OUTPUT in self.output_names
+        position_m, covariance_m2, residual_db, log_score = self._run(feeds_all, scores and not second_pass)
         if residual_db is not None and drift_correction:
             # Second pass with drifted receivers corrected (`models.drift`).
             feeds_all["rss_dbm"] = corrected_rss(samples.rx_id, samples.heard, feeds_all["rss_dbm"], residual_db,

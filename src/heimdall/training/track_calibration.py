@@ -38,7 +38,9 @@ log = logging.getLogger(__name__)
 #: Covariance scales tried for the smoothed answers.
 TRACK_SCALES = np.exp(np.linspace(np.log(0.02), np.log(200.0), 400))
 #: Correlation times tau_c (s) of the smoothed ellipses tried (`models.tracks.crowding`; 0: none).
-CORRELATIONS_S = (0.0, 8.0, 16.0, 32.0)
+#: Up to 512 s for a campaign whose answers share their error for minutes (a transmitter walking
+#: through a stretch the map knows badly); every April fit kept 8-32 s.
+CORRELATIONS_S = (0.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0)
 #: Temperature of the radio map's scores as the smoother's measurements (1: the likelihood as
 #: the map gives it). On saved scores of the April folds (seed 0, 5 random and 5 grid folds)
 #: it gave medians of 48 / 124 m against 59 / 138 m on the answers' Gaussians; at 0.5, 48 /
@@ -102,14 +104,18 @@ def _calibrate(radius_sq: np.ndarray, gap_s: np.ndarray, groups: np.ndarray) -> 
     return best
 
 
-def _smoothed(model: TrackModel, batches: list[HeldOutBatch]) -> tuple[dict[str, tuple[float, float]], list, list, list]:
+def _smoothed(
+    model: TrackModel, batches: list[HeldOutBatch], correlations_s: tuple[float, ...] | None = None
+) -> tuple[dict[str, tuple[float, float]], list, list, list]:
     """Each batch smoothed with `model`: each scheme's medians one by one and smoothed (m), and per
-    batch the truths minus the smoothed answers, the spreads per correlation time, which were smoothed."""
+    batch the truths minus the smoothed answers, the spreads per correlation time in
+    `correlations_s` (default `CORRELATIONS_S`), which were smoothed."""
+    correlations_s = CORRELATIONS_S if correlations_s is None else correlations_s
     errors: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {}
     deltas, spreads, flags = [], [], []
     for batch in batches:
         position, covariances, smoothed = smooth_tracks_for(batch.position_m, batch.covariance_m2, batch.times_s,
-                                                            model, CORRELATIONS_S, batch.log_score, batch.grid,
+                                                            model, correlations_s, batch.log_score, batch.grid,
                                                             batch.widening)
         raw, smoothed_errors = errors.setdefault(batch.scheme, ([], []))
         raw.append(np.linalg.norm(batch.position_m - batch.truth_m, axis=1))
@@ -133,10 +139,12 @@ def calibrate_tracks(model: TrackModel | None, batches: list[HeldOutBatch]) -> T
     candidates = [model]
     if all(b.log_score is not None and b.grid is not None for b in batches):
         candidates.append(replace(model, score_temperature=SCORE_TEMPERATURE))
-    tried = [(candidate, *_smoothed(candidate, batches)) for candidate in candidates]
-    model, medians, deltas, spreads, flags = min(
-        tried, key=lambda t: combined_median_m([m[1] for m in t[1].values()])
-    )
+    # The answers do not depend on the correlation time: the candidates are told apart on one
+    # smoothing each, the spreads of every correlation time computed for the one kept.
+    if len(candidates) > 1:
+        tried = [(candidate, _smoothed(candidate, batches, (0.0,))[0]) for candidate in candidates]
+        model, _ = min(tried, key=lambda t: combined_median_m([m[1] for m in t[1].values()]))
+    medians, deltas, spreads, flags = _smoothed(model, batches)
     before = combined_median_m([m[0] for m in medians.values()])
     after = combined_median_m([m[1] for m in medians.values()])
     log.info("radio map: out-of-fold medians one by one / smoothed along tracks%s %s (combined %.1f / %.1f m)",
