@@ -92,6 +92,13 @@ def test_import_train_evaluate_powder(home: Path, tmp_path: Path) -> None:
     for a_now, a_later in zip(now["predictions"], later["predictions"], strict=True):
         assert (a_later["lat"], a_later["lon"]) == (a_now["lat"], a_now["lon"])
         assert a_later["sigma_major_m"] == pytest.approx(a_now["sigma_major_m"] * (1.0 + amount) ** 0.5, rel=1e-3)
+    # The checkpoint answers as the bundle made from it would (before its refit): `localize
+    # --model CHECKPOINT` widens with the time since its training transmissions too.
+    checkpoint = {name: _json(["localize", "--model", trained["best_checkpoint"], "--measurements",
+                               str(tmp_path / f"{name}.csv"), "--no-tracks"]) for name in ("test", "later")}
+    widened = [b["sigma_major_m"] / a["sigma_major_m"]
+               for a, b in zip(checkpoint["test"]["predictions"], checkpoint["later"]["predictions"], strict=True)]
+    assert min(widened) >= 1.0 and np.median(widened) > 1.05
     # The 95% ellipse: k sigma, k measured by the fit on its cross-fitted truths. The April
     # errors are heavier-tailed than a Gaussian's, so k is well above a Gaussian's 2.45, and
     # the held-out test split (measured before the refit) says how it held.

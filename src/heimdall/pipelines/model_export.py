@@ -13,7 +13,7 @@ from heimdall.export.localizer import Localizer
 from heimdall.jobs import repository as jobs
 from heimdall.pausepoints import pause_point
 from heimdall.pipelines.context import Context
-from heimdall.pipelines.models import bundle_config, evaluate_localizer, training_settings
+from heimdall.pipelines.models import bundle_config, evaluate_localizer, training_settings, training_times
 from heimdall.pipelines.publishing import clean_stale_work, publish_lock, repair_models
 
 __all__ = ["ExportResult", "export"]
@@ -79,24 +79,6 @@ def _refit_on_all_labels(
     return refit, hyper.to_dict()
 
 
-def _training_times(meta: dict[str, Any], reader: DatasetReader, splits: tuple[str, ...]) -> dict[str, Any]:
-    """`training_times_s`: the distinct timestamps (whole seconds, sorted) of the samples a
-    radio map was fitted on, which the runtime's widening with time (of answers one by one or
-    smoothed along tracks) measures queries from (`Localizer`); empty where the map does not
-    widen with time."""
-    import numpy as np
-
-    from heimdall.pipelines.radio_map_training import labelled_samples
-
-    hyper = meta.get("hyperparameters") or {}
-    track_widening = float((hyper.get("track") or {}).get("time_widening", 0.0))
-    if float(hyper.get("time_widening", 0.0)) <= 0 and not hyper.get("session_offsets_db") and track_widening <= 0:
-        return {}
-    times = labelled_samples(reader, splits).timestamp_s
-    known = np.unique(np.round(times[np.isfinite(times)])) if times is not None else np.zeros(0)
-    return {"training_times_s": [int(t) for t in known]} if known.size else {}
-
-
 def _stage_export(
     ctx: Context, net: Any, meta: dict[str, Any], reader: DatasetReader, name: str, number: int, quantize: str | None
 ) -> tuple[Any, dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any] | None]:
@@ -136,7 +118,7 @@ def _stage_export(
         if region_sigmas is not None:
             config.update(ellipse95_sigmas=region_sigmas)
         if radio_map:
-            config.update(_training_times(meta, reader, tuple(meta.get("fitted_on") or ("train", "val"))))
+            config.update(training_times(meta, reader, tuple(meta.get("fitted_on") or ("train", "val"))))
         localizer = Localizer(draft.directory, reference=f"{name}/v{number}", config=config)
         evaluation = evaluate_localizer(localizer, reader, test_split).summary
         if radio_map and test_split == "test":
@@ -145,7 +127,7 @@ def _stage_export(
                 hyperparameters=refit_hyper,
                 fitted_on=["train", "val", "test"],
                 evaluated_as="fitted on train and val; the test figures are held-out, measured before the refit",
-                **_training_times(meta, reader, ("train", "val", "test")),
+                **training_times(meta, reader, ("train", "val", "test")),
             )
         metrics = {"evaluation": evaluation, "onnx_max_abs_diff": draft.max_abs_diff, "covariance_scale": scale,
                    "ellipse95_sigmas": localizer.ellipse95_sigmas}

@@ -24,7 +24,8 @@ from heimdall.requests import EvaluateRequest, TrainRequest, check_bounds
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "resolve_model", "evaluate", "evaluate_localizer", "bundle_config", "training_settings", "localize", "compare",
+    "resolve_model", "evaluate", "evaluate_localizer", "bundle_config", "training_settings", "training_times", "localize",
+    "compare",
 ]
 
 
@@ -50,6 +51,9 @@ def resolve_model(ctx: Context, model: str, variant: str = "float") -> tuple[Loc
         reader = DatasetReader(ctx.store, meta["dataset"])
         draft = stage_bundle(net, reader.load("val"), ctx.staging_dir)
         config = bundle_config(meta, reader, name=path.stem, version=0)
+        if meta.get("model_kind") == "radio_map":
+            # As `export` stores them: without, the answers would not widen with the time since training.
+            config.update(training_times(meta, reader, tuple(meta.get("fitted_on") or ("train", "val"))))
         return Localizer(draft.directory, reference=str(path), config=config), draft.directory
     raise NotFoundError(f"model {model!r} is neither a bundle directory, a checkpoint nor models:/ reference")
 
@@ -77,6 +81,22 @@ def bundle_config(meta: dict[str, Any], reader: DatasetReader, name: str, versio
             "outputs": list(RADIO_MAP_OUTPUTS)}
            if meta.get("model_kind") == "radio_map" else {}),
     }
+
+
+def training_times(meta: dict[str, Any], reader: DatasetReader, splits: tuple[str, ...]) -> dict[str, Any]:
+    """`training_times_s`: the distinct timestamps (whole seconds, sorted) of the samples a
+    radio map was fitted on, which the runtime's widening with time (of answers one by one or
+    smoothed along tracks) measures queries from (`Localizer`); empty where the map does not
+    widen with time."""
+    from heimdall.pipelines.radio_map_training import labelled_samples
+
+    hyper = meta.get("hyperparameters") or {}
+    track_widening = float((hyper.get("track") or {}).get("time_widening", 0.0))
+    if float(hyper.get("time_widening", 0.0)) <= 0 and not hyper.get("session_offsets_db") and track_widening <= 0:
+        return {}
+    times = labelled_samples(reader, splits).timestamp_s
+    known = np.unique(np.round(times[np.isfinite(times)])) if times is not None else np.zeros(0)
+    return {"training_times_s": [int(t) for t in known]} if known.size else {}
 
 
 def training_settings(ctx: Context, meta: dict[str, Any]) -> dict[str, Any]:
