@@ -42,7 +42,7 @@ classical median" (best: the classical method with the lowest mean median in tha
 
     PYTHONPATH=src .venv/bin/python benchmarks/real_data.py FILE [--format long|powder-json]
         [--folds 5] [--seeds 0,1,2] [--modes random,grid,time]
-        [--methods model,knn,ml_offsets,centroid] [--fold-limit N] [--test-drift-db D]
+        [--methods model,knn,ml_offsets,centroid] [--fold-limit N] [--only-folds 2,3] [--test-drift-db D]
         [--session-drift-db D] [--session-layout blocks|interleaved] [--json OUT.json]
 """
 
@@ -354,13 +354,15 @@ def _prediction(
 def run(
     campaign: Campaign, modes: tuple[str, ...], n_folds: int, seeds: tuple[int, ...], methods: tuple[str, ...],
     fold_limit: int | None = None, test_drift_db: float = 0.0, session_drift_db: float = 0.0,
-    interleaved: bool = False,
+    interleaved: bool = False, only_folds: tuple[int, ...] | None = None,
 ) -> dict[str, Any]:
     """Every (mode, seed, fold): per-method scores; then the summary per mode and method.
 
     `test_drift_db` > 0 shifts each fold's test readings by per-receiver offsets (`drifted`);
     `session_drift_db` > 0 makes the time blocks sessions with their own offsets, drawn per
     seed (`in_sessions`; `interleaved`: days drawn at random, a day held out per time fold).
+    `only_folds`: run those folds alone (a long campaign's folds split between runs; the folds
+    are the same).
     """
     truth_lat, truth_lon = campaign.samples.tx_lat_deg, campaign.samples.tx_lon_deg
     folds: list[dict[str, Any]] = []
@@ -379,6 +381,8 @@ def run(
                 day_s = seed_campaign.samples.timestamp_s - campaign.samples.timestamp_s
                 fold_of = np.round(day_s / 86400.0).astype(np.int64)
             for fold in range(n_folds if fold_limit is None else min(fold_limit, n_folds)):
+                if only_folds is not None and fold not in only_folds:
+                    continue
                 test_index, train_index = np.flatnonzero(fold_of == fold), np.flatnonzero(fold_of != fold)
                 # Time folds do not change with the seed: the model is trained once per fold,
                 # unless each seed draws its own drift of the test rows.
@@ -434,6 +438,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--fold-limit", type=int, default=None, help="run only the first N folds of each seed")
+    parser.add_argument("--only-folds", default=None, help="run only these folds of each seed (comma-separated, from 0)")
     parser.add_argument("--test-drift-db", type=float, default=0.0,
                         help="shift each receiver's test readings by N(0, D^2) dB per fold (a season's drift)")
     parser.add_argument("--session-drift-db", type=float, default=0.0,
@@ -448,9 +453,12 @@ def main(argv: list[str] | None = None) -> int:
         for flag, value in (("--test-drift-db", args.test_drift_db), ("--session-drift-db", args.session_drift_db)):
             if not np.isfinite(value) or value < 0:
                 raise InputError(f"{flag} must be a finite number >= 0, got {value}")
+        only_folds = None if args.only_folds is None else tuple(int(f) for f in _csv(args.only_folds))
+        if only_folds is not None and not all(0 <= f < args.folds for f in only_folds):
+            raise InputError(f"--only-folds must name folds from 0 to {args.folds - 1}, got {args.only_folds}")
         campaign = load_campaign(args.file, args.file_format, args.receivers)
         result = run(campaign, _csv(args.modes, MODES), args.folds, seeds, _csv(args.methods, METHODS), args.fold_limit,
-                     args.test_drift_db, args.session_drift_db, args.session_layout == "interleaved")
+                     args.test_drift_db, args.session_drift_db, args.session_layout == "interleaved", only_folds)
     except (HeimdallError, ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

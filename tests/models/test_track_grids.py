@@ -109,3 +109,28 @@ def test_a_transmission_the_calibration_found_k_times_less_sure_of_counts_as_k_t
     # A Gaussian log-likelihood divided by k is a Gaussian of k times the variance: so is their combination.
     ratio = np.trace(unsure, axis1=1, axis2=2) / np.trace(sure, axis1=1, axis2=2)
     assert 3.0 < np.median(ratio) < 4.5
+
+
+def test_a_wide_motion_blur_spreads_a_point_as_a_gaussian_and_matches_the_direct_convolution() -> None:
+    from scipy.ndimage import gaussian_filter
+
+    from heimdall.models.track_grids import MATRIX_BLUR_SIGMA_CELLS, gaussian_blur
+
+    point = np.zeros((121, 101))
+    point[60, 50] = 1.0
+    sigma_cells = 6.0
+    assert sigma_cells > MATRIX_BLUR_SIGMA_CELLS  # the matrix path
+    blurred = gaussian_blur(point, sigma_cells)
+    rows, cols = np.indices(point.shape)
+    # Mass kept (the kernel fits inside the lattice), centred, and a variance per axis of
+    # sigma^2 less what the cut at 3 sigma removes (2.7% for a continuous Gaussian).
+    assert abs(blurred.sum() - 1.0) < 1e-12
+    assert abs((blurred * (rows - 60)).sum()) < 1e-9 and abs((blurred * (cols - 50)).sum()) < 1e-9
+    variances = np.array([(blurred * (rows - 60) ** 2).sum(), (blurred * (cols - 50) ** 2).sum()])
+    assert np.all((variances > 0.97 * sigma_cells**2) & (variances < sigma_cells**2))
+    # Against the direct convolution near the edges, where the zeros beyond them matter, at
+    # widths on both sides of the switch and one wider than the lattice.
+    state = np.random.default_rng(3).random((37, 53))
+    for sigma in (0.7, 3.0, 4.5, 12.0, 80.0):
+        direct = gaussian_filter(state, sigma, mode="constant", truncate=3.0)
+        assert np.allclose(gaussian_blur(state, sigma), direct, rtol=1e-12, atol=1e-15)

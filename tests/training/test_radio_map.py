@@ -350,9 +350,11 @@ def test_a_checkpoint_from_before_fingerprint_points_loads_without_them(campaign
     path = write_radio_map_checkpoint(tmp_path / "old.ckpt", fitted.net, {"model_kind": "radio_map"})
     checkpoint = torch.load(path, weights_only=False)
     del checkpoint["state_dict"]["model.fingerprint_point_mass"]
+    del checkpoint["state_dict"]["model.silence_weight"]  # and from before the silences' weight
     torch.save(checkpoint, path)
     net, _ = load_checkpoint(path)
     assert float(net.fingerprint_point_mass) == 0.0
+    assert float(net.silence_weight) == 1.0  # each silence counted in full, as it was fitted
     _, test = campaign
     reference = apply_hyperparameters(build_radio_map(campaign[0], STATIONS, fitted.hyperparameters.length_scale_m),
                                       dataclasses.replace(fitted.hyperparameters, fingerprint_point_mass=0.0))

@@ -47,7 +47,7 @@ def read_bundle_config(directory: Path) -> dict[str, Any]:
 
 #: The radio map settings the card names (the rest of its hyperparameters are tables or flags).
 _RADIO_MAP_SETTINGS = ("length_scale_m", "fingerprint_bandwidth_db", "fingerprint_background", "fingerprint_weight",
-                       "temperature", "fingerprint_point_mass", "path_loss_exponent")
+                       "temperature", "fingerprint_point_mass", "path_loss_exponent", "silence_weight")
 _GEOMETRY_LIMIT = [
     "- Accuracy is bounded by the network's geometry: outside the area the receivers surround,",
     "  errors and ellipses grow quickly.",

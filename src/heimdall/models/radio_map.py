@@ -144,6 +144,12 @@ class RadioMapNet(nn.Module):
         self.register_buffer("novelty_db", torch.zeros(()))
         # Post-hoc variance calibration factor (the same name as LocalizationNet's).
         self.register_buffer("covariance_scale", torch.ones(()))
+        #: Weight of the silences' log-probability (receivers that listened and heard nothing)
+        #: in the log-likelihood; 1: each counted as independent evidence. Dozens of silent
+        #: receivers share their errors (the same walls shadow the transmitter from all of
+        #: them, sensitivities vary), so the fit may count them for less
+        #: (`training.radio_map_readings`).
+        self.register_buffer("silence_weight", torch.ones(()))
         if config.fill_absent:
             #: Each station's fixed position (east/north/up, m) and whether it is added to a
             #: sample that lacks it (fixed stations that listened in training).
@@ -235,8 +241,8 @@ class RadioMapNet(nn.Module):
         level = torch.where(finite, threshold, torch.zeros_like(threshold))[..., None]
         z = (level - mean_db - common[:, None, :]) * torch.sqrt(inverse_table[station])
         below = 0.5 * (1.0 + torch.erf(z.clamp(-_CENSOR_Z, _CENSOR_Z) / math.sqrt(2.0)))
-        log_likelihood = log_likelihood + (torch.log(below.clamp_min(1.0e-30)) * silent).sum(1)
-        return log_likelihood, centred
+        silences = (torch.log(below.clamp_min(1.0e-30)) * silent).sum(1)
+        return log_likelihood + self.silence_weight * silences, centred
 
     def fingerprint_neighbours(
         self, station: torch.Tensor, rss_dbm: torch.Tensor, heard: torch.Tensor, present: torch.Tensor

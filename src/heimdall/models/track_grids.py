@@ -20,17 +20,24 @@ measurement). Distances in metres, times in seconds.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-__all__ = ["GaussianSegment", "ScoreGrid", "ScoreSegment", "median_and_spread"]
+__all__ = ["GaussianSegment", "ScoreGrid", "ScoreSegment", "gaussian_blur", "median_and_spread"]
 
 #: Grid cells per side of a Gaussian segment's grid at most (memory: cells^2 per transmission).
 MAX_CELLS_PER_SIDE = 64
 #: Finest step (m) of a Gaussian segment's grid.
 MIN_CELL_M = 5.0
+#: Motion blurs wider than this (cells) run as two matrix products, whose cost does not grow
+#: with the width; a direct convolution's does (on a 90 x 90 lattice, 0.4 ms at 10 cells and
+#: 3.9 ms at 100 against 0.2 ms for the products; below about 3 cells the convolution is faster).
+MATRIX_BLUR_SIGMA_CELLS = 4.0
+#: The blur's kernel is cut at this many sigmas, as `scipy.ndimage.gaussian_filter`'s `truncate`.
+BLUR_TRUNCATE = 3.0
 
 
 @dataclass(frozen=True)
@@ -90,7 +97,7 @@ class _Segment:
     def _moved(self, p: np.ndarray, gap_s: float) -> np.ndarray:
         """The state `p` after `gap_s` of motion: blurred, or anywhere with the jump probability."""
         sigma_cells = float(self.motion.sigma_m(gap_s)) / self.step
-        blurred = gaussian_filter(p, sigma_cells, mode="constant", truncate=3.0) if sigma_cells > 0.05 else p
+        blurred = gaussian_blur(p, sigma_cells) if sigma_cells > 0.05 else p
         blurred = blurred * (p.sum() / max(float(blurred.sum()), 1e-300))
         jump = float(self.motion.jump_probability(gap_s))
         return (1.0 - jump) * blurred + jump * p.sum() / p.size
@@ -168,6 +175,29 @@ class ScoreSegment(_Segment):
         return (weights / weights.sum()).reshape(self.shape)
 
 
+def gaussian_blur(p: np.ndarray, sigma_cells: float) -> np.ndarray:
+    """`p` [rows, cols] blurred by a Gaussian of `sigma_cells` along both axes, zero beyond the
+    edges, the kernel cut at `BLUR_TRUNCATE` sigmas: `scipy.ndimage.gaussian_filter(p,
+    sigma_cells, mode="constant", truncate=BLUR_TRUNCATE)` to rounding, faster when wide."""
+    if sigma_cells <= MATRIX_BLUR_SIGMA_CELLS:
+        return gaussian_filter(p, sigma_cells, mode="constant", truncate=BLUR_TRUNCATE)
+    return _blur_matrix(p.shape[0], sigma_cells) @ p @ _blur_matrix(p.shape[1], sigma_cells)
+
+
+@lru_cache(maxsize=256)
+def _blur_matrix(n: int, sigma_cells: float) -> np.ndarray:
+    """The symmetric [n, n] matrix of a 1-D Gaussian blur over n cells (zero beyond the edges),
+    weights as `scipy.ndimage.gaussian_filter1d` normalises them. Cached: the forward and the
+    backward pass blur by the same gaps."""
+    radius = int(BLUR_TRUNCATE * sigma_cells + 0.5)
+    weights = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma_cells) ** 2)
+    weights /= weights.sum()
+    lag = np.abs(np.arange(n)[:, None] - np.arange(n)[None, :])
+    matrix = np.where(lag <= radius, weights[radius + np.minimum(lag, radius)], 0.0)
+    matrix.setflags(write=False)
+    return matrix
+
+
 def median_and_spread(
     weights: np.ndarray, points: np.ndarray, center: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -183,4 +213,5 @@ def median_and_spread(
             inverse_distance = w / np.maximum(np.sqrt(np.einsum("ci,ci->c", offset, offset)), 1.0)
             center = inverse_distance @ p / inverse_distance.sum()
     spread = points - center
-    return center, np.einsum("c,ci,cj->ij", weights, spread, spread)
+    # A product, not einsum("c,ci,cj->ij"): the same sum, four times as fast over 8,100 cells.
+    return center, (spread * weights[:, None]).T @ spread

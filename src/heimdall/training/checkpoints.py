@@ -68,6 +68,8 @@ def load_checkpoint(path: Path) -> tuple[Any, dict[str, Any]]:
     if isinstance(net, RadioMapNet):
         # Radio maps fitted before fingerprint points existed: none (what they were fitted as).
         state.setdefault("fingerprint_point_mass", torch.zeros(()))
+        # ... and before the silences' weight: each silence counted in full.
+        state.setdefault("silence_weight", torch.ones(()))
     net.load_state_dict(state)
     net.eval()
     return net, dict(meta, epoch=int(checkpoint.get("epoch", 0)))

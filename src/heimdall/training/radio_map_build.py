@@ -76,6 +76,8 @@ class RadioMapHyperparameters:
     #: Path-loss exponent held fixed (`training.censored_physics`); None: least squares on
     #: the heard readings (`fit_physics`).
     path_loss_exponent: float | None = None
+    #: Weight of the silences' log-probability (`RadioMapNet.silence_weight`); 1: in full.
+    silence_weight: float = 1.0
     #: a and g0 (s) of `evaluation.calibration.time_widening_factor`, applied by the runtime
     #: to queries with a timestamp; a = 0: no widening with time.
     time_widening: float = 0.0
@@ -264,6 +266,7 @@ def build_radio_map(
     mobile: np.ndarray | None = None,
     fill_absent: bool = False,
     path_loss_exponent: float | None = None,
+    silence_weight: float = 1.0,
 ) -> RadioMapNet:
     """Fit steps 1-3 on `samples` (positions known) for one residual length scale.
 
@@ -271,6 +274,7 @@ def build_radio_map(
     `fill_absent`: a fixed station missing from a sample listened and heard nothing, in
     training (`fill_absent_stations`) and in every query (`RadioMapNet.with_absent_stations`).
     `path_loss_exponent`: hold n at this value (None: fit it with the offsets).
+    `silence_weight`: the weight of the silences' log-probability (`RadioMapNet.silence_weight`).
     """
     known = np.all(np.isfinite(samples.tx_position_m), axis=1)
     samples = samples.select(known)
@@ -330,6 +334,7 @@ def build_radio_map(
         net.variance_db2.copy_(torch.from_numpy(np.concatenate([variance.T, generic])))
         net.heard_threshold_db.copy_(torch.from_numpy(threshold))
         net.common_offset_sd_db.fill_(physics.common_sd_db)
+        net.silence_weight.fill_(silence_weight)
         net.log_prior.copy_(torch.from_numpy(np.log(density / max(float(density.max()), 1e-300) + PRIOR_FLOOR)))
         net.fingerprint_db.copy_(torch.from_numpy(knn.values_db))
         net.fingerprint_mask.copy_(torch.from_numpy(knn.comparable.astype(np.float64)))
@@ -339,7 +344,7 @@ def build_radio_map(
 
 
 def apply_hyperparameters(net: RadioMapNet, hyper: RadioMapHyperparameters) -> RadioMapNet:
-    """Load the chosen fingerprint, temperature and calibration settings into `net`'s buffers."""
+    """Load the chosen fingerprint, temperature, silence and calibration settings into `net`'s buffers."""
     with torch.no_grad():
         net.fingerprint_bandwidth_db.fill_(hyper.fingerprint_bandwidth_db)
         net.fingerprint_background.fill_(hyper.fingerprint_background)
@@ -350,6 +355,7 @@ def apply_hyperparameters(net: RadioMapNet, hyper: RadioMapHyperparameters) -> R
         net.covariance_floor_m2.fill_(hyper.covariance_floor_m**2)
         net.covariance_scale.fill_(hyper.covariance_scale)
         net.novelty_db.fill_(hyper.novelty_db)
+        net.silence_weight.fill_(hyper.silence_weight)
     return net
 
 
@@ -371,6 +377,6 @@ def refit_radio_map(samples: SampleArrays, num_stations: int, hyper: RadioMapHyp
     samples = samples.select(known)
     net = build_radio_map(
         samples, num_stations, hyper.length_scale_m, fill_absent=hyper.fill_absent,
-        path_loss_exponent=hyper.path_loss_exponent,
+        path_loss_exponent=hyper.path_loss_exponent, silence_weight=hyper.silence_weight,
     )
     return apply_hyperparameters(net, hyper)

@@ -155,7 +155,8 @@ def _fit_radio_map(
     filled = fill_absent_stations(samples, *station_positions(samples, num_stations, mobile))
     # The censored exponent is fitted once on every labelled sample and held in each fold's
     # map: one number, and its fit takes seconds where a map's takes a fraction of one.
-    samples, fill, exponent = choose_readings(samples, filled, num_stations, lengths[_START[0]], mobile, seed)
+    samples, fill, exponent, silence = choose_readings(samples, filled, num_stations, lengths[_START[0]], mobile,
+                                                       seed)
     schemes = cross_fitting_schemes(samples)
     # Settings are chosen on random and spatial folds only; time blocks join the calibration,
     # so they are fitted for the chosen length scale only. Choosing on time blocks too cost
@@ -195,7 +196,7 @@ def _fit_radio_map(
             shared = None
             for li in length_indices:
                 net = build_radio_map(train, num_stations, lengths[li], grid=grid, mobile=mobile, fill_absent=fill,
-                                      path_loss_exponent=exponent)
+                                      path_loss_exponent=exponent, silence_weight=silence)
                 terms = held_out_terms(net, samples.select(test_index), shared)
                 shared = terms
                 held[scheme][li].append(terms)
@@ -241,7 +242,7 @@ def _fit_radio_map(
     # receivers' drift is re-estimated and taken out before a second pass. Fitted on the
     # first pass, the ellipses came out narrower than calibrated across time and space.
     settings = RadioMapHyperparameters(lengths[li], key[0], key[1], weight, temperature,
-                                       fingerprint_point_mass=point_mass)
+                                       fingerprint_point_mass=point_mass, silence_weight=silence)
     held.clear()  # the first pass's terms are done with: the second pass's take their memory
     held_best = [
         (si, second_pass_terms(apply_hyperparameters(net, settings), samples.select(test_index), key))
@@ -291,13 +292,14 @@ def _fit_radio_map(
         novelty_db=calibration.novelty_db,
         fill_absent=fill,
         path_loss_exponent=exponent,
+        silence_weight=silence,
         time_widening=time_widening,
         time_scale_s=time_scale_s,
         ellipse95_sigmas=region_sigmas,
         track={} if tracks is None or tracks.model is None else tracks.model.to_dict(),
     )
     net = build_radio_map(samples, num_stations, hyper.length_scale_m, mobile=mobile, fill_absent=fill,
-                          path_loss_exponent=exponent)
+                          path_loss_exponent=exponent, silence_weight=silence)
     # The runtime smooths on the final map's scores: its grid, not the folds'.
     hyper = with_score_grid(hyper, net)
     net = apply_hyperparameters(net, hyper)

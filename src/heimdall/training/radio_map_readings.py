@@ -1,9 +1,11 @@
 """Step 0 of a radio map's fit: how to read the file, decided on held-out folds.
 
 Files that list only the receivers that heard leave a fixed receiver out of a sample when
-it heard nothing; elsewhere a missing row is a dropped reading. And where receivers listened
+it heard nothing; elsewhere a missing row is a dropped reading. Where receivers listened
 and heard nothing, the censored (Tobit) path-loss exponent may or may not describe the
-network better than the one from the heard readings alone. `choose_readings` answers both
+network better than the one from the heard readings alone, and the silences may be worth
+less than independent evidence: a transmitter behind a building is silent to every gateway
+that building shadows, and gateways differ in sensitivity. `choose_readings` answers each
 by the cross-fitted median error (m) of maps built each way, never by assumption.
 """
 
@@ -37,6 +39,11 @@ log = logging.getLogger(__name__)
 DECISION_SAMPLES = 750
 #: Censored and heard-only path-loss exponents closer than this are one law (no held-out choice).
 EXPONENT_MARGIN = 0.25
+#: Weights of the silences' log-probability tried (`RadioMapNet.silence_weight`), where
+#: receivers listened and heard nothing. On a simulated city network (37 gateways, most silent
+#: for each transmission) step 0 chose 0.25 in all twelve fits of seven folds, and on one of
+#: them 0.125 and 0.0625 scored worse than 0.25 (docs/REAL_DATA.md, "How much a silence says").
+SILENCE_WEIGHTS = (1.0, 0.5, 0.25)
 
 
 def _censored_exponent(samples: SampleArrays, num_stations: int) -> tuple[float | None, float]:
@@ -50,10 +57,11 @@ def _censored_exponent(samples: SampleArrays, num_stations: int) -> tuple[float 
 
 def _held_out_median(
     data: SampleArrays, num_stations: int, length_m: float, mobile: np.ndarray, seed: int, fill: bool,
-    exponent: float | None,
+    exponent: float | None, silence_weight: float = 1.0,
 ) -> float:
     """Combined (`combined_median_m`) random and spatial out-of-fold median error (m) of maps of
-    length `length_m` built as told (`build_radio_map`'s `fill_absent`, `path_loss_exponent`),
+    length `length_m` built as told (`build_radio_map`'s `fill_absent`, `path_loss_exponent`,
+    `silence_weight`),
     at the best fingerprint and temperature settings (readings that differ can favour
     different settings: reading gaps as silence gives fingerprints many more stations to
     compare). The folds depend on `seed` and the number of samples only, so two readings of
@@ -68,7 +76,7 @@ def _held_out_median(
             train, test_index = data.select(folds != fold), np.intersect1d(np.nonzero(folds == fold)[0], chosen)
             if len(train) >= 10 and len(test_index):
                 net = build_radio_map(train, num_stations, length_m, mobile=mobile, fill_absent=fill,
-                                      path_loss_exponent=exponent)
+                                      path_loss_exponent=exponent, silence_weight=silence_weight)
                 held[-1].append(held_out_terms(net, data.select(test_index)))
 
     def score(key: tuple[float, float], weight: float, temperature: float) -> float:
@@ -86,8 +94,9 @@ def _held_out_median(
 
 def choose_readings(
     samples: SampleArrays, filled: SampleArrays, num_stations: int, length_m: float, mobile: np.ndarray, seed: int,
-) -> tuple[SampleArrays, bool, float | None]:
-    """Step 0: (samples as read, fill_absent, path-loss exponent or None for least squares).
+) -> tuple[SampleArrays, bool, float | None, float]:
+    """Step 0: (samples as read, fill_absent, path-loss exponent or None for least squares,
+    the silences' weight).
 
     Each question is answered by `_held_out_median`, never assumed:
     - a fixed station missing from a sample (`filled` differs from `samples`): "listened,
@@ -96,15 +105,17 @@ def choose_readings(
     - where stations listened and heard nothing, the censored (Tobit) exponent or the one
       from the heard readings alone, when they differ by more than `EXPONENT_MARGIN`: the
       censored fit assumes a silence means a level below the station's weakest heard ones,
-      which a network mixing sensitivities (LoRa spreading factors) can break.
+      which a network mixing sensitivities (LoRa spreading factors) can break;
+    - then, where stations listened and heard nothing, how much the silences weigh
+      (`SILENCE_WEIGHTS`; in full unless less does better).
     """
-    scores: dict[tuple[bool, bool], float] = {}
+    scores: dict[tuple[bool, bool, float], float] = {}
 
-    def held_out(fill: bool, exponent: float | None) -> float:
-        key = (fill, exponent is None)
+    def held_out(fill: bool, exponent: float | None, silence_weight: float = 1.0) -> float:
+        key = (fill, exponent is None, silence_weight)
         if key not in scores:
             scores[key] = _held_out_median(filled if fill else samples, num_stations, length_m, mobile, seed, fill,
-                                           exponent)
+                                           exponent, silence_weight)
         return scores[key]
 
     exponents = {False: _censored_exponent(samples, num_stations)}
@@ -116,6 +127,7 @@ def choose_readings(
         log.info("radio map: missing fixed stations read as %s (out-of-fold median %.1f m as unknown, %.1f m as "
                  "heard nothing)", "heard nothing" if fill else "unknown", without_m, with_m)
     censored, heard_only = exponents[fill]
+    silences = censored is not None
     if censored is not None and abs(censored - heard_only) > EXPONENT_MARGIN:
         censored_m, heard_only_m = held_out(fill, censored), held_out(fill, None)
         log.info("radio map: path-loss exponent %.2f counting the silent receivers (out-of-fold median %.1f m), "
@@ -125,4 +137,10 @@ def choose_readings(
             censored = None
     elif censored is not None:
         censored = None  # the same law either way: the per-map least squares keeps each fold's own
-    return (filled if fill else samples), fill, censored
+    silence_weight = 1.0
+    if silences:
+        medians = {w: held_out(fill, censored, w) for w in SILENCE_WEIGHTS}
+        silence_weight = min(SILENCE_WEIGHTS, key=lambda w: (medians[w], -w))
+        log.info("radio map: silences weighted %g (out-of-fold median %s)", silence_weight,
+                 ", ".join(f"{medians[w]:.1f} m at {w:g}" for w in SILENCE_WEIGHTS))
+    return (filled if fill else samples), fill, censored, silence_weight
