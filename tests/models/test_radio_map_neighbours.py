@@ -111,7 +111,11 @@ def test_answers_do_not_depend_on_the_batch_or_the_runtime(sparse_map, tmp_path)
         for start in range(0, len(order), 7):
             part = order[start:start + 7]
             shuffled[part] = net(*_inputs(queries.select(part)))[0].numpy()
-    np.testing.assert_allclose(shuffled, together, atol=0.05)
+    # Batches of other sizes round float32 sums differently; where a posterior is flat between
+    # a few places its geometric median moves with the last digit (by 0.07 m once the silences
+    # weigh less). The fault this guards against moved answers by hundreds of metres.
+    moved = np.linalg.norm(shuffled - together, axis=1)
+    assert moved.max() < PARITY_TOLERANCE and np.median(moved) < 0.05
     check = onnx_parity_check(net, export_onnx(net, tmp_path / "model.onnx"), parity_inputs(queries, limit=200))
     assert check.worst(PARITY_TOLERANCE, PARITY_SIGMA_FRACTION) is None
     assert np.median(check.position_diff_m) < 0.01
