@@ -13,7 +13,9 @@ import yaml
 from typer.testing import CliRunner
 
 from heimdall.cli import app
-from heimdall.geo import haversine_m
+from heimdall.export.moved_receivers import TrainingPositions
+from heimdall.export.one_receiver import OneReceiverPlaces
+from heimdall.geo import ReferencePoint, haversine_m
 from heimdall.network import ReceiverNetwork
 
 pytestmark = pytest.mark.slow
@@ -54,6 +56,17 @@ def test_import_train_evaluate_powder(home: Path, tmp_path: Path) -> None:
     bundle = Path(exported["bundle"])
     config = yaml.safe_load((bundle / "config.yaml").read_text())
     assert config["model"]["model_kind"] == "radio_map" and config["fitted_on"] == ["train", "val", "test"]
+    # Where a one-receiver transmission may have been: the places each receiver heard at that
+    # level. Heard strongly, they lie nearer the receiver than heard weakly (mobile ones aside).
+    places = OneReceiverPlaces.from_config(config)
+    fixed = TrainingPositions.from_config(config, ReferencePoint(**config["reference_point"]), config["station_ids"])
+    nearer = []
+    for station, levels in enumerate(places.levels_dbm):
+        if len(levels) >= 10 and np.isfinite(fixed.position_m[station]).all():
+            distance_m = np.linalg.norm(places.mean_m[station] - fixed.position_m[station], axis=1)
+            quarter = len(levels) // 4
+            nearer.append(distance_m[-quarter:].mean() < distance_m[:quarter].mean())
+    assert len(nearer) >= 8 and np.mean(nearer) >= 0.75, nearer
     held_out = json.loads((bundle / "metrics.json").read_text())["evaluation"]
     assert held_out["n"] == imported["splits"]["test"]
     # Measured before the refit: the test split was unseen. On 43 samples only coarse claims hold.

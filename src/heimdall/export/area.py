@@ -89,7 +89,8 @@ class TrainingArea:
         return np.hypot(dx, dy)
 
     def check(
-        self, position_m: np.ndarray, covariance_m2: np.ndarray, rx_position_m: np.ndarray, heard: np.ndarray
+        self, position_m: np.ndarray, covariance_m2: np.ndarray, rx_position_m: np.ndarray, heard: np.ndarray,
+        one_receiver_m2: np.ndarray | None = None,
     ) -> AreaCheck:
         """Warnings and widened covariances of N predictions.
 
@@ -98,7 +99,10 @@ class TrainingArea:
         the covariance gets `d^2 I` added, `d` the straight-line distance from the prediction
         to the farthest heard receiver: the answer is then known no better than "somewhere among
         the receivers that heard it". With one heard receiver the same widening applies
-        (one power reading fixes a range, not a bearing).
+        (one power reading fixes a level, not a bearing), or, inside the area, where
+        `one_receiver_m2` [N, 2, 2] is finite, that covariance is added instead: the spread
+        about the answer of the places that receiver heard at that level in training
+        (`export.one_receiver`).
         """
         rx_east, rx_north = rx_position_m[..., 0], rx_position_m[..., 1]
         rx_outside = (self.distance_outside_m(rx_east, rx_north) > 0.0) & heard
@@ -121,7 +125,12 @@ class TrainingArea:
         out_of_area = receivers_outside | position_outside
         widen = out_of_area | one_receiver
         covariance = covariance_m2.copy()
-        covariance[widen] += (reach_m[widen] ** 2)[:, None, None] * np.eye(2)
+        places = np.zeros(len(position_m), dtype=bool)
+        if one_receiver_m2 is not None:
+            places = one_receiver & ~out_of_area & np.all(np.isfinite(one_receiver_m2), axis=(1, 2))
+            covariance[places] += one_receiver_m2[places]
+        by_reach = widen & ~places
+        covariance[by_reach] += (reach_m[by_reach] ** 2)[:, None, None] * np.eye(2)
         warnings = tuple(
             tuple(
                 name

@@ -19,6 +19,7 @@ from heimdall.errors import HeimdallError, InputError
 from heimdall.evaluation.calibration import GAUSSIAN_ELLIPSE95_SIGMAS, seconds_to_nearest, time_widening_factor
 from heimdall.evaluation.metrics import covariance_to_ellipse
 from heimdall.export.area import TrainingArea
+from heimdall.export.one_receiver import OneReceiverPlaces
 from heimdall.export.bundle import read_bundle_config
 from heimdall.export.moved_receivers import WARN_RECEIVER_MOVED, TrainingPositions
 from heimdall.export.onnx_export import OUTPUT_NAMES
@@ -134,6 +135,8 @@ class Localizer:
         #: before it was measured get a calibrated Gaussian's.
         measured = hyper.get("ellipse95_sigmas") or self.config.get("ellipse95_sigmas")
         self.ellipse95_sigmas = float(measured) if measured else GAUSSIAN_ELLIPSE95_SIGMAS
+        #: Where a one-receiver transmission may have been (`export.one_receiver`); None: older bundles.
+        self.one_receiver_places = OneReceiverPlaces.from_config(self.config)
         try:
             self.area = TrainingArea.from_config(self.config, self.reference_point)
             self.training_positions = TrainingPositions.from_config(self.config, self.reference_point, self.station_ids)
@@ -246,7 +249,9 @@ class Localizer:
         warnings: tuple[tuple[str, ...], ...] = ((),) * len(samples)
         out_of_area = np.zeros(len(samples), dtype=bool)
         if check_area and self.area is not None:
-            checked = self.area.check(position_m, covariance_m2, samples.rx_position_m.astype(np.float64), samples.heard)
+            places = None if self.one_receiver_places is None else self.one_receiver_places.spread_m2(samples, position_m)
+            checked = self.area.check(position_m, covariance_m2, samples.rx_position_m.astype(np.float64), samples.heard,
+                                      places)
             warnings, out_of_area, covariance_m2 = checked.warnings, checked.out_of_area, checked.covariance_m2
         if check_area:
             unknown = np.any(samples.heard & (samples.rx_id == UNKNOWN_STATION), axis=1)

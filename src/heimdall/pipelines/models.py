@@ -24,7 +24,7 @@ from heimdall.requests import EvaluateRequest, TrainRequest, check_bounds
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "resolve_model", "evaluate", "evaluate_localizer", "bundle_config", "training_settings", "training_times", "localize",
+    "resolve_model", "evaluate", "evaluate_localizer", "bundle_config", "training_settings", "training_times", "one_receiver_places", "localize",
     "compare",
 ]
 
@@ -53,7 +53,8 @@ def resolve_model(ctx: Context, model: str, variant: str = "float") -> tuple[Loc
         config = bundle_config(meta, reader, name=path.stem, version=0)
         if meta.get("model_kind") == "radio_map":
             # As `export` stores them: without, the answers would not widen with the time since training.
-            config.update(training_times(meta, reader, tuple(meta.get("fitted_on") or ("train", "val"))))
+            fitted_on = tuple(meta.get("fitted_on") or ("train", "val"))
+            config.update(training_times(meta, reader, fitted_on), **one_receiver_places(reader, fitted_on))
         return Localizer(draft.directory, reference=str(path), config=config), draft.directory
     raise NotFoundError(f"model {model!r} is neither a bundle directory, a checkpoint nor models:/ reference")
 
@@ -97,6 +98,16 @@ def training_times(meta: dict[str, Any], reader: DatasetReader, splits: tuple[st
     times = labelled_samples(reader, splits).timestamp_s
     known = np.unique(np.round(times[np.isfinite(times)])) if times is not None else np.zeros(0)
     return {"training_times_s": [int(t) for t in known]} if known.size else {}
+
+
+def one_receiver_places(reader: DatasetReader, splits: tuple[str, ...]) -> dict[str, Any]:
+    """`one_receiver_places`: per receiver and level, the places a radio map's training
+    transmissions were heard from (`export.one_receiver`), which widen one-receiver answers."""
+    from heimdall.export.one_receiver import OneReceiverPlaces
+    from heimdall.pipelines.radio_map_training import labelled_samples
+
+    samples = labelled_samples(reader, splits)
+    return {"one_receiver_places": OneReceiverPlaces.from_samples(samples, len(reader.manifest.station_ids)).to_config()}
 
 
 def training_settings(ctx: Context, meta: dict[str, Any]) -> dict[str, Any]:
