@@ -19,9 +19,9 @@ from heimdall.errors import HeimdallError, InputError
 from heimdall.evaluation.calibration import GAUSSIAN_ELLIPSE95_SIGMAS, seconds_to_nearest, time_widening_factor
 from heimdall.evaluation.metrics import covariance_to_ellipse
 from heimdall.export.area import TrainingArea
-from heimdall.export.one_receiver import OneReceiverPlaces
 from heimdall.export.bundle import read_bundle_config
 from heimdall.export.moved_receivers import WARN_RECEIVER_MOVED, TrainingPositions
+from heimdall.export.one_receiver import OneReceiverPlaces
 from heimdall.export.onnx_export import OUTPUT_NAMES
 from heimdall.export.quantize import variant_file
 from heimdall.geo import ReferencePoint, local_to_ground

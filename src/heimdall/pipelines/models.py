@@ -24,8 +24,8 @@ from heimdall.requests import EvaluateRequest, TrainRequest, check_bounds
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "resolve_model", "evaluate", "evaluate_localizer", "bundle_config", "training_settings", "training_times", "one_receiver_places", "localize",
-    "compare",
+    "resolve_model", "evaluate", "evaluate_localizer", "bundle_config", "training_settings", "training_times",
+    "one_receiver_places", "localize", "compare",
 ]
 
 
