@@ -13,13 +13,7 @@ from heimdall.export.localizer import Localizer
 from heimdall.jobs import repository as jobs
 from heimdall.pausepoints import pause_point
 from heimdall.pipelines.context import Context
-from heimdall.pipelines.models import (
-    bundle_config,
-    evaluate_localizer,
-    one_receiver_places,
-    training_settings,
-    training_times,
-)
+from heimdall.pipelines.models import bundle_config, evaluate_localizer, radio_map_memory, training_settings
 from heimdall.pipelines.publishing import clean_stale_work, publish_lock, repair_models
 
 __all__ = ["ExportResult", "export"]
@@ -124,8 +118,7 @@ def _stage_export(
         if region_sigmas is not None:
             config.update(ellipse95_sigmas=region_sigmas)
         if radio_map:
-            fitted_on = tuple(meta.get("fitted_on") or ("train", "val"))
-            config.update(training_times(meta, reader, fitted_on), **one_receiver_places(reader, fitted_on))
+            config.update(radio_map_memory(meta, reader))
         localizer = Localizer(draft.directory, reference=f"{name}/v{number}", config=config)
         evaluation = evaluate_localizer(localizer, reader, test_split).summary
         if radio_map and test_split == "test":
@@ -134,8 +127,7 @@ def _stage_export(
                 hyperparameters=refit_hyper,
                 fitted_on=["train", "val", "test"],
                 evaluated_as="fitted on train and val; the test figures are held-out, measured before the refit",
-                **training_times(meta, reader, ("train", "val", "test")),
-                **one_receiver_places(reader, ("train", "val", "test")),
+                **radio_map_memory(meta, reader, ("train", "val", "test")),
             )
         metrics = {"evaluation": evaluation, "onnx_max_abs_diff": draft.max_abs_diff, "covariance_scale": scale,
                    "ellipse95_sigmas": localizer.ellipse95_sigmas}

@@ -24,8 +24,8 @@ from heimdall.requests import EvaluateRequest, TrainRequest, check_bounds
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "resolve_model", "evaluate", "evaluate_localizer", "bundle_config", "training_settings", "training_times",
-    "one_receiver_places", "localize", "compare",
+    "resolve_model", "evaluate", "evaluate_localizer", "bundle_config", "training_settings", "radio_map_memory",
+    "localize", "compare",
 ]
 
 
@@ -53,8 +53,7 @@ def resolve_model(ctx: Context, model: str, variant: str = "float") -> tuple[Loc
         config = bundle_config(meta, reader, name=path.stem, version=0)
         if meta.get("model_kind") == "radio_map":
             # As `export` stores them: without, the answers would not widen with the time since training.
-            fitted_on = tuple(meta.get("fitted_on") or ("train", "val"))
-            config.update(training_times(meta, reader, fitted_on), **one_receiver_places(reader, fitted_on))
+            config.update(radio_map_memory(meta, reader))
         return Localizer(draft.directory, reference=str(path), config=config), draft.directory
     raise NotFoundError(f"model {model!r} is neither a bundle directory, a checkpoint nor models:/ reference")
 
@@ -84,30 +83,31 @@ def bundle_config(meta: dict[str, Any], reader: DatasetReader, name: str, versio
     }
 
 
-def training_times(meta: dict[str, Any], reader: DatasetReader, splits: tuple[str, ...]) -> dict[str, Any]:
-    """`training_times_s`: the distinct timestamps (whole seconds, sorted) of the samples a
-    radio map was fitted on, which the runtime's widening with time (of answers one by one or
-    smoothed along tracks) measures queries from (`Localizer`); empty where the map does not
-    widen with time."""
-    from heimdall.pipelines.radio_map_training import labelled_samples
-
-    hyper = meta.get("hyperparameters") or {}
-    track_widening = float((hyper.get("track") or {}).get("time_widening", 0.0))
-    if float(hyper.get("time_widening", 0.0)) <= 0 and not hyper.get("session_offsets_db") and track_widening <= 0:
-        return {}
-    times = labelled_samples(reader, splits).timestamp_s
-    known = np.unique(np.round(times[np.isfinite(times)])) if times is not None else np.zeros(0)
-    return {"training_times_s": [int(t) for t in known]} if known.size else {}
-
-
-def one_receiver_places(reader: DatasetReader, splits: tuple[str, ...]) -> dict[str, Any]:
-    """`one_receiver_places`: per receiver and level, the places a radio map's training
-    transmissions were heard from (`export.one_receiver`), which widen one-receiver answers."""
+def radio_map_memory(meta: dict[str, Any], reader: DatasetReader,
+                     splits: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """What a radio map's bundle keeps of the transmissions it was fitted on (`splits`, by
+    default the checkpoint's `fitted_on`): `one_receiver_places`, per receiver and level the
+    places it heard there (`export.one_receiver`), which widen one-receiver answers; and
+    `training_times_s`, their distinct timestamps (whole seconds, sorted), which the runtime's
+    widening with time (of answers one by one or smoothed along tracks) measures queries from
+    (`Localizer`), absent where the map does not widen with time."""
     from heimdall.export.one_receiver import OneReceiverPlaces
     from heimdall.pipelines.radio_map_training import labelled_samples
 
+    splits = tuple(meta.get("fitted_on") or ("train", "val")) if splits is None else splits
     samples = labelled_samples(reader, splits)
-    return {"one_receiver_places": OneReceiverPlaces.from_samples(samples, len(reader.manifest.station_ids)).to_config()}
+    memory: dict[str, Any] = {
+        "one_receiver_places": OneReceiverPlaces.from_samples(samples, len(reader.manifest.station_ids)).to_config()
+    }
+    hyper = meta.get("hyperparameters") or {}
+    track_widening = float((hyper.get("track") or {}).get("time_widening", 0.0))
+    if float(hyper.get("time_widening", 0.0)) <= 0 and not hyper.get("session_offsets_db") and track_widening <= 0:
+        return memory
+    times = samples.timestamp_s
+    known = np.unique(np.round(times[np.isfinite(times)])) if times is not None else np.zeros(0)
+    if known.size:
+        memory["training_times_s"] = [int(t) for t in known]
+    return memory
 
 
 def training_settings(ctx: Context, meta: dict[str, Any]) -> dict[str, Any]:

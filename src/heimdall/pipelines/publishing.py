@@ -27,8 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from heimdall.export.bundle import parse_config
 from heimdall.jobs import repository as jobs
 from heimdall.pipelines.context import Context
 from heimdall.storage.artifacts import LocalStore
@@ -93,7 +92,7 @@ def _record_from_bundle(ctx: Context, name: str, version: int) -> dict[str, Any]
     """The models-table columns of a published bundle, read from its config and metrics."""
     prefix = f"models/{name}/v{version}"
     directory = ctx.store.local_dir(prefix)
-    config: dict[str, Any] = yaml.safe_load((directory / "config.yaml").read_text()) or {}
+    config: dict[str, Any] = parse_config((directory / "config.yaml").read_text()) or {}
     metrics = json.loads((directory / "metrics.json").read_text()) if (directory / "metrics.json").is_file() else {}
     evaluation = metrics.get("evaluation") or {}
     return dict(
@@ -113,7 +112,7 @@ def _publisher_gone(ctx: Context, name: str, version: int) -> bool:
     """Whether the export that published `name` vVERSION is certainly dead: its process on
     this machine has exited, or (another machine's, or unrecorded) it is over an hour old."""
     directory = ctx.store.local_dir(f"models/{name}/v{version}")
-    config: dict[str, Any] = yaml.safe_load((directory / "config.yaml").read_text()) or {}
+    config: dict[str, Any] = parse_config((directory / "config.yaml").read_text()) or {}
     alive = owner_alive(f".{config.get('published_by', '')}")
     if alive is not None:
         return not alive
