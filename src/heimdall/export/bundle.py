@@ -15,8 +15,8 @@ __all__ = ["BUNDLE_FILES", "write_bundle_files", "read_bundle_config", "parse_co
 
 BUNDLE_FILES = ("model.onnx", "config.yaml", "metrics.json", "README.md")
 MANIFEST = "config.yaml"
-#: libyaml where PyYAML was built with it: a radio map's config holds its training places
-#: (`export.heard_places`), which the pure-Python parser reads ten times slower.
+#: libyaml where PyYAML was built with it: a radio map's config holds its one-receiver places
+#: (`export.one_receiver`), which the pure-Python parser reads about six times slower.
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 #: The model card's coverage columns: 1- and 2-sigma ellipses, then the 95% ellipse.
